@@ -1,0 +1,259 @@
+"""Process identity and control: who owns a claim, is it alive, and stopping a workflow's processes.
+
+An owner is identified by host, pid, the kernel's boot id and the process start time, so that
+a pid reused after a crash or a reboot is not mistaken for the process that claimed a job.
+The start time and boot id come from ``/proc`` (Linux); elsewhere only the pid is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .models import Owner
+
+PROC = Path("/proc")
+RUN_ID_VARIABLE = "RETRYQ_RUN_ID"
+IS_WINDOWS = sys.platform == "win32"
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def boot_id() -> str | None:
+    try:
+        return (PROC / "sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None if unknown."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces or ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+_OWNERS: dict[int, Owner] = {}
+
+
+def current_owner() -> Owner:
+    """This process as an owner of claims (computed once per process; a fork gets its own)."""
+    pid = os.getpid()
+    if pid not in _OWNERS:
+        _OWNERS[pid] = Owner(host=hostname(), pid=pid, boot_id=boot_id(), started=process_start(pid))
+    return _OWNERS[pid]
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if IS_WINDOWS:  # pragma: no cover - no os.kill(pid, 0) probe on Windows
+        return _windows_pid_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it just is not ours
+    if PROC.is_dir():
+        try:
+            state = (PROC / str(pid) / "stat").read_text()
+            if state[state.rindex(")") + 2 :].startswith("Z"):
+                return False  # a zombie has finished; it only waits to be reaped
+        except OSError:
+            return False
+    return True
+
+
+def owner_alive(owner: Owner) -> bool | None:
+    """True or False for an owner on this host (and this boot); None when it cannot be known from here."""
+    if owner.host != hostname():
+        return None
+    current_boot = boot_id()
+    if owner.boot_id and current_boot and owner.boot_id != current_boot:
+        return False  # the machine rebooted since: every process of that boot is gone
+    if not pid_alive(owner.pid):
+        return False
+    if owner.started is not None:
+        started = process_start(owner.pid)
+        if started is not None and started != owner.started:
+            return False  # the pid was reused by another process
+    return True
+
+
+@contextlib.contextmanager
+def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """Call ``on_signal(signum)`` on SIGTERM and SIGINT while inside (main thread only; else a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def popen_group_options() -> dict[str, Any]:
+    """Popen options that put the workflow in a process group of its own, so it can be stopped whole."""
+    if IS_WINDOWS:  # pragma: no cover
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined, unused-ignore]
+    return {"start_new_session": True}
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group no longer exists."""
+    if IS_WINDOWS:  # pragma: no cover
+        if sig == signal.SIGTERM:
+            return _windows_taskkill(pgid, force=False)
+        return _windows_taskkill(pgid, force=True)
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, not ours to signal; the caller will find it still there
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    if IS_WINDOWS:  # pragma: no cover
+        return _windows_pid_alive(pgid)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _group_has_live_member(pgid)
+
+
+def _group_has_live_member(pgid: int) -> bool:
+    """Zombies still count for killpg(0); only a process that can run means the group is alive."""
+    if not PROC.is_dir():
+        return True
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop_group(
+    pgid: int,
+    grace: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> bool:
+    """SIGTERM a process group, then SIGKILL what is left after ``grace`` seconds; True once it is gone."""
+    if not signal_group(pgid, signal.SIGTERM) or not group_alive(pgid):
+        return True
+    deadline = monotonic() + grace
+    while monotonic() < deadline:
+        sleep(0.05)
+        if not group_alive(pgid):
+            return True
+    signal_group(pgid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    deadline = monotonic() + 5
+    while monotonic() < deadline:
+        if not group_alive(pgid):
+            return True
+        sleep(0.02)
+    return not group_alive(pgid)
+
+
+def processes_with_run_id(run_id: str, pids: Iterable[int] | None = None) -> list[int]:
+    """Pids whose environment carries ``RETRYQ_RUN_ID=run_id``: every process a run started, wherever
+    it moved to (new process group, new session), and never an unrelated process that reused a pid."""
+    if not PROC.is_dir():
+        return []
+    needle = f"{RUN_ID_VARIABLE}={run_id}".encode()
+    found = []
+    candidates = pids if pids is not None else (int(e.name) for e in PROC.iterdir() if e.name.isdigit())
+    for pid in candidates:
+        if pid == os.getpid():
+            continue
+        try:
+            environ = (PROC / str(pid) / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and pid_alive(pid):
+            found.append(pid)
+    return found
+
+
+def stop_run_processes(
+    run_id: str,
+    pgid: int | None,
+    grace: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Make sure nothing of an earlier run is still running; True when that is certain.
+
+    On Linux every process carrying the run's id is found and stopped. Elsewhere only the
+    recorded process group can be stopped, and without it nothing can be proven: False.
+    """
+    if PROC.is_dir():
+        pids = processes_with_run_id(run_id)
+        groups = {pgid} if pgid else set()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(pid))
+        for group in groups:
+            stop_group(group, grace, sleep=sleep, monotonic=monotonic)
+        for pid in processes_with_run_id(run_id):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = monotonic() + 5
+        while processes_with_run_id(run_id):
+            if monotonic() > deadline:
+                return False
+            sleep(0.02)
+        return True
+    if pgid is None:  # pragma: no cover - non-Linux
+        return False
+    return stop_group(pgid, grace, sleep=sleep, monotonic=monotonic)  # pragma: no cover
+
+
+def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover
+    argv = ["tasklist", "/FI", f"PID eq {pid}", "/NH"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return str(pid) in result.stdout
+
+
+def _windows_taskkill(pid: int, *, force: bool) -> bool:  # pragma: no cover
+    argv = ["taskkill", "/T", "/PID", str(pid)] + (["/F"] if force else [])
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0

@@ -1,0 +1,230 @@
+"""The JSON file store: the queue is one file, changed only by atomic replacement under a file lock.
+
+Every change reads the file, applies the change and writes the whole queue to a temporary file
+in the same directory, fsyncs it and ``os.replace``s it over the old one, all while holding
+``<queue file>.lock``. A crash at any instant leaves either the old file or the new one; a
+reader never needs the lock. The file holds one job per line so that it stays readable with
+``grep`` and ``jq`` and cheap to rewrite.
+"""
+
+from __future__ import annotations
+
+__all__ = ["JsonFileStore"]
+
+import contextlib
+import json
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .errors import LockTimeout, QueueCorrupt, StoreIOError
+from .models import Job
+from .store import DocumentStore, _Entry
+
+log = logging.getLogger("retryq")
+
+NEW_FILE_MODE = 0o600
+
+
+class JsonFileStore(DocumentStore):
+    """Jobs in a JSON file (a top-level array), safe across processes and crashes.
+
+    ``lock_timeout`` bounds the wait for the lock (seconds); past it, :class:`LockTimeout`.
+    With ``archive`` on, pruned jobs are first appended to ``<file>.archive.jsonl``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 30.0, archive: bool = True) -> None:
+        self.path = Path(path)
+        self.location = str(path)
+        self.lock_path = Path(f"{path}.lock")
+        self.archive_path = Path(f"{path}.archive.jsonl") if archive else None
+        self.lock_timeout = lock_timeout
+        # A short poll keeps overlapping writers from idling: a write holds the lock for milliseconds.
+        self._lock = FileLock(self.lock_path, timeout=lock_timeout, mode=NEW_FILE_MODE, poll_interval=0.005)
+        # The bytes we last read or wrote, and their entries: when the file still holds exactly
+        # those bytes, nothing needs to be parsed again, and unchanged jobs need no new JSON.
+        self._cache: tuple[bytes, list[_Entry]] | None = None
+
+    def __repr__(self) -> str:
+        return f"JsonFileStore({self.location!r})"
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _read(self) -> list[_Entry]:
+        self._check_path()
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StoreIOError(f"{self.location}: cannot read the queue file: {error.strerror}") from None
+        cache = self._cache
+        if cache is not None and cache[0] == raw:
+            return list(cache[1])
+        entries = self._parse(raw)
+        self._cache = (raw, entries)
+        return list(entries)
+
+    def _parse(self, raw: bytes) -> list[_Entry]:
+        where = self.location
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise QueueCorrupt(f"{where}: not UTF-8 text (byte {error.start})") from None
+        if not text.strip():
+            raise QueueCorrupt(
+                f"{where}: the file is empty; a queue file holds a JSON array (write [] to start afresh)"
+            )
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise QueueCorrupt(
+                f"{where}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
+        if not isinstance(data, list):
+            raise QueueCorrupt(f"{where}: expected a JSON array of jobs, found a JSON {_json_type(data)}")
+        entries = []
+        for index, doc in enumerate(data):
+            if not isinstance(doc, dict):
+                raise QueueCorrupt(f"{where}: job #{index + 1} is not a JSON object")
+            entries.append(_Entry(doc, index))
+        return entries
+
+    def _check_path(self) -> None:
+        if self.path.is_dir():
+            raise StoreIOError(f"{self.location}: is a directory, not a queue file")
+        if not self.path.parent.is_dir():
+            raise StoreIOError(f"{self.location}: directory {str(self.path.parent)!r} does not exist")
+
+    def load_archive(self) -> Iterator[Job]:
+        """Archived jobs, the last copy of each id; a torn or foreign line is skipped with a warning."""
+        if self.archive_path is None:
+            return iter(())
+        try:
+            lines = self.archive_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return iter(())
+        except (OSError, UnicodeDecodeError) as error:
+            raise StoreIOError(f"{self.archive_path}: cannot read the archive: {error}") from None
+        jobs: dict[str, Job] = {}
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                job = Job.model_validate_json(line)
+            except ValueError:
+                log.warning("%s: line %d is not a job; skipped", self.archive_path, number)
+                continue
+            jobs.pop(job.id, None)  # a crash between archiving and rewriting can archive a job twice
+            jobs[job.id] = job
+        return iter(jobs.values())
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+        self._check_path()
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise LockTimeout(
+                f"{self.location}: could not lock the queue within {self.lock_timeout:g}s "
+                f"(another retryq holds {self.lock_path})"
+            ) from None
+        except OSError as error:
+            raise StoreIOError(f"{self.lock_path}: cannot create the lock file: {error.strerror}") from None
+        try:
+
+            def commit(entries: list[_Entry], removed: list[Job]) -> None:
+                if removed and self.archive_path is not None:
+                    self._append_archive(removed)
+                raw = self._write(entries)
+                self._cache = (raw, entries)
+
+            yield self._read(), commit
+        finally:
+            self._lock.release()
+
+    def _write(self, entries: list[_Entry]) -> bytes:
+        body = ",\n".join(entry.line() for entry in entries)
+        raw = (f"[\n{body}\n]\n" if entries else "[]\n").encode("utf-8")
+        directory = self.path.parent
+        try:
+            mode, owner = self._existing_mode_and_owner()
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as error:
+            raise StoreIOError(f"{self.location}: cannot write in {str(directory)!r}: {error.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), mode)
+                if owner is not None:
+                    os.fchown(handle.fileno(), *owner)
+                handle.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException as error:
+            # The old file is untouched until os.replace succeeds; only the temp file goes.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(error, OSError):
+                raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror}") from None
+            raise
+        _fsync_directory(directory)
+        return raw
+
+    def _existing_mode_and_owner(self) -> tuple[int, tuple[int, int] | None]:
+        """Keep the mode (and, as root, the owner) of the file being replaced; a new file gets 0600."""
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return NEW_FILE_MODE, None
+        mode = stat.S_IMODE(info.st_mode)
+        owner = (info.st_uid, info.st_gid) if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+        return mode, owner
+
+    def _append_archive(self, jobs: list[Job]) -> None:
+        assert self.archive_path is not None
+        data = "".join(json.dumps(job.to_json_dict(), ensure_ascii=False) + "\n" for job in jobs).encode("utf-8")
+        try:
+            fd = os.open(self.archive_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; not every platform can open a directory, which is fine."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

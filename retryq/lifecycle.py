@@ -1,0 +1,290 @@
+"""The life of a job, as pure functions from one job state to the next.
+
+Each function here is used as a store *mutation*: it receives the job as it is in the store at
+that instant and returns the new job, or the same object when the change no longer applies
+(for instance a result arriving for a claim that another process has since recovered).
+Nothing here does I/O or reads the clock: ``now`` is always passed in.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EX_TEMPFAIL",
+    "cancel",
+    "claim",
+    "classify",
+    "finish",
+    "new_job",
+    "next_delay",
+    "on_duplicate",
+    "prunable",
+    "record_pid",
+    "recover",
+    "release",
+    "requeue",
+]
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from .backoff import RetryState
+from .config import WorkflowSettings
+from .models import HISTORY_LIMIT, Attempt, Job, JobStatus, Outcome, Owner, new_job_id
+from .runner import RunResult
+from .timeutil import to_utc
+
+#: sysexits' EX_TEMPFAIL: "still incomplete, try again later".
+EX_TEMPFAIL = 75
+
+_Mutation = Callable[[Job], Job]
+
+
+def new_job(
+    client: str,
+    date: str,
+    *,
+    delay_minutes: int,
+    now: datetime,
+    workflow: str,
+    max_attempts: int,
+    execute_at: datetime | None = None,
+) -> Job:
+    """A pending job, due ``delay_minutes`` from ``now`` (or at ``execute_at``)."""
+    now = to_utc(now)
+    return Job(
+        id=new_job_id(),
+        workflow=workflow,
+        client_id=client,
+        date=date,
+        scheduled_at=now,
+        execute_at=to_utc(execute_at) if execute_at else now + timedelta(minutes=delay_minutes),
+        delay_minutes=delay_minutes,
+        max_attempts=max_attempts,
+    )
+
+
+def on_duplicate(delay_minutes: int) -> _Mutation:
+    """What scheduling does to an open job of the same key: a pending one is left as it is;
+    a running one records a follow-up, so its next attempt comes ``delay_minutes`` after the run."""
+
+    def mutate(job: Job) -> Job:
+        if job.status is JobStatus.RUNNING:
+            return job.model_copy(update={"follow_up_minutes": delay_minutes})
+        return job
+
+    return mutate
+
+
+def claim(*, owner: Owner, run_id: str, now: datetime, lease: timedelta) -> _Mutation:
+    """Mark a due job as running for ``owner`` until ``now + lease`` at the latest."""
+
+    def mutate(job: Job) -> Job:
+        return job.model_copy(
+            update={
+                "status": JobStatus.RUNNING,
+                "owner": owner,
+                "run_id": run_id,
+                "started_at": now,
+                "finished_at": None,
+                "lease_until": now + lease,
+                "workflow_pid": None,
+                "follow_up_minutes": None,
+            }
+        )
+
+    return mutate
+
+
+def record_pid(run_id: str, pid: int) -> _Mutation:
+    """Remember the workflow's process group, so that a later recovery can make sure it is gone."""
+
+    def mutate(job: Job) -> Job:
+        if not _holds(job, run_id):
+            return job
+        return job.model_copy(update={"workflow_pid": pid})
+
+    return mutate
+
+
+def classify(result: RunResult, job: Job, settings: WorkflowSettings) -> Outcome:
+    """Turn a run's exit into an outcome: the exit-code protocol of the README."""
+    if result.stopped:
+        return Outcome.STOPPED
+    if result.timed_out:
+        return Outcome.TIMEOUT
+    if result.exit_code in settings.no_retry_exit_codes:
+        return Outcome.FATAL
+    if result.exit_code == 0:
+        return Outcome.INCOMPLETE if job.follow_up_minutes is not None else Outcome.SUCCEEDED
+    if result.exit_code == EX_TEMPFAIL:
+        return Outcome.INCOMPLETE
+    return Outcome.FAILED
+
+
+def next_delay(job: Job, settings: WorkflowSettings) -> timedelta:
+    """The wait before the attempt after ``job.attempt``: a follow-up's own delay, else the backoff."""
+    if job.follow_up_minutes is not None:
+        return timedelta(minutes=job.follow_up_minutes)
+    seconds = settings.backoff(RetryState(job.attempt, base_delay=job.delay_minutes * 60.0))
+    return timedelta(seconds=min(seconds, 30 * 86400))
+
+
+def finish(run_id: str, result: RunResult, settings: WorkflowSettings) -> _Mutation:
+    """Record a run's result: completed, back to pending for the next attempt, or failed for good."""
+
+    def mutate(job: Job) -> Job:
+        if not _holds(job, run_id):
+            return job
+        outcome = classify(result, job, settings)
+        if outcome is Outcome.STOPPED:
+            return _release(job, result.finished_at, result)
+        entry = Attempt(
+            attempt=job.attempt,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            outcome=outcome,
+            exit_code=result.exit_code,
+            output_tail=result.output_tail or None,
+        )
+        error = None
+        if outcome is not Outcome.SUCCEEDED:
+            error = _describe(outcome, result, settings) + (f"\n{result.output_tail}" if result.output_tail else "")
+        return _after_attempt(
+            job, entry, outcome, result.finished_at, settings, last_exit_code=result.exit_code, last_error=error
+        )
+
+    return mutate
+
+
+def recover(run_id: str | None, now: datetime, settings: WorkflowSettings, reason: str) -> _Mutation:
+    """Close an attempt whose runner is gone: it counts, so a job that kills its runner cannot loop."""
+
+    def mutate(job: Job) -> Job:
+        if job.status is not JobStatus.RUNNING or job.run_id != run_id:
+            return job
+        entry = Attempt(
+            attempt=job.attempt,
+            started_at=job.started_at or now,
+            finished_at=now,
+            outcome=Outcome.INTERRUPTED,
+            output_tail=reason,
+        )
+        return _after_attempt(job, entry, Outcome.INTERRUPTED, now, settings, last_exit_code=None, last_error=reason)
+
+    return mutate
+
+
+def release(run_id: str, now: datetime) -> _Mutation:
+    """Give a claimed job back untouched (retryq is stopping, or the run could not start)."""
+
+    def mutate(job: Job) -> Job:
+        if not _holds(job, run_id):
+            return job
+        return _release(job, now, None)
+
+    return mutate
+
+
+def cancel(now: datetime) -> _Mutation:
+    """Cancel a pending job; other states are left as they are (the caller says why)."""
+
+    def mutate(job: Job) -> Job:
+        if job.status is not JobStatus.PENDING:
+            return job
+        return job.model_copy(update={"status": JobStatus.CANCELLED, "finished_at": now, "lease_until": None})
+
+    return mutate
+
+
+def requeue(now: datetime, execute_at: datetime, max_attempts: int | None = None) -> _Mutation:
+    """Give a failed or cancelled job a fresh chain of attempts, due at ``execute_at``."""
+
+    def mutate(job: Job) -> Job:
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return job
+        return job.model_copy(
+            update={
+                "status": JobStatus.PENDING,
+                "attempt": 1,
+                "max_attempts": max_attempts or job.max_attempts,
+                "execute_at": execute_at,
+                "scheduled_at": now,
+                "finished_at": None,
+                "follow_up_minutes": None,
+            }
+        )
+
+    return mutate
+
+
+def prunable(job: Job, now: datetime, keep_days: int) -> bool:
+    """A finished job older than ``keep_days``; pending and running jobs are never pruned."""
+    if job.status.is_open:
+        return False
+    ended = job.finished_at or job.started_at or job.execute_at
+    return now - ended > timedelta(days=keep_days)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _holds(job: Job, run_id: str) -> bool:
+    return job.status is JobStatus.RUNNING and job.run_id == run_id
+
+
+def _unclaimed() -> dict[str, object]:
+    return {"owner": None, "run_id": None, "lease_until": None, "workflow_pid": None, "follow_up_minutes": None}
+
+
+def _release(job: Job, now: datetime, result: RunResult | None) -> Job:
+    history = job.history
+    if result is not None:
+        stopped = Attempt(
+            attempt=job.attempt,
+            started_at=result.started_at,
+            finished_at=now,
+            outcome=Outcome.STOPPED,
+            exit_code=result.exit_code,
+            output_tail=result.output_tail or None,
+        )
+        history = (*history, stopped)[-HISTORY_LIMIT:]
+    return job.model_copy(update={"status": JobStatus.PENDING, "history": history, **_unclaimed()})
+
+
+def _after_attempt(
+    job: Job,
+    entry: Attempt,
+    outcome: Outcome,
+    now: datetime,
+    settings: WorkflowSettings,
+    *,
+    last_exit_code: int | None,
+    last_error: str | None,
+) -> Job:
+    history = (*job.history, entry)[-HISTORY_LIMIT:]
+    common = {"history": history, "last_exit_code": last_exit_code, "last_error": last_error, **_unclaimed()}
+    if outcome is Outcome.SUCCEEDED:
+        return job.model_copy(update={"status": JobStatus.COMPLETED, "finished_at": now, **common})
+    if outcome is Outcome.FATAL or job.attempt >= job.max_attempts:
+        return job.model_copy(update={"status": JobStatus.FAILED, "finished_at": now, **common})
+    return job.model_copy(
+        update={
+            "status": JobStatus.PENDING,
+            "attempt": job.attempt + 1,
+            "execute_at": to_utc(now + next_delay(job, settings)),
+            "finished_at": None,
+            **common,
+        }
+    )
+
+
+def _describe(outcome: Outcome, result: RunResult, settings: WorkflowSettings) -> str:
+    if outcome is Outcome.TIMEOUT:
+        return f"timed out after {settings.timeout.total_seconds():g}s (exit {result.exit_code})"
+    if outcome is Outcome.INCOMPLETE and result.exit_code == 0:
+        return "exit 0 with a follow-up retry requested"
+    if outcome is Outcome.INCOMPLETE:
+        return f"exit {result.exit_code}: still incomplete"
+    if outcome is Outcome.FATAL:
+        return f"exit {result.exit_code}: not retried (listed in no_retry_exit_codes)"
+    return f"exit {result.exit_code}"

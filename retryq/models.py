@@ -1,0 +1,236 @@
+"""The job record as it is stored in the queue file, and the validation of its parts.
+
+The JSON keys and formats of the original scripts (``clientId``, ``date``, ``scheduledAt``,
+``executeAt`` as ``2025-12-19T10:00:00.000Z``, ``delayMinutes``, ``status``) are kept as they
+were; retryq's own keys are added beside them, and keys it does not know are kept on rewrite.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_WORKFLOW",
+    "HISTORY_LIMIT",
+    "Attempt",
+    "Job",
+    "JobStatus",
+    "Outcome",
+    "Owner",
+    "describe_validation_error",
+    "new_job_id",
+    "validate_client_id",
+    "validate_date",
+    "validate_workflow_name",
+]
+
+import enum
+import hashlib
+import re
+import uuid
+from datetime import date as date_type
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .errors import InvalidInput
+from .timeutil import format_utc, to_utc
+
+DEFAULT_WORKFLOW = "default"
+#: How many attempts a job keeps in its history (the oldest are dropped first).
+HISTORY_LIMIT = 10
+
+# A client id becomes an argv item of the workflow: it must never read as an option (leading "-")
+# nor carry anything a shell or a path would interpret.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def validate_client_id(value: str) -> str:
+    """Accept letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most 64 characters."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise InvalidInput(
+            f"invalid client id {value!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def validate_workflow_name(value: str) -> str:
+    """Workflow names follow the same rule as client ids."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise InvalidInput(
+            f"invalid workflow name {value!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def validate_date(value: str) -> str:
+    """Accept a real calendar date written ``YYYY-MM-DD``."""
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise InvalidInput(f"invalid date {value!r}: expected YYYY-MM-DD, for example 2025-12-19")
+    try:
+        date_type.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"invalid date {value!r}: no such day in the calendar") from None
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone, as in 2025-12-19T10:00:00.000Z")
+    return to_utc(value)
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_aware),
+    PlainSerializer(format_utc, return_type=str, when_used="json"),
+]
+ClientId = Annotated[str, AfterValidator(validate_client_id)]
+WorkflowName = Annotated[str, AfterValidator(validate_workflow_name)]
+JobDate = Annotated[str, AfterValidator(validate_date)]
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life; only ``pending`` jobs are ever run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (JobStatus.PENDING, JobStatus.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Outcome(str, enum.Enum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"  # exit 0
+    INCOMPLETE = "incomplete"  # exit 75, or exit 0 with a follow-up requested: data still missing
+    FAILED = "failed"  # another non-zero exit
+    FATAL = "fatal"  # an exit code listed in no_retry_exit_codes: retrying cannot help
+    TIMEOUT = "timeout"  # killed after the workflow's timeout
+    INTERRUPTED = "interrupted"  # its runner died (crash, kill, reboot); found by recovery
+    STOPPED = "stopped"  # retryq was asked to stop; the attempt is not counted
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The record as the queue file stores it (camelCase keys, UTC timestamps)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Owner(_Record):
+    """The process that claimed a job: host, pid, and what tells a reused pid apart."""
+
+    host: str
+    pid: int
+    boot_id: str | None = None  # kernel boot id: a pid from before a reboot is a different process
+    started: int | None = None  # process start time in clock ticks since boot (Linux)
+
+
+class Attempt(_Record):
+    """One run of a job's workflow."""
+
+    attempt: int
+    started_at: UtcDatetime
+    finished_at: UtcDatetime
+    outcome: Outcome
+    exit_code: int | None = None
+    output_tail: str | None = None
+
+
+class Job(_Record):
+    """A deferred run of one workflow for one client and date, and its attempts so far."""
+
+    model_config = ConfigDict(extra="allow")  # keys written by other tools are kept on rewrite
+
+    # The keys of the original scripts, in their order.
+    client_id: ClientId
+    date: JobDate
+    scheduled_at: UtcDatetime
+    execute_at: UtcDatetime
+    delay_minutes: int = Field(ge=0, le=30 * 24 * 60)
+    status: JobStatus = JobStatus.PENDING
+    # retryq's keys.
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    workflow: WorkflowName = DEFAULT_WORKFLOW
+    attempt: int = Field(default=1, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    last_exit_code: int | None = None
+    last_error: str | None = None
+    lease_until: UtcDatetime | None = None
+    owner: Owner | None = None
+    run_id: str | None = None
+    workflow_pid: int | None = None
+    follow_up_minutes: int | None = Field(default=None, ge=0, le=30 * 24 * 60)
+    history: tuple[Attempt, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_id(cls, data: Any) -> Any:
+        # Jobs written by the original scripts have no id: derive a stable one from what
+        # identifies them, so that `list` and `show` agree before the file is first rewritten.
+        if isinstance(data, dict) and "id" not in data:
+            basis = "|".join(
+                str(data.get(key, "")) for key in ("workflow", "clientId", "date", "scheduledAt", "executeAt")
+            )
+            data = {**data, "id": hashlib.sha256(basis.encode()).hexdigest()[:16]}
+        return data
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes two jobs the same retry: workflow, client and date."""
+        return (self.workflow, self.client_id, self.date)
+
+    @property
+    def label(self) -> str:
+        """``client date #attempt`` (plus the workflow when it is not the default), for log lines."""
+        name = "" if self.workflow == DEFAULT_WORKFLOW else f"{self.workflow}:"
+        return f"{name}{self.client_id} {self.date} #{self.attempt}"
+
+    @property
+    def extra_keys(self) -> dict[str, Any]:
+        """Keys found in the file that retryq does not know."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+def new_job_id() -> str:
+    """A random job id: 16 hex digits, so that a short unique prefix is easy to type."""
+    return uuid.uuid4().hex[:16]
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "function-before", "function-plain"}
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """The first problem of a pydantic error as ``field: message``, for a one-line report."""
+    first = error.errors()[0]
+    # Drop the union member tags pydantic adds to the location ("command.list[str]").
+    parts = [str(part) for part in first["loc"] if not (isinstance(part, str) and ("[" in part or part in _TYPE_TAGS))]
+    where = ".".join(parts) or "value"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"

@@ -1,0 +1,393 @@
+"""Running due jobs: claim under the lock, run without it, write results back.
+
+One loop serves ``retryq process`` (run what is due, then return) and ``retryq worker``
+(keep polling). Every store write both records the results that came in since the last one
+and claims jobs for the free slots, so a busy run costs about one write per job.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ProcessReport", "Processor"]
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from . import _proc, lifecycle
+from .backoff import Backoff, RetryState, exponential
+from .config import WorkflowSettings
+from .errors import ConfigError
+from .models import Job, JobStatus, Outcome
+from .runner import Supervisor, invocation, resolve_command
+from .store import ClaimRequest, Mutation
+from .timeutil import format_utc, utcnow
+
+if TYPE_CHECKING:
+    from .queue import RetryQueue
+
+log = logging.getLogger("retryq")
+output_log = logging.getLogger("retryq.output")
+
+#: How long a pid record may wait to be batched with the next write (seconds).
+FLUSH_INTERVAL = 0.2
+#: A worker looks for runs abandoned by other processes every this many idle polls.
+RECOVER_EVERY = 10
+#: The worker's polling backoff (seed 002): 2 s, × 1.5 after each idle poll, at most 30 s.
+WORKER_POLL = exponential(initial=2.0, factor=1.5, max=30.0)
+
+
+@dataclass
+class ProcessReport:
+    """What one ``process`` run did."""
+
+    started_at: datetime
+    finished_at: datetime | None = None
+    succeeded: int = 0
+    retrying: int = 0  # attempts that failed and were rescheduled
+    failed: int = 0  # jobs that ended failed (attempts exhausted, or a no-retry exit code)
+    released: int = 0  # jobs given back untouched (stop requested, or the command could not start)
+    recovered: int = 0  # jobs found running with their runner gone
+    lost_claims: int = 0  # results discarded because another process had recovered the job
+    pruned: int = 0
+    unknown_workflows: dict[str, int] = field(default_factory=dict)
+    config_errors: list[str] = field(default_factory=list)
+    stopped_by: int | None = None  # the signal that stopped the run
+    finished_jobs: list[tuple[Job, Outcome]] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        """Runs that ended with a result (succeeded, or failed whether retried or not)."""
+        return self.succeeded + self.retrying + self.failed
+
+
+@dataclass
+class _Active:
+    job: Job
+    settings: WorkflowSettings
+
+
+class Processor:
+    """Runs due jobs of a :class:`~retryq.queue.RetryQueue`.
+
+    ``concurrency`` caps runs at once (each workflow also has its own cap); ``timeout``
+    overrides every workflow's timeout. ``clock``, ``monotonic`` and ``sleep`` (the worker's idle
+    wait; by default an interruptible wait) are injectable so that tests never wait for real time.
+    """
+
+    def __init__(
+        self,
+        queue: RetryQueue,
+        *,
+        concurrency: int | None = None,
+        timeout: timedelta | None = None,
+        workflows: list[str] | None = None,
+        keep_days: int | None = None,
+        prune: bool = True,
+        on_finished: Callable[[Job, Outcome], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.store = queue.store
+        self.config = queue.config
+        self.concurrency = concurrency or self.config.concurrency
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.timeout = timeout
+        self.only = set(workflows) if workflows else None
+        self.keep_days = keep_days
+        self.prune = prune
+        self.on_finished = on_finished
+        self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.owner = _proc.current_owner()
+        self._supervisor = Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
+        self._active: dict[str, _Active] = {}
+        self._stop_signal: int | None = None
+        self._stop_event = threading.Event()
+        self._commands: dict[str, tuple[str, ...]] = {}
+
+    # -- public ------------------------------------------------------------------------------
+
+    def run(self, *, worker: bool = False, poll: Backoff = WORKER_POLL, handle_signals: bool = True) -> ProcessReport:
+        """Run due jobs until none is left (or, as a worker, until stopped); return the report."""
+        report = ProcessReport(started_at=self.clock())
+        with _proc.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
+            self._resolve_commands(report)
+            self._recover(report)
+            self._loop(report, worker=worker, poll=poll)
+        if self.prune and self._stop_signal is None:
+            report.pruned = len(self.queue.prune(now=self.clock(), keep_days=self.keep_days))
+        report.finished_at = self.clock()
+        report.stopped_by = self._stop_signal
+        return report
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop claiming, terminate running workflows and give their jobs back (a second call kills)."""
+        again = self._stop_signal is not None
+        self._stop_signal = self._stop_signal or signum
+        self._stop_event.set()
+        self._supervisor.stop_all(immediately=again)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop(self, report: ProcessReport, *, worker: bool, poll: Backoff) -> None:
+        pending = _Changes()
+        idle_polls = 0
+        while True:
+            slots = self._free_slots() if not self._stop_event.is_set() else {}
+            claimed: list[Job] = []
+            if pending or slots:
+                now = self.clock()
+                claimed, results = self.store.claim(
+                    ClaimRequest(now=now, limit=sum(slots.values()), slots=slots),
+                    self._claimer(now),
+                    pending.mutations(),
+                )
+                self._confirm(pending, results, report)
+                pending = _Changes()
+                for job in claimed:
+                    if self._stop_event.is_set():  # a signal came while we were claiming
+                        assert job.run_id is not None
+                        pending.add(job.id, "release", lifecycle.release(job.run_id, self.clock()))
+                    else:
+                        self._start(job, pending, report)
+            if claimed:
+                idle_polls = 0
+            if not self._active:
+                if pending:
+                    continue  # write what is left (releases) before deciding
+                if self._stop_event.is_set() or not worker:
+                    return
+                idle_polls += 1
+                if idle_polls % RECOVER_EVERY == 0:
+                    self._recover(report)
+                self._sleep(poll(RetryState(idle_polls)))
+                continue
+            # With free slots, look again for due jobs now and then; otherwise wait for a run to end.
+            wait = FLUSH_INTERVAL if pending else (poll(RetryState(1)) if self._free_slots() else None)
+            for key, result in self._supervisor.wait(wait):
+                active = self._active.pop(key)
+                pending.add(active.job.id, "finish", lifecycle.finish(key, result, active.settings))
+
+    def _sleep(self, seconds: float) -> None:
+        if self.sleep is None:
+            self._stop_event.wait(seconds)  # a stop request ends the wait at once
+        else:
+            self.sleep(seconds)
+
+    def _claimer(self, now: datetime) -> Mutation:
+        """Mark a job claimed by this process; the lease covers its timeout, kill grace and lease grace."""
+
+        def mark(job: Job) -> Job:
+            settings = self._settings(job.workflow)
+            lease = self._timeout(settings) + settings.kill_grace + self.config.lease_grace
+            return lifecycle.claim(owner=self.owner, run_id=uuid.uuid4().hex, now=now, lease=lease)(job)
+
+        return mark
+
+    def _free_slots(self) -> dict[str, int]:
+        free_total = self.concurrency - len(self._active)
+        if free_total <= 0:
+            return {}
+        slots = {}
+        for name in self._commands:
+            busy = sum(1 for active in self._active.values() if active.settings.name == name)
+            free = min(self._settings(name).concurrency, self.concurrency) - busy
+            if free > 0:
+                slots[name] = free
+        return slots
+
+    def _start(self, job: Job, pending: _Changes, report: ProcessReport) -> None:
+        assert job.run_id is not None
+        settings = self._settings(job.workflow)
+        argv, env = invocation(
+            self._commands[job.workflow],
+            client=job.client_id,
+            date=job.date,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            job_id=job.id,
+            workflow=job.workflow,
+            run_id=job.run_id,
+            queue_file=self.store.location,
+            config_file=str(self.config.source) if self.config.source else None,
+        )
+        log.info("start: %s", " ".join(argv), extra={"job": job})
+        try:
+            pid = self._supervisor.start(
+                job.run_id,
+                argv,
+                env,
+                timeout=self._timeout(settings).total_seconds(),
+                kill_grace=settings.kill_grace.total_seconds(),
+                label=job.label,
+            )
+        except OSError as error:
+            message = f"workflow {job.workflow!r} could not start {argv[0]!r}: {error.strerror or error}"
+            log.error("%s; job left pending", message, extra={"job": job})
+            report.config_errors.append(message)
+            self._commands.pop(job.workflow, None)  # do not try this command again in this run
+            pending.add(job.id, "release", lifecycle.release(job.run_id, self.clock()))
+            return
+        self._active[job.run_id] = _Active(job, settings)
+        pending.add(job.id, "pid", lifecycle.record_pid(job.run_id, pid))
+
+    def _confirm(self, pending: _Changes, results: Mapping[str, Job | None], report: ProcessReport) -> None:
+        """Report the results just written; a result for a job recovered meanwhile was not applied."""
+        for job_id, kind in pending.kinds.items():
+            applied = job_id in pending.applied
+            job = results.get(job_id)
+            if kind == "release" and applied:
+                report.released += 1
+            elif kind == "finish" and job is not None:
+                if not applied:
+                    report.lost_claims += 1
+                    log.warning("result discarded: another process recovered this job meanwhile", extra={"job": job})
+                elif job.history and job.history[-1].outcome is Outcome.STOPPED:
+                    report.released += 1
+                    log.info("stopped; job given back without counting the attempt", extra={"job": job})
+                else:
+                    self._announce(job, job.history[-1].outcome, report)
+
+    def _announce(self, job: Job, outcome: Outcome, report: ProcessReport) -> None:
+        attempt = job.history[-1].attempt
+        shown = job.model_copy(update={"attempt": attempt})
+        if job.status is JobStatus.COMPLETED:
+            report.succeeded += 1
+            log.info("succeeded", extra={"job": shown})
+        elif job.status is JobStatus.FAILED:
+            report.failed += 1
+            log.warning("%s; failed after %d attempt(s)", _first_line(job.last_error), attempt, extra={"job": shown})
+        else:
+            report.retrying += 1
+            log.info(
+                "%s; attempt #%d at %s",
+                _first_line(job.last_error),
+                job.attempt,
+                format_utc(job.execute_at),
+                extra={"job": shown},
+            )
+        report.finished_jobs.append((job, outcome))
+        if self.on_finished is not None:
+            self.on_finished(job, outcome)
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _recover(self, report: ProcessReport) -> None:
+        """Close the attempts of running jobs whose runner is gone, once their processes are gone too."""
+        now = self.clock()
+        changes: dict[str, Mutation] = {}
+        for job in self.store.load():
+            if job.status is not JobStatus.RUNNING:
+                continue
+            reason = self._stale_reason(job, now)
+            if reason is None:
+                continue
+            settings = self._settings(job.workflow)
+            if job.run_id and not _proc.stop_run_processes(
+                job.run_id, job.workflow_pid, settings.kill_grace.total_seconds(), monotonic=self.monotonic
+            ):
+                log.error("%s, but its workflow may still run here; left running", reason, extra={"job": job})
+                continue
+            log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
+            changes[job.id] = lifecycle.recover(job.run_id, now, settings, reason)
+        if changes:
+            results = self.store.update(changes)
+            report.recovered += sum(
+                1 for job in results.values() if job is not None and job.status is not JobStatus.RUNNING
+            )
+
+    def _stale_reason(self, job: Job, now: datetime) -> str | None:
+        owner = job.owner
+        if owner is not None:
+            alive = _proc.owner_alive(owner)
+            if alive is True:
+                return None
+            if alive is False:
+                return f"runner {owner.host}:{owner.pid} is gone"
+        if job.lease_until is None or job.lease_until < now:
+            holder = f"{owner.host}:{owner.pid}" if owner else "unknown runner"
+            return f"lease of {holder} expired at {format_utc(job.lease_until) if job.lease_until else 'never set'}"
+        return None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _resolve_commands(self, report: ProcessReport) -> None:
+        configured = {name: s for name, s in self.config.workflows.items() if s.command}
+        if not configured:
+            raise ConfigError(
+                "no workflow command configured: set [workflow] command in retryq.toml, or RETRYQ_COMMAND"
+            )
+        for name, settings in configured.items():
+            if self.only is not None and name not in self.only:
+                continue
+            assert settings.command is not None
+            try:
+                resolve_command(settings.command[0], settings.command_origin)
+            except ConfigError as error:
+                report.config_errors.append(str(error))
+                log.error("%s; its jobs stay pending", error)
+                continue
+            self._commands[name] = settings.command
+        pending = [job for job in self.store.load() if job.status is JobStatus.PENDING]
+        for job in pending:
+            if job.workflow not in self.config.workflows:
+                report.unknown_workflows[job.workflow] = report.unknown_workflows.get(job.workflow, 0) + 1
+        for name, count in sorted(report.unknown_workflows.items()):
+            log.warning("%d pending job(s) of workflow %r, which is not configured; left pending", count, name)
+
+    def _settings(self, name: str) -> WorkflowSettings:
+        return self.config.workflows.get(name) or self.config.workflow()
+
+    def _timeout(self, settings: WorkflowSettings) -> timedelta:
+        return self.timeout if self.timeout is not None else settings.timeout
+
+    def _output(self, label: str, line: str) -> None:
+        output_log.info("| %s", line, extra={"label": label})
+
+    def _on_signal(self, signum: int) -> None:
+        log.warning("received %s: stopping", signal.Signals(signum).name)
+        self.request_stop(signum)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").split("\n", 1)[0]
+
+
+class _Changes:
+    """Mutations waiting for the next write, what each is for, and which of them took effect."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+        self.applied: set[str] = set()
+        self._mutations: dict[str, Mutation] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._mutations)
+
+    def add(self, job_id: str, kind: str, mutation: Mutation) -> None:
+        # A finish replaces a pid record not yet written: the pid no longer matters.
+        self.kinds[job_id] = kind
+        self._mutations[job_id] = mutation
+
+    def mutations(self) -> dict[str, Mutation]:
+        def tracked(job_id: str, mutation: Mutation) -> Mutation:
+            def apply(job: Job) -> Job | None:
+                new = mutation(job)
+                if new is not job:
+                    self.applied.add(job_id)
+                return new
+
+            return apply
+
+        return {job_id: tracked(job_id, mutation) for job_id, mutation in self._mutations.items()}

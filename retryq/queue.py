@@ -1,0 +1,258 @@
+"""The queue as a Python fetcher uses it: ``RetryQueue().schedule("balthazar", "2025-12-19", 60)``."""
+
+from __future__ import annotations
+
+__all__ = ["RetryQueue", "ScheduleResult"]
+
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _proc, lifecycle
+from .config import Config, load_config
+from .errors import ConfigError, InvalidInput, JobNotFound
+from .jsonstore import JsonFileStore
+from .models import Job, JobStatus, validate_client_id, validate_date
+from .runner import RunResult, Supervisor, invocation, resolve_command
+from .store import Store
+from .timeutil import parse_delay, to_utc, utcnow
+
+if TYPE_CHECKING:
+    from .processor import Processor, ProcessReport
+
+DEFAULT_DELAY_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    """What :meth:`RetryQueue.schedule` did.
+
+    ``created``: a new job; ``exists``: a pending job of the same workflow, client and date was
+    already there (nothing added); ``follow_up``: that job is running right now, and its next
+    attempt was requested for when the run ends.
+    """
+
+    job: Job
+    outcome: Literal["created", "exists", "follow_up"]
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"
+
+
+class RetryQueue:
+    """A deferred retry queue over a :class:`~retryq.store.Store`.
+
+    With no arguments it finds its configuration and queue file as the ``retryq`` command
+    does (``retryq.toml``, ``RETRYQ_*`` variables, ``.retry-queue.json``). Pass ``config=Config()``
+    to ignore the environment, and a path or a store to choose where jobs live.
+    """
+
+    def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, config: Config | None = None) -> None:
+        self.config = config if config is not None else load_config()
+        if store is None or isinstance(store, (str, os.PathLike)):
+            path = store if store is not None else self.config.queue_file
+            store = JsonFileStore(
+                path, lock_timeout=self.config.lock_timeout.total_seconds(), archive=self.config.archive
+            )
+        self.store: Store = store
+
+    def __repr__(self) -> str:
+        return f"RetryQueue({self.store!r})"
+
+    # -- adding ------------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        client: str,
+        date: str,
+        delay: int | str | timedelta | None = None,
+        *,
+        at: datetime | None = None,
+        workflow: str | None = None,
+        max_attempts: int | None = None,
+        now: datetime | None = None,
+    ) -> ScheduleResult:
+        """Ask for the workflow to run for ``client`` and ``date`` in ``delay`` minutes (or ``at`` a time).
+
+        ``delay`` is also the wait between attempts under the default ``fixed`` backoff. If a
+        pending job of the same workflow, client and date exists, nothing is added.
+        """
+        now = to_utc(now or utcnow())
+        settings = self.config.workflow(workflow)
+        validate_client_id(client)
+        validate_date(date)
+        minutes = parse_delay(DEFAULT_DELAY_MINUTES if delay is None else delay)
+        if max_attempts is not None and (isinstance(max_attempts, bool) or not 1 <= max_attempts <= 100):
+            raise InvalidInput(f"max attempts must be between 1 and 100, not {max_attempts!r}")
+        if at is not None and at.tzinfo is None:
+            raise InvalidInput("`at` must carry a time zone")
+        job = lifecycle.new_job(
+            client,
+            date,
+            delay_minutes=minutes,
+            now=now,
+            workflow=settings.name,
+            max_attempts=max_attempts or settings.max_attempts,
+            execute_at=at,
+        )
+        follow_up = minutes if at is None else max(0, int((to_utc(at) - now).total_seconds() // 60))
+        stored, created = self.store.add(job, lifecycle.on_duplicate(follow_up))
+        if created:
+            return ScheduleResult(stored, "created")
+        return ScheduleResult(stored, "follow_up" if stored.status is JobStatus.RUNNING else "exists")
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        workflow: str | None = None,
+        client: str | None = None,
+        date: str | None = None,
+    ) -> list[Job]:
+        """The jobs in queue order, optionally filtered."""
+        wanted = _statuses(status)
+        return [
+            job
+            for job in self.store.load()
+            if (wanted is None or job.status in wanted)
+            and (workflow is None or job.workflow == workflow)
+            and (client is None or job.client_id == client)
+            and (date is None or job.date == date)
+        ]
+
+    def get(self, ident: str) -> Job:
+        """The job whose id is ``ident`` or starts with it (a unique prefix, as git takes them)."""
+        return _pick_by_prefix(self.store.load(), ident)
+
+    def due(self, now: datetime | None = None) -> list[Job]:
+        """Pending jobs whose time has come, oldest first: what ``process`` would run."""
+        now = to_utc(now or utcnow())
+        due = [job for job in self.store.load() if job.status is JobStatus.PENDING and job.execute_at <= now]
+        return sorted(due, key=lambda job: job.execute_at)
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def prune(self, *, now: datetime | None = None, keep_days: int | None = None, dry_run: bool = False) -> list[Job]:
+        """Remove completed, failed and cancelled jobs that ended more than ``keep_days`` ago.
+
+        Without ``keep_days``, each workflow's retention applies (``keep_days`` in the config,
+        per status). Removed jobs go to the archive first when archiving is on.
+        """
+        now = to_utc(now or utcnow())
+        if keep_days is not None and keep_days < 0:
+            raise InvalidInput(f"keep days must not be negative, not {keep_days}")
+
+        def days(job: Job) -> int:
+            if keep_days is not None:
+                return keep_days
+            settings = self.config.workflows.get(job.workflow) or self.config.workflow()
+            return settings.keep_days.get(job.status, 7)
+
+        candidates = [job for job in self.store.load() if lifecycle.prunable(job, now, days(job))]
+        if dry_run or not candidates:
+            return candidates
+
+        def drop(job: Job) -> Job | None:
+            return None if lifecycle.prunable(job, now, days(job)) else job
+
+        results = self.store.update({job.id: drop for job in candidates})
+        return [job for job in candidates if job.id in results and results[job.id] is None]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run_now(
+        self,
+        client: str,
+        date: str,
+        *,
+        workflow: str | None = None,
+        timeout: timedelta | None = None,
+        capture_output: bool = False,
+        on_line: Callable[[str, str], None] | None = None,
+        handle_signals: bool = True,
+    ) -> RunResult:
+        """Run the workflow for ``client`` and ``date`` now, outside the queue, and wait for it.
+
+        The output goes straight to this process's stdout and stderr unless ``capture_output``.
+        SIGINT or SIGTERM stop the workflow's process group (the result says ``stopped``).
+        """
+        settings = self.config.workflow(workflow)
+        validate_client_id(client)
+        validate_date(date)
+        if not settings.command:
+            raise ConfigError(f"workflow {settings.name!r} has no command configured")
+        resolve_command(settings.command[0], settings.command_origin)
+        argv, env = invocation(
+            settings.command,
+            client=client,
+            date=date,
+            attempt=1,
+            max_attempts=settings.max_attempts,
+            job_id="",
+            workflow=settings.name,
+            run_id=uuid.uuid4().hex,
+            queue_file=self.store.location,
+            config_file=str(self.config.source) if self.config.source else None,
+        )
+        supervisor = Supervisor(on_line=on_line)
+        limit = (timeout or settings.timeout).total_seconds()
+        stop = _proc.stop_signals(lambda signum: supervisor.stop_all()) if handle_signals else nullcontext()
+        with stop:
+            try:
+                supervisor.start(
+                    "run",
+                    argv,
+                    env,
+                    timeout=limit,
+                    kill_grace=settings.kill_grace.total_seconds(),
+                    capture=capture_output,
+                )
+            except OSError as error:
+                raise ConfigError(f"workflow command {argv[0]!r} could not start: {error.strerror or error}") from None
+            while True:
+                for _, result in supervisor.wait():
+                    return result
+
+    def processor(self, **options: Any) -> Processor:
+        """A :class:`~retryq.processor.Processor` over this queue (options as its constructor takes)."""
+        from .processor import Processor
+
+        return Processor(self, **options)
+
+    def process(self, **options: Any) -> ProcessReport:
+        """Run every due job once, as ``retryq process`` does, and return what happened."""
+        return self.processor(**options).run()
+
+
+def _statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -> set[JobStatus] | None:
+    if status is None:
+        return None
+    items = [status] if isinstance(status, (str, JobStatus)) else list(status)
+    try:
+        return {JobStatus(item) for item in items}
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise InvalidInput(f"unknown status in {items!r} (known: {known})") from None
+
+
+def _pick_by_prefix(jobs: list[Job], ident: str) -> Job:
+    ident = ident.strip()
+    if not ident:
+        raise InvalidInput("a job id (or a unique prefix of one) is required")
+    exact = [job for job in jobs if job.id == ident]
+    if exact:
+        return exact[0]
+    matches = [job for job in jobs if job.id.startswith(ident)]
+    if not matches:
+        raise JobNotFound(f"no job with id {ident!r}")
+    if len(matches) > 1:
+        shown = ", ".join(job.id for job in matches[:5])
+        raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
+    return matches[0]

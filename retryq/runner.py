@@ -1,0 +1,276 @@
+"""Running workflow commands: argv built without a shell, one process group each, output streamed
+and its tail kept, timeouts enforced with SIGTERM then SIGKILL on the whole group."""
+
+from __future__ import annotations
+
+__all__ = ["RunResult", "Supervisor", "build_argv", "build_env", "invocation", "resolve_command"]
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import _proc
+from .errors import ConfigError
+from .timeutil import utcnow
+
+#: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
+TAIL_LINES = 20
+TAIL_CHARS = 2000
+
+LineSink = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one run of a workflow ended."""
+
+    started_at: datetime
+    finished_at: datetime
+    exit_code: int | None  # 128 + N when killed by signal N; None if it never started
+    timed_out: bool = False
+    stopped: bool = False  # terminated because retryq itself was asked to stop
+    output_tail: str = ""
+    pid: int | None = None
+
+
+def invocation(
+    command: Sequence[str],
+    *,
+    client: str,
+    date: str,
+    attempt: int,
+    max_attempts: int,
+    job_id: str,
+    workflow: str,
+    run_id: str,
+    queue_file: str,
+    config_file: str | None,
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of one workflow run: placeholders filled, ``RETRYQ_*`` set."""
+    values = {"client": client, "date": date, "attempt": str(attempt), "job_id": job_id, "workflow": workflow}
+    env = {
+        "RETRYQ_CLIENT": client,
+        "RETRYQ_DATE": date,
+        "RETRYQ_ATTEMPT": str(attempt),
+        "RETRYQ_MAX_ATTEMPTS": str(max_attempts),
+        "RETRYQ_JOB_ID": job_id,
+        "RETRYQ_WORKFLOW": workflow,
+        "RETRYQ_QUEUE_FILE": os.path.abspath(queue_file),
+        _proc.RUN_ID_VARIABLE: run_id,
+    }
+    if config_file is not None:
+        env["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
+    return build_argv(command, values), build_env(env)
+
+
+def build_argv(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """Replace ``{client}``, ``{date}``… inside each argv item; nothing else is interpreted."""
+    argv = []
+    for template in command:
+        item = template
+        for name, value in values.items():
+            item = item.replace("{" + name + "}", value)
+        argv.append(item)
+    return argv
+
+
+def build_env(values: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update(values)
+    return env
+
+
+def resolve_command(argv0: str, origin: str, env: Mapping[str, str] | None = None) -> str:
+    """The executable ``argv0`` names, or a :class:`ConfigError` saying where it was configured."""
+    path = (env or os.environ).get("PATH")
+    if os.sep in argv0 or (os.altsep and os.altsep in argv0):
+        if os.path.isfile(argv0) and os.access(argv0, os.X_OK):
+            return argv0
+        reason = "is not executable" if os.path.isfile(argv0) else "does not exist"
+        raise ConfigError(f"workflow command {argv0!r} {reason} (from {origin})")
+    found = shutil.which(argv0, path=path)
+    if found is None:
+        raise ConfigError(f"workflow command {argv0!r} not found on PATH (from {origin})")
+    return found
+
+
+@dataclass
+class _Run:
+    key: str
+    label: str
+    process: subprocess.Popen[bytes]
+    started_at: datetime
+    deadline: float
+    kill_grace: float
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    reader: threading.Thread | None = None
+    kill_at: float | None = None
+    timed_out: bool = False
+    stopped: bool = False
+
+
+class Supervisor:
+    """Runs several workflows at once and reports each as it ends.
+
+    Output lines go to ``on_line(label, line)`` as they come (from reader threads); a signal
+    handler may call :meth:`stop_all` and :meth:`wake`. Everything else runs in the caller's thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_line: LineSink | None = None,
+        now: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on_line = on_line
+        self._now = now
+        self._monotonic = monotonic
+        self._runs: dict[str, _Run] = {}
+        self._events: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._stop_requested = False
+
+    @property
+    def running(self) -> int:
+        return len(self._runs)
+
+    def start(
+        self,
+        key: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        timeout: float,
+        kill_grace: float,
+        label: str = "",
+        capture: bool = True,
+    ) -> int:
+        """Start a workflow; return its pid (which is also its process group id). Raises OSError."""
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+            env=dict(env),
+            close_fds=True,
+            **_proc.popen_group_options(),
+        )
+        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace)
+        self._runs[key] = run
+        if capture:
+            run.reader = threading.Thread(target=self._read, args=(run,), name=f"retryq-out-{key}", daemon=True)
+            run.reader.start()
+        threading.Thread(target=self._wait, args=(run,), name=f"retryq-wait-{key}", daemon=True).start()
+        return process.pid
+
+    def wait(self, timeout: float | None = None) -> list[tuple[str, RunResult]]:
+        """Block until a run ends, ``timeout`` passes or :meth:`wake` is called; return the runs that ended."""
+        limit = None if timeout is None else self._monotonic() + timeout
+        while True:
+            finished = self._collect()
+            if finished:
+                return finished
+            wake_at = min([t for t in (limit, self._next_deadline()) if t is not None], default=None)
+            wait_for = None if wake_at is None else max(0.0, wake_at - self._monotonic())
+            try:
+                event = self._events.get(timeout=wait_for)
+            except queue.Empty:
+                event = None
+            self._enforce_deadlines()
+            if event is None and limit is not None and self._monotonic() >= limit:
+                return self._collect()
+            if event == "wake":
+                return self._collect()
+
+    def wake(self) -> None:
+        """Make a pending :meth:`wait` return (safe from a signal handler)."""
+        self._events.put("wake")
+
+    def stop_all(self, *, immediately: bool = False) -> None:
+        """Terminate every run (SIGTERM, SIGKILL after its grace; at once with ``immediately``)."""
+        self._stop_requested = True
+        now = self._monotonic()
+        for run in list(self._runs.values()):
+            run.stopped = True
+            if immediately:
+                _proc.signal_group(run.process.pid, _SIGKILL)
+                run.kill_at = now
+            elif run.kill_at is None:
+                _proc.signal_group(run.process.pid, _SIGTERM)
+                run.kill_at = now + run.kill_grace
+        self.wake()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _read(self, run: _Run) -> None:
+        assert run.process.stdout is not None
+        with run.process.stdout:
+            for raw in iter(run.process.stdout.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                run.tail.append(line)
+                if self._on_line is not None:
+                    self._on_line(run.label, line)
+
+    def _wait(self, run: _Run) -> None:
+        run.process.wait()
+        self._events.put(run.key)
+
+    def _next_deadline(self) -> float | None:
+        times = [run.kill_at if run.kill_at is not None else run.deadline for run in self._runs.values()]
+        return min(times, default=None)
+
+    def _enforce_deadlines(self) -> None:
+        now = self._monotonic()
+        for run in self._runs.values():
+            if run.process.poll() is not None:
+                continue
+            if run.kill_at is None and now >= run.deadline:
+                run.timed_out = True
+                _proc.signal_group(run.process.pid, _SIGTERM)
+                run.kill_at = now + run.kill_grace
+            elif run.kill_at is not None and now >= run.kill_at:
+                _proc.signal_group(run.process.pid, _SIGKILL)
+                run.kill_at = now + 3600  # sent; do not resend in a busy loop
+
+    def _collect(self) -> list[tuple[str, RunResult]]:
+        finished = []
+        for key, run in list(self._runs.items()):
+            code = run.process.poll()
+            if code is None:
+                continue
+            del self._runs[key]
+            # Whatever the workflow left behind in its group must not outlive it: it would hold
+            # the output pipe open, and could run beside the next attempt of the same job.
+            if _proc.group_alive(run.process.pid):
+                _proc.stop_group(run.process.pid, min(run.kill_grace, 5.0))
+            if run.reader is not None:
+                run.reader.join(timeout=5)
+            finished.append((key, self._result(run, code)))
+        return finished
+
+    def _result(self, run: _Run, code: int) -> RunResult:
+        exit_code = 128 - code if code < 0 else code
+        tail = "\n".join(run.tail)
+        if len(tail) > TAIL_CHARS:
+            tail = "…" + tail[-TAIL_CHARS:]
+        return RunResult(
+            started_at=run.started_at,
+            finished_at=self._now(),
+            exit_code=exit_code,
+            timed_out=run.timed_out,
+            stopped=run.stopped and not run.timed_out,
+            output_tail=tail,
+            pid=run.process.pid,
+        )
+
+
+_SIGTERM = signal.SIGTERM
+_SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL; taskkill /F stands in

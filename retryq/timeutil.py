@@ -1,0 +1,117 @@
+"""UTC time helpers: the queue file's timestamp format, durations, and user-given times."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_DELAY",
+    "format_duration",
+    "format_utc",
+    "parse_delay",
+    "parse_duration",
+    "parse_utc",
+    "parse_when",
+    "to_utc",
+    "utcnow",
+]
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from .errors import InvalidInput
+
+#: The longest delay a job may be scheduled with; anything longer is almost surely a typo.
+MAX_DELAY = timedelta(days=30)
+
+_DURATION = re.compile(
+    r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?:in)?)?(?:(?P<s>\d+)s)?$",
+)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Convert an aware datetime to UTC, truncated to the millisecond the queue file keeps."""
+    if value.tzinfo is None:
+        raise InvalidInput(f"timestamp {value.isoformat()} has no time zone")
+    value = value.astimezone(timezone.utc)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def format_utc(value: datetime) -> str:
+    """Format as the queue file does: ``2025-12-19T10:00:00.000Z``."""
+    value = to_utc(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp that carries a zone (``Z`` or ``+02:00``) into UTC."""
+    try:
+        # datetime.fromisoformat() accepts a trailing "Z" only from Python 3.11.
+        value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise InvalidInput(f"not an ISO 8601 timestamp: {text!r}") from None
+    return to_utc(value)
+
+
+def parse_duration(text: str | int | float | timedelta, *, unit: str = "s") -> timedelta:
+    """Parse ``90s``, ``5m``, ``2h``, ``1h30m``, ``7d``; a bare number is in ``unit`` (``s`` or ``m``)."""
+    if isinstance(text, timedelta):
+        value = text
+    elif isinstance(text, bool):
+        raise InvalidInput(f"not a duration: {text!r}")
+    elif isinstance(text, (int, float)):
+        value = timedelta(seconds=text) if unit == "s" else timedelta(minutes=text)
+    else:
+        raw = text.strip().lower()
+        if re.fullmatch(r"-?\d+(\.\d+)?", raw):
+            number = float(raw)
+            value = timedelta(seconds=number) if unit == "s" else timedelta(minutes=number)
+        else:
+            match = _DURATION.match(raw)
+            if not raw or match is None:
+                raise InvalidInput(f"not a duration: {text!r} (examples: 90, 90m, 2h, 1h30m)")
+            parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
+            value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    if value < timedelta(0):
+        raise InvalidInput(f"duration must not be negative: {text!r}")
+    return value
+
+
+def parse_delay(text: str | int | timedelta) -> int:
+    """Parse a job delay into whole minutes: ``60`` (minutes), ``90m``, ``2h``, ``1h30m``; at most 30 days."""
+    value = parse_duration(text, unit="m")
+    if value > MAX_DELAY:
+        raise InvalidInput(f"delay {text!r} is longer than the 30-day maximum")
+    if value % timedelta(minutes=1):
+        raise InvalidInput(f"delay {text!r} is not a whole number of minutes")
+    return int(value // timedelta(minutes=1))
+
+
+def parse_when(text: str, *, now: datetime) -> datetime:
+    """Parse an absolute time given by a person (``2025-12-20 04:00``, ``04:00``); no zone means local time."""
+    from dateutil import parser  # imported here: only `schedule --at` needs it
+
+    try:
+        value = parser.parse(text, default=now.astimezone().replace(second=0, microsecond=0, tzinfo=None))
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"not a date and time: {text!r} (example: '2025-12-20 04:00')") from None
+    if value.tzinfo is None:
+        value = value.astimezone()  # naive means the machine's local time
+    result = to_utc(value)
+    if result - now > MAX_DELAY:
+        raise InvalidInput(f"time {text!r} is more than 30 days ahead")
+    return result
+
+
+def format_duration(value: timedelta) -> str:
+    """Format a duration compactly: ``1h30m``, ``45s``, ``0s``."""
+    total = int(value.total_seconds())
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return sign + ("".join(parts) or "0s")

@@ -1,0 +1,127 @@
+"""Helpers shared by the tests: builders, the seed's example file, a fake workflow script."""
+
+from __future__ import annotations
+
+import shlex
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
+
+from retryq import Config, Job, WorkflowSettings
+from retryq.cli import app
+from retryq.models import DEFAULT_WORKFLOW
+
+T0 = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
+
+#: The example of seed 000, byte for byte as the original scripts wrote it.
+SEED_FILE = """[
+  {
+    "clientId": "balthazar",
+    "date": "2025-12-19",
+    "scheduledAt": "2025-12-19T10:00:00.000Z",
+    "executeAt": "2025-12-19T11:00:00.000Z",
+    "delayMinutes": 60,
+    "status": "pending"
+  }
+]
+"""
+
+
+@dataclass
+class FakeWorkflow:
+    """A workflow script that records each call and exits with the codes it is told, in turn."""
+
+    path: Path
+    calls_file: Path
+    exits_file: Path
+
+    @property
+    def command(self) -> str:
+        return f"{shlex.quote(str(self.path))} {{client}} {{date}}"
+
+    def argv(self) -> list[str]:
+        return [str(self.path), "{client}", "{date}"]
+
+    def exits(self, *codes: int) -> FakeWorkflow:
+        self.exits_file.write_text("".join(f"{code}\n" for code in codes))
+        return self
+
+    def calls(self) -> list[dict[str, str]]:
+        if not self.calls_file.exists():
+            return []
+        rows = []
+        for line in self.calls_file.read_text().splitlines():
+            argv, attempt, job_id, client, date, run_id = line.split("|")
+            rows.append(
+                {"argv": argv, "attempt": attempt, "job_id": job_id, "client": client, "date": date, "run_id": run_id}
+            )
+        return rows
+
+
+def write_script(path: Path, body: str) -> Path:
+    """An executable POSIX sh script."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def fake_workflow(directory: Path, name: str = "workflow") -> FakeWorkflow:
+    """A fast workflow: appends one line per call, prints a line, exits with the next planned code."""
+    calls = directory / f"{name}.calls"
+    exits = directory / f"{name}.exits"
+    script = write_script(
+        directory / f"{name}.sh",
+        f"""
+calls={shlex.quote(str(calls))}
+exits={shlex.quote(str(exits))}
+printf '%s|%s|%s|%s|%s|%s\\n' "$*" "$RETRYQ_ATTEMPT" "$RETRYQ_JOB_ID" "$RETRYQ_CLIENT" "$RETRYQ_DATE" \\
+    "$RETRYQ_RUN_ID" >> "$calls"
+echo "fetching $1 $2 (attempt $RETRYQ_ATTEMPT)"
+n=$(wc -l < "$calls")
+code=0
+if [ -f "$exits" ]; then code=$(sed -n "${{n}}p" "$exits"); fi
+exit "${{code:-0}}"
+""",
+    )
+    return FakeWorkflow(script, calls, exits)
+
+
+def make_config(command: Sequence[str] | None = None, **settings: object) -> Config:
+    """A configuration with one default workflow (no file, no environment).
+
+    Keyword arguments that are workflow settings (timeout, max_attempts, backoff…) go to the
+    workflow; the others to the configuration.
+    """
+    workflow_fields = {key: settings.pop(key) for key in list(settings) if key in WorkflowSettings.__dataclass_fields__}
+    if "concurrency" in workflow_fields:  # as in retryq.toml: the top-level value caps the workflow too
+        settings["concurrency"] = workflow_fields["concurrency"]
+    workflow = WorkflowSettings(
+        DEFAULT_WORKFLOW,
+        command=tuple(command) if command else None,
+        command_origin="test",
+        **workflow_fields,  # type: ignore[arg-type]
+    )
+    return Config(workflows={DEFAULT_WORKFLOW: workflow}, **settings)  # type: ignore[arg-type]
+
+
+def make_job(**fields: object) -> Job:
+    """A pending job for balthazar 2025-12-19, due at 11:00 UTC; any field may be given."""
+    values: dict[str, object] = {
+        "id": "job1",
+        "client_id": "balthazar",
+        "date": "2025-12-19",
+        "scheduled_at": T0,
+        "execute_at": T0 + timedelta(hours=1),
+        "delay_minutes": 60,
+    }
+    values.update(fields)
+    return Job(**values)  # type: ignore[arg-type]
+
+
+def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> Result:
+    """Run ``retryq ARGS`` in-process, as the console script would."""
+    return runner.invoke(app, list(args), env=env, catch_exceptions=False)

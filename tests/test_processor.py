@@ -1,0 +1,369 @@
+"""Running due jobs with real workflow processes: outcomes, chains, timeouts, concurrency, stop, recovery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from retryq import JsonFileStore, RetryQueue
+from retryq._proc import current_owner, process_start
+from retryq.errors import ConfigError
+from retryq.models import JobStatus, Outcome, Owner
+
+from .helpers import SEED_FILE, FakeWorkflow, fake_workflow, make_config, make_job, write_script
+
+
+def open_queue(tmp_path: Path, command: list[str] | None, **settings: object) -> RetryQueue:
+    return RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=make_config(command, **settings))
+
+
+def test_the_seed_file_is_processed_as_is(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    (tmp_path / ".retry-queue.json").write_text(SEED_FILE)
+    queue = open_queue(tmp_path, workflow.argv())
+    report = queue.process()
+    assert (report.processed, report.succeeded, report.failed) == (1, 1, 0)
+    [call] = workflow.calls()
+    assert call["argv"] == "balthazar 2025-12-19"
+    [job] = json.loads((tmp_path / ".retry-queue.json").read_text())
+    original = json.loads(SEED_FILE)[0]
+    assert {key: job[key] for key in original if key != "status"} == {
+        k: v for k, v in original.items() if k != "status"
+    }
+    assert job["status"] == "completed"
+
+
+def test_only_due_jobs_run_oldest_first(queue: RetryQueue, workflow: FakeWorkflow) -> None:
+    queue.schedule("later", "2025-12-19", 0, at=_ago(minutes=1))
+    queue.schedule("sooner", "2025-12-19", 0, at=_ago(minutes=10))
+    queue.schedule("future", "2025-12-19", 30)
+    report = queue.process()
+    assert [call["client"] for call in workflow.calls()] == ["sooner", "later"]
+    assert report.succeeded == 2
+    assert {job.client_id: job.status for job in queue.jobs()}["future"] is JobStatus.PENDING
+
+
+def test_the_workflow_gets_its_arguments_and_environment(queue: RetryQueue, workflow: FakeWorkflow) -> None:
+    job = queue.schedule("balthazar", "2025-12-19", 0).job
+    queue.process()
+    [call] = workflow.calls()
+    assert call == {
+        "argv": "balthazar 2025-12-19",
+        "attempt": "1",
+        "job_id": job.id,
+        "client": "balthazar",
+        "date": "2025-12-19",
+        "run_id": call["run_id"],
+    }
+    assert len(call["run_id"]) == 32
+
+
+def test_a_chain_ends_completed_at_the_third_attempt(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    workflow.exits(75, 75, 0)
+    queue = open_queue(tmp_path, workflow.argv())
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    assert [call["attempt"] for call in workflow.calls()] == ["1", "2", "3"]
+    assert (report.retrying, report.succeeded, report.failed) == (2, 1, 0)
+    [job] = queue.jobs()
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 3)
+    assert [a.outcome for a in job.history] == [Outcome.INCOMPLETE, Outcome.INCOMPLETE, Outcome.SUCCEEDED]
+
+
+def test_the_delay_between_attempts_follows_the_policy(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    workflow.exits(75)
+    queue = open_queue(tmp_path, workflow.argv())
+    queue.schedule("balthazar", "2025-12-19", 60, at=_ago(minutes=1))
+    queue.process()
+    [job] = queue.jobs()
+    assert (job.status, job.attempt) == (JobStatus.PENDING, 2)
+    assert job.execute_at - job.history[-1].finished_at == pytest.approx(
+        timedelta(minutes=60), abs=timedelta(seconds=1)
+    )
+
+
+def test_a_workflow_that_always_exits_75_fails_after_max_attempts(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    workflow.exits(75, 75, 75, 75)
+    queue = open_queue(tmp_path, workflow.argv(), max_attempts=3)
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    [job] = queue.jobs()
+    assert (job.status, job.attempt, len(workflow.calls()), report.failed) == (JobStatus.FAILED, 3, 3, 1)
+    assert job.last_error is not None
+    assert "fetching balthazar 2025-12-19 (attempt 3)" in job.last_error
+
+
+def test_exit_77_fails_at_once(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    workflow.exits(77)
+    queue = open_queue(tmp_path, workflow.argv())
+    queue.schedule("balthazar", "2025-12-19", 0)
+    queue.process()
+    [job] = queue.jobs()
+    assert (job.status, job.attempt, job.last_exit_code, len(workflow.calls())) == (JobStatus.FAILED, 1, 77, 1)
+    assert job.history[-1].outcome is Outcome.FATAL
+
+
+def test_a_timeout_kills_the_whole_group_and_counts(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script = write_script(
+        tmp_path / "slow.sh",
+        f"""
+sleep 60 &
+echo $! > {marker}
+trap '' TERM   # ignore SIGTERM: only SIGKILL after the grace period ends it
+sleep 60
+""",
+    )
+    queue = open_queue(
+        tmp_path, [str(script)], timeout=timedelta(seconds=0.5), kill_grace=timedelta(seconds=0.5), max_attempts=1
+    )
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    [job] = queue.jobs()
+    assert (job.status, report.failed) == (JobStatus.FAILED, 1)
+    assert job.history[-1].outcome is Outcome.TIMEOUT
+    assert job.last_exit_code == 128 + signal.SIGKILL
+    child = int(marker.read_text())
+    assert not _alive(child), "the workflow's background child outlived it"
+
+
+def test_the_lease_covers_timeout_and_grace(tmp_path: Path) -> None:
+    seen = tmp_path / "seen.json"
+    script = write_script(tmp_path / "peek.sh", f'cat "$RETRYQ_QUEUE_FILE" > {seen}\n')
+    queue = open_queue(tmp_path, [str(script)], timeout=timedelta(minutes=5), kill_grace=timedelta(seconds=10))
+    queue.schedule("balthazar", "2025-12-19", 0)
+    queue.process()
+    [during] = json.loads(seen.read_text())
+    assert during["status"] == "running"
+    assert during["owner"]["pid"] == os.getpid()
+    started, lease = (_ts(during["startedAt"]), _ts(during["leaseUntil"]))
+    assert lease - started == timedelta(minutes=5, seconds=10 + 60)
+
+
+def test_concurrency_runs_several_at_once_and_no_more(tmp_path: Path) -> None:
+    running = tmp_path / "running"
+    running.mkdir()
+    peak = tmp_path / "peak.log"
+    script = write_script(
+        tmp_path / "busy.sh",
+        f"""
+touch {running}/$1
+ls {running} | wc -l >> {peak}
+i=0
+while [ $(ls {running} | wc -l) -lt 3 ] && [ $i -lt 50 ]; do sleep 0.05; i=$((i+1)); done
+sleep 0.2
+rm {running}/$1
+""",
+    )
+    queue = open_queue(tmp_path, [str(script), "{client}"], concurrency=3)
+    for number in range(6):
+        queue.schedule(f"c{number}", "2025-12-19", 0)
+    report = queue.process()
+    assert report.succeeded == 6
+    counts = [int(line) for line in peak.read_text().split()]
+    assert max(counts) == 3
+
+
+def test_graceful_stop_gives_the_job_back(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    script = write_script(tmp_path / "long.sh", f"touch {started}\nsleep 60\n")
+    queue = open_queue(tmp_path, [str(script)])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    processor = queue.processor()
+
+    def stop_when_started() -> None:
+        deadline = time.monotonic() + 20
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        processor.request_stop(signal.SIGTERM)
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    report = processor.run(handle_signals=False)
+    assert (report.stopped_by, report.released, report.processed) == (signal.SIGTERM, 1, 0)
+    [job] = queue.jobs()
+    assert (job.status, job.attempt, job.owner, job.run_id) == (JobStatus.PENDING, 1, None, None)
+    assert job.history[-1].outcome is Outcome.STOPPED
+
+
+def test_a_job_whose_runner_died_is_recovered_and_run_again(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = current_owner().model_copy(update={"pid": dead.pid, "started": 1})
+    store = JsonFileStore(tmp_path / ".retry-queue.json")
+    store.add(_running_job(owner, delay_minutes=0), lambda job: job)
+    queue = open_queue(tmp_path, workflow.argv())
+    report = queue.process()
+    assert (report.recovered, report.succeeded) == (1, 1)
+    [job] = queue.jobs()
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2)
+    assert [a.outcome for a in job.history] == [Outcome.INTERRUPTED, Outcome.SUCCEEDED]
+    assert job.history[0].output_tail == f"runner {owner.host}:{dead.pid} is gone"
+
+
+def test_an_orphan_of_the_earlier_run_is_stopped_before_the_next(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    run_id = "0" * 32
+    orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, "RETRYQ_RUN_ID": run_id}, start_new_session=True)
+    try:
+        owner = Owner(host=current_owner().host, pid=orphan.pid + 100_000, boot_id=current_owner().boot_id)
+        JsonFileStore(tmp_path / ".retry-queue.json").add(
+            _running_job(owner, run_id=run_id, delay_minutes=0), lambda job: job
+        )
+        queue = open_queue(tmp_path, workflow.argv())
+        report = queue.process()
+        assert orphan.wait(timeout=10) == -signal.SIGTERM
+        assert report.recovered == 1
+        assert len(workflow.calls()) == 1
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+
+
+def test_a_live_owners_job_is_left_alone(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    JsonFileStore(tmp_path / ".retry-queue.json").add(_running_job(current_owner()), lambda job: job)
+    report = open_queue(tmp_path, workflow.argv()).process()
+    assert (report.recovered, workflow.calls()) == (0, [])
+
+
+def test_an_expired_lease_on_another_host_is_recovered(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    store = JsonFileStore(tmp_path / ".retry-queue.json")
+    owner = Owner(host="another-host", pid=1)
+    store.add(_running_job(owner, lease=-timedelta(minutes=1), delay_minutes=0), lambda job: job)
+    store.add(_running_job(owner, id="j2", client_id="other", lease=timedelta(hours=1)), lambda job: job)
+    report = open_queue(tmp_path, workflow.argv()).process()
+    assert report.recovered == 1
+    statuses = {job.id: job.status for job in store.load()}
+    assert statuses == {"job1": JobStatus.COMPLETED, "j2": JobStatus.RUNNING}
+
+
+def test_a_follow_up_from_inside_the_run_continues_the_chain(tmp_path: Path, retryq_bin: str) -> None:
+    script = write_script(
+        tmp_path / "fetch.sh",
+        f'{retryq_bin} schedule "$1" "$2" 30 > /dev/null || exit 1\nexit 0\n',
+    )
+    queue = open_queue(tmp_path, [str(script), "{client}", "{date}"])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    [job] = queue.jobs()  # no duplicate
+    assert (job.status, job.attempt, report.retrying) == (JobStatus.PENDING, 2, 1)
+    assert job.execute_at - job.history[-1].finished_at == pytest.approx(
+        timedelta(minutes=30), abs=timedelta(seconds=1)
+    )
+    assert job.history[-1].outcome is Outcome.INCOMPLETE
+
+
+def test_a_result_for_a_job_recovered_meanwhile_is_discarded(tmp_path: Path) -> None:
+    steal = tmp_path / "steal.py"
+    steal.write_text(
+        "import os\n"
+        "from retryq import JsonFileStore\n"
+        "store = JsonFileStore(os.environ['RETRYQ_QUEUE_FILE'])\n"
+        "store.update({os.environ['RETRYQ_JOB_ID']: lambda job: job.model_copy(update={'run_id': 'someone-else'})})\n"
+    )
+    queue = open_queue(tmp_path, [sys.executable, str(steal)])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    assert (report.lost_claims, report.succeeded) == (1, 0)
+    [job] = queue.jobs()
+    assert (job.status, job.run_id) == (JobStatus.RUNNING, "someone-else")
+
+
+def test_a_command_that_cannot_start_leaves_the_job_pending(tmp_path: Path) -> None:
+    script = tmp_path / "broken.sh"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    queue = open_queue(tmp_path, [str(script)])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    assert report.config_errors
+    assert "could not start" in report.config_errors[0]
+    [job] = queue.jobs()
+    assert (job.status, job.attempt, job.history) == (JobStatus.PENDING, 1, ())
+
+
+def test_a_missing_command_is_reported_and_nothing_is_consumed(tmp_path: Path) -> None:
+    queue = open_queue(tmp_path, ["/nonexistent/fetch"])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    assert report.config_errors == ["workflow command '/nonexistent/fetch' does not exist (from test)"]
+    [job] = queue.jobs()
+    assert (job.status, job.attempt) == (JobStatus.PENDING, 1)
+
+
+def test_no_command_at_all_is_a_config_error(tmp_path: Path) -> None:
+    queue = open_queue(tmp_path, None)
+    queue.schedule("balthazar", "2025-12-19", 0)
+    with pytest.raises(ConfigError, match="no workflow command configured"):
+        queue.process()
+    assert queue.jobs()[0].status is JobStatus.PENDING
+
+
+def test_a_job_of_an_unconfigured_workflow_stays_pending(
+    tmp_path: Path, workflow: FakeWorkflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    JsonFileStore(tmp_path / ".retry-queue.json").add(make_job(workflow="retired", execute_at=_ago()), lambda job: job)
+    with caplog.at_level(logging.INFO, logger="retryq"):
+        report = open_queue(tmp_path, workflow.argv()).process()
+    assert report.unknown_workflows == {"retired": 1}
+    assert "1 pending job(s) of workflow 'retired', which is not configured; left pending" in caplog.messages
+
+
+def test_output_lines_are_logged_with_the_jobs_label(queue: RetryQueue, caplog: pytest.LogCaptureFixture) -> None:
+    queue.schedule("balthazar", "2025-12-19", 0)
+    with caplog.at_level(logging.INFO, logger="retryq"):
+        queue.process()
+    lines = [(r.name, getattr(r, "label", None), r.getMessage()) for r in caplog.records if r.name == "retryq.output"]
+    assert lines == [("retryq.output", "balthazar 2025-12-19 #1", "| fetching balthazar 2025-12-19 (attempt 1)")]
+
+
+def test_finished_jobs_are_pruned_after_a_run(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    store = JsonFileStore(tmp_path / ".retry-queue.json")
+    store.add(make_job(id="old", status=JobStatus.COMPLETED, finished_at=_ago(days=8)), lambda job: job)
+    store.add(make_job(id="recent", client_id="b", status=JobStatus.FAILED, finished_at=_ago(days=2)), lambda job: job)
+    store.add(make_job(id="waiting", client_id="c", execute_at=_ago(days=30) + timedelta(days=60)), lambda job: job)
+    report = open_queue(tmp_path, workflow.argv()).process()
+    assert report.pruned == 1
+    assert [job.id for job in store.load()] == ["recent", "waiting"]
+    assert [job.id for job in store.load_archive()] == ["old"]
+
+
+def _running_job(owner: Owner, *, run_id: str = "r" * 32, lease: timedelta = timedelta(hours=1), **fields: object):  # type: ignore[no-untyped-def]
+    now = _ago()
+    return make_job(
+        status=JobStatus.RUNNING,
+        owner=owner,
+        run_id=run_id,
+        started_at=now,
+        lease_until=now + lease,
+        execute_at=now,
+        **fields,
+    )
+
+
+def _ago(**delta: float):  # type: ignore[no-untyped-def]
+    from retryq.timeutil import utcnow
+
+    return utcnow() - timedelta(**delta)
+
+
+def _ts(text: str):  # type: ignore[no-untyped-def]
+    from retryq.timeutil import parse_utc
+
+    return parse_utc(text)
+
+
+def _alive(pid: int) -> bool:
+    from retryq._proc import pid_alive
+
+    return pid_alive(pid)
+
+
+__all__ = ["fake_workflow", "process_start"]
