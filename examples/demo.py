@@ -27,8 +27,7 @@ def main() -> None:
     DEMO.mkdir()
     workflow = ROOT / "examples" / "fetch_workflow.py"
     (DEMO / "retryq.toml").write_text(
-        "[workflow]\n"
-        f"command = [{_toml(sys.executable)}, {_toml(str(workflow))}, \"{{client}}\", \"{{date}}\"]\n"
+        f'[workflow]\ncommand = [{_toml(sys.executable)}, {_toml(str(workflow))}, "{{client}}", "{{date}}"]\n'
     )
     print(f"demo directory: {DEMO}")
     step("schedule", "balthazar", "2025-12-19", "0")
