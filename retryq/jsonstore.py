@@ -82,6 +82,9 @@ class JsonFileStore(DocumentStore):
             raise QueueCorrupt(
                 f"{where}: the file is empty; a queue file holds a JSON array (write [] to start afresh)"
             )
+        entries = _parse_lines(text)
+        if entries is not None:
+            return entries
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -202,6 +205,30 @@ class JsonFileStore(DocumentStore):
                 os.close(fd)
         except OSError as error:
             raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
+
+
+def _parse_lines(text: str) -> list[_Entry] | None:
+    """Read a file in retryq's own layout (one job per line) job by job, keeping each line.
+
+    Keeping the lines means a later write re-serializes only the jobs it changed. Anything
+    else (a file written by other tools, or damaged) returns None and is parsed as a whole,
+    which also gives the exact position of an error.
+    """
+    if not (text.startswith("[\n") and text.endswith("\n]\n")):
+        return None
+    lines = text[2:-3].split("\n")
+    entries = []
+    decode = json.JSONDecoder().decode
+    for index, raw in enumerate(lines):
+        line = raw[:-1] if index < len(lines) - 1 and raw.endswith(",") else raw
+        try:
+            doc = decode(line)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        entries.append(_Entry(doc, index, line=line))
+    return entries
 
 
 def _write_all(fd: int, data: bytes) -> None:
