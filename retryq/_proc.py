@@ -24,6 +24,8 @@ from .models import Owner
 
 PROC = Path("/proc")
 RUN_ID_VARIABLE = "RETRYQ_RUN_ID"
+#: Pause between the two scans that prove an interrupted run has no process left (seconds).
+SETTLE = 0.1
 IS_WINDOWS = sys.platform == "win32"
 
 
@@ -227,20 +229,29 @@ def stop_run_processes(
     recorded process group can be stopped, and without it nothing can be proven: False.
     """
     if PROC.is_dir():
-        pids = processes_with_run_id(run_id)
-        groups = {pgid} if pgid else set()
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                groups.add(os.getpgid(pid))
-        for group in groups:
-            stop_group(group, grace, sleep=sleep, monotonic=monotonic)
-        for pid in processes_with_run_id(run_id):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = monotonic() + 5
-        while processes_with_run_id(run_id):
+        deadline = monotonic() + grace + 10
+        quiet_scans = 0
+        # A runner killed between fork and exec leaves a child that only carries the run id once
+        # it has exec'd: a run is over after two empty scans SETTLE seconds apart, not one.
+        while quiet_scans < 2:
+            pids = processes_with_run_id(run_id)
+            if not pids:
+                quiet_scans += 1
+                if quiet_scans < 2:
+                    sleep(SETTLE)
+                continue
+            quiet_scans = 0
             if monotonic() > deadline:
                 return False
+            groups = {pgid} if pgid else set()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    groups.add(os.getpgid(pid))
+            for group in groups:
+                stop_group(group, grace, sleep=sleep, monotonic=monotonic)
+            for pid in processes_with_run_id(run_id):  # left its group, or ignored SIGTERM
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             sleep(0.02)
         return True
     if pgid is None:  # pragma: no cover - non-Linux
