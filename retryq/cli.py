@@ -22,8 +22,9 @@ from typer.core import TyperGroup
 from . import __version__
 from .config import load_config
 from .errors import ExitCode, RetryqError
+from .inconsistency import FetchStatus
 from .models import DEFAULT_WORKFLOW, Job, JobStatus
-from .queue import RetryQueue, ScheduleResult
+from .queue import FetchReport, RetryQueue, ScheduleResult
 from .timeutil import format_duration, format_utc, parse_when, utcnow
 
 try:  # typer >= 0.25 carries its own copy of click
@@ -247,6 +248,108 @@ def _print_schedule(result: ScheduleResult) -> None:
     ]
     for name, value in rows:
         typer.echo(f"  {name:<13}{value}")
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    client: Annotated[str, typer.Argument(help="Client id.")],
+    date: Annotated[str, typer.Argument(help="The date that was fetched, YYYY-MM-DD.")],
+    total: Annotated[int, typer.Option("--total", min=0, help="How many results the source announced.")],
+    fetched: Annotated[int, typer.Option("--fetched", min=0, help="How many results were actually fetched.")],
+    delay: Annotated[
+        str | None, typer.Option("--delay", help="Minutes before the retry [default: [report] delay, 60].")
+    ] = None,
+    workflow: WorkflowOption = None,
+    as_json: JsonOption = False,
+    queue_file: QueueFileOption = None,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = None,
+) -> None:
+    """Judge a fetch and schedule a retry if anything is missing: for fetchers not written in Python.
+
+    Missing = total - fetched. Nothing missing: OK. At most 3 missing, or at most 0.5% of the
+    total: DEGRADED (tolerated). More: ERROR (critical). A retry is scheduled whenever something
+    is missing. Exits 0 for OK and DEGRADED, 3 for ERROR so that the fetcher can fail fast.
+
+    \b
+    Example (at the end of a fetch, from any language):
+        retryq report balthazar 2025-12-19 --total 650 --fetched 647
+    """
+    queue = _open_queue(queue_file, config, lock_timeout)
+    result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
+    found = result.assessment
+    if as_json:
+        retry = result.retry
+        _echo_json(
+            {
+                **found.to_json_dict(),
+                "retry": None if retry is None else {"outcome": retry.outcome, "job": retry.job.to_json_dict()},
+            }
+        )
+    else:
+        with _logging():
+            _log_report(client, date, result)
+    if found.status is FetchStatus.ERROR:
+        raise typer.Exit(ExitCode.CRITICAL)
+
+
+def _log_report(client: str, date: str, result: FetchReport) -> None:
+    found, limits = result.assessment, result.assessment.thresholds
+    label = {"label": f"{client} {date}"}
+    if found.status is FetchStatus.OK:
+        log.info("complete: %d of %d fetched; no retry needed", found.fetched, found.total, extra=label)
+        return
+    log.warning(
+        "inconsistency: missing=%d total=%d fetched=%d ratio=%.2f%%",
+        found.missing,
+        found.total,
+        found.fetched,
+        found.ratio * 100,
+        extra=label,
+    )
+    if found.status is FetchStatus.DEGRADED:
+        log.warning(
+            "tolerated: %d missing is within the threshold (at most %d, or at most %.2f%%)",
+            found.missing,
+            limits.max_missing,
+            limits.max_ratio * 100,
+            extra=label,
+        )
+    else:
+        log.error(
+            "critical: %d missing exceeds the threshold (more than %d and more than %.2f%%)",
+            found.missing,
+            limits.max_missing,
+            limits.max_ratio * 100,
+            extra=label,
+        )
+    retry = result.retry
+    assert retry is not None  # something is missing, so a retry was asked for
+    job, due = retry.job, format_utc(retry.job.execute_at)
+    if retry.outcome == "created":
+        log.info(
+            "retry scheduled in %d minutes for date %s (job %s, due %s)",
+            job.delay_minutes,
+            date,
+            job.id,
+            due,
+            extra=label,
+        )
+    elif retry.outcome == "exists":
+        log.info(
+            "a retry is already pending for date %s (job %s, due %s); nothing added", date, job.id, due, extra=label
+        )
+    else:
+        log.info(
+            "this retry run still misses data: attempt %d will come %d minutes after it ends (job %s)",
+            job.attempt + 1,
+            job.follow_up_minutes,
+            job.id,
+            extra=label,
+        )
 
 
 # -- process -------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RetryQueue", "ScheduleResult"]
+__all__ = ["FetchReport", "RetryQueue", "ScheduleResult"]
 
 import os
 import uuid
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _proc, lifecycle
 from .config import Config, load_config
 from .errors import ConfigError, InvalidInput, JobNotFound
+from .inconsistency import Assessment, assess
 from .jsonstore import JsonFileStore
 from .models import Job, JobStatus, validate_client_id, validate_date
 from .runner import RunResult, Supervisor, invocation, resolve_command
@@ -42,6 +43,21 @@ class ScheduleResult:
     @property
     def created(self) -> bool:
         return self.outcome == "created"
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    """What :meth:`RetryQueue.report_fetch` found and did: the assessment, and the retry if one was needed."""
+
+    assessment: Assessment
+    retry: ScheduleResult | None
+
+    @property
+    def delay_minutes(self) -> int | None:
+        if self.retry is None:
+            return None
+        job = self.retry.job
+        return job.follow_up_minutes if self.retry.outcome == "follow_up" else job.delay_minutes
 
 
 class RetryQueue:
@@ -105,6 +121,31 @@ class RetryQueue:
         if created:
             return ScheduleResult(stored, "created")
         return ScheduleResult(stored, "follow_up" if stored.status is JobStatus.RUNNING else "exists")
+
+    def report_fetch(
+        self,
+        client: str,
+        date: str,
+        *,
+        total: int,
+        fetched: int,
+        delay: int | str | timedelta | None = None,
+        workflow: str | None = None,
+        now: datetime | None = None,
+    ) -> FetchReport:
+        """Judge a fetch (``fetched`` of ``total``) and schedule a retry whenever something is missing.
+
+        The delay defaults to ``[report] delay`` of the config (60 minutes). Called from inside a
+        retry run, the retry becomes that run's follow-up, so the chain goes on without a duplicate.
+        """
+        validate_client_id(client)
+        validate_date(date)
+        assessment = assess(total, fetched, self.config.thresholds)
+        retry = None
+        if assessment.needs_retry:
+            wait = self.config.thresholds.delay if delay is None else delay
+            retry = self.schedule(client, date, wait, workflow=workflow, now=now)
+        return FetchReport(assessment, retry)
 
     # -- reading -----------------------------------------------------------------------------
 

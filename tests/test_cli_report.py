@@ -1,0 +1,107 @@
+"""`retryq report` for fetchers in other languages, and seed 000's scenarios through real runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from retryq import JsonFileStore
+from retryq.models import JobStatus, Outcome
+
+from .helpers import invoke, write_script
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def lines(text: str) -> list[str]:
+    return [re.sub(rf"^{STAMP} ", "", line) for line in text.splitlines()]
+
+
+def test_a_tolerated_inconsistency(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "648")
+    assert result.exit_code == 0
+    [job] = json.loads(Path(".retry-queue.json").read_text())
+    assert lines(result.stdout) == [
+        "balthazar 2025-12-19 warning: inconsistency: missing=2 total=650 fetched=648 ratio=0.31%",
+        "balthazar 2025-12-19 warning: tolerated: 2 missing is within the threshold (at most 3, or at most 0.50%)",
+        "balthazar 2025-12-19 retry scheduled in 60 minutes for date 2025-12-19 "
+        f"(job {job['id']}, due {job['executeAt']})",
+    ]
+
+
+def test_a_critical_inconsistency_exits_3_and_still_schedules(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "600", "--delay", "90m")
+    assert result.exit_code == 3
+    assert lines(result.stdout)[1] == (
+        "balthazar 2025-12-19 error: critical: 50 missing exceeds the threshold (more than 3 and more than 0.50%)"
+    )
+    [job] = json.loads(Path(".retry-queue.json").read_text())
+    assert job["delayMinutes"] == 90
+
+
+def test_complete_fetch(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "650")
+    assert (result.exit_code, lines(result.stdout)) == (
+        0,
+        ["balthazar 2025-12-19 complete: 650 of 650 fetched; no retry needed"],
+    )
+    assert not Path(".retry-queue.json").exists()
+
+
+def test_json_output(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "647", "--json")
+    printed = json.loads(result.stdout)
+    assert {key: printed[key] for key in ("total", "fetched", "missing", "status")} == {
+        "total": 650,
+        "fetched": 647,
+        "missing": 3,
+        "status": "DEGRADED",
+    }
+    assert printed["retry"]["outcome"] == "created"
+
+
+def test_thresholds_from_the_config(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text("[report]\nmax_missing = 0\nmax_ratio = 0\ndelay = 15\n")
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "649")
+    assert result.exit_code == 3
+    assert json.loads(Path(".retry-queue.json").read_text())[0]["delayMinutes"] == 15
+
+
+def test_bad_counts_exit_2(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "-1", "--fetched", "0")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("retryq: error: Invalid value for '--total'")
+
+
+def test_the_persistent_scenario_runs_as_one_chain(cli: CliRunner, tmp_path: Path) -> None:
+    """Seed 000, scenario 2: 3 missing at first, 2 at the first retry, none at the second."""
+    counts = tmp_path / "fetched.txt"
+    counts.write_text("648\n650\n")
+    fetcher = write_script(
+        tmp_path / "fetch.sh",
+        f"""
+fetched=$(head -n 1 {counts}); sed -i 1d {counts}
+exec retryq report "$1" "$2" --total 650 --fetched "$fetched" --delay 0
+""",
+    )
+    env = {"RETRYQ_COMMAND": f"{fetcher} {{client}} {{date}}", "PATH": _venv_path()}
+    first = invoke(
+        cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "647", "--delay", "0", env=env
+    )
+    assert first.exit_code == 0
+    result = invoke(cli, "process", env=env)
+    assert result.exit_code == 0, result.output
+    assert "this retry run still misses data: attempt 2 will come 0 minutes after it ends" in result.stdout
+    [job] = JsonFileStore(".retry-queue.json").load()
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2)
+    assert [a.outcome for a in job.history] == [Outcome.INCOMPLETE, Outcome.SUCCEEDED]
+
+
+def _venv_path() -> str:
+    import os
+    import sys
+
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
