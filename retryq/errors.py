@@ -11,6 +11,7 @@ __all__ = [
     "ExitCode",
     "InvalidInput",
     "JobNotFound",
+    "JobStateError",
     "LockTimeout",
     "QueueCorrupt",
     "RetryqError",
@@ -50,6 +51,12 @@ class InvalidInput(RetryqError, ValueError):
 
 class JobNotFound(RetryqError, LookupError):
     """No job matches the given id or prefix (or the prefix is ambiguous)."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class JobStateError(RetryqError):
+    """The job is not in a state that allows this (cancelling a running job, requeueing a pending one)."""
 
     exit_code = ExitCode.FAILURE
 

@@ -129,17 +129,29 @@ class JsonFileStore(DocumentStore):
             jobs[job.id] = job
         return iter(jobs.values())
 
+    def probe(self, timeout: float = 2.0) -> None:
+        """Check that the lock can be taken and the directory written, changing nothing (for `doctor`)."""
+        with self._transaction(timeout):
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".probe", dir=self.path.parent)
+            except OSError as error:
+                raise StoreIOError(f"{self.location}: cannot write in its directory: {error.strerror}") from None
+            os.close(fd)
+            os.unlink(tmp)
+
     # -- writing -----------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+    def _transaction(
+        self, timeout: float | None = None
+    ) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
         self._check_path()
+        wait = self.lock_timeout if timeout is None else timeout
         try:
-            self._lock.acquire()
+            self._lock.acquire(timeout=wait)
         except Timeout:
             raise LockTimeout(
-                f"{self.location}: could not lock the queue within {self.lock_timeout:g}s "
-                f"(another retryq holds {self.lock_path})"
+                f"{self.location}: could not lock the queue within {wait:g}s (another retryq holds {self.lock_path})"
             ) from None
         except OSError as error:
             raise StoreIOError(f"{self.lock_path}: cannot create the lock file: {error.strerror}") from None
@@ -166,7 +178,8 @@ class JsonFileStore(DocumentStore):
             raise StoreIOError(f"{self.location}: cannot write in {str(directory)!r}: {error.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), mode)
+                if hasattr(os, "fchmod"):  # not on Windows, where the mode means little anyway
+                    os.fchmod(handle.fileno(), mode)
                 if owner is not None:
                     os.fchown(handle.fileno(), *owner)
                 handle.write(raw)

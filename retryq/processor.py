@@ -25,6 +25,7 @@ from .backoff import Backoff, RetryState, exponential
 from .config import WorkflowSettings
 from .errors import ConfigError
 from .models import Job, JobStatus, Outcome
+from .notify import run_failure_hook
 from .runner import Supervisor, invocation, resolve_command
 from .store import ClaimRequest, Mutation
 from .timeutil import format_utc, utcnow
@@ -115,6 +116,7 @@ class Processor:
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
+        self._hooks: list[threading.Thread] = []
 
     # -- public ------------------------------------------------------------------------------
 
@@ -127,6 +129,9 @@ class Processor:
             self._loop(report, worker=worker, poll=poll)
         if self.prune and self._stop_signal is None:
             report.pruned = len(self.queue.prune(now=self.clock(), keep_days=self.keep_days))
+        for hook in self._hooks:
+            # Each hook bounds itself by on_failure_timeout; this only waits for them to end.
+            hook.join()
         report.finished_at = self.clock()
         report.stopped_by = self._stop_signal
         return report
@@ -153,6 +158,7 @@ class Processor:
                     self._claimer(now),
                     pending.mutations(),
                 )
+                log.debug("wrote %d change(s), claimed %d job(s)", len(pending.kinds), len(claimed))
                 self._confirm(pending, results, report)
                 pending = _Changes()
                 for job in claimed:
@@ -268,6 +274,7 @@ class Processor:
         elif job.status is JobStatus.FAILED:
             report.failed += 1
             log.warning("%s; failed after %d attempt(s)", _first_line(job.last_error), attempt, extra={"job": shown})
+            self._notify(job)
         else:
             report.retrying += 1
             log.info(
@@ -280,6 +287,24 @@ class Processor:
         report.finished_jobs.append((job, outcome))
         if self.on_finished is not None:
             self.on_finished(job, outcome)
+
+    def _notify(self, job: Job) -> None:
+        """Run the workflow's on_failure command beside the loop, which must not wait for it."""
+        command = self._settings(job.workflow).on_failure
+        if not command:
+            return
+        hook = threading.Thread(
+            target=run_failure_hook,
+            args=(job, command),
+            kwargs={
+                "timeout": self.config.on_failure_timeout,
+                "queue_file": self.store.location,
+                "config_file": str(self.config.source) if self.config.source else None,
+            },
+            name=f"retryq-hook-{job.id}",
+        )
+        hook.start()
+        self._hooks.append(hook)
 
     # -- recovery ----------------------------------------------------------------------------
 

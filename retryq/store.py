@@ -134,7 +134,9 @@ class DocumentStore:
 
     location: str = "memory"
 
-    def _transaction(self) -> AbstractContextManager[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+    def _transaction(
+        self, timeout: float | None = None
+    ) -> AbstractContextManager[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
         raise NotImplementedError
 
     def _read(self) -> list[_Entry]:
@@ -255,7 +257,9 @@ class MemoryStore(DocumentStore):
             return iter(list(self._archive or ()))
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+    def _transaction(
+        self, timeout: float | None = None
+    ) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
         def commit(entries: list[_Entry], removed: list[Job]) -> None:
             if self._archive is not None:
                 self._archive.extend(removed)

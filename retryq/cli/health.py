@@ -1,0 +1,48 @@
+"""Commands that look at the health of the queue: doctor (and stats)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..doctor import diagnose
+from ..errors import ConfigError, ExitCode
+from ..timeutil import parse_duration, utcnow
+from ._app import ConfigOption, JsonOption, QueueFileOption, app, echo_json, fail, open_queue
+
+
+@app.command()
+def doctor(
+    overdue: Annotated[
+        str, typer.Option("--overdue", help="A pending job due longer ago than this means cron is not running.")
+    ] = "15m",
+    as_json: JsonOption = False,
+    queue_file: QueueFileOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check the configuration, the workflow commands, the queue file and the lock; flag stuck jobs.
+
+    Exits 1 when something needs a human: a command not found, a corrupt or unwritable queue
+    file, a job stuck running past its lease, or jobs pending long past their time (a sign
+    that cron is not running `retryq process`).
+
+    \b
+    Example:
+        retryq doctor && echo "all good"
+    """
+    try:
+        queue = open_queue(queue_file, config)
+    except ConfigError as problem:
+        if as_json:
+            echo_json([{"level": "problem", "message": str(problem)}])
+            raise typer.Exit(ExitCode.FAILURE) from None
+        fail(f"problem: {problem}", ExitCode.FAILURE)
+    findings = diagnose(queue.config, queue.store, now=utcnow(), overdue=parse_duration(overdue))
+    if as_json:
+        echo_json([{"level": finding.level, "message": finding.message} for finding in findings])
+    else:
+        for finding in findings:
+            typer.echo(f"{finding.level}: {finding.message}")
+    if any(finding.level == "problem" for finding in findings):
+        raise typer.Exit(ExitCode.FAILURE)

@@ -1,0 +1,185 @@
+"""Commands that run workflows: process (cron), worker (long-running), run (now)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode
+from ..processor import ProcessReport
+from ..queue import RetryQueue
+from ..timeutil import parse_duration, utcnow
+from ._app import (
+    ConfigOption,
+    LockTimeoutOption,
+    QueueFileOption,
+    QuietOption,
+    VerboseOption,
+    WorkflowOption,
+    app,
+    error,
+    open_queue,
+)
+from ._output import LogOutput
+
+log = logging.getLogger("retryq")
+
+ConcurrencyOption = Annotated[
+    int | None, typer.Option("--concurrency", "-j", min=1, max=256, help="Workflows run at once [default: 1].")
+]
+TimeoutOption = Annotated[
+    str | None, typer.Option("--timeout", help="Per-run timeout, overriding the config: 300, 5m, 1h [default: 5m].")
+]
+OnlyWorkflowOption = Annotated[
+    list[str] | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow (repeatable).")
+]
+
+
+@app.command()
+def process(
+    concurrency: ConcurrencyOption = None,
+    timeout: TimeoutOption = None,
+    keep_days: Annotated[
+        int | None,
+        typer.Option("--keep-days", min=0, help="Prune finished jobs older than this [default: keep_days, 7]."),
+    ] = None,
+    no_prune: Annotated[bool, typer.Option("--no-prune", help="Do not prune finished jobs.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would run and be pruned; change nothing.")
+    ] = False,
+    workflow: OnlyWorkflowOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    queue_file: QueueFileOption = None,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = None,
+) -> None:
+    """Run every due retry: the cron entry point.
+
+    Each due job (executeAt passed, oldest first) runs the configured workflow for its client
+    and date. Exit 0 means retryq did its job, whatever the workflows did; their outcomes are in
+    the queue and in these lines. A progress bar shows only when stdout is a terminal.
+
+    \b
+    Example (crontab):
+        */5 * * * * cd /srv/app && retryq process >> retry.log 2>&1
+    """
+    queue = open_queue(queue_file, config, lock_timeout)
+    run_timeout = parse_duration(timeout) if timeout is not None else None
+    if dry_run:
+        _dry_run(queue, keep_days, prune=not no_prune)
+        return
+    with LogOutput(quiet=quiet, verbose=verbose, progress=True) as output:
+        if output.show_progress:
+            output.expect(len(queue.due()))
+        report = queue.process(
+            concurrency=concurrency,
+            timeout=run_timeout,
+            keep_days=keep_days,
+            prune=not no_prune,
+            workflows=workflow,
+            on_finished=output.advance,
+        )
+        log.log(logging.WARNING if quiet else logging.INFO, _summary(report))
+    _exit(report)
+
+
+@app.command()
+def worker(
+    concurrency: ConcurrencyOption = None,
+    timeout: TimeoutOption = None,
+    workflow: OnlyWorkflowOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    queue_file: QueueFileOption = None,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = None,
+) -> None:
+    """Run due retries as they come, until stopped: an alternative to cron.
+
+    Polls the queue every 2 s, waiting 1.5 times longer after each idle poll up to 30 s, and
+    back to 2 s as soon as it ran a job. SIGTERM or SIGINT stop it as they stop `process`:
+    running workflows are terminated and their jobs given back. Restart it after changing
+    retryq.toml. See retryq.service.example for systemd.
+
+    \b
+    Example:
+        retryq worker --concurrency 4
+    """
+    queue = open_queue(queue_file, config, lock_timeout)
+    with LogOutput(quiet=quiet, verbose=verbose):
+        log.info("worker started on %s (pid %d)", queue.store.location, _pid())
+        report = queue.processor(
+            concurrency=concurrency,
+            timeout=parse_duration(timeout) if timeout is not None else None,
+            workflows=workflow,
+        ).run(worker=True)
+        log.log(logging.WARNING if quiet else logging.INFO, "worker stopped; %s", _summary(report))
+    _exit(report)
+
+
+@app.command()
+def run(
+    client: Annotated[str, typer.Argument(help="Client id.")],
+    date: Annotated[str, typer.Argument(help="The date to fetch, YYYY-MM-DD.")],
+    workflow: WorkflowOption = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Stop the workflow after this long: 300, 5m [default: 5m].")
+    ] = None,
+    queue_file: QueueFileOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the workflow for CLIENT and DATE now, and exit with its exit code.
+
+    No job is needed or created. A timeout exits 124; Ctrl-C stops the workflow and exits 130.
+
+    \b
+    Example:
+        retryq run balthazar 2025-12-19
+    """
+    queue = open_queue(queue_file, config)
+    result = queue.run_now(client, date, workflow=workflow, timeout=parse_duration(timeout) if timeout else None)
+    if result.timed_out:
+        error("the workflow timed out and was stopped")
+        raise typer.Exit(124)
+    if result.stopped:
+        raise typer.Exit(ExitCode.SIGINT)
+    raise typer.Exit(result.exit_code or 0)
+
+
+def _summary(report: ProcessReport) -> str:
+    return (
+        f"summary: processed {report.processed} (succeeded {report.succeeded}, rescheduled {report.retrying}, "
+        f"failed {report.failed}); recovered {report.recovered}, given back {report.released}, "
+        f"pruned {report.pruned}"
+    )
+
+
+def _exit(report: ProcessReport) -> None:
+    if report.stopped_by is not None:
+        raise typer.Exit(128 + report.stopped_by)
+    if report.config_errors:
+        raise typer.Exit(ExitCode.CONFIG)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
+    now = utcnow()
+    due = queue.due(now)
+    typer.echo(f"dry run: {len(due)} job(s) due in {queue.store.location}")
+    for job in due:
+        settings = queue.config.workflows.get(job.workflow)
+        command = " ".join(settings.command) if settings and settings.command else "(workflow not configured)"
+        typer.echo(f"  would run {job.id[:8]} {job.label}: {command}")
+    if prune:
+        pruned = queue.prune(now=now, keep_days=keep_days, dry_run=True)
+        typer.echo(f"dry run: {len(pruned)} finished job(s) would be pruned")
+        for job in pruned:
+            typer.echo(f"  would prune {job.id[:8]} {job.label} ({job.status.value})")

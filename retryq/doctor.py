@@ -1,0 +1,136 @@
+"""`retryq doctor`: is this installation able to do its job, and is anything waiting for a human?"""
+
+from __future__ import annotations
+
+__all__ = ["Finding", "diagnose"]
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from . import _proc
+from .config import Config
+from .errors import ConfigError, RetryqError
+from .jsonstore import JsonFileStore
+from .models import Job, JobStatus
+from .runner import resolve_command
+from .store import Store
+from .timeutil import format_duration, format_utc
+
+Level = Literal["ok", "warning", "problem"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the diagnosis; a ``problem`` needs a human."""
+
+    level: Level
+    message: str
+
+
+def diagnose(
+    config: Config, store: Store, *, now: datetime, overdue: timedelta = timedelta(minutes=15)
+) -> list[Finding]:
+    """Check the configuration, the workflow commands, the queue file and the jobs in it."""
+    findings = [_configuration(config)]
+    findings += _commands(config)
+    try:
+        jobs = store.load()
+    except RetryqError as error:
+        return [*findings, Finding("problem", f"queue: {error}")]
+    findings.append(_queue_summary(store, jobs))
+    findings.append(_writable(store))
+    findings += _jobs(config, jobs, now=now, overdue=overdue)
+    return findings
+
+
+def _configuration(config: Config) -> Finding:
+    if config.source is None:
+        return Finding("ok", "configuration: no file; built-in defaults and RETRYQ_* variables")
+    return Finding("ok", f"configuration: {config.source}")
+
+
+def _commands(config: Config) -> list[Finding]:
+    findings = []
+    configured = {name: settings for name, settings in config.workflows.items() if settings.command}
+    if not configured:
+        return [Finding("problem", "no workflow command configured: set [workflow] command, or RETRYQ_COMMAND")]
+    for name, settings in configured.items():
+        assert settings.command is not None
+        try:
+            path = resolve_command(settings.command[0], settings.command_origin)
+        except ConfigError as error:
+            findings.append(Finding("problem", f"workflow {name}: {error}"))
+            continue
+        findings.append(Finding("ok", f"workflow {name}: {path} (from {settings.command_origin})"))
+    return findings
+
+
+def _queue_summary(store: Store, jobs: list[Job]) -> Finding:
+    if isinstance(store, JsonFileStore) and not store.path.exists():
+        return Finding("ok", f"queue: {store.location} does not exist yet (the first schedule creates it)")
+    counts = Counter(job.status.value for job in jobs)
+    detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "empty"
+    return Finding("ok", f"queue: {store.location}: {len(jobs)} job(s) ({detail})")
+
+
+def _writable(store: Store) -> Finding:
+    if not isinstance(store, JsonFileStore):
+        return Finding("ok", f"queue: {store.location} is not a file; nothing more to check")
+    directory = store.path.parent
+    if not os.access(directory, os.W_OK):
+        return Finding("problem", f"queue: directory {str(directory)!r} is not writable by this user")
+    try:
+        store.probe()
+    except RetryqError as error:
+        return Finding("problem", f"queue: {error}")
+    return Finding("ok", f"queue: writable, and the lock {store.lock_path} can be taken")
+
+
+def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta) -> list[Finding]:
+    findings = []
+    for job in jobs:
+        if job.status is not JobStatus.RUNNING:
+            continue
+        alive = _proc.owner_alive(job.owner) if job.owner else None
+        expired = job.lease_until is None or job.lease_until < now
+        if alive is False or (alive is None and expired):
+            holder = f"{job.owner.host}:{job.owner.pid}" if job.owner else "no owner"
+            findings.append(
+                Finding(
+                    "problem",
+                    f"job {job.id} ({job.label}) is stuck running ({holder} gone or lease expired); "
+                    "the next `retryq process` recovers it: is cron running?",
+                )
+            )
+    late = sorted(
+        (job for job in jobs if job.status is JobStatus.PENDING and now - job.execute_at > overdue),
+        key=lambda job: job.execute_at,
+    )
+    if late:
+        oldest = late[0]
+        findings.append(
+            Finding(
+                "problem",
+                f"{len(late)} pending job(s) due for more than {format_duration(overdue)} (oldest {oldest.id}, due "
+                f"{format_utc(oldest.execute_at)}): is cron running `retryq process`?",
+            )
+        )
+    unknown = Counter(job.workflow for job in jobs if job.status.is_open and job.workflow not in config.workflows)
+    for name, count in sorted(unknown.items()):
+        findings.append(Finding("problem", f"{count} open job(s) of workflow {name!r}, which is not configured"))
+    failed = [job for job in jobs if job.status is JobStatus.FAILED]
+    if failed:
+        latest = max(failed, key=lambda job: job.finished_at or job.execute_at)
+        findings.append(
+            Finding(
+                "warning",
+                f"{len(failed)} failed job(s) kept (latest {latest.id}, {latest.label}); "
+                "see `retryq list --status failed`, `retryq requeue ID`",
+            )
+        )
+    if not findings:
+        findings.append(Finding("ok", "jobs: nothing stuck, nothing overdue"))
+    return findings

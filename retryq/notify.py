@@ -1,0 +1,79 @@
+"""Telling someone when a job fails for good: the ``on_failure`` command of the configuration.
+
+The command runs without a shell, with the job as JSON on stdin and the ``RETRYQ_*`` variables
+in its environment. Whatever it does (fails, hangs, is not found), the job's state is already
+written and is never changed by it: the outcome is only logged.
+"""
+
+from __future__ import annotations
+
+__all__ = ["run_failure_hook"]
+
+import json
+import logging
+import subprocess
+import uuid
+from datetime import timedelta
+
+from . import _proc
+from .models import Job
+from .runner import invocation
+
+log = logging.getLogger("retryq")
+
+
+def run_failure_hook(
+    job: Job,
+    command: tuple[str, ...],
+    *,
+    timeout: timedelta,
+    queue_file: str,
+    config_file: str | None,
+) -> bool:
+    """Run ``command`` for a job that ended ``failed``; True when it exited 0 in time."""
+    argv, env = invocation(
+        command,
+        client=job.client_id,
+        date=job.date,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        job_id=job.id,
+        workflow=job.workflow,
+        run_id=uuid.uuid4().hex,
+        queue_file=queue_file,
+        config_file=config_file,
+    )
+    env.update(
+        {
+            "RETRYQ_STATUS": job.status.value,
+            "RETRYQ_LAST_EXIT_CODE": "" if job.last_exit_code is None else str(job.last_exit_code),
+            "RETRYQ_LAST_ERROR": (job.last_error or "").split("\n", 1)[0],
+        }
+    )
+    payload = json.dumps(job.to_json_dict(), ensure_ascii=False).encode("utf-8")
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            **_proc.popen_group_options(),
+        )
+    except OSError as error:
+        log.error("on_failure hook %r could not start: %s", argv[0], error.strerror or error, extra={"job": job})
+        return False
+    try:
+        output, _ = process.communicate(payload, timeout=timeout.total_seconds())
+    except subprocess.TimeoutExpired:
+        _proc.stop_group(process.pid, 1.0)
+        process.communicate()
+        log.error("on_failure hook timed out after %gs and was stopped", timeout.total_seconds(), extra={"job": job})
+        return False
+    tail = output.decode("utf-8", "replace").strip().splitlines()[-1:] if output else []
+    if process.returncode != 0:
+        detail = f": {tail[0]}" if tail else ""
+        log.error("on_failure hook exited %d%s", process.returncode, detail, extra={"job": job})
+        return False
+    log.info("on_failure hook notified", extra={"job": job})
+    return True
