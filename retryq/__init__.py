@@ -13,23 +13,74 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .backoff import RetryState, constant, exponential, fixed, jitter, linear
-from .config import Config, WorkflowSettings, load_config
-from .errors import (
-    ConfigError,
-    InvalidInput,
-    JobNotFound,
-    JobStateError,
-    LockTimeout,
-    QueueCorrupt,
-    RetryqError,
-    StoreIOError,
-)
-from .jsonstore import JsonFileStore
-from .models import Attempt, Job, JobStatus, Outcome
-from .processor import Processor, ProcessReport
-from .queue import RetryQueue, ScheduleResult
-from .store import MemoryStore, Store
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use, so that `retryq schedule` does not pay for the processor,
+# and `import retryq` stays cheap for a fetcher that only schedules.
+_EXPORTS = {
+    "Attempt": "models",
+    "Config": "config",
+    "ConfigError": "errors",
+    "InvalidInput": "errors",
+    "Job": "models",
+    "JobNotFound": "errors",
+    "JobStateError": "errors",
+    "JobStatus": "models",
+    "JsonFileStore": "jsonstore",
+    "LockTimeout": "errors",
+    "MemoryStore": "store",
+    "Outcome": "models",
+    "ProcessReport": "processor",
+    "Processor": "processor",
+    "QueueCorrupt": "errors",
+    "RetryQueue": "queue",
+    "RetryState": "backoff",
+    "RetryqError": "errors",
+    "ScheduleResult": "queue",
+    "Store": "store",
+    "StoreIOError": "errors",
+    "WorkflowSettings": "config",
+    "constant": "backoff",
+    "exponential": "backoff",
+    "fixed": "backoff",
+    "jitter": "backoff",
+    "linear": "backoff",
+    "load_config": "config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'retryq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .backoff import RetryState, constant, exponential, fixed, jitter, linear
+    from .config import Config, WorkflowSettings, load_config
+    from .errors import (
+        ConfigError,
+        InvalidInput,
+        JobNotFound,
+        JobStateError,
+        LockTimeout,
+        QueueCorrupt,
+        RetryqError,
+        StoreIOError,
+    )
+    from .jsonstore import JsonFileStore
+    from .models import Attempt, Job, JobStatus, Outcome
+    from .processor import Processor, ProcessReport
+    from .queue import RetryQueue, ScheduleResult
+    from .store import MemoryStore, Store
 
 __all__ = [
     "Attempt",

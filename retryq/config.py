@@ -59,7 +59,8 @@ ExitCodes = list[Annotated[int, Field(ge=0, le=255)]]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: without a configuration file, `retryq schedule` never validates one.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class BackoffSection(_Section):
@@ -123,6 +124,9 @@ class FileConfig(_WorkflowFields):
     workflow: WorkflowSection | None = None
     workflows: dict[str, WorkflowSection] = Field(default_factory=dict)
     report: ReportSection = Field(default_factory=ReportSection)
+
+
+_DEFAULTS = FileConfig.model_construct(report=ReportSection.model_construct())
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         if source.name == "pyproject.toml":
             data = data.get("tool", {}).get("retryq", {})
     try:
-        parsed = FileConfig.model_validate(data)
+        parsed = FileConfig.model_validate(data) if data else _DEFAULTS
     except ValidationError as error:
         raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
     return _resolve(parsed, source, env)

@@ -26,12 +26,15 @@ __all__ = [
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .backoff import RetryState
 from .config import WorkflowSettings
 from .models import HISTORY_LIMIT, Attempt, Job, JobStatus, Outcome, Owner, new_job_id
-from .runner import RunResult
 from .timeutil import to_utc
+
+if TYPE_CHECKING:
+    from .runner import RunResult
 
 #: sysexits' EX_TEMPFAIL: "still incomplete, try again later".
 EX_TEMPFAIL = 75

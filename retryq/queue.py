@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _proc, lifecycle
+from . import lifecycle
 from .config import Config, load_config
 from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError
-from .inconsistency import Assessment, assess
 from .jsonstore import JsonFileStore
 from .models import Job, JobStatus, validate_client_id, validate_date
-from .runner import RunResult, Supervisor, invocation, resolve_command
 from .store import Store
 from .timeutil import parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
+    from .inconsistency import Assessment
     from .processor import Processor, ProcessReport
+    from .runner import RunResult
 
 DEFAULT_DELAY_MINUTES = 60
 
@@ -138,6 +138,8 @@ class RetryQueue:
         The delay defaults to ``[report] delay`` of the config (60 minutes). Called from inside a
         retry run, the retry becomes that run's follow-up, so the chain goes on without a duplicate.
         """
+        from .inconsistency import assess
+
         validate_client_id(client)
         validate_date(date)
         assessment = assess(total, fetched, self.config.thresholds)
@@ -275,6 +277,9 @@ class RetryQueue:
         The output goes straight to this process's stdout and stderr unless ``capture_output``.
         SIGINT or SIGTERM stop the workflow's process group (the result says ``stopped``).
         """
+        from . import _proc
+        from .runner import Supervisor, invocation, resolve_command
+
         settings = self.config.workflow(workflow)
         validate_client_id(client)
         validate_date(date)

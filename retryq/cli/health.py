@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..doctor import diagnose
 from ..errors import ConfigError, ExitCode
 from ..timeutil import parse_duration, utcnow
 from ._app import ConfigOption, JsonOption, QueueFileOption, app, echo_json, fail, open_queue
@@ -38,6 +37,8 @@ def doctor(
             echo_json([{"level": "problem", "message": str(problem)}])
             raise typer.Exit(ExitCode.FAILURE) from None
         fail(f"problem: {problem}", ExitCode.FAILURE)
+    from ..doctor import diagnose
+
     findings = diagnose(queue.config, queue.store, now=utcnow(), overdue=parse_duration(overdue))
     if as_json:
         echo_json([{"level": finding.level, "message": finding.message} for finding in findings])

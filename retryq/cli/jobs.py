@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ..errors import ExitCode, InvalidInput
-from ..inconsistency import FetchStatus
 from ..models import DEFAULT_WORKFLOW, Job
 from ..queue import FetchReport, ScheduleResult
 from ..timeutil import format_duration, format_utc, parse_when, utcnow
@@ -118,6 +117,8 @@ def report(
     Example (at the end of a fetch, from any language):
         retryq report balthazar 2025-12-19 --total 650 --fetched 647
     """
+    from ..inconsistency import FetchStatus
+
     queue = open_queue(queue_file, config, lock_timeout)
     result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
     found = result.assessment
@@ -137,6 +138,8 @@ def report(
 
 
 def _log_report(client: str, date: str, result: FetchReport) -> None:
+    from ..inconsistency import FetchStatus
+
     found, limits = result.assessment, result.assessment.thresholds
     label = {"label": f"{client} {date}"}
     if found.status is FetchStatus.OK:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+import os
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import ExitCode
-from ..processor import ProcessReport
-from ..queue import RetryQueue
 from ..timeutil import parse_duration, utcnow
 from ._app import (
     ConfigOption,
@@ -23,6 +22,10 @@ from ._app import (
     open_queue,
 )
 from ._output import LogOutput
+
+if TYPE_CHECKING:
+    from ..processor import ProcessReport
+    from ..queue import RetryQueue
 
 log = logging.getLogger("retryq")
 
@@ -110,7 +113,7 @@ def worker(
     """
     queue = open_queue(queue_file, config, lock_timeout)
     with LogOutput(quiet=quiet, verbose=verbose):
-        log.info("worker started on %s (pid %d)", queue.store.location, _pid())
+        log.info("worker started on %s (pid %d)", queue.store.location, os.getpid())
         report = queue.processor(
             concurrency=concurrency,
             timeout=parse_duration(timeout) if timeout is not None else None,
@@ -162,12 +165,6 @@ def _exit(report: ProcessReport) -> None:
         raise typer.Exit(128 + report.stopped_by)
     if report.config_errors:
         raise typer.Exit(ExitCode.CONFIG)
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
