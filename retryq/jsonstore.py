@@ -17,7 +17,7 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .errors import LockTimeout, QueueCorrupt, StoreIOError
-from .models import Job
-from .store import DocumentStore, _Entry
+from .models import Job, JobStatus
+from .store import Commit, DocumentStore, _Entry
 
 log = logging.getLogger("retryq")
 
 NEW_FILE_MODE = 0o600
+_STATUSES = frozenset(status.value for status in JobStatus)
 
 
 class JsonFileStore(DocumentStore):
@@ -74,6 +75,9 @@ class JsonFileStore(DocumentStore):
 
     def _parse(self, raw: bytes) -> list[_Entry]:
         where = self.location
+        entries = _parse_lines(raw)
+        if entries is not None:
+            return self._checked(entries)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -82,9 +86,6 @@ class JsonFileStore(DocumentStore):
             raise QueueCorrupt(
                 f"{where}: the file is empty; a queue file holds a JSON array (write [] to start afresh)"
             )
-        entries = _parse_lines(text)
-        if entries is not None:
-            return entries
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -97,7 +98,14 @@ class JsonFileStore(DocumentStore):
         for index, doc in enumerate(data):
             if not isinstance(doc, dict):
                 raise QueueCorrupt(f"{where}: job #{index + 1} is not a JSON object")
-            entries.append(_Entry(doc, index))
+            entries.append(_Entry(index, doc=doc))
+        return self._checked(entries)
+
+    def _checked(self, entries: list[_Entry]) -> list[_Entry]:
+        """Refuse a job whose status is unknown: it would be neither run nor pruned, silently."""
+        for entry in entries:
+            if entry.status not in _STATUSES:
+                entry.job(self.location)  # raises QueueCorrupt, naming the job and the field
         return entries
 
     def _check_path(self) -> None:
@@ -142,9 +150,7 @@ class JsonFileStore(DocumentStore):
     # -- writing -----------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(
-        self, timeout: float | None = None
-    ) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+    def _transaction(self, timeout: float | None = None) -> Iterator[tuple[list[_Entry], Commit]]:
         self._check_path()
         wait = self.lock_timeout if timeout is None else timeout
         try:
@@ -168,8 +174,7 @@ class JsonFileStore(DocumentStore):
             self._lock.release()
 
     def _write(self, entries: list[_Entry]) -> bytes:
-        body = ",\n".join(entry.line() for entry in entries)
-        raw = (f"[\n{body}\n]\n" if entries else "[]\n").encode("utf-8")
+        raw = b"[\n" + b",\n".join(entry.line() for entry in entries) + b"\n]\n" if entries else b"[]\n"
         directory = self.path.parent
         try:
             mode, owner = self._existing_mode_and_owner()
@@ -220,27 +225,28 @@ class JsonFileStore(DocumentStore):
             raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
 
 
-def _parse_lines(text: str) -> list[_Entry] | None:
-    """Read a file in retryq's own layout (one job per line) job by job, keeping each line.
+def _parse_lines(raw: bytes) -> list[_Entry] | None:
+    """Read a file in retryq's own layout (one job per line) job by job, keeping each line's bytes.
 
-    Keeping the lines means a later write re-serializes only the jobs it changed. Anything
-    else (a file written by other tools, or damaged) returns None and is parsed as a whole,
-    which also gives the exact position of an error.
+    Keeping the lines means a later write re-serializes only the jobs it changed, and the file
+    is never held twice in memory as bytes and text. Anything else (a file written by other
+    tools, or damaged) returns None and is parsed as a whole, which also gives the exact
+    position of an error.
     """
-    if not (text.startswith("[\n") and text.endswith("\n]\n")):
+    if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
         return None
-    lines = text[2:-3].split("\n")
+    lines = raw[2:-3].split(b"\n")
+    last = len(lines) - 1
     entries = []
-    decode = json.JSONDecoder().decode
-    for index, raw in enumerate(lines):
-        line = raw[:-1] if index < len(lines) - 1 and raw.endswith(",") else raw
+    for index, chunk in enumerate(lines):
+        line = chunk[:-1] if index < last and chunk.endswith(b",") else chunk
         try:
-            doc = decode(line)
-        except ValueError:
+            doc = json.loads(line)
+        except ValueError:  # also UnicodeDecodeError
             return None
         if not isinstance(doc, dict):
             return None
-        entries.append(_Entry(doc, index, line=line))
+        entries.append(_Entry(index, doc=doc, line=line))
     return entries
 
 

@@ -17,7 +17,6 @@ __all__ = [
     "new_job",
     "next_delay",
     "on_duplicate",
-    "prunable",
     "record_pid",
     "recover",
     "release",
@@ -218,14 +217,6 @@ def requeue(now: datetime, execute_at: datetime, max_attempts: int | None = None
         )
 
     return mutate
-
-
-def prunable(job: Job, now: datetime, keep_days: int) -> bool:
-    """A finished job older than ``keep_days``; pending and running jobs are never pruned."""
-    if job.status.is_open:
-        return False
-    ended = job.finished_at or job.started_at or job.execute_at
-    return now - ended > timedelta(days=keep_days)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -312,9 +312,7 @@ class Processor:
         """Close the attempts of running jobs whose runner is gone, once their processes are gone too."""
         now = self.clock()
         changes: dict[str, Mutation] = {}
-        for job in self.store.load():
-            if job.status is not JobStatus.RUNNING:
-                continue
+        for job in self.store.load(statuses={JobStatus.RUNNING}):
             reason = self._stale_reason(job, now)
             if reason is None:
                 continue
@@ -364,8 +362,7 @@ class Processor:
                 log.error("%s; its jobs stay pending", error)
                 continue
             self._commands[name] = settings.command
-        pending = [job for job in self.store.load() if job.status is JobStatus.PENDING]
-        for job in pending:
+        for job in self.store.load(statuses={JobStatus.PENDING}):
             if job.workflow not in self.config.workflows:
                 report.unknown_workflows[job.workflow] = report.unknown_workflows.get(job.workflow, 0) + 1
         for name, count in sorted(report.unknown_workflows.items()):

@@ -6,7 +6,7 @@ __all__ = ["FetchReport", "RetryQueue", "ScheduleResult"]
 
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +17,7 @@ from .config import Config, load_config
 from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError
 from .jsonstore import JsonFileStore
 from .models import Job, JobStatus, validate_client_id, validate_date
-from .store import Store
+from .store import PruneRule, Store
 from .timeutil import parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
@@ -163,9 +163,8 @@ class RetryQueue:
         wanted = _statuses(status)
         return [
             job
-            for job in self.store.load()
-            if (wanted is None or job.status in wanted)
-            and (workflow is None or job.workflow == workflow)
+            for job in self.store.load(wanted)
+            if (workflow is None or job.workflow == workflow)
             and (client is None or job.client_id == client)
             and (date is None or job.date == date)
         ]
@@ -177,7 +176,7 @@ class RetryQueue:
     def due(self, now: datetime | None = None) -> list[Job]:
         """Pending jobs whose time has come, oldest first: what ``process`` would run."""
         now = to_utc(now or utcnow())
-        due = [job for job in self.store.load() if job.status is JobStatus.PENDING and job.execute_at <= now]
+        due = [job for job in self.store.load({JobStatus.PENDING}) if job.execute_at <= now]
         return sorted(due, key=lambda job: job.execute_at)
 
     # -- changing ----------------------------------------------------------------------------
@@ -243,21 +242,16 @@ class RetryQueue:
         if keep_days is not None and keep_days < 0:
             raise InvalidInput(f"keep days must not be negative, not {keep_days}")
 
-        def days(job: Job) -> int:
-            if keep_days is not None:
-                return keep_days
-            settings = self.config.workflows.get(job.workflow) or self.config.workflow()
-            return settings.keep_days.get(job.status, 7)
+        def cutoffs(days: Mapping[JobStatus, int]) -> dict[JobStatus, datetime]:
+            return {
+                status: now - timedelta(days=keep_days if keep_days is not None else n) for status, n in days.items()
+            }
 
-        candidates = [job for job in self.store.load() if lifecycle.prunable(job, now, days(job))]
-        if dry_run or not candidates:
-            return candidates
-
-        def drop(job: Job) -> Job | None:
-            return None if lifecycle.prunable(job, now, days(job)) else job
-
-        results = self.store.update({job.id: drop for job in candidates})
-        return [job for job in candidates if job.id in results and results[job.id] is None]
+        rule = PruneRule(
+            cutoffs=cutoffs(self.config.workflow().keep_days),  # also for workflows no longer configured
+            by_workflow={name: cutoffs(settings.keep_days) for name, settings in self.config.workflows.items()},
+        )
+        return self.store.prune(rule, dry_run=dry_run)
 
     # -- running -----------------------------------------------------------------------------
 

@@ -9,11 +9,12 @@ would run them in a transaction (and pick claims with ``SELECT … FOR UPDATE SK
 
 from __future__ import annotations
 
-__all__ = ["ClaimRequest", "MemoryStore", "Mutation", "Store"]
+__all__ = ["ClaimRequest", "MemoryStore", "Mutation", "PruneRule", "Store"]
 
 import json
+import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,11 +22,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from .errors import QueueCorrupt
-from .models import Job, JobStatus, describe_validation_error
+from .errors import InvalidInput, QueueCorrupt
+from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error
+from .timeutil import parse_utc
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
+
+_FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,25 @@ class ClaimRequest:
     slots: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PruneRule:
+    """Which finished jobs may go: those that ended before the cutoff of their workflow and status.
+
+    ``cutoffs`` applies to every workflow not listed in ``by_workflow``. A job "ended" at its
+    ``finishedAt`` (else ``startedAt``, else ``executeAt``, for files written by older tools).
+    Pending and running jobs are never pruned.
+    """
+
+    cutoffs: Mapping[JobStatus, datetime]
+    by_workflow: Mapping[str, Mapping[JobStatus, datetime]] = field(default_factory=dict)
+
+    def expired(self, workflow: str, status: JobStatus, ended: datetime) -> bool:
+        if status not in _FINISHED:
+            return False
+        cutoff = self.by_workflow.get(workflow, self.cutoffs).get(status)
+        return cutoff is not None and ended < cutoff
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where jobs live. Each method is atomic with respect to every other process."""
@@ -49,8 +72,8 @@ class Store(Protocol):
     def location(self) -> str:
         """Where the jobs are, for messages (a path, a URL without password)."""
 
-    def load(self) -> list[Job]:
-        """Every job, in queue order, as one consistent snapshot."""
+    def load(self, statuses: Collection[JobStatus] | None = None) -> list[Job]:
+        """The jobs (only those in ``statuses``, if given), in queue order, as one consistent snapshot."""
 
     def load_archive(self) -> Iterator[Job]:
         """Jobs removed by pruning, oldest first (empty when archiving is off)."""
@@ -78,51 +101,90 @@ class Store(Protocol):
         claim the next jobs with a single write.
         """
 
+    def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
+        """Remove the finished jobs ``rule`` expires (archiving them first when archiving is on); return them.
+
+        With ``dry_run``, return them and remove nothing.
+        """
+
 
 class _Entry:
-    """A job in a document store: its JSON object, and (lazily) its line and its model."""
+    """A job in a document store: what a scan needs, its line of JSON, and (on demand) its model.
 
-    __slots__ = ("_job", "_line", "doc", "index")
+    A queue of 10,000 jobs is scanned on every write, but only the few jobs a write touches
+    need their full object or their validated model: the rest stay as a line of text and a
+    handful of fields, which keeps both the time and the memory of a write low.
+    """
 
-    def __init__(self, doc: dict[str, Any], index: int, job: Job | None = None, line: str | None = None):
-        self.doc = doc
+    __slots__ = ("_doc", "_job", "_line", "ended", "ident", "index", "key", "status")
+
+    def __init__(self, index: int, *, doc: dict[str, Any], line: bytes | None = None, job: Job | None = None) -> None:
         self.index = index  # position in the file when read, for error messages
-        self._job = job
+        status, workflow = doc.get("status"), doc.get("workflow", DEFAULT_WORKFLOW)
+        self.status = sys.intern(status) if isinstance(status, str) else status
+        self.key = (
+            sys.intern(workflow) if isinstance(workflow, str) else workflow,
+            doc.get("clientId"),
+            doc.get("date"),
+        )
+        ident = doc.get("id")
+        self.ident: str | None = ident if isinstance(ident, str) else None
+        ended = doc.get("finishedAt") or doc.get("startedAt") or doc.get("executeAt")
+        self.ended: str | None = ended if isinstance(ended, str) else None
         self._line = line
+        self._doc = None if line is not None else doc  # with its line kept, the object can be read again
+        self._job = job
 
     @classmethod
     def of(cls, job: Job) -> _Entry:
-        return cls(job.to_json_dict(), -1, job)
+        return cls(-1, doc=job.to_json_dict(), job=job)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        if self._doc is None:
+            assert self._line is not None
+            self._doc = json.loads(self._line)
+        return self._doc
 
     def job(self, location: str) -> Job:
         if self._job is None:
+            doc = self.doc
             try:
-                self._job = Job.model_validate(self.doc)
+                self._job = Job.model_validate(doc)
             except ValidationError as error:
-                ident = self.doc.get("id") or self.doc.get("clientId") or "?"
+                ident = doc.get("id") or doc.get("clientId") or "?"
                 raise QueueCorrupt(
                     f"{location}: job #{self.index + 1} ({ident}) is invalid: {describe_validation_error(error)}"
                 ) from None
+            if self._line is not None:
+                self._doc = None  # the model holds the data now
         return self._job
 
-    def ident(self, location: str) -> str:
+    def job_id(self, location: str) -> str:
         """The job's id; a job written by the original scripts has none in the file and gets its derived one."""
-        ident = self.doc.get("id")
-        return ident if isinstance(ident, str) else self.job(location).id
+        return self.ident if self.ident is not None else self.job(location).id
 
-    def line(self) -> str:
+    def line(self) -> bytes:
+        """The job as one line of UTF-8 JSON, as the file holds it."""
         if self._line is None:
-            self._line = json.dumps(self.doc, ensure_ascii=False)
+            self._line = json.dumps(self.doc, ensure_ascii=False).encode("utf-8")
         return self._line
 
     @property
     def is_open(self) -> bool:
-        return self.doc.get("status") in (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+        return self.status in (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 
-    def has_key(self, key: tuple[str, str, str]) -> bool:
-        # Compared on the raw object so that adding a job never decodes the whole queue.
-        doc = self.doc
-        return (doc.get("workflow", "default"), doc.get("clientId"), doc.get("date")) == key
+    def ended_at(self, location: str) -> datetime:
+        if self.ended is not None:
+            try:
+                return parse_utc(self.ended)
+            except InvalidInput:
+                pass  # decoding the job says precisely what is wrong
+        job = self.job(location)
+        return job.finished_at or job.started_at or job.execute_at
+
+
+Commit = Callable[[list[_Entry], list[Job]], None]
 
 
 class DocumentStore:
@@ -134,9 +196,7 @@ class DocumentStore:
 
     location: str = "memory"
 
-    def _transaction(
-        self, timeout: float | None = None
-    ) -> AbstractContextManager[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+    def _transaction(self, timeout: float | None = None) -> AbstractContextManager[tuple[list[_Entry], Commit]]:
         raise NotImplementedError
 
     def _read(self) -> list[_Entry]:
@@ -145,13 +205,15 @@ class DocumentStore:
     def load_archive(self) -> Iterator[Job]:
         raise NotImplementedError
 
-    def load(self) -> list[Job]:
-        return [entry.job(self.location) for entry in self._read()]
+    def load(self, statuses: Collection[JobStatus] | None = None) -> list[Job]:
+        wanted = None if statuses is None else {JobStatus(status).value for status in statuses}
+        return [entry.job(self.location) for entry in self._read() if wanted is None or entry.status in wanted]
 
     def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
         with self._transaction() as (current, commit):
             for position, entry in enumerate(current):
-                if entry.is_open and entry.has_key(job.key):
+                # Compared on the scanned fields: adding a job never decodes the whole queue.
+                if entry.is_open and entry.key == job.key:
                     existing = entry.job(self.location)
                     updated = on_open(existing)
                     if updated is None:
@@ -190,6 +252,23 @@ class DocumentStore:
                 commit(entries, removed)
             return claimed, results
 
+    def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
+        def expired(entry: _Entry) -> bool:
+            try:
+                status = JobStatus(entry.status)
+            except ValueError:
+                return False  # not a known status: decoding the job would say so; pruning leaves it
+            return rule.expired(entry.key[0], status, entry.ended_at(self.location))
+
+        if dry_run:
+            return [entry.job(self.location) for entry in self._read() if expired(entry)]
+        with self._transaction() as (current, commit):
+            verdicts = [expired(entry) for entry in current]
+            removed = [entry.job(self.location) for entry, gone in zip(current, verdicts, strict=True) if gone]
+            if removed:
+                commit([entry for entry, gone in zip(current, verdicts, strict=True) if not gone], removed)
+            return removed
+
     def _apply(
         self, entries: list[_Entry], changes: Mapping[str, Mutation]
     ) -> tuple[list[_Entry], dict[str, Job | None], list[Job], bool]:
@@ -201,7 +280,7 @@ class DocumentStore:
         changed = False
         kept: list[_Entry] = []
         for entry in entries:
-            mutation = changes.get(entry.ident(self.location))
+            mutation = changes.get(entry.job_id(self.location))
             if mutation is None:
                 kept.append(entry)
                 continue
@@ -221,7 +300,7 @@ class DocumentStore:
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[int]:
         due: list[tuple[datetime, int]] = []
         for position, entry in enumerate(entries):
-            if entry.doc.get("status") != JobStatus.PENDING.value:
+            if entry.status != JobStatus.PENDING.value:
                 continue
             job = entry.job(self.location)
             if job.execute_at <= request.now and job.workflow in request.slots:
@@ -232,7 +311,7 @@ class DocumentStore:
         for _, position in due:
             if len(chosen) >= request.limit:
                 break
-            workflow = entries[position].job(self.location).workflow
+            workflow = entries[position].key[0]
             if slots[workflow] > 0:
                 slots[workflow] -= 1
                 chosen.append(position)
@@ -257,9 +336,7 @@ class MemoryStore(DocumentStore):
             return iter(list(self._archive or ()))
 
     @contextmanager
-    def _transaction(
-        self, timeout: float | None = None
-    ) -> Iterator[tuple[list[_Entry], Callable[[list[_Entry], list[Job]], None]]]:
+    def _transaction(self, timeout: float | None = None) -> Iterator[tuple[list[_Entry], Commit]]:
         def commit(entries: list[_Entry], removed: list[Job]) -> None:
             if self._archive is not None:
                 self._archive.extend(removed)

@@ -196,25 +196,3 @@ def test_cancel_and_requeue() -> None:
     )
     pending = make_job()
     assert lifecycle.requeue(now, now)(pending) is pending
-
-
-@pytest.mark.parametrize(
-    ("status", "age_days", "keep", "expected"),
-    [
-        (JobStatus.COMPLETED, 8, 7, True),
-        (JobStatus.COMPLETED, 6, 7, False),
-        (JobStatus.FAILED, 8, 7, True),
-        (JobStatus.CANCELLED, 8, 7, True),
-        (JobStatus.PENDING, 80, 7, False),
-        (JobStatus.RUNNING, 80, 7, False),
-        (JobStatus.COMPLETED, 1, 0, True),
-    ],
-)
-def test_prunable(status: JobStatus, age_days: int, keep: int, expected: bool) -> None:
-    job = make_job(status=status, finished_at=T0)
-    assert lifecycle.prunable(job, T0 + timedelta(days=age_days), keep) is expected
-
-
-def test_an_old_finished_job_without_finished_at_is_aged_by_its_execute_at() -> None:
-    job = make_job(status=JobStatus.COMPLETED)  # as the original scripts wrote completed jobs
-    assert lifecycle.prunable(job, T0 + timedelta(days=8), 7)

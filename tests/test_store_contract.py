@@ -11,7 +11,7 @@ import pytest
 
 from retryq import JsonFileStore, MemoryStore, Store
 from retryq.models import Job, JobStatus
-from retryq.store import ClaimRequest
+from retryq.store import ClaimRequest, PruneRule
 
 from .helpers import T0, make_job
 
@@ -200,3 +200,35 @@ def test_threads_adding_at_once_lose_nothing(store: Store) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert len({job.id for job in store.load()}) == 100
+
+
+def test_prune_removes_what_the_rule_expires_and_archives_it(store: Store) -> None:
+    old, recent = T0 - timedelta(days=10), T0 - timedelta(days=1)
+    store.add(make_job(id="old-done", client_id="a", status=JobStatus.COMPLETED, finished_at=old), unchanged)
+    store.add(make_job(id="new-done", client_id="b", status=JobStatus.COMPLETED, finished_at=recent), unchanged)
+    store.add(make_job(id="old-failed", client_id="c", status=JobStatus.FAILED, finished_at=old), unchanged)
+    store.add(
+        make_job(id="ftp-done", client_id="d", workflow="ftp", status=JobStatus.COMPLETED, finished_at=old), unchanged
+    )
+    store.add(make_job(id="old-pending", client_id="e", execute_at=old), unchanged)
+    store.add(make_job(id="legacy", client_id="f", status=JobStatus.CANCELLED, execute_at=old), unchanged)
+    week = T0 - timedelta(days=7)
+    rule = PruneRule(
+        cutoffs={JobStatus.COMPLETED: week, JobStatus.FAILED: T0 - timedelta(days=30), JobStatus.CANCELLED: week},
+        by_workflow={"ftp": {JobStatus.COMPLETED: T0 - timedelta(days=60)}},
+    )
+    assert [job.id for job in store.prune(rule, dry_run=True)] == ["old-done", "legacy"]
+    assert len(store.load()) == 6
+    assert [job.id for job in store.prune(rule)] == ["old-done", "legacy"]
+    assert [job.id for job in store.load()] == ["new-done", "old-failed", "ftp-done", "old-pending"]
+    assert [job.id for job in store.load_archive()] == ["old-done", "legacy"]
+    assert store.prune(rule) == []
+
+
+def test_load_by_status(store: Store) -> None:
+    store.add(make_job(id="a", client_id="a"), unchanged)
+    store.add(make_job(id="b", client_id="b", status=JobStatus.FAILED), unchanged)
+    store.add(make_job(id="c", client_id="c", status=JobStatus.RUNNING), unchanged)
+    assert [job.id for job in store.load({JobStatus.PENDING, JobStatus.RUNNING})] == ["a", "c"]
+    assert [job.id for job in store.load([JobStatus.FAILED])] == ["b"]
+    assert store.load(set()) == []
