@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         run("the queue now holds a retry", "retryq list", [*retryq, "list"])
         run("cron, a few minutes later: retryq process re-runs the fetch", "retryq process", [*retryq, "process"])
         run("the chain is resolved", "retryq list", [*retryq, "list"])
+        job_id = json.loads((demo / ".retry-queue.json").read_text())[0]["id"][:8]
+        run("its attempts", f"retryq show {job_id}", [*retryq, "show", job_id])
+        run("and the resolution statistics", "retryq stats", [*retryq, "stats"])
 
     jobs = json.loads((demo / ".retry-queue.json").read_text())
     notices = json.loads((demo / "data" / f"{CLIENT}-{DATE}.json").read_text())

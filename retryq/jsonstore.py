@@ -11,7 +11,6 @@ from __future__ import annotations
 
 __all__ = ["JsonFileStore"]
 
-import contextlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from ._atomic import replace_file
 from .errors import LockTimeout, QueueCorrupt, StoreIOError
 from .models import Job, JobStatus
 from .store import Commit, DocumentStore, _Entry
@@ -175,30 +175,11 @@ class JsonFileStore(DocumentStore):
 
     def _write(self, entries: list[_Entry]) -> bytes:
         raw = b"[\n" + b",\n".join(entry.line() for entry in entries) + b"\n]\n" if entries else b"[]\n"
-        directory = self.path.parent
         try:
             mode, owner = self._existing_mode_and_owner()
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            replace_file(self.path, raw, mode=mode, owner=owner)
         except OSError as error:
-            raise StoreIOError(f"{self.location}: cannot write in {str(directory)!r}: {error.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if hasattr(os, "fchmod"):  # not on Windows, where the mode means little anyway
-                    os.fchmod(handle.fileno(), mode)
-                if owner is not None:
-                    os.fchown(handle.fileno(), *owner)
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as error:
-            # The old file is untouched until os.replace succeeds; only the temp file goes.
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(error, OSError):
-                raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror}") from None
-            raise
-        _fsync_directory(directory)
+            raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
         return raw
 
     def _existing_mode_and_owner(self) -> tuple[int, tuple[int, int] | None]:
@@ -255,20 +236,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable; not every platform can open a directory, which is fine."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _json_type(value: Any) -> str:

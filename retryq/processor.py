@@ -11,6 +11,8 @@ __all__ = ["ProcessReport", "Processor"]
 
 import contextlib
 import logging
+import math
+import os
 import signal
 import threading
 import time
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import _proc, lifecycle
 from .backoff import Backoff, RetryState, exponential
 from .config import WorkflowSettings
-from .errors import ConfigError
+from .errors import ConfigError, RetryqError
 from .models import Job, JobStatus, Outcome
 from .notify import run_failure_hook
 from .runner import Supervisor, invocation, resolve_command
@@ -40,6 +42,8 @@ output_log = logging.getLogger("retryq.output")
 FLUSH_INTERVAL = 0.2
 #: A worker looks for runs abandoned by other processes every this many idle polls.
 RECOVER_EVERY = 10
+#: A worker refreshes its metrics file at most this often while idle (seconds).
+METRICS_EVERY = 30.0
 #: The worker's polling backoff (seed 002): 2 s, × 1.5 after each idle poll, at most 30 s.
 WORKER_POLL = exponential(initial=2.0, factor=1.5, max=30.0)
 
@@ -92,6 +96,7 @@ class Processor:
         keep_days: int | None = None,
         prune: bool = True,
         on_finished: Callable[[Job, Outcome], None] | None = None,
+        metrics_file: str | os.PathLike[str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
@@ -107,6 +112,8 @@ class Processor:
         self.keep_days = keep_days
         self.prune = prune
         self.on_finished = on_finished
+        self.metrics_file = metrics_file if metrics_file is not None else self.config.metrics_file
+        self._metrics_written = -math.inf
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
@@ -134,6 +141,7 @@ class Processor:
             hook.join()
         report.finished_at = self.clock()
         report.stopped_by = self._stop_signal
+        self._write_metrics(report)
         return report
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -177,6 +185,8 @@ class Processor:
                 idle_polls += 1
                 if idle_polls % RECOVER_EVERY == 0:
                     self._recover(report)
+                if self.monotonic() - self._metrics_written >= METRICS_EVERY:
+                    self._write_metrics(report)
                 self._sleep(poll(RetryState(idle_polls)))
                 continue
             # With free slots, look again for due jobs now and then; otherwise wait for a run to end.
@@ -305,6 +315,25 @@ class Processor:
         )
         hook.start()
         self._hooks.append(hook)
+
+    def _write_metrics(self, report: ProcessReport) -> None:
+        """Refresh the Prometheus file, if one is configured; a failure is logged, never fatal."""
+        if self.metrics_file is None:
+            return
+        from .metrics import render_metrics, write_metrics
+
+        self._metrics_written = self.monotonic()
+        try:
+            text = render_metrics(
+                self.store.load(),
+                self.store.load_archive(),
+                now=self.clock(),
+                report=report,
+                workflows=self.config.workflows,
+            )
+            write_metrics(self.metrics_file, text)
+        except RetryqError as error:
+            log.error("metrics not written: %s", error)
 
     # -- recovery ----------------------------------------------------------------------------
 

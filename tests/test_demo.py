@@ -31,4 +31,6 @@ def test_the_demo_resolves_the_inconsistency(tmp_path: Path) -> None:
     [job] = json.loads((tmp_path / "demo" / ".retry-queue.json").read_text())
     assert (job["clientId"], job["date"], job["status"], job["attempt"]) == ("balthazar", "2025-12-19", "completed", 1)
     assert len(json.loads((tmp_path / "demo" / "data" / "balthazar-2025-12-19.json").read_text())) == 650
+    assert "resolved at retry 1: 1 (100.0%)" in out
+    assert "  #1  " in out  # the attempt, shown by `retryq show`
     assert out.rstrip().endswith("completed at attempt 1; 650 notices saved")

@@ -1,4 +1,4 @@
-"""Commands that look at the health of the queue: doctor (and stats)."""
+"""Commands that look at the health of the queue: stats and doctor."""
 
 from __future__ import annotations
 
@@ -9,6 +9,40 @@ import typer
 from ..errors import ConfigError, ExitCode
 from ..timeutil import parse_duration, utcnow
 from ._app import ConfigOption, JsonOption, QueueFileOption, app, echo_json, fail, open_queue
+
+
+@app.command()
+def stats(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only chains scheduled within this long: 30d, 12h [default: all].")
+    ] = None,
+    client: Annotated[str | None, typer.Option("--client", help="Only this client.")] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Only this workflow.")] = None,
+    as_json: JsonOption = False,
+    queue_file: QueueFileOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """How inconsistencies resolve: at which retry, how many persist, how long it takes.
+
+    Counts every chain (a retry requested for a client and date) in the queue and in its
+    archive, so that the figures survive pruning.
+
+    \b
+    Example:
+        retryq stats --since 30d
+        retryq stats --client balthazar --json
+    """
+    from ..stats import format_stats, resolution_stats
+
+    queue = open_queue(queue_file, config)
+    jobs = [*queue.store.load_archive(), *queue.store.load()]  # the live copy of a job wins
+    window = parse_duration(since) if since is not None else None
+    result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
+    if as_json:
+        echo_json(result.to_json_dict())
+        return
+    for line in format_stats(result):
+        typer.echo(line)
 
 
 @app.command()

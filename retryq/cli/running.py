@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,6 +36,12 @@ ConcurrencyOption = Annotated[
 TimeoutOption = Annotated[
     str | None, typer.Option("--timeout", help="Per-run timeout, overriding the config: 300, 5m, 1h [default: 5m].")
 ]
+MetricsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file", help="Write Prometheus metrics here (node_exporter textfile) [default: metrics_file]."
+    ),
+]
 OnlyWorkflowOption = Annotated[
     list[str] | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow (repeatable).")
 ]
@@ -53,6 +60,7 @@ def process(
         bool, typer.Option("--dry-run", help="Show what would run and be pruned; change nothing.")
     ] = False,
     workflow: OnlyWorkflowOption = None,
+    metrics_file: MetricsOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     queue_file: QueueFileOption = None,
@@ -84,6 +92,7 @@ def process(
             prune=not no_prune,
             workflows=workflow,
             on_finished=output.advance,
+            metrics_file=metrics_file,
         )
         log.log(logging.WARNING if quiet else logging.INFO, _summary(report))
     _exit(report)
@@ -94,6 +103,7 @@ def worker(
     concurrency: ConcurrencyOption = None,
     timeout: TimeoutOption = None,
     workflow: OnlyWorkflowOption = None,
+    metrics_file: MetricsOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     queue_file: QueueFileOption = None,
@@ -118,6 +128,7 @@ def worker(
             concurrency=concurrency,
             timeout=parse_duration(timeout) if timeout is not None else None,
             workflows=workflow,
+            metrics_file=metrics_file,
         ).run(worker=True)
         log.log(logging.WARNING if quiet else logging.INFO, "worker stopped; %s", _summary(report))
     _exit(report)

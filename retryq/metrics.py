@@ -1,0 +1,242 @@
+"""Queue metrics in the Prometheus text format (0.0.4), for node_exporter's textfile collector.
+
+After each ``retryq process``, render the queue and write it into the collector's directory::
+
+    text = render_metrics(store.load(), store.load_archive(), now=now, report=report)
+    write_metrics("/var/lib/node_exporter/textfile/retryq.prom", text)
+
+Every value is computed afresh from the jobs at ``now``; nothing is kept between runs. The
+``_total`` counters therefore only stay monotonic while pruned jobs are kept in the archive:
+without it (or after a ``requeue``), a counter can go down, which Prometheus reads as a reset.
+"""
+
+from __future__ import annotations
+
+__all__ = ["parse_metrics", "render_metrics", "write_metrics"]
+
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._atomic import replace_file
+from .errors import StoreIOError
+from .models import Job, JobStatus, Outcome
+
+if TYPE_CHECKING:
+    # Only for the annotation: importing the processor pulls in the runner and the lifecycle.
+    from .processor import ProcessReport
+
+#: The mode of the metrics file: node_exporter usually runs as another user and must read it.
+METRICS_FILE_MODE = 0o644
+
+_SampleKey = tuple[str, frozenset[tuple[str, str]]]
+
+
+@dataclass
+class _Family:
+    name: str
+    kind: str  # "gauge" or "counter"
+    text: str  # the HELP line
+    labels: tuple[str, ...]
+    samples: dict[tuple[str, ...], float] = field(default_factory=dict)
+
+    def add(self, values: tuple[str, ...], amount: float = 1.0) -> None:
+        self.samples[values] = self.samples.get(values, 0.0) + amount
+
+    def keep_max(self, values: tuple[str, ...], value: float) -> None:
+        self.samples[values] = max(self.samples.get(values, 0.0), value)
+
+    def lines(self) -> list[str]:
+        out = [f"# HELP {self.name} {_escape_help(self.text)}", f"# TYPE {self.name} {self.kind}"]
+        for values in sorted(self.samples, key=_sort_key):
+            labels = ",".join(
+                f'{name}="{_escape_label(value)}"' for name, value in zip(self.labels, values, strict=True)
+            )
+            selector = f"{self.name}{{{labels}}}" if labels else self.name
+            out.append(f"{selector} {_format_value(self.samples[values])}")
+        return out
+
+
+def render_metrics(
+    live: Iterable[Job],
+    archived: Iterable[Job] = (),
+    *,
+    now: datetime,
+    report: ProcessReport | None = None,
+    workflows: Iterable[str] = (),
+) -> str:
+    """Render the queue's metrics: ``live`` are the queue file's jobs, ``archived`` the archive's.
+
+    An id found in both counts once, as its live copy. Gauges and counters get a zero sample for
+    every status, outcome and workflow known (those of the jobs, plus ``workflows``, meant for the
+    configured ones), so that alerts see a series from the start rather than none. Families with
+    no sample at all are left out: the text is empty for an empty queue without a report.
+    """
+    live_jobs = list({job.id: job for job in live}.values())
+    everything = list({job.id: job for job in (*archived, *live_jobs)}.values())
+    names = sorted({*workflows, *(job.workflow for job in everything)})
+
+    jobs = _Family("retryq_jobs", "gauge", "Jobs in the queue file, by status.", ("status", "workflow"))
+    oldest = _Family(
+        "retryq_oldest_pending_age_seconds",
+        "gauge",
+        "Time since the oldest pending job was scheduled; 0 when none is pending.",
+        ("workflow",),
+    )
+    overdue = _Family(
+        "retryq_overdue_seconds",
+        "gauge",
+        "How long past its executeAt the most overdue pending job is; 0 when none is. "
+        "A value that keeps growing means retryq process is not running.",
+        ("workflow",),
+    )
+    attempts = _Family(
+        "retryq_attempts_total",
+        "counter",
+        "Attempts in the job histories (the last 10 of each job), queue and archive, by outcome.",
+        ("workflow", "outcome"),
+    )
+    resolutions = _Family(
+        "retryq_resolutions_total",
+        "counter",
+        "Jobs completed, queue and archive, by the attempt that succeeded.",
+        ("workflow", "attempt"),
+    )
+    failures = _Family("retryq_failures_total", "counter", "Jobs that ended failed, queue and archive.", ("workflow",))
+    for name in names:
+        for status in JobStatus:
+            jobs.add((status.value, name), 0.0)
+        for outcome in Outcome:
+            attempts.add((name, outcome.value), 0.0)
+        for family in (oldest, overdue, failures):
+            family.add((name,), 0.0)
+
+    for job in live_jobs:
+        jobs.add((job.status.value, job.workflow))
+        if job.status is JobStatus.PENDING:
+            # Clamped at 0: a timestamp written by a host whose clock runs ahead is not "negative age".
+            oldest.keep_max((job.workflow,), max(0.0, (now - job.scheduled_at).total_seconds()))
+            overdue.keep_max((job.workflow,), max(0.0, (now - job.execute_at).total_seconds()))
+    for job in everything:
+        for entry in job.history:
+            attempts.add((job.workflow, entry.outcome.value))
+        if job.status is JobStatus.COMPLETED:
+            resolutions.add((job.workflow, str(job.attempt)))
+        elif job.status is JobStatus.FAILED:
+            failures.add((job.workflow,))
+
+    families = [jobs, oldest, overdue, attempts, resolutions, failures]
+    if report is not None:
+        families += _report_families(report)
+    lines = [line for family in sorted(families, key=lambda f: f.name) if family.samples for line in family.lines()]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _report_families(report: ProcessReport) -> list[_Family]:
+    run = _Family("retryq_last_run_jobs", "gauge", "Jobs handled by the last process run, by result.", ("result",))
+    for result, count in (
+        ("succeeded", report.succeeded),
+        ("rescheduled", report.retrying),
+        ("failed", report.failed),
+        ("recovered", report.recovered),
+        ("released", report.released),
+        ("pruned", report.pruned),
+    ):
+        run.add((result,), float(count))
+    stamp = _Family(
+        "retryq_last_run_timestamp_seconds", "gauge", "When the last process run finished, in Unix time.", ()
+    )
+    duration = _Family("retryq_last_run_duration_seconds", "gauge", "How long the last process run took.", ())
+    # A report still in progress has no end: its time and duration are left out rather than guessed.
+    if report.finished_at is not None:
+        stamp.add((), report.finished_at.timestamp())
+        duration.add((), (report.finished_at - report.started_at).total_seconds())
+    return [run, stamp, duration]
+
+
+def write_metrics(path: str | os.PathLike[str], text: str) -> None:
+    """Replace the file at ``path`` with ``text`` atomically, readable by everyone (0644).
+
+    The text is written to a hidden ``.tmp`` file in the same directory, then renamed: the
+    collector reads only ``*.prom`` files, so it never sees a half-written one.
+    """
+    target = Path(path)
+    try:
+        # Not durable: a rename lost in a crash only leaves the previous metrics, and the next run writes them again.
+        replace_file(target, text.encode("utf-8"), mode=METRICS_FILE_MODE, durable=False)
+    except OSError as error:
+        raise StoreIOError(f"{target}: cannot write the metrics file: {error.strerror or error}") from None
+
+
+_SAMPLE = re.compile(r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?[ \t]+(?P<value>\S+)(?:[ \t]+-?\d+)?")
+_LABEL = re.compile(r'[ \t]*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"(?P<value>(?:[^"\\\n]|\\.)*)"[ \t]*(?:,|$)')
+_UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
+
+
+def parse_metrics(text: str) -> dict[_SampleKey, float]:
+    """Read the samples of a text exposition: ``(name, frozenset of (label, value))`` to value.
+
+    Comments (``# HELP``, ``# TYPE``) are skipped and a sample's timestamp is ignored; a line that
+    is not a sample, or a sample given twice, raises ``ValueError``.
+    """
+    samples: dict[_SampleKey, float] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _SAMPLE.fullmatch(line.strip())
+        if match is None:
+            raise ValueError(f"line {number}: not a sample: {line!r}")
+        try:
+            labels = _parse_labels(match["labels"] or "")
+            value = float(match["value"])
+        except ValueError as error:
+            raise ValueError(f"line {number}: {error}: {line!r}") from None
+        key = (match["name"], labels)
+        if key in samples:
+            raise ValueError(f"line {number}: sample given twice: {line!r}")
+        samples[key] = value
+    return samples
+
+
+def _parse_labels(text: str) -> frozenset[tuple[str, str]]:
+    labels: dict[str, str] = {}
+    position = 0
+    while text[position:].strip():
+        match = _LABEL.match(text, position)
+        if match is None:
+            raise ValueError(f"bad labels at {text[position:]!r}")
+        if match["name"] in labels:
+            raise ValueError(f"label {match['name']!r} given twice")
+        labels[match["name"]] = re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m[1], m[0]), match["value"])
+        position = match.end()
+    return frozenset(labels.items())
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    # HELP text escapes only backslash and newline; a double quote stays as it is.
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    # Whole numbers without ".0" read better, and are exact below 2**53.
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def _sort_key(values: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
+    # Numbers in numeric order, so that attempt="10" comes after attempt="9".
+    return tuple((0, int(value), "") if value.isascii() and value.isdigit() else (1, 0, value) for value in values)

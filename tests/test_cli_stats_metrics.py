@@ -1,0 +1,101 @@
+"""`retryq stats` over the queue and its archive, and the metrics file of `process`."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from retryq import JsonFileStore
+from retryq.metrics import parse_metrics
+from retryq.models import JobStatus
+from retryq.timeutil import utcnow
+
+from .helpers import FakeWorkflow, invoke, make_job
+
+QUEUE = Path(".retry-queue.json")
+
+
+def seed_history() -> JsonFileStore:
+    """Four chains: resolved at retry 1 (60 min, archived), at retry 2 (2 h), persistent, still open."""
+    now = utcnow()
+    start = now - timedelta(days=2)
+    store = JsonFileStore(QUEUE)
+    for job in [
+        make_job(
+            id="a1",
+            client_id="a",
+            scheduled_at=start,
+            status=JobStatus.COMPLETED,
+            finished_at=start + timedelta(hours=1),
+        ),
+        make_job(
+            id="b2",
+            client_id="b",
+            scheduled_at=start,
+            status=JobStatus.COMPLETED,
+            attempt=2,
+            finished_at=start + timedelta(hours=2),
+        ),
+        make_job(id="c3", client_id="c", scheduled_at=start, status=JobStatus.FAILED, attempt=3, finished_at=start),
+        make_job(id="d1", client_id="d", scheduled_at=now - timedelta(hours=1), execute_at=now + timedelta(hours=1)),
+    ]:
+        store.add(job, lambda job: job)
+    store.update({"a1": lambda job: None})  # pruned: only the archive has it now
+    return store
+
+
+def test_stats_count_the_queue_and_the_archive(cli: CliRunner) -> None:
+    seed_history()
+    result = invoke(cli, "stats")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "inconsistencies detected: 4",
+        "resolved at retry 1: 1 (25.0%)",
+        "resolved at retry 2: 1 (25.0%)",
+        "persistent (failed): 1 (25.0%)",
+        "still open: 1",
+        "cancelled: 0",
+        "time to resolution: mean 1h30m, median 1h30m, max 2h",
+    ]
+
+
+def test_stats_filters_and_json(cli: CliRunner) -> None:
+    seed_history()
+    recent = json.loads(invoke(cli, "stats", "--since", "1d", "--json").stdout)
+    assert (recent["chains"], recent["open"]) == (1, 1)
+    one = json.loads(invoke(cli, "stats", "--client", "b", "--json").stdout)
+    assert one["resolvedByAttempt"] == {"2": {"count": 1, "percent": 100.0}}
+    assert one["delaySeconds"]["max"] == 7200
+
+
+def test_process_writes_the_metrics_file(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    env = {"RETRYQ_COMMAND": workflow.command}
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env=env)
+    result = invoke(cli, "process", "--metrics-file", "retryq.prom", env=env)
+    assert result.exit_code == 0
+    samples = parse_metrics(Path("retryq.prom").read_text())
+    assert samples[("retryq_jobs", frozenset({("status", "completed"), ("workflow", "default")}))] == 1
+    assert samples[("retryq_last_run_jobs", frozenset({("result", "succeeded")}))] == 1
+    assert samples[("retryq_resolutions_total", frozenset({("workflow", "default"), ("attempt", "1")}))] == 1
+    assert samples[("retryq_last_run_timestamp_seconds", frozenset())] > 1.7e9
+
+
+def test_the_metrics_file_from_the_config(cli: CliRunner, workflow: FakeWorkflow, tmp_path: Path) -> None:
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "retryq.toml").write_text(
+        f'metrics_file = "retryq.prom"\n[workflow]\ncommand = ["{workflow.path}"]\n'
+    )
+    assert invoke(cli, "process", "--config", str(config_dir / "retryq.toml")).exit_code == 0
+    assert (config_dir / "retryq.prom").exists()  # relative to the file that names it
+
+
+def test_an_unwritable_metrics_file_is_logged_not_fatal(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    result = invoke(
+        cli, "process", "--metrics-file", "missing/dir/retryq.prom", env={"RETRYQ_COMMAND": workflow.command}
+    )
+    assert result.exit_code == 0
+    assert "error: metrics not written: missing/dir/retryq.prom: cannot write the metrics file" in result.stdout

@@ -1,0 +1,187 @@
+"""Resolution statistics (seed 000's "Métriques de Suivi"): counts, shares and time to resolution."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from retryq.models import Job, JobStatus
+from retryq.stats import ResolutionStats, format_stats, resolution_stats
+
+from .helpers import T0, make_job
+
+NOW = T0 + timedelta(days=1)
+
+
+def chain(
+    job_id: str,
+    status: JobStatus,
+    *,
+    attempt: int = 1,
+    scheduled_at: datetime = T0,
+    took: timedelta | None = None,
+    **fields: object,
+) -> Job:
+    """A job detected at ``scheduled_at`` that ended ``took`` after its detection."""
+    finished_at = None if took is None else scheduled_at + took
+    return make_job(
+        id=job_id, status=status, attempt=attempt, scheduled_at=scheduled_at, finished_at=finished_at, **fields
+    )
+
+
+def seed_example() -> list[Job]:
+    """Ten chains: 8 resolved at the 1st retry, 1 at the 2nd, 1 persistent."""
+    first_retry = [45, 48, 50, 55, 60, 60, 60, 60]  # minutes from detection to success
+    jobs = [
+        chain(f"r1-{n}", JobStatus.COMPLETED, took=timedelta(minutes=minutes)) for n, minutes in enumerate(first_retry)
+    ]
+    jobs.append(chain("r2", JobStatus.COMPLETED, attempt=2, took=timedelta(minutes=120)))
+    jobs.append(chain("lost", JobStatus.FAILED, attempt=3, took=timedelta(minutes=180)))
+    return jobs
+
+
+def test_the_seed_example() -> None:
+    stats = resolution_stats(seed_example(), now=NOW)
+    assert stats.chains == 10
+    assert stats.resolved_by_attempt == {1: 8, 2: 1}
+    assert stats.resolved == 9
+    assert (stats.persistent, stats.open, stats.cancelled) == (1, 0, 0)
+    assert (stats.percent(8), stats.percent(1), stats.percent(stats.resolved)) == (80.0, 10.0, 90.0)
+    # The nine resolved delays, sorted: 45 48 50 55 60 60 60 60 120 (minutes).
+    # Mean 558 / 9 = 62; median the 5th value, 60; max 120. The failed chain's 180 does not count.
+    assert stats.delay_mean == timedelta(minutes=62)
+    assert stats.delay_median == timedelta(minutes=60)
+    assert stats.delay_max == timedelta(minutes=120)
+
+
+def test_the_seed_example_as_text() -> None:
+    assert format_stats(resolution_stats(seed_example(), now=NOW)) == [
+        "inconsistencies detected: 10",
+        "resolved at retry 1: 8 (80.0%)",
+        "resolved at retry 2: 1 (10.0%)",
+        "persistent (failed): 1 (10.0%)",
+        "still open: 0",
+        "cancelled: 0",
+        "time to resolution: mean 1h2m, median 1h, max 2h",
+    ]
+
+
+def test_the_seed_example_as_json() -> None:
+    data = resolution_stats(seed_example(), now=NOW).to_json_dict()
+    assert data == {
+        "chains": 10,
+        "resolved": 9,
+        "resolvedPercent": 90.0,
+        "resolvedByAttempt": {"1": {"count": 8, "percent": 80.0}, "2": {"count": 1, "percent": 10.0}},
+        "persistent": 1,
+        "persistentPercent": 10.0,
+        "open": 0,
+        "openPercent": 0.0,
+        "cancelled": 0,
+        "cancelledPercent": 0.0,
+        "delaySeconds": {"mean": 3720.0, "median": 3600.0, "max": 7200.0},
+    }
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_mean_and_median_fall_between_delays() -> None:
+    jobs = [
+        chain("c", JobStatus.COMPLETED, attempt=3, took=timedelta(minutes=61, seconds=30)),
+        chain("a", JobStatus.COMPLETED, took=timedelta(minutes=60)),
+    ]
+    stats = resolution_stats(jobs, now=NOW)
+    # (60m + 61m30s) / 2 = 60m45s, and with two values the median is their mean too.
+    assert stats.delay_mean == stats.delay_median == timedelta(minutes=60, seconds=45)
+    assert stats.delay_max == timedelta(minutes=61, seconds=30)
+    assert list(stats.resolved_by_attempt) == [1, 3]  # attempt order, whatever the input order
+    assert format_stats(stats)[1:3] == ["resolved at retry 1: 1 (50.0%)", "resolved at retry 3: 1 (50.0%)"]
+    assert format_stats(stats)[-1] == "time to resolution: mean 1h45s, median 1h45s, max 1h1m30s"
+
+
+def test_open_and_cancelled_chains() -> None:
+    jobs = [
+        chain("p", JobStatus.PENDING, attempt=2),
+        chain("r", JobStatus.RUNNING),
+        chain("x", JobStatus.CANCELLED, took=timedelta(minutes=5)),
+        chain("ok", JobStatus.COMPLETED, took=timedelta(minutes=70)),
+    ]
+    stats = resolution_stats(jobs, now=NOW)
+    assert (stats.chains, stats.resolved, stats.persistent, stats.open, stats.cancelled) == (4, 1, 0, 2, 1)
+    assert stats.percent(stats.open) == 50.0
+    assert format_stats(stats) == [
+        "inconsistencies detected: 4",
+        "resolved at retry 1: 1 (25.0%)",
+        "persistent (failed): 0 (0.0%)",
+        "still open: 2",
+        "cancelled: 1",
+        "time to resolution: mean 1h10m, median 1h10m, max 1h10m",
+    ]
+
+
+def test_a_completed_job_without_finish_time_counts_but_is_not_timed() -> None:
+    # The original scripts wrote "completed" without finishedAt.
+    stats = resolution_stats([chain("legacy", JobStatus.COMPLETED)], now=NOW)
+    assert stats.resolved_by_attempt == {1: 1}
+    assert stats.delay_mean is None
+    assert format_stats(stats)[-1] == "time to resolution: not recorded"
+
+
+def test_the_last_copy_of_an_id_wins() -> None:
+    archived = [chain("a", JobStatus.FAILED, attempt=3, took=timedelta(hours=3))]
+    live = [chain("a", JobStatus.PENDING), chain("b", JobStatus.COMPLETED, took=timedelta(hours=1))]
+    stats = resolution_stats([*archived, *live], now=NOW)
+    assert (stats.chains, stats.persistent, stats.open, stats.resolved) == (2, 0, 1, 1)
+    # In the other order the archived copy wins: the caller decides by the order.
+    stats = resolution_stats([*live, *archived], now=NOW)
+    assert (stats.chains, stats.persistent, stats.open, stats.resolved) == (2, 1, 0, 1)
+
+
+def test_since_keeps_chains_detected_in_the_window() -> None:
+    now = T0 + timedelta(days=2)
+    jobs = [
+        chain("old", JobStatus.FAILED, scheduled_at=T0),
+        chain("edge", JobStatus.COMPLETED, scheduled_at=T0 + timedelta(days=1), took=timedelta(hours=1)),
+        chain("new", JobStatus.PENDING, scheduled_at=T0 + timedelta(days=1, hours=1)),
+    ]
+    stats = resolution_stats(jobs, now=now, since=timedelta(days=1))
+    assert (stats.chains, stats.resolved, stats.persistent, stats.open) == (2, 1, 0, 1)
+    assert resolution_stats(jobs, now=now).chains == 3
+
+
+def test_client_and_workflow_filters() -> None:
+    jobs = [
+        chain("a", JobStatus.COMPLETED, took=timedelta(hours=1)),
+        chain("b", JobStatus.FAILED, client_id="acme"),
+        chain("c", JobStatus.COMPLETED, attempt=2, workflow="tenders", took=timedelta(hours=2)),
+        chain("d", JobStatus.FAILED, client_id="acme", workflow="tenders"),
+    ]
+    by_client = resolution_stats(jobs, now=NOW, client="acme")
+    assert (by_client.chains, by_client.resolved, by_client.persistent) == (2, 0, 2)
+    by_workflow = resolution_stats(jobs, now=NOW, workflow="tenders")
+    assert (by_workflow.chains, by_workflow.resolved_by_attempt, by_workflow.persistent) == (2, {2: 1}, 1)
+    both = resolution_stats(jobs, now=NOW, client="balthazar", workflow="tenders")
+    assert (both.chains, both.delay_max) == (1, timedelta(hours=2))
+    assert resolution_stats(jobs, now=NOW, client="nobody").chains == 0
+
+
+def test_no_chains() -> None:
+    stats = resolution_stats([], now=NOW)
+    assert stats == ResolutionStats(
+        chains=0,
+        resolved_by_attempt={},
+        persistent=0,
+        open=0,
+        cancelled=0,
+        delay_mean=None,
+        delay_median=None,
+        delay_max=None,
+    )
+    assert stats.percent(0) == 0.0
+    assert format_stats(stats) == [
+        "inconsistencies detected: 0",
+        "persistent (failed): 0 (0.0%)",
+        "still open: 0",
+        "cancelled: 0",
+        "time to resolution: none resolved",
+    ]
+    assert stats.to_json_dict()["delaySeconds"] == {"mean": None, "median": None, "max": None}
