@@ -34,6 +34,8 @@ _EXPORTS = {
     "ProcessReport": "processor",
     "Processor": "processor",
     "QueueCorrupt": "errors",
+    "RetryAttempt": "retrying",
+    "Retrying": "retrying",
     "RetryQueue": "queue",
     "RetryState": "backoff",
     "RetryqError": "errors",
@@ -42,11 +44,16 @@ _EXPORTS = {
     "StoreIOError": "errors",
     "WorkflowSettings": "config",
     "constant": "backoff",
+    "defer": "retrying",
     "exponential": "backoff",
     "fixed": "backoff",
+    "is_recoverable": "retrying",
     "jitter": "backoff",
     "linear": "backoff",
     "load_config": "config",
+    "retry": "retrying",
+    "retry_after": "retrying",
+    "retrying": "retrying",
 }
 
 
@@ -80,6 +87,7 @@ if TYPE_CHECKING:
     from .models import Attempt, Job, JobStatus, Outcome
     from .processor import Processor, ProcessReport
     from .queue import RetryQueue, ScheduleResult
+    from .retrying import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
     from .store import MemoryStore, Store
 
 __all__ = [
@@ -98,8 +106,10 @@ __all__ = [
     "ProcessReport",
     "Processor",
     "QueueCorrupt",
+    "RetryAttempt",
     "RetryQueue",
     "RetryState",
+    "Retrying",
     "RetryqError",
     "ScheduleResult",
     "Store",
@@ -107,9 +117,14 @@ __all__ = [
     "WorkflowSettings",
     "__version__",
     "constant",
+    "defer",
     "exponential",
     "fixed",
+    "is_recoverable",
     "jitter",
     "linear",
     "load_config",
+    "retry",
+    "retry_after",
+    "retrying",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,31 @@ def test_the_demo_resolves_the_inconsistency(tmp_path: Path) -> None:
     assert "resolved at retry 1: 1 (100.0%)" in out
     assert "  #1  " in out  # the attempt, shown by `retryq show`
     assert out.rstrip().endswith("completed at attempt 1; 650 notices saved")
+
+
+def test_the_fetcher_defers_to_the_queue_when_the_api_is_down(tmp_path: Path) -> None:
+    """In-process retries first; when they run out, the whole fetch becomes a deferred retry."""
+    env = {**os.environ, "BOAMP_HTTP_RETRY_DELAY": "0", "BOAMP_OUT": str(tmp_path / "data")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "boamp_fetcher.py"),
+            "balthazar",
+            "2025-12-19",
+            "--api",
+            "http://127.0.0.1:9",
+            "--retry-delay",
+            "30",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 75
+    assert "fetch_page: attempt 3/3 failed: URLError(ConnectionRefusedError(" in result.stderr
+    assert "deferred balthazar 2025-12-19 to the queue after 3 attempt(s)" in result.stderr
+    [job] = json.loads((tmp_path / ".retry-queue.json").read_text())
+    assert (job["clientId"], job["delayMinutes"], job["status"]) == ("balthazar", 30, "pending")
