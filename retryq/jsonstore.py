@@ -18,6 +18,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from json.scanner import make_scanner
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger("retryq")
 
 NEW_FILE_MODE = 0o600
 _STATUSES = frozenset(status.value for status in JobStatus)
+_SCANNER = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed mistypes its argument
 
 
 class JsonFileStore(DocumentStore):
@@ -174,7 +176,7 @@ class JsonFileStore(DocumentStore):
             self._lock.release()
 
     def _write(self, entries: list[_Entry]) -> bytes:
-        raw = b"[\n" + b",\n".join(entry.line() for entry in entries) + b"\n]\n" if entries else b"[]\n"
+        raw = b"[\n" + b",\n".join([entry.line() for entry in entries]) + b"\n]\n" if entries else b"[]\n"
         try:
             mode, owner = self._existing_mode_and_owner()
             replace_file(self.path, raw, mode=mode, owner=owner)
@@ -219,13 +221,15 @@ def _parse_lines(raw: bytes) -> list[_Entry] | None:
     lines = raw[2:-3].split(b"\n")
     last = len(lines) - 1
     entries = []
+    scan = _SCANNER  # json's own C scanner, without json.loads' per-call encoding detection
     for index, chunk in enumerate(lines):
         line = chunk[:-1] if index < last and chunk.endswith(b",") else chunk
         try:
-            doc = json.loads(line)
-        except ValueError:  # also UnicodeDecodeError
+            text = line.decode("utf-8")
+            doc, end = scan(text, 0)
+        except (ValueError, StopIteration):  # also UnicodeDecodeError
             return None
-        if not isinstance(doc, dict):
+        if end != len(text) or not isinstance(doc, dict):
             return None
         entries.append(_Entry(index, doc=doc, line=line))
     return entries

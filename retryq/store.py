@@ -30,6 +30,9 @@ from .timeutil import parse_utc
 Mutation = Callable[[Job], "Job | None"]
 
 _FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+# Plain strings: a scan compares them for every job on every write, where enum lookups add up.
+_PENDING = JobStatus.PENDING.value
+_OPEN = frozenset({JobStatus.PENDING.value, JobStatus.RUNNING.value})
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class _Entry:
 
     @property
     def is_open(self) -> bool:
-        return self.status in (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+        return self.status in _OPEN
 
     def ended_at(self, location: str) -> datetime:
         if self.ended is not None:
@@ -279,8 +282,10 @@ class DocumentStore:
             return entries.copy(), results, removed, False
         changed = False
         kept: list[_Entry] = []
+        location = self.location
         for entry in entries:
-            mutation = changes.get(entry.job_id(self.location))
+            ident = entry.ident
+            mutation = changes.get(ident if ident is not None else entry.job_id(location))
             if mutation is None:
                 kept.append(entry)
                 continue
@@ -299,21 +304,22 @@ class DocumentStore:
 
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[int]:
         due: list[tuple[datetime, int]] = []
+        now, slots, location = request.now, request.slots, self.location
         for position, entry in enumerate(entries):
-            if entry.status != JobStatus.PENDING.value:
+            if entry.status != _PENDING or entry.key[0] not in slots:
                 continue
-            job = entry.job(self.location)
-            if job.execute_at <= request.now and job.workflow in request.slots:
-                due.append((job.execute_at, position))
+            execute_at = entry.job(location).execute_at
+            if execute_at <= now:
+                due.append((execute_at, position))
         due.sort()
-        slots = dict(request.slots)
+        free = dict(slots)
         chosen: list[int] = []
         for _, position in due:
             if len(chosen) >= request.limit:
                 break
             workflow = entries[position].key[0]
-            if slots[workflow] > 0:
-                slots[workflow] -= 1
+            if free[workflow] > 0:
+                free[workflow] -= 1
                 chosen.append(position)
         return chosen
 

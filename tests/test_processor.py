@@ -367,3 +367,23 @@ def _alive(pid: int) -> bool:
 
 
 __all__ = ["fake_workflow", "process_start"]
+
+
+def test_the_seed_chain_replays_with_the_policys_delays(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    """75, 75, then 0: completed at attempt 3, each attempt the job's 60 minutes after the previous one."""
+    from datetime import datetime, timezone
+
+    workflow.exits(75, 75, 0)
+    queue = open_queue(tmp_path, workflow.argv())
+    now = [datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)]
+    queue.schedule("balthazar", "2025-12-19", 60, now=now[0])
+    for minutes in range(0, 200, 5):  # cron, every 5 minutes, from 10:00 to 13:15
+        now[0] = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+        queue.process(clock=lambda: now[0], prune=False)
+    [job] = queue.jobs()
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 3)
+    assert [(a.started_at.strftime("%H:%M"), a.outcome) for a in job.history] == [
+        ("11:00", Outcome.INCOMPLETE),
+        ("12:00", Outcome.INCOMPLETE),
+        ("13:00", Outcome.SUCCEEDED),
+    ]
