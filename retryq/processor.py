@@ -346,9 +346,7 @@ class Processor:
             if reason is None:
                 continue
             settings = self._settings(job.workflow)
-            if job.run_id and not _proc.stop_run_processes(
-                job.run_id, job.workflow_pid, settings.kill_grace.total_seconds(), monotonic=self.monotonic
-            ):
+            if not self._run_is_over(job, settings, now):
                 log.error("%s, but its workflow may still run here; left running", reason, extra={"job": job})
                 continue
             log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
@@ -358,6 +356,23 @@ class Processor:
             report.recovered += sum(
                 1 for job in results.values() if job is not None and job.status is not JobStatus.RUNNING
             )
+
+    def _run_is_over(self, job: Job, settings: WorkflowSettings, now: datetime) -> bool:
+        """Whether nothing of the job's interrupted run can still be running, stopping it here if need be.
+
+        A run of this machine is searched for and stopped. A run of another machine cannot be
+        seen from here: its expired lease, which covers its timeout and kill grace, stands in.
+        """
+        if job.owner is None or job.run_id is None or _proc.owner_alive(job.owner) is None:
+            return True
+        if _proc.stop_run_processes(
+            job.run_id, job.workflow_pid, settings.kill_grace.total_seconds(), monotonic=self.monotonic
+        ):
+            return True
+        # Without /proc (macOS, BSD), a run whose process group was not yet recorded cannot be
+        # found; once its lease has expired too, it has outlived anything it was allowed to do.
+        expired = job.lease_until is None or job.lease_until < now
+        return not _proc.PROC.is_dir() and job.workflow_pid is None and expired
 
     def _stale_reason(self, job: Job, now: datetime) -> str | None:
         owner = job.owner
