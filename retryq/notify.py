@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from . import _proc
 from .models import Job
-from .runner import invocation
+from .runner import job_invocation
 
 log = logging.getLogger("retryq")
 
@@ -31,18 +31,7 @@ def run_failure_hook(
     config_file: str | None,
 ) -> bool:
     """Run ``command`` for a job that ended ``failed``; True when it exited 0 in time."""
-    argv, env = invocation(
-        command,
-        client=job.client_id,
-        date=job.date,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        job_id=job.id,
-        workflow=job.workflow,
-        run_id=uuid.uuid4().hex,
-        queue_file=queue_file,
-        config_file=config_file,
-    )
+    argv, env = job_invocation(command, job, run_id=uuid.uuid4().hex, queue_file=queue_file, config_file=config_file)
     env.update(
         {
             "RETRYQ_STATUS": job.status.value,

@@ -28,7 +28,7 @@ from .config import WorkflowSettings
 from .errors import ConfigError, RetryqError
 from .models import Job, JobStatus, Outcome
 from .notify import run_failure_hook
-from .runner import Supervisor, invocation, resolve_command
+from .runner import Supervisor, job_invocation, resolve_command
 from .store import ClaimRequest, Mutation
 from .timeutil import format_utc, utcnow
 
@@ -226,14 +226,9 @@ class Processor:
     def _start(self, job: Job, pending: _Changes, report: ProcessReport) -> None:
         assert job.run_id is not None
         settings = self._settings(job.workflow)
-        argv, env = invocation(
+        argv, env = job_invocation(
             self._commands[job.workflow],
-            client=job.client_id,
-            date=job.date,
-            attempt=job.attempt,
-            max_attempts=job.max_attempts,
-            job_id=job.id,
-            workflow=job.workflow,
+            job,
             run_id=job.run_id,
             queue_file=self.store.location,
             config_file=str(self.config.source) if self.config.source else None,

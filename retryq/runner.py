@@ -3,7 +3,7 @@ and its tail kept, timeouts enforced with SIGTERM then SIGKILL on the whole grou
 
 from __future__ import annotations
 
-__all__ = ["RunResult", "Supervisor", "build_argv", "build_env", "invocation", "resolve_command"]
+__all__ = ["RunResult", "Supervisor", "build_argv", "build_env", "invocation", "job_invocation", "resolve_command"]
 
 import os
 import queue
@@ -16,10 +16,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import _proc
 from .errors import ConfigError
 from .timeutil import utcnow
+
+if TYPE_CHECKING:
+    from .models import Job
 
 #: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
 TAIL_LINES = 20
@@ -69,6 +73,24 @@ def invocation(
     if config_file is not None:
         env["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
     return build_argv(command, values), build_env(env)
+
+
+def job_invocation(
+    command: Sequence[str], job: Job, *, run_id: str, queue_file: str, config_file: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """:func:`invocation` for a queued job: its client, date, attempt, id and workflow."""
+    return invocation(
+        command,
+        client=job.client_id,
+        date=job.date,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        job_id=job.id,
+        workflow=job.workflow,
+        run_id=run_id,
+        queue_file=queue_file,
+        config_file=config_file,
+    )
 
 
 def build_argv(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
