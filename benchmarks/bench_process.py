@@ -14,7 +14,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 from _common import finished_job, header, table, timed, write_queue
@@ -26,8 +25,16 @@ JOBS = 1_000
 
 def due_jobs(count: int, prefix: str = "due") -> list[dict[str, object]]:
     return [
-        {**finished_job(n), "clientId": f"{prefix}{n}", "status": "pending", "history": [], "startedAt": None,
-         "finishedAt": None, "lastExitCode": None, "executeAt": "2025-12-19T11:00:00.000Z"}
+        {
+            **finished_job(n),
+            "clientId": f"{prefix}{n}",
+            "status": "pending",
+            "history": [],
+            "startedAt": None,
+            "finishedAt": None,
+            "lastExitCode": None,
+            "executeAt": "2025-12-19T11:00:00.000Z",
+        }
         for n in range(count)
     ]
 
@@ -40,8 +47,13 @@ def queue_for(path: Path, command: list[str], concurrency: int = 1) -> RetryQueu
 def spawn_true(count: int) -> float:
     def loop() -> None:
         for _ in range(count):
-            process = subprocess.Popen(["true"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                ["true"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             process.communicate()
 
     return timed(loop)
@@ -80,8 +92,12 @@ def peak_memory(directory: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRYQ_")}
     env.update(RETRYQ_COMMAND="true", RETRYQ_QUEUE_FILE=str(path))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([str(Path(sys.executable).with_name("retryq")), "process", "--no-prune", "--quiet"], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("retryq")), "process", "--no-prune", "--quiet"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux: the largest child so far
     assert peak >= before
     return peak / 1024
@@ -97,7 +113,8 @@ def main() -> None:
         table(["concurrency", "retryq process s", "starting `true` s", "overhead per job ms"], rows)
         print("\ntarget: ≤ 3 ms per job beyond the cost of starting `true`\n")
         wall = sleepers(directory)
-        table(["64 jobs × `sleep 1`, concurrency 8", "wall time s", "ideal s"], [["retryq process", f"{wall:.2f}", "8.00"]])
+        headers = ["64 jobs × `sleep 1`, concurrency 8", "wall time s", "ideal s"]
+        table(headers, [["retryq process", f"{wall:.2f}", "8.00"]])
         print("\ntarget: ≤ 8.5 s\n")
         memory = peak_memory(directory)
         table(["`retryq process` on 10,000 jobs (100 due)", "peak RSS MiB"], [["retryq process", f"{memory:.1f}"]])
