@@ -54,6 +54,14 @@ def process_start(pid: int) -> int | None:
         return None
 
 
+def pid_namespace() -> str | None:
+    """This process's pid namespace (``pid:[4026531836]``), None where there is no /proc."""
+    try:
+        return os.readlink(PROC / "self/ns/pid")
+    except OSError:
+        return None
+
+
 _OWNERS: dict[int, Owner] = {}
 
 
@@ -61,7 +69,9 @@ def current_owner() -> Owner:
     """This process as an owner of claims (computed once per process; a fork gets its own)."""
     pid = os.getpid()
     if pid not in _OWNERS:
-        _OWNERS[pid] = Owner(host=hostname(), pid=pid, boot_id=boot_id(), started=process_start(pid))
+        _OWNERS[pid] = Owner(
+            host=hostname(), pid=pid, boot_id=boot_id(), started=process_start(pid), pid_ns=pid_namespace()
+        )
     return _OWNERS[pid]
 
 
@@ -90,6 +100,8 @@ def owner_alive(owner: Owner) -> bool | None:
     """True or False for an owner on this host (and this boot); None when it cannot be known from here."""
     if owner.host != hostname():
         return None
+    if owner.pid_ns and owner.pid_ns != pid_namespace():
+        return None  # another container on this host: its pids mean nothing here, only its lease does
     current_boot = boot_id()
     if owner.boot_id and current_boot and owner.boot_id != current_boot:
         return False  # the machine rebooted since: every process of that boot is gone

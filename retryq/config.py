@@ -147,7 +147,7 @@ class WorkflowSettings:
     command_origin: str = "not configured"
     timeout: timedelta = timedelta(minutes=5)
     kill_grace: timedelta = timedelta(seconds=10)
-    concurrency: int = 1
+    concurrency: int | None = None  # this workflow's own cap on runs at once; None: only the overall one
     max_attempts: int = 3
     no_retry_exit_codes: frozenset[int] = frozenset({2, 64, 65, 77, 78})
     backoff: Backoff = field(default_factory=constant)
@@ -173,6 +173,8 @@ class Config:
     )
     concurrency: int = 1
     thresholds: InconsistencyThresholds = field(default_factory=InconsistencyThresholds)
+    #: The workflow of the run this process is part of ($RETRYQ_WORKFLOW, set by retryq for each run).
+    running_workflow: str | None = None
 
     def workflow(self, name: str | None = None) -> WorkflowSettings:
         """The settings of workflow ``name`` (the default workflow when None)."""
@@ -182,6 +184,16 @@ class Config:
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise InvalidInput(f"unknown workflow {name!r} (configured: {known})") from None
+
+    def scheduling_workflow(self, name: str | None = None) -> WorkflowSettings:
+        """The workflow a new retry belongs to: ``name``, else the one of the run we are inside, else the default.
+
+        A named workflow that finds data missing from inside its retry run then continues its own
+        chain, without having to repeat its name.
+        """
+        if name is None and self.running_workflow in self.workflows:
+            name = self.running_workflow
+        return self.workflow(name)
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with some top-level fields replaced (what command-line options do)."""
@@ -265,7 +277,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
             command_origin=origin,
             timeout=_pick(section.timeout, parsed.timeout, defaults.timeout),
             kill_grace=_pick(section.kill_grace, parsed.kill_grace, defaults.kill_grace),
-            concurrency=_pick(section.concurrency, parsed.concurrency, defaults.concurrency),
+            concurrency=section.concurrency,  # None: only the overall `concurrency` caps it
             max_attempts=_pick(section.max_attempts, parsed.max_attempts, defaults.max_attempts),
             no_retry_exit_codes=frozenset(
                 _pick(section.no_retry_exit_codes, parsed.no_retry_exit_codes, defaults.no_retry_exit_codes)
@@ -294,6 +306,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         workflows=workflows,
         concurrency=parsed.concurrency or 1,
         thresholds=InconsistencyThresholds(parsed.report.max_missing, parsed.report.max_ratio, parsed.report.delay),
+        running_workflow=env.get("RETRYQ_WORKFLOW") or None,
     )
 
 

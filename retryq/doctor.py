@@ -121,6 +121,15 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
     unknown = Counter(job.workflow for job in jobs if job.status.is_open and job.workflow not in config.workflows)
     for name, count in sorted(unknown.items()):
         findings.append(Finding("problem", f"{count} open job(s) of workflow {name!r}, which is not configured"))
+    commandless = Counter(
+        job.workflow
+        for job in jobs
+        if job.status.is_open and job.workflow in config.workflows and not config.workflows[job.workflow].command
+    )
+    for name, count in sorted(commandless.items()):
+        findings.append(
+            Finding("problem", f"{count} open job(s) of workflow {name!r}, which has no command configured")
+        )
     failed = [job for job in jobs if job.status is JobStatus.FAILED]
     if failed:
         latest = max(failed, key=lambda job: job.finished_at or job.execute_at)

@@ -223,7 +223,12 @@ def _parse_lines(raw: bytes) -> list[_Entry] | None:
     entries = []
     scan = _SCANNER  # json's own C scanner, without json.loads' per-call encoding detection
     for index, chunk in enumerate(lines):
-        line = chunk[:-1] if index < last and chunk.endswith(b",") else chunk
+        if index < last:
+            if not chunk.endswith(b","):
+                return None  # not valid JSON: the whole-file parse says where
+            line = chunk[:-1]
+        else:
+            line = chunk
         try:
             text = line.decode("utf-8")
             doc, end = scan(text, 0)

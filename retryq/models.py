@@ -148,6 +148,7 @@ class Owner(_Record):
     pid: int
     boot_id: str | None = None  # kernel boot id: a pid from before a reboot is a different process
     started: int | None = None  # process start time in clock ticks since boot (Linux)
+    pid_ns: str | None = None  # pid namespace: containers sharing a hostname do not share pids
 
 
 class Attempt(_Record):

@@ -12,6 +12,7 @@ __all__ = ["run_failure_hook"]
 import json
 import logging
 import subprocess
+import tempfile
 import uuid
 from datetime import timedelta
 
@@ -40,29 +41,32 @@ def run_failure_hook(
         }
     )
     payload = json.dumps(job.to_json_dict(), ensure_ascii=False).encode("utf-8")
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            **_proc.popen_group_options(),
-        )
-    except OSError as error:
-        log.error("on_failure hook %r could not start: %s", argv[0], error.strerror or error, extra={"job": job})
-        return False
-    try:
-        output, _ = process.communicate(payload, timeout=timeout.total_seconds())
-    except subprocess.TimeoutExpired:
-        _proc.stop_group(process.pid, 1.0)
-        process.communicate()
-        log.error("on_failure hook timed out after %gs and was stopped", timeout.total_seconds(), extra={"job": job})
-        return False
-    tail = output.decode("utf-8", "replace").strip().splitlines()[-1:] if output else []
-    if process.returncode != 0:
+    # Files, not pipes, on both ends: a hook that leaves a child behind (a daemon, `setsid cmd &`)
+    # keeps a pipe open forever, and waiting for its end would hang; waiting for the hook does not.
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as output:
+        stdin.write(payload)
+        stdin.seek(0)
+        try:
+            process = subprocess.Popen(
+                argv, stdin=stdin, stdout=output, stderr=subprocess.STDOUT, env=env, **_proc.popen_group_options()
+            )
+        except OSError as error:
+            log.error("on_failure hook %r could not start: %s", argv[0], error.strerror or error, extra={"job": job})
+            return False
+        try:
+            code = process.wait(timeout=timeout.total_seconds())
+        except subprocess.TimeoutExpired:
+            _proc.stop_group(process.pid, 1.0)
+            process.wait()
+            log.error(
+                "on_failure hook timed out after %gs and was stopped", timeout.total_seconds(), extra={"job": job}
+            )
+            return False
+        output.seek(0)
+        tail = output.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+    if code != 0:
         detail = f": {tail[0]}" if tail else ""
-        log.error("on_failure hook exited %d%s", process.returncode, detail, extra={"job": job})
+        log.error("on_failure hook exited %d%s", code, detail, extra={"job": job})
         return False
     log.info("on_failure hook notified", extra={"job": job})
     return True

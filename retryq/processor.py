@@ -18,19 +18,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import _proc, lifecycle
 from .backoff import Backoff, RetryState, exponential
 from .config import WorkflowSettings
-from .errors import ConfigError, RetryqError
+from .errors import ConfigError, InvalidInput, RetryqError
 from .models import Job, JobStatus, Outcome
 from .notify import run_failure_hook
 from .runner import Supervisor, job_invocation, resolve_command
 from .store import ClaimRequest, Mutation
-from .timeutil import format_utc, utcnow
+from .timeutil import format_duration, format_utc, utcnow
 
 if TYPE_CHECKING:
     from .queue import RetryQueue
@@ -42,6 +42,8 @@ output_log = logging.getLogger("retryq.output")
 FLUSH_INTERVAL = 0.2
 #: A worker looks for runs abandoned by other processes every this many idle polls.
 RECOVER_EVERY = 10
+#: A worker prunes finished jobs at most this often while idle (seconds).
+PRUNE_EVERY = 600.0
 #: A worker refreshes its metrics file at most this often while idle (seconds).
 METRICS_EVERY = 30.0
 #: The worker's polling backoff (seed 002): 2 s, × 1.5 after each idle poll, at most 30 s.
@@ -107,6 +109,8 @@ class Processor:
         self.concurrency = concurrency or self.config.concurrency
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if timeout is not None and timeout <= timedelta(0):
+            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
         self.timeout = timeout
         self.only = set(workflows) if workflows else None
         self.keep_days = keep_days
@@ -114,6 +118,7 @@ class Processor:
         self.on_finished = on_finished
         self.metrics_file = metrics_file if metrics_file is not None else self.config.metrics_file
         self._metrics_written = -math.inf
+        self._pruned_at = -math.inf
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
@@ -133,9 +138,13 @@ class Processor:
         with _proc.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
             self._resolve_commands(report)
             self._recover(report)
-            self._loop(report, worker=worker, poll=poll)
+            try:
+                self._loop(report, worker=worker, poll=poll)
+            except BaseException:
+                self._abandon()
+                raise
         if self.prune and self._stop_signal is None:
-            report.pruned = len(self.queue.prune(now=self.clock(), keep_days=self.keep_days))
+            self._prune(report)
         for hook in self._hooks:
             # Each hook bounds itself by on_failure_timeout; this only waits for them to end.
             hook.join()
@@ -170,7 +179,8 @@ class Processor:
                 self._confirm(pending, results, report)
                 pending = _Changes()
                 for job in claimed:
-                    if self._stop_event.is_set():  # a signal came while we were claiming
+                    # A signal came while we were claiming, or this workflow's command failed to start.
+                    if self._stop_event.is_set() or job.workflow not in self._commands:
                         assert job.run_id is not None
                         pending.add(job.id, "release", lifecycle.release(job.run_id, self.clock()))
                     else:
@@ -185,6 +195,8 @@ class Processor:
                 idle_polls += 1
                 if idle_polls % RECOVER_EVERY == 0:
                     self._recover(report)
+                if self.prune and self.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                    self._prune(report)
                 if self.monotonic() - self._metrics_written >= METRICS_EVERY:
                     self._write_metrics(report)
                 self._sleep(poll(RetryState(idle_polls)))
@@ -194,6 +206,31 @@ class Processor:
             for key, result in self._supervisor.wait(wait):
                 active = self._active.pop(key)
                 pending.add(active.job.id, "finish", lifecycle.finish(key, result, active.settings))
+
+    def _abandon(self) -> None:
+        """The loop failed (disk full, lock timeout…): stop every run and try to give its job back.
+
+        Workflows run in sessions of their own and would outlive this process; their jobs would
+        then wait for a recovery that counts an attempt. If giving them back fails too, that
+        recovery is still what happens, and the original error is the one reported.
+        """
+        if not self._active:
+            return
+        self._supervisor.stop_all(immediately=True)
+        deadline = self.monotonic() + 10
+        changes: dict[str, Mutation] = {}
+        while self._active and self.monotonic() < deadline:
+            for key, _ in self._supervisor.wait(1.0):
+                active = self._active.pop(key)
+                changes[active.job.id] = lifecycle.release(key, self.clock())
+        try:
+            self.store.update(changes)
+        except RetryqError as error:
+            log.error("could not give %d job(s) back: %s; the next process recovers them", len(changes), error)
+
+    def _prune(self, report: ProcessReport) -> None:
+        self._pruned_at = self.monotonic()
+        report.pruned += len(self.queue.prune(now=self.clock(), keep_days=self.keep_days))
 
     def _sleep(self, seconds: float) -> None:
         if self.sleep is None:
@@ -218,7 +255,8 @@ class Processor:
         slots = {}
         for name in self._commands:
             busy = sum(1 for active in self._active.values() if active.settings.name == name)
-            free = min(self._settings(name).concurrency, self.concurrency) - busy
+            cap = self._settings(name).concurrency or self.concurrency  # a workflow's own cap, if it has one
+            free = min(cap, self.concurrency) - busy
             if free > 0:
                 slots[name] = free
         return slots
@@ -250,7 +288,8 @@ class Processor:
             self._commands.pop(job.workflow, None)  # do not try this command again in this run
             pending.add(job.id, "release", lifecycle.release(job.run_id, self.clock()))
             return
-        self._active[job.run_id] = _Active(job, settings)
+        # The result is judged with the timeout that was applied (--timeout overrides the config's).
+        self._active[job.run_id] = _Active(job, replace(settings, timeout=self._timeout(settings)))
         pending.add(job.id, "pid", lifecycle.record_pid(job.run_id, pid))
 
     def _confirm(self, pending: _Changes, results: Mapping[str, Job | None], report: ProcessReport) -> None:
@@ -401,11 +440,19 @@ class Processor:
                 log.error("%s; its jobs stay pending", error)
                 continue
             self._commands[name] = settings.command
+        commandless: dict[str, int] = {}
         for job in self.store.load(statuses={JobStatus.PENDING}):
             if job.workflow not in self.config.workflows:
                 report.unknown_workflows[job.workflow] = report.unknown_workflows.get(job.workflow, 0) + 1
+            elif job.workflow not in configured and (self.only is None or job.workflow in self.only):
+                commandless[job.workflow] = commandless.get(job.workflow, 0) + 1
         for name, count in sorted(report.unknown_workflows.items()):
             log.warning("%d pending job(s) of workflow %r, which is not configured; left pending", count, name)
+        for name, count in sorted(commandless.items()):
+            # Configured but with nothing to run: a configuration error, not a retired workflow.
+            message = f"{count} pending job(s) of workflow {name!r}, which has no command configured; left pending"
+            report.config_errors.append(message)
+            log.error("%s", message)
 
     def _settings(self, name: str) -> WorkflowSettings:
         return self.config.workflows.get(name) or self.config.workflow()

@@ -18,7 +18,7 @@ from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError
 from .jsonstore import JsonFileStore
 from .models import Job, JobStatus, validate_client_id, validate_date
 from .store import PruneRule, Store
-from .timeutil import parse_delay, to_utc, utcnow
+from .timeutil import format_duration, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
     from .inconsistency import Assessment
@@ -99,7 +99,7 @@ class RetryQueue:
         pending job of the same workflow, client and date exists, nothing is added.
         """
         now = to_utc(now or utcnow())
-        settings = self.config.workflow(workflow)
+        settings = self.config.scheduling_workflow(workflow)
         validate_client_id(client)
         validate_date(date)
         minutes = parse_delay(DEFAULT_DELAY_MINUTES if delay is None else delay)
@@ -280,6 +280,9 @@ class RetryQueue:
         if not settings.command:
             raise ConfigError(f"workflow {settings.name!r} has no command configured")
         resolve_command(settings.command[0], settings.command_origin)
+        if timeout is not None and timeout <= timedelta(0):
+            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
+        run_id = uuid.uuid4().hex
         argv, env = invocation(
             settings.command,
             client=client,
@@ -288,17 +291,17 @@ class RetryQueue:
             max_attempts=settings.max_attempts,
             job_id="",
             workflow=settings.name,
-            run_id=uuid.uuid4().hex,
+            run_id=run_id,
             queue_file=self.store.location,
             config_file=str(self.config.source) if self.config.source else None,
         )
         supervisor = Supervisor(on_line=on_line)
-        limit = (timeout or settings.timeout).total_seconds()
+        limit = (settings.timeout if timeout is None else timeout).total_seconds()
         stop = _proc.stop_signals(lambda signum: supervisor.stop_all()) if handle_signals else nullcontext()
         with stop:
             try:
                 supervisor.start(
-                    "run",
+                    run_id,
                     argv,
                     env,
                     timeout=limit,

@@ -187,6 +187,11 @@ class Supervisor:
         )
         run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace)
         self._runs[key] = run
+        if self._stop_requested:
+            # A stop that came while this run was starting found nothing to stop: stop it now.
+            run.stopped = True
+            _proc.signal_group(process.pid, _SIGTERM)
+            run.kill_at = self._monotonic() + kill_grace
         if capture:
             run.reader = threading.Thread(target=self._read, args=(run,), name=f"retryq-out-{key}", daemon=True)
             run.reader.start()
@@ -274,7 +279,12 @@ class Supervisor:
             if _proc.group_alive(run.process.pid):
                 _proc.stop_group(run.process.pid, min(run.kill_grace, 5.0))
             if run.reader is not None:
-                run.reader.join(timeout=5)
+                run.reader.join(timeout=1)
+                if run.reader.is_alive():
+                    # Something that left the group (`setsid`, a daemon) still holds the output pipe:
+                    # on Linux it carries the run's id, so it can be found and stopped all the same.
+                    _proc.stop_run_processes(run.key, None, min(run.kill_grace, 5.0))
+                    run.reader.join(timeout=5)
             finished.append((key, self._result(run, code)))
         return finished
 

@@ -58,26 +58,33 @@ def parse_utc(text: str) -> datetime:
 
 def parse_duration(text: str | int | float | timedelta, *, unit: str = "s") -> timedelta:
     """Parse ``90s``, ``5m``, ``2h``, ``1h30m``, ``7d``; a bare number is in ``unit`` (``s`` or ``m``)."""
-    if isinstance(text, timedelta):
-        value = text
-    elif isinstance(text, bool):
-        raise InvalidInput(f"not a duration: {text!r}")
-    elif isinstance(text, (int, float)):
-        value = timedelta(seconds=text) if unit == "s" else timedelta(minutes=text)
-    else:
-        raw = text.strip().lower()
-        if re.fullmatch(r"-?\d+(\.\d+)?", raw):
-            number = float(raw)
-            value = timedelta(seconds=number) if unit == "s" else timedelta(minutes=number)
-        else:
-            match = _DURATION.match(raw)
-            if not raw or match is None:
-                raise InvalidInput(f"not a duration: {text!r} (examples: 90, 90m, 2h, 1h30m)")
-            parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
-            value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    try:
+        value = _duration(text, unit)
+    except InvalidInput:
+        raise
+    except (OverflowError, ValueError):  # timedelta's range ends at 999,999,999 days; NaN and inf have none
+        raise InvalidInput(f"duration out of range: {text!r}") from None
     if value < timedelta(0):
         raise InvalidInput(f"duration must not be negative: {text!r}")
     return value
+
+
+def _duration(text: str | int | float | timedelta, unit: str) -> timedelta:
+    if isinstance(text, timedelta):
+        return text
+    if isinstance(text, bool):
+        raise InvalidInput(f"not a duration: {text!r}")
+    if isinstance(text, (int, float)):
+        return timedelta(seconds=text) if unit == "s" else timedelta(minutes=text)
+    raw = text.strip().lower()
+    if re.fullmatch(r"-?\d+(\.\d+)?", raw):
+        number = float(raw)
+        return timedelta(seconds=number) if unit == "s" else timedelta(minutes=number)
+    match = _DURATION.match(raw)
+    if not raw or match is None:
+        raise InvalidInput(f"not a duration: {text!r} (examples: 90, 90m, 2h, 1h30m)")
+    parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
+    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
 
 
 def parse_delay(text: str | int | timedelta) -> int:
@@ -96,11 +103,11 @@ def parse_when(text: str, *, now: datetime) -> datetime:
 
     try:
         value = parser.parse(text, default=now.astimezone().replace(second=0, microsecond=0, tzinfo=None))
-    except (ValueError, OverflowError):
+        if value.tzinfo is None:
+            value = value.astimezone()  # naive means the machine's local time
+        result = to_utc(value)
+    except (ValueError, OverflowError):  # also the edges of the calendar: year 1, year 9999 with an offset
         raise InvalidInput(f"not a date and time: {text!r} (example: '2025-12-20 04:00')") from None
-    if value.tzinfo is None:
-        value = value.astimezone()  # naive means the machine's local time
-    result = to_utc(value)
     if result - now > MAX_DELAY:
         raise InvalidInput(f"time {text!r} is more than 30 days ahead")
     return result

@@ -103,3 +103,21 @@ def test_on_failure_from_the_config(tmp_path: Path) -> None:
     assert config.workflow().on_failure == ("notify-team", "{client}")
     assert config.workflow("ftp").on_failure == ("page-oncall",)
     assert config.on_failure_timeout == timedelta(seconds=10)
+
+
+def test_a_hook_that_leaves_a_child_behind_does_not_hang(
+    tmp_path: Path, workflow: FakeWorkflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    leftover = tmp_path / "leftover.pid"
+    hook = write_script(tmp_path / "hook.sh", f"setsid sleep 60 &\necho $! > {leftover}\necho sent\n")
+    queue = failing_queue(tmp_path, workflow, [str(hook)], on_failure_timeout=timedelta(seconds=5))
+    queue.schedule("balthazar", "2025-12-19", 0)
+    try:
+        with caplog.at_level(logging.INFO, logger="retryq"):
+            queue.process()
+        assert "on_failure hook notified" in caplog.messages
+    finally:
+        import os
+        import signal
+
+        os.kill(int(leftover.read_text()), signal.SIGKILL)

@@ -387,3 +387,117 @@ def test_the_seed_chain_replays_with_the_policys_delays(tmp_path: Path, workflow
         ("12:00", Outcome.INCOMPLETE),
         ("13:00", Outcome.SUCCEEDED),
     ]
+
+
+def test_two_jobs_of_a_command_that_cannot_start_both_stay_pending(tmp_path: Path) -> None:
+    script = tmp_path / "broken.sh"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    queue = open_queue(tmp_path, [str(script)], concurrency=2)
+    queue.schedule("a", "2025-12-19", 0)
+    queue.schedule("b", "2025-12-19", 0)
+    report = queue.process()
+    assert len(report.config_errors) == 1
+    assert [(job.status, job.attempt, job.owner) for job in queue.jobs()] == [(JobStatus.PENDING, 1, None)] * 2
+
+
+def test_a_store_failure_mid_run_stops_the_workflows_and_gives_their_jobs_back(tmp_path: Path) -> None:
+    from retryq.errors import StoreIOError
+
+    marker = tmp_path / "workflow.pid"
+    script = write_script(tmp_path / "slow.sh", f"echo $$ > {marker}\nsleep 60\n")
+    queue = open_queue(tmp_path, [str(script)])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    store = queue.store
+    original = store.claim
+    calls = {"n": 0}
+
+    def failing_claim(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the write after the workflow started: the disk is full now
+            raise StoreIOError("disk full")
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.claim = failing_claim  # type: ignore[method-assign]
+    with pytest.raises(StoreIOError, match="disk full"):
+        queue.process()
+    assert not _alive(int(marker.read_text()))
+    [job] = queue.jobs()
+    assert (job.status, job.attempt, job.owner) == (JobStatus.PENDING, 1, None)
+
+
+def test_a_workflow_leaving_a_detached_child_on_its_output_does_not_hang_process(tmp_path: Path) -> None:
+    leftover = tmp_path / "leftover.pid"
+    script = write_script(tmp_path / "detach.sh", f"setsid sleep 60 &\necho $! > {leftover}\necho done\n")
+    queue = open_queue(tmp_path, [str(script)])
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    assert report.succeeded == 1
+    assert not _alive(int(leftover.read_text())), "the detached child of the run outlived it"
+
+
+def test_the_timeout_recorded_is_the_one_applied(tmp_path: Path) -> None:
+    script = write_script(tmp_path / "slow.sh", "sleep 60\n")
+    queue = open_queue(tmp_path, [str(script)], max_attempts=1, kill_grace=timedelta(seconds=0.2))
+    queue.schedule("balthazar", "2025-12-19", 0)
+    queue.process(timeout=timedelta(seconds=0.5))
+    [job] = queue.jobs()
+    assert job.last_error is not None
+    assert job.last_error.startswith("timed out after 0.5s")
+
+
+def test_the_overall_concurrency_applies_when_a_workflow_sets_none(tmp_path: Path) -> None:
+    from retryq import Config, WorkflowSettings
+
+    running = tmp_path / "running"
+    running.mkdir()
+    peak = tmp_path / "peak.log"
+    script = write_script(
+        tmp_path / "busy.sh",
+        f"touch {running}/$1\nls {running} | wc -l >> {peak}\nsleep 0.5\nrm {running}/$1\n",
+    )
+    settings = WorkflowSettings("default", command=(str(script), "{client}"), command_origin="test")
+    assert settings.concurrency is None
+    queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=Config(workflows={"default": settings}))
+    for number in range(3):
+        queue.schedule(f"c{number}", "2025-12-19", 0)
+    queue.process(concurrency=3)
+    assert max(int(line) for line in peak.read_text().split()) == 3
+
+
+def test_a_worker_prunes_while_idle(tmp_path: Path, workflow: FakeWorkflow, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retryq import processor as processor_module
+
+    monkeypatch.setattr(processor_module, "PRUNE_EVERY", 0.0)
+    store = JsonFileStore(tmp_path / ".retry-queue.json")
+    store.add(make_job(id="old", status=JobStatus.COMPLETED, finished_at=_ago(days=30)), lambda job: job)
+    queue = open_queue(tmp_path, workflow.argv())
+    processor = queue.processor(sleep=lambda seconds: processor.request_stop())
+    report = processor.run(worker=True, handle_signals=False)
+    assert report.pruned == 1
+    assert store.load() == []
+
+
+def test_a_configured_workflow_without_a_command_is_a_config_error(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    from retryq import Config, WorkflowSettings
+
+    config = Config(
+        workflows={
+            "default": WorkflowSettings("default"),
+            "ftp": WorkflowSettings("ftp", command=tuple(workflow.argv()), command_origin="test"),
+        }
+    )
+    queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=config)
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()
+    assert report.config_errors == [
+        "1 pending job(s) of workflow 'default', which has no command configured; left pending"
+    ]
+    assert queue.jobs()[0].status is JobStatus.PENDING
+
+
+def test_an_owner_in_another_pid_namespace_is_judged_by_its_lease() -> None:
+    from retryq._proc import hostname, owner_alive
+
+    assert owner_alive(Owner(host=hostname(), pid=os.getpid(), pid_ns="pid:[1]")) is None
+    assert owner_alive(current_owner()) is True

@@ -47,7 +47,7 @@ backoff = {{ strategy = "exponential", initial = "10m", factor = 3, max = "2h" }
 def test_workflows_inherit_and_override_settings(two_workflows: tuple[Path, Path]) -> None:
     config = load_config()
     default, ftp = config.workflow(), config.workflow("ftp-import")
-    assert (default.timeout, default.max_attempts, default.concurrency) == (timedelta(minutes=2), 3, 1)
+    assert (default.timeout, default.max_attempts, default.concurrency) == (timedelta(minutes=2), 3, None)
     assert (ftp.timeout, ftp.max_attempts, ftp.concurrency) == (timedelta(minutes=30), 5, 2)
     assert ftp.keep_days[JobStatus.FAILED] == 30
     assert ftp.backoff.delays(4) == [600, 1800, 5400, 7200]
@@ -211,3 +211,19 @@ def test_seed_001_a_crashed_attempt_does_not_stop_the_next(tmp_path: Path) -> No
     assert [a.started_at.hour for a in job.history] == [4, 5, 6, 7, 8]
     assert job.history[0].exit_code == 128 + 9
     assert (job.status, job.attempt) == (JobStatus.FAILED, 5)
+
+
+def test_a_follow_up_from_inside_a_named_workflow_stays_in_it(cli: CliRunner, tmp_path: Path) -> None:
+    """A named workflow's fetcher calls `retryq report` without naming its workflow: the chain is its own."""
+    import os
+
+    fetcher = tmp_path / "fetch.sh"
+    fetcher.write_text('#!/bin/sh\nexec retryq report "$1" "$2" --total 10 --fetched 9 --delay 30\n')
+    fetcher.chmod(0o755)
+    Path("retryq.toml").write_text(f'[workflows.imp]\ncommand = ["{fetcher}", "{{client}}", "{{date}}"]\n')
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    invoke(cli, "schedule", "assurance", "2025-12-22", "0", "--workflow", "imp", env=env)
+    result = invoke(cli, "process", env=env)
+    assert result.exit_code == 0, result.output
+    [job] = json.loads(Path(".retry-queue.json").read_text())  # no stray default job
+    assert (job["workflow"], job["status"], job["attempt"]) == ("imp", "pending", 2)

@@ -129,7 +129,9 @@ ConfigOption = Annotated[
 ]
 LockTimeoutOption = Annotated[
     float | None,
-    typer.Option("--lock-timeout", help="Seconds to wait for the queue lock before exiting 75 [default: 30].", min=0),
+    typer.Option(
+        "--lock-timeout", help="Seconds to wait for the queue lock before exiting 75 [default: 30].", min=0, max=86400
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 WorkflowOption = Annotated[
