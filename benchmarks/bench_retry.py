@@ -24,7 +24,7 @@ from typing import Any
 from _common import header, table
 
 from retryq import __version__
-from retryq.retrying import retry, retrying
+from retryq.inprocess import retry, retrying
 
 RUNS = 7
 

@@ -34,8 +34,8 @@ _EXPORTS = {
     "ProcessReport": "processor",
     "Processor": "processor",
     "QueueCorrupt": "errors",
-    "RetryAttempt": "retrying",
-    "Retrying": "retrying",
+    "RetryAttempt": "inprocess",
+    "Retrying": "inprocess",
     "RetryQueue": "queue",
     "RetryState": "backoff",
     "RetryqError": "errors",
@@ -44,16 +44,16 @@ _EXPORTS = {
     "StoreIOError": "errors",
     "WorkflowSettings": "config",
     "constant": "backoff",
-    "defer": "retrying",
+    "defer": "inprocess",
     "exponential": "backoff",
     "fixed": "backoff",
-    "is_recoverable": "retrying",
+    "is_recoverable": "inprocess",
     "jitter": "backoff",
     "linear": "backoff",
     "load_config": "config",
-    "retry": "retrying",
-    "retry_after": "retrying",
-    "retrying": "retrying",
+    "retry": "inprocess",
+    "retry_after": "inprocess",
+    "retrying": "inprocess",
 }
 
 
@@ -83,11 +83,11 @@ if TYPE_CHECKING:
         RetryqError,
         StoreIOError,
     )
+    from .inprocess import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
     from .jsonstore import JsonFileStore
     from .models import Attempt, Job, JobStatus, Outcome
     from .processor import Processor, ProcessReport
     from .queue import RetryQueue, ScheduleResult
-    from .retrying import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
     from .store import MemoryStore, Store
 
 __all__ = [

@@ -49,3 +49,19 @@ def test_importing_the_library_does_not_import_the_cli() -> None:
 
 def test_the_cli_module_is_typer() -> None:
     assert isinstance(app, typer.Typer)
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """Importing retryq.x binds `x` in the package: a public name `x` would then be the module."""
+    import pkgutil
+
+    import retryq
+
+    submodules = {module.name for module in pkgutil.iter_modules(retryq.__path__)}
+    assert set(retryq.__all__) & submodules == set()
+    code = (
+        "import types, retryq; from retryq import is_recoverable, retrying, retry, defer; "
+        "print([n for n in retryq.__all__ if isinstance(getattr(retryq, n), types.ModuleType)])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout == "[]\n"

@@ -17,8 +17,8 @@ import pytest
 
 from retryq import Config, InvalidInput, MemoryStore, RetryQueue, StoreIOError
 from retryq.backoff import RetryState, constant, exponential, jitter
+from retryq.inprocess import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
 from retryq.models import Job
-from retryq.retrying import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
 from retryq.timeutil import format_utc
 
 LOGGER = "retryq.retry"
