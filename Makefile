@@ -24,8 +24,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: run the benchmarks (prints tables; not part of the tests)
+## bench: run the benchmarks (prints tables; not part of the tests); tenacity only for the comparison
 bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity
 	@for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

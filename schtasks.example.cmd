@@ -1,4 +1,4 @@
-:: retryq on Windows, with the Task Scheduler (seed 001's import ran there).
+:: retryq on Windows, with the Task Scheduler.
 :: Run these once from an administrator prompt; adjust C:\app to the project directory.
 ::
 :: Untested in CI (which runs on Linux): the queue, its lock and the commands are portable;
@@ -8,7 +8,7 @@
 schtasks /Create /F /TN "retryq process" /SC MINUTE /MO 5 ^
   /TR "cmd /c cd /d C:\app && C:\app\.venv\Scripts\retryq.exe process >> C:\app\logs\retryq.log 2>&1"
 
-:: Seed 001: start the day's import chain at 04:00; retryq then tries hourly until 08:00
+:: The insurance import: start the day's chain at 04:00; retryq then tries hourly until 08:00
 :: (workflow "assurance-import" in retryq.toml: max_attempts = 5, backoff fixed 60m).
 schtasks /Create /F /TN "retryq assurance import" /SC DAILY /ST 04:00 ^
   /TR "powershell -NoProfile -Command \"cd C:\app; .\.venv\Scripts\retryq.exe schedule assurance (Get-Date -Format yyyy-MM-dd) 0 --workflow assurance-import\""

@@ -1,4 +1,4 @@
-"""The main job, end to end, on the default queue file: seed 000's scenario 1 in a few seconds.
+"""The main job, end to end, on the default queue file: a BOAMP inconsistency resolved by a retry, in a few seconds.
 
 A local fake of the BOAMP API announces 650 notices and, on the first read, returns 647. The
 fetcher sees 3 missing and schedules a retry; `retryq process` (what cron runs every 5 minutes)

@@ -1,4 +1,4 @@
-"""Seed 001's import as a retryq workflow: the day's CSV files may not be there at 04:00.
+"""An FTP import as a retryq workflow: the day's CSV files may not be there at 04:00.
 
 Run hourly by retryq (5 attempts, 04:00 to 08:00). Each attempt looks in the inbox (where the
 FTP download lands); no file yet exits 75, which asks retryq for the next attempt. Files found

@@ -99,7 +99,7 @@ class constant(Backoff):  # noqa: N801 - lowercase like tenacity's wait_fixed: u
         return f"constant({'' if self.delay is None else f'{self.delay:g}'})"
 
 
-#: ``fixed`` is the queue's name for :class:`constant` (the seed's 10:00 → 11:00 → 12:00 chain).
+#: ``fixed`` is the queue's name for :class:`constant` (10:00 → 11:00 → 12:00 with a 60-minute job).
 fixed = constant
 
 
@@ -124,7 +124,7 @@ class linear(Backoff):  # noqa: N801
 
 
 class exponential(Backoff):  # noqa: N801
-    """``initial × factor^(attempt-1)``, capped at ``max``: 1 s, 2 s, 4 s with the defaults of seed 003."""
+    """``initial × factor^(attempt-1)``, capped at ``max``: 1 s, 2 s, 4 s with the defaults of :func:`retryq.retry`."""
 
     def __init__(self, initial: Seconds | None = None, factor: float = 2.0, max: Seconds | None = None) -> None:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:

@@ -131,7 +131,7 @@ _DEFAULTS = FileConfig.model_construct(report=ReportSection.model_construct())
 
 @dataclass(frozen=True)
 class InconsistencyThresholds:
-    """Seed 000's tolerance: DEGRADED while missing <= max_missing or missing/total <= max_ratio."""
+    """The BOAMP fetcher's tolerance: DEGRADED while missing <= max_missing or missing/total <= max_ratio."""
 
     max_missing: int = 3
     max_ratio: float = 0.005

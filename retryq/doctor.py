@@ -36,6 +36,7 @@ def diagnose(
     """Check the configuration, the workflow commands, the queue file and the jobs in it."""
     findings = [_configuration(config)]
     findings += _commands(config)
+    findings += _hooks_and_metrics(config)
     try:
         jobs = store.load()
     except RetryqError as error:
@@ -65,6 +66,28 @@ def _commands(config: Config) -> list[Finding]:
             findings.append(Finding("problem", f"workflow {name}: {error}"))
             continue
         findings.append(Finding("ok", f"workflow {name}: {path} (from {settings.command_origin})"))
+    return findings
+
+
+def _hooks_and_metrics(config: Config) -> list[Finding]:
+    """What process runs or writes besides the workflows: a broken one is only found at the worst time."""
+    findings = []
+    hooks = {settings.on_failure for settings in config.workflows.values() if settings.on_failure}
+    for hook in sorted(hooks):
+        try:
+            path = resolve_command(hook[0], "on_failure")
+        except ConfigError as error:
+            findings.append(Finding("problem", str(error).replace("workflow command", "on_failure command", 1)))
+            continue
+        findings.append(Finding("ok", f"on_failure: {path}"))
+    if config.metrics_file is not None:
+        directory = config.metrics_file.parent
+        if directory.is_dir() and os.access(directory, os.W_OK):
+            findings.append(Finding("ok", f"metrics: {config.metrics_file}"))
+        else:
+            findings.append(
+                Finding("problem", f"metrics: directory {str(directory)!r} does not exist or is not writable")
+            )
     return findings
 
 

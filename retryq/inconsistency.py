@@ -1,6 +1,6 @@
 """Judging a fetch: the source announced ``total`` results and ``fetched`` arrived.
 
-Seed 000's rule: nothing missing is ``OK``; a few missing (at most ``max_missing``, or at most
+The BOAMP fetcher's rule: nothing missing is ``OK``; a few missing (at most ``max_missing``, or at most
 ``max_ratio`` of the total) is ``DEGRADED`` and tolerated; more is ``ERROR``. Whatever the
 status, anything missing is worth a deferred retry: the source is often only late.
 """

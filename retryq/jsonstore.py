@@ -113,6 +113,9 @@ class JsonFileStore(DocumentStore):
     def _check_path(self) -> None:
         if self.path.is_dir():
             raise StoreIOError(f"{self.location}: is a directory, not a queue file")
+        if self.path.exists() and not self.path.is_file():
+            # A FIFO or a device would block or never end when read.
+            raise StoreIOError(f"{self.location}: is not a regular file")
         if not self.path.parent.is_dir():
             raise StoreIOError(f"{self.location}: directory {str(self.path.parent)!r} does not exist")
 

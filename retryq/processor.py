@@ -46,7 +46,7 @@ RECOVER_EVERY = 10
 PRUNE_EVERY = 600.0
 #: A worker refreshes its metrics file at most this often while idle (seconds).
 METRICS_EVERY = 30.0
-#: The worker's polling backoff (seed 002): 2 s, × 1.5 after each idle poll, at most 30 s.
+#: The worker's polling backoff, as job workers commonly poll: 2 s, × 1.5 after each idle poll, at most 30 s.
 WORKER_POLL = exponential(initial=2.0, factor=1.5, max=30.0)
 
 
@@ -171,7 +171,7 @@ class Processor:
             if pending or slots:
                 now = self.clock()
                 claimed, results = self.store.claim(
-                    ClaimRequest(now=now, limit=sum(slots.values()), slots=slots),
+                    ClaimRequest(now=now, limit=self.concurrency - len(self._active), slots=slots),
                     self._claimer(now),
                     pending.mutations(),
                 )

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .runner import RunResult
 
 DEFAULT_DELAY_MINUTES = 60
+#: A hundred years: finished jobs kept longer than that are kept for ever in practice.
+MAX_KEEP_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -239,8 +241,8 @@ class RetryQueue:
         per status). Removed jobs go to the archive first when archiving is on.
         """
         now = to_utc(now or utcnow())
-        if keep_days is not None and keep_days < 0:
-            raise InvalidInput(f"keep days must not be negative, not {keep_days}")
+        if keep_days is not None and not 0 <= keep_days <= MAX_KEEP_DAYS:
+            raise InvalidInput(f"keep days must be between 0 and {MAX_KEEP_DAYS}, not {keep_days}")
 
         def cutoffs(days: Mapping[JobStatus, int]) -> dict[JobStatus, datetime]:
             return {
@@ -297,7 +299,13 @@ class RetryQueue:
         )
         supervisor = Supervisor(on_line=on_line)
         limit = (settings.timeout if timeout is None else timeout).total_seconds()
-        stop = _proc.stop_signals(lambda signum: supervisor.stop_all()) if handle_signals else nullcontext()
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            supervisor.stop_all(immediately=len(received) > 1)
+
+        stop = _proc.stop_signals(on_signal) if handle_signals else nullcontext()
         with stop:
             try:
                 supervisor.start(
@@ -312,7 +320,7 @@ class RetryQueue:
                 raise ConfigError(f"workflow command {argv[0]!r} could not start: {error.strerror or error}") from None
             while True:
                 for _, result in supervisor.wait():
-                    return result
+                    return replace(result, stop_signal=received[0]) if received else result
 
     def processor(self, **options: Any) -> Processor:
         """A :class:`~retryq.processor.Processor` over this queue (options as its constructor takes)."""

@@ -41,6 +41,7 @@ class RunResult:
     exit_code: int | None  # 128 + N when killed by signal N; None if it never started
     timed_out: bool = False
     stopped: bool = False  # terminated because retryq itself was asked to stop
+    stop_signal: int | None = None  # the signal that asked retryq to stop, when there was one
     output_tail: str = ""
     pid: int | None = None
 

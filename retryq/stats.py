@@ -2,7 +2,7 @@
 
 A chain is one job: an inconsistency detected at ``scheduled_at``, then attempts 1, 2, … A chain
 is resolved at retry *n* when it completed with ``attempt == n``, persistent when it failed, open
-while pending or running. These are the seed's "Métriques de Suivi", computed from the queue and
+while pending or running. These are the follow-up metrics of the original BOAMP retry, computed from the queue and
 its archive.
 """
 
@@ -83,10 +83,14 @@ def resolution_stats(
     The same id may come twice (archive and live queue): the last copy wins, so pass the
     archived jobs before the live ones. ``since`` keeps chains detected at or after ``now - since``.
     """
+    try:
+        cutoff = None if since is None else now - since
+    except OverflowError:  # a window reaching before year 1 keeps everything
+        cutoff = None
     chains = [
         job
         for job in _latest_by_id(jobs)
-        if (since is None or job.scheduled_at >= now - since)
+        if (cutoff is None or job.scheduled_at >= cutoff)
         and (client is None or job.client_id == client)
         and (workflow is None or job.workflow == workflow)
     ]

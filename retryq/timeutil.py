@@ -27,6 +27,10 @@ _DURATION = re.compile(
 )
 
 
+_UNITS = {"s": "seconds", "m": "minutes", "d": "days"}
+_EXAMPLES = {"s": "300, 90s, 5m, 1h", "m": "60, 90m, 2h, 1h30m", "d": "30, 30d, 12h"}
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(timezone.utc)
@@ -57,7 +61,7 @@ def parse_utc(text: str) -> datetime:
 
 
 def parse_duration(text: str | int | float | timedelta, *, unit: str = "s") -> timedelta:
-    """Parse ``90s``, ``5m``, ``2h``, ``1h30m``, ``7d``; a bare number is in ``unit`` (``s`` or ``m``)."""
+    """Parse ``90s``, ``5m``, ``2h``, ``1h30m``, ``7d``; a bare number is in ``unit`` (``s``, ``m`` or ``d``)."""
     try:
         value = _duration(text, unit)
     except InvalidInput:
@@ -75,14 +79,13 @@ def _duration(text: str | int | float | timedelta, unit: str) -> timedelta:
     if isinstance(text, bool):
         raise InvalidInput(f"not a duration: {text!r}")
     if isinstance(text, (int, float)):
-        return timedelta(seconds=text) if unit == "s" else timedelta(minutes=text)
+        return timedelta(**{_UNITS[unit]: text})
     raw = text.strip().lower()
     if re.fullmatch(r"-?\d+(\.\d+)?", raw):
-        number = float(raw)
-        return timedelta(seconds=number) if unit == "s" else timedelta(minutes=number)
+        return timedelta(**{_UNITS[unit]: float(raw)})
     match = _DURATION.match(raw)
     if not raw or match is None:
-        raise InvalidInput(f"not a duration: {text!r} (examples: 90, 90m, 2h, 1h30m)")
+        raise InvalidInput(f"not a duration: {text!r} (examples: {_EXAMPLES[unit]})")
     parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
     return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
 
@@ -102,7 +105,10 @@ def parse_when(text: str, *, now: datetime) -> datetime:
     from dateutil import parser  # imported here: only `schedule --at` needs it
 
     try:
-        value = parser.parse(text, default=now.astimezone().replace(second=0, microsecond=0, tzinfo=None))
+        # What the text leaves out is taken from today at midnight: a date alone means 00:00.
+        value = parser.parse(
+            text, default=now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        )
         if value.tzinfo is None:
             value = value.astimezone()  # naive means the machine's local time
         result = to_utc(value)

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: builders, the seed's example file, a fake workflow script."""
+"""Helpers shared by the tests: builders, a queue file written by the original scripts, a fake workflow script."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from retryq.models import DEFAULT_WORKFLOW
 
 T0 = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
 
-#: The example of seed 000, byte for byte as the original scripts wrote it.
-SEED_FILE = """[
+#: A queue file byte for byte as the original TypeScript scripts wrote it.
+LEGACY_FILE = """[
   {
     "clientId": "balthazar",
     "date": "2025-12-19",

@@ -10,7 +10,7 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from .helpers import SEED_FILE, invoke
+from .helpers import LEGACY_FILE, invoke
 
 QUEUE = Path(".retry-queue.json")
 
@@ -53,7 +53,7 @@ BAD_ARGUMENTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
 def test_bad_arguments(cli: CliRunner, case: str) -> None:
-    QUEUE.write_text(SEED_FILE)
+    QUEUE.write_text(LEGACY_FILE)
     args, message = BAD_ARGUMENTS[case]
     result = invoke(cli, *args, env={"RETRYQ_COMMAND": "true"})
     assert result.exit_code == 2, result.output
@@ -61,14 +61,14 @@ def test_bad_arguments(cli: CliRunner, case: str) -> None:
     [line] = result.stderr.splitlines()
     assert line.startswith("retryq: error: ")
     assert message in line
-    assert QUEUE.read_text() == SEED_FILE
+    assert QUEUE.read_text() == LEGACY_FILE
 
 
 CORRUPT = {
     "not json": '[{"clientId": ',
     "not a list": '{"jobs": []}',
     "not objects": '["balthazar"]',
-    "bad job": SEED_FILE.replace('"pending"', '"done"'),
+    "bad job": LEGACY_FILE.replace('"pending"', '"done"'),
 }
 
 
@@ -98,12 +98,12 @@ def test_a_directory_as_queue_file(cli: CliRunner, tmp_path: Path) -> None:
 
 
 def test_a_lock_held_too_long_exits_75(cli: CliRunner) -> None:
-    QUEUE.write_text(SEED_FILE)
+    QUEUE.write_text(LEGACY_FILE)
     with FileLock(f"{QUEUE}.lock"):
         result = invoke(cli, "schedule", "other", "2025-12-19", "--lock-timeout", "0.2")
     assert result.exit_code == 75
     assert result.stderr.startswith("retryq: error: .retry-queue.json: could not lock the queue within 0.2s")
-    assert QUEUE.read_text() == SEED_FILE
+    assert QUEUE.read_text() == LEGACY_FILE
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root")
@@ -113,7 +113,7 @@ def test_a_read_only_directory_exits_74(tmp_path: Path, retryq_bin: str) -> None
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(readonly)], check=False).returncode:
         pytest.skip("this machine does not allow mounting a tmpfs")
     try:
-        (readonly / ".retry-queue.json").write_text(SEED_FILE)
+        (readonly / ".retry-queue.json").write_text(LEGACY_FILE)
         subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
         result = subprocess.run(
             [retryq_bin, "schedule", "other", "2025-12-19"],
@@ -127,7 +127,7 @@ def test_a_read_only_directory_exits_74(tmp_path: Path, retryq_bin: str) -> None
         assert result.stderr == (
             "retryq: error: .retry-queue.json.lock: cannot create the lock file: Read-only file system\n"
         )
-        assert (readonly / ".retry-queue.json").read_text() == SEED_FILE
+        assert (readonly / ".retry-queue.json").read_text() == LEGACY_FILE
     finally:
         subprocess.run(["umount", str(readonly)], check=True)
 

@@ -151,5 +151,5 @@ def test_prune_dry_run_then_for_real(cli: CliRunner, store: JsonFileStore) -> No
 
 
 def test_prune_keeps_recent_jobs(cli: CliRunner, store: JsonFileStore) -> None:
-    result = invoke(cli, "prune", "--keep-days", "100000", "--json")
+    result = invoke(cli, "prune", "--keep-days", "36500", "--json")
     assert json.loads(result.stdout) == []

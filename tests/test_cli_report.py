@@ -1,4 +1,4 @@
-"""`retryq report` for fetchers in other languages, and seed 000's scenarios through real runs."""
+"""`retryq report` for fetchers in other languages, and the BOAMP scenarios through real runs."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_bad_counts_exit_2(cli: CliRunner) -> None:
 
 
 def test_the_persistent_scenario_runs_as_one_chain(cli: CliRunner, tmp_path: Path) -> None:
-    """Seed 000, scenario 2: 3 missing at first, 2 at the first retry, none at the second."""
+    """A persistent inconsistency: 3 missing at first, 2 at the first retry, none at the second."""
     counts = tmp_path / "fetched.txt"
     counts.write_text("648\n650\n")
     fetcher = write_script(
@@ -105,3 +105,13 @@ def _venv_path() -> str:
     import sys
 
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_a_follow_up_on_the_last_attempt_says_the_job_ends_failed(cli: CliRunner, tmp_path: Path) -> None:
+    fetcher = write_script(tmp_path / "fetch.sh", 'exec retryq report "$1" "$2" --total 650 --fetched 649 --delay 0\n')
+    env = {"RETRYQ_COMMAND": f"{fetcher} {{client}} {{date}}", "PATH": _venv_path()}
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", "--max-attempts", "1", env=env)
+    result = invoke(cli, "process", env=env)
+    assert "still misses data and is the last attempt (1 of 1): job " in result.stdout
+    [job] = JsonFileStore(".retry-queue.json").load()
+    assert job.status is JobStatus.FAILED

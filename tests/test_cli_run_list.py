@@ -8,7 +8,7 @@ from pathlib import Path
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
-from .helpers import SEED_FILE, FakeWorkflow, invoke, write_script
+from .helpers import LEGACY_FILE, FakeWorkflow, invoke, write_script
 
 
 def test_run_passes_client_and_date_and_returns_the_exit_code(cli: CliRunner, workflow: FakeWorkflow) -> None:
@@ -45,7 +45,7 @@ def test_run_validates_its_arguments(cli: CliRunner, workflow: FakeWorkflow) -> 
 
 @freeze_time("2025-12-19T10:30:00Z")
 def test_list_shows_a_table(cli: CliRunner) -> None:
-    Path(".retry-queue.json").write_text(SEED_FILE)
+    Path(".retry-queue.json").write_text(LEGACY_FILE)
     invoke(cli, "schedule", "other", "2025-12-19", "90")
     result = invoke(cli, "list")
     lines = result.stdout.splitlines()
@@ -71,7 +71,7 @@ def test_list_shows_a_table(cli: CliRunner) -> None:
 
 
 def test_list_filters_and_json(cli: CliRunner) -> None:
-    Path(".retry-queue.json").write_text(SEED_FILE.replace('"pending"', '"failed"'))
+    Path(".retry-queue.json").write_text(LEGACY_FILE.replace('"pending"', '"failed"'))
     invoke(cli, "schedule", "other", "2025-12-19")
     failed = json.loads(invoke(cli, "list", "--status", "failed", "--json").stdout)
     assert [job["clientId"] for job in failed] == ["balthazar"]
@@ -84,3 +84,24 @@ def test_list_of_an_empty_queue(cli: CliRunner) -> None:
     result = invoke(cli, "list")
     assert (result.exit_code, result.stdout) == (0, "no jobs in .retry-queue.json\n")
     assert not Path(".retry-queue.json").exists()  # reading creates nothing
+
+
+def test_list_says_when_filters_match_nothing(cli: CliRunner) -> None:
+    Path(".retry-queue.json").write_text(LEGACY_FILE)
+    assert invoke(cli, "list", "--client", "nobody").stdout == "no matching jobs in .retry-queue.json\n"
+
+
+def test_bare_retryq_prints_its_help(cli: CliRunner) -> None:
+    result = invoke(cli)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: retryq [OPTIONS] COMMAND [ARGS]...")
+    assert "error" not in result.stderr
+
+
+def test_a_fifo_is_not_a_queue_file(cli: CliRunner, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    result = invoke(cli, "list", "--queue-file", str(fifo))
+    assert (result.exit_code, result.stderr) == (74, f"retryq: error: {fifo}: is not a regular file\n")

@@ -141,3 +141,25 @@ def test_named_workflow_must_be_configured(cli: CliRunner) -> None:
     result = invoke(cli, "schedule", "balthazar", "2025-12-19", "--workflow", "ftp")
     assert result.exit_code == 2
     assert result.stderr == "retryq: error: unknown workflow 'ftp' (configured: default)\n"
+
+
+@freeze_time(NOW)
+def test_at_a_date_alone_means_midnight_and_a_past_time_is_said(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        later = invoke(cli, "schedule", "a", "2025-12-19", "--at", "2025-12-21")
+        past = invoke(cli, "schedule", "b", "2025-12-19", "--at", "04:00")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert "  execute at   2025-12-21T00:00:00.000Z" in later.stdout
+    assert "note" not in later.stdout
+    assert (
+        past.stdout.splitlines()[-1]
+        == "note: '04:00' has already passed (2025-12-19T04:00:00.000Z): the job is due now"
+    )

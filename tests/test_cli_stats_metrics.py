@@ -18,7 +18,7 @@ from .helpers import FakeWorkflow, invoke, make_job
 QUEUE = Path(".retry-queue.json")
 
 
-def seed_history() -> JsonFileStore:
+def recorded_history() -> JsonFileStore:
     """Four chains: resolved at retry 1 (60 min, archived), at retry 2 (2 h), persistent, still open."""
     now = utcnow()
     start = now - timedelta(days=2)
@@ -48,7 +48,7 @@ def seed_history() -> JsonFileStore:
 
 
 def test_stats_count_the_queue_and_the_archive(cli: CliRunner) -> None:
-    seed_history()
+    recorded_history()
     result = invoke(cli, "stats")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
@@ -63,7 +63,7 @@ def test_stats_count_the_queue_and_the_archive(cli: CliRunner) -> None:
 
 
 def test_stats_filters_and_json(cli: CliRunner) -> None:
-    seed_history()
+    recorded_history()
     recent = json.loads(invoke(cli, "stats", "--since", "1d", "--json").stdout)
     assert (recent["chains"], recent["open"]) == (1, 1)
     one = json.loads(invoke(cli, "stats", "--client", "b", "--json").stdout)
@@ -99,3 +99,10 @@ def test_an_unwritable_metrics_file_is_logged_not_fatal(cli: CliRunner, workflow
     )
     assert result.exit_code == 0
     assert "error: metrics not written: missing/dir/retryq.prom: cannot write the metrics file" in result.stdout
+
+
+def test_since_without_a_unit_means_days(cli: CliRunner) -> None:
+    recorded_history()
+    assert json.loads(invoke(cli, "stats", "--since", "1", "--json").stdout)["chains"] == 1
+    assert json.loads(invoke(cli, "stats", "--since", "3", "--json").stdout)["chains"] == 4
+    assert json.loads(invoke(cli, "stats", "--since", "99999999d", "--json").stdout)["chains"] == 4

@@ -1,4 +1,4 @@
-"""The README's main job: the demo runs seed 000's scenario 1 end to end on a fresh directory."""
+"""The README's main job: the demo resolves a BOAMP inconsistency end to end on a fresh directory."""
 
 from __future__ import annotations
 

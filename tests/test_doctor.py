@@ -15,7 +15,7 @@ from retryq._proc import current_owner
 from retryq.models import JobStatus, Owner
 from retryq.timeutil import utcnow
 
-from .helpers import SEED_FILE, FakeWorkflow, invoke, make_job
+from .helpers import LEGACY_FILE, FakeWorkflow, invoke, make_job
 
 QUEUE = Path(".retry-queue.json")
 
@@ -61,7 +61,7 @@ def test_a_corrupt_queue_file(cli: CliRunner, env: dict[str, str]) -> None:
 
 
 def test_a_held_lock(cli: CliRunner, env: dict[str, str]) -> None:
-    QUEUE.write_text(SEED_FILE)
+    QUEUE.write_text(LEGACY_FILE)
     with FileLock(f"{QUEUE}.lock"):
         result = invoke(cli, "doctor", env=env)
     assert result.exit_code == 1
@@ -95,7 +95,7 @@ def test_stuck_and_overdue_jobs_mean_cron_is_not_running(cli: CliRunner, env: di
 
 
 def test_failed_jobs_are_a_warning_only(cli: CliRunner, env: dict[str, str]) -> None:
-    QUEUE.write_text(SEED_FILE.replace('"pending"', '"failed"'))
+    QUEUE.write_text(LEGACY_FILE.replace('"pending"', '"failed"'))
     result = invoke(cli, "doctor", "--json", env=env)
     assert result.exit_code == 0
     findings = json.loads(result.stdout)
@@ -110,3 +110,11 @@ def test_a_broken_config(cli: CliRunner) -> None:
         1,
         "retryq: error: problem: retryq.toml: nonsense: Extra inputs are not permitted\n",
     )
+
+
+def test_the_failure_hook_and_the_metrics_directory_are_checked(cli: CliRunner, env: dict[str, str]) -> None:
+    Path("retryq.toml").write_text('on_failure = ["no-such-notifier"]\nmetrics_file = "missing/retryq.prom"\n')
+    result = invoke(cli, "doctor", env=env)
+    assert result.exit_code == 1
+    assert "problem: on_failure command 'no-such-notifier' not found on PATH (from on_failure)" in result.stdout
+    assert "problem: metrics: directory 'missing' does not exist or is not writable" in result.stdout

@@ -1,4 +1,4 @@
-"""Seed 000's tolerance rule and the fetcher's API: judge a fetch, schedule a retry when data is missing."""
+"""The BOAMP fetcher's tolerance rule and the fetcher's API: judge a fetch, schedule a retry when data is missing."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .helpers import T0
     ("total", "fetched", "status", "missing"),
     [
         (650, 650, FetchStatus.OK, 0),
-        (650, 648, FetchStatus.DEGRADED, 2),  # the seed's log: 2 missing, 0.31 %
+        (650, 648, FetchStatus.DEGRADED, 2),  # 2 missing, 0.31 %: tolerated
         (650, 647, FetchStatus.DEGRADED, 3),  # scenario 1: at most 3 is tolerated
         (650, 646, FetchStatus.ERROR, 4),  # 4 missing and 0.62 %
         (1000, 996, FetchStatus.DEGRADED, 4),  # 4 missing but only 0.4 %: tolerated by the ratio

@@ -17,7 +17,7 @@ from retryq import JsonFileStore
 from retryq.errors import LockTimeout, QueueCorrupt, StoreIOError
 from retryq.models import Job, JobStatus
 
-from .helpers import SEED_FILE, make_job
+from .helpers import LEGACY_FILE, make_job
 
 
 def unchanged(job: Job) -> Job:
@@ -59,13 +59,13 @@ def test_an_emptied_queue_is_an_empty_array(path: Path) -> None:
     assert path.read_text() == "[]\n"
 
 
-def test_the_seed_file_is_read_and_rewritten_without_loss(path: Path) -> None:
-    path.write_text(SEED_FILE)
+def test_a_legacy_file_is_read_and_rewritten_without_loss(path: Path) -> None:
+    path.write_text(LEGACY_FILE)
     store = JsonFileStore(path)
     [job] = store.load()
     store.update({job.id: lambda job: job.model_copy(update={"status": JobStatus.COMPLETED})})
     [rewritten] = json.loads(path.read_text())
-    original = json.loads(SEED_FILE)[0]
+    original = json.loads(LEGACY_FILE)[0]
     assert {key: rewritten[key] for key in original} == {**original, "status": "completed"}
     assert rewritten["id"] == job.id
 
@@ -88,7 +88,7 @@ CORRUPT = {
     "empty": ("", "the file is empty"),
     "blank": ("  \n", "the file is empty"),
     "bad job": (
-        SEED_FILE.replace("2025-12-19", "2025-02-30", 1),
+        LEGACY_FILE.replace("2025-12-19", "2025-02-30", 1),
         "job #1 (balthazar) is invalid: date: invalid date '2025-02-30'",
     ),
 }

@@ -68,8 +68,8 @@ def test_success_completes() -> None:
     )
 
 
-def test_the_seed_chain_replays_hour_by_hour() -> None:
-    """Seed 000, scenario 2: missing at 10:00 → retry 11:00 still missing → retry 12:00 resolved."""
+def test_the_hourly_chain_replays_hour_by_hour() -> None:
+    """A persistent inconsistency: missing at 10:00 → retry 11:00 still missing → retry 12:00 resolved."""
     job = make_job()  # scheduled 10:00 with 60 minutes: due 11:00
     job = lifecycle.finish("r1", result(75, seconds=0), SETTINGS)(claimed(job, at=T0 + timedelta(hours=1)))
     assert (job.status, job.attempt, job.execute_at) == (JobStatus.PENDING, 2, T0 + timedelta(hours=2))

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from retryq.errors import InvalidInput
 from retryq.models import Job, JobStatus, validate_client_id, validate_date, validate_workflow_name
 
-from .helpers import SEED_FILE, T0, make_job
+from .helpers import LEGACY_FILE, T0, make_job
 
 
 @pytest.mark.parametrize("client", ["balthazar", "a", "Client_1.eu-west", "0abc", "x" * 64])
@@ -63,8 +63,8 @@ def test_a_timestamp_without_zone_is_refused() -> None:
         Job.model_validate({**make_job().to_json_dict(), "executeAt": "2025-12-19T12:30:00"})
 
 
-def test_the_seed_example_loads_with_defaults_for_the_added_keys() -> None:
-    [raw] = json.loads(SEED_FILE)
+def test_a_legacy_job_loads_with_defaults_for_the_added_keys() -> None:
+    [raw] = json.loads(LEGACY_FILE)
     job = Job.model_validate(raw)
     assert (job.client_id, job.date, job.status, job.delay_minutes) == (
         "balthazar",
@@ -80,7 +80,7 @@ def test_the_seed_example_loads_with_defaults_for_the_added_keys() -> None:
 
 
 def test_an_old_job_gets_a_stable_id_until_it_is_rewritten() -> None:
-    [raw] = json.loads(SEED_FILE)
+    [raw] = json.loads(LEGACY_FILE)
     first, second = Job.model_validate(raw), Job.model_validate(dict(raw))
     assert first.id == second.id
     assert len(first.id) == 16

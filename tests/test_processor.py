@@ -20,22 +20,22 @@ from retryq._proc import current_owner, process_start
 from retryq.errors import ConfigError
 from retryq.models import JobStatus, Outcome, Owner
 
-from .helpers import SEED_FILE, FakeWorkflow, fake_workflow, make_config, make_job, write_script
+from .helpers import LEGACY_FILE, FakeWorkflow, fake_workflow, make_config, make_job, write_script
 
 
 def open_queue(tmp_path: Path, command: list[str] | None, **settings: object) -> RetryQueue:
     return RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=make_config(command, **settings))
 
 
-def test_the_seed_file_is_processed_as_is(tmp_path: Path, workflow: FakeWorkflow) -> None:
-    (tmp_path / ".retry-queue.json").write_text(SEED_FILE)
+def test_a_legacy_file_is_processed_as_is(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    (tmp_path / ".retry-queue.json").write_text(LEGACY_FILE)
     queue = open_queue(tmp_path, workflow.argv())
     report = queue.process()
     assert (report.processed, report.succeeded, report.failed) == (1, 1, 0)
     [call] = workflow.calls()
     assert call["argv"] == "balthazar 2025-12-19"
     [job] = json.loads((tmp_path / ".retry-queue.json").read_text())
-    original = json.loads(SEED_FILE)[0]
+    original = json.loads(LEGACY_FILE)[0]
     assert {key: job[key] for key in original if key != "status"} == {
         k: v for k, v in original.items() if k != "status"
     }
@@ -369,7 +369,7 @@ def _alive(pid: int) -> bool:
 __all__ = ["fake_workflow", "process_start"]
 
 
-def test_the_seed_chain_replays_with_the_policys_delays(tmp_path: Path, workflow: FakeWorkflow) -> None:
+def test_the_hourly_chain_replays_with_the_policys_delays(tmp_path: Path, workflow: FakeWorkflow) -> None:
     """75, 75, then 0: completed at attempt 3, each attempt the job's 60 minutes after the previous one."""
     from datetime import datetime, timezone
 

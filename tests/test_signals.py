@@ -71,12 +71,15 @@ def test_a_stopped_job_runs_on_the_next_process(
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 1)
 
 
-def test_ctrl_c_on_run_stops_the_workflow(tmp_path: Path, retryq_bin: str, long_workflow: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_run_stops_the_workflow(
+    tmp_path: Path, retryq_bin: str, long_workflow: tuple[Path, Path], sig: signal.Signals, code: int
+) -> None:
     script, marker = long_workflow
     process = subprocess.Popen(
         [retryq_bin, "run", "balthazar", "2025-12-19"], env={**os.environ, "RETRYQ_COMMAND": str(script)}
     )
     wait_for(marker)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 130
+    process.send_signal(sig)
+    assert process.wait(timeout=30) == code
     assert not pid_alive(int(marker.read_text()))

@@ -1,4 +1,4 @@
-"""Resolution statistics (seed 000's "Métriques de Suivi"): counts, shares and time to resolution."""
+"""Resolution statistics (the follow-up metrics of the BOAMP retry): counts, shares and time to resolution."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def chain(
     )
 
 
-def seed_example() -> list[Job]:
+def boamp_example() -> list[Job]:
     """Ten chains: 8 resolved at the 1st retry, 1 at the 2nd, 1 persistent."""
     first_retry = [45, 48, 50, 55, 60, 60, 60, 60]  # minutes from detection to success
     jobs = [
@@ -40,8 +40,8 @@ def seed_example() -> list[Job]:
     return jobs
 
 
-def test_the_seed_example() -> None:
-    stats = resolution_stats(seed_example(), now=NOW)
+def test_the_boamp_example() -> None:
+    stats = resolution_stats(boamp_example(), now=NOW)
     assert stats.chains == 10
     assert stats.resolved_by_attempt == {1: 8, 2: 1}
     assert stats.resolved == 9
@@ -54,8 +54,8 @@ def test_the_seed_example() -> None:
     assert stats.delay_max == timedelta(minutes=120)
 
 
-def test_the_seed_example_as_text() -> None:
-    assert format_stats(resolution_stats(seed_example(), now=NOW)) == [
+def test_the_boamp_example_as_text() -> None:
+    assert format_stats(resolution_stats(boamp_example(), now=NOW)) == [
         "inconsistencies detected: 10",
         "resolved at retry 1: 8 (80.0%)",
         "resolved at retry 2: 1 (10.0%)",
@@ -66,8 +66,8 @@ def test_the_seed_example_as_text() -> None:
     ]
 
 
-def test_the_seed_example_as_json() -> None:
-    data = resolution_stats(seed_example(), now=NOW).to_json_dict()
+def test_the_boamp_example_as_json() -> None:
+    data = resolution_stats(boamp_example(), now=NOW).to_json_dict()
     assert data == {
         "chains": 10,
         "resolved": 9,

@@ -1,4 +1,4 @@
-"""`retryq worker`: polling with backoff (seed 002), and a graceful stop."""
+"""`retryq worker`: polling with backoff, and a graceful stop."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Named workflows (seed 004's job types, seed 001's import) and seed 001's hourly recipe."""
+"""Named workflows, and the recipe of an import tried hourly from 04:00 to 08:00."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ class Clock:
         return self.now
 
 
-def test_seed_001_hourly_attempts_from_4_to_8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_import_tried_hourly_from_4_to_8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files may land at any hour: try at 04:00, 05:00, 06:00… stop at the first success, never import twice."""
     inbox, done = tmp_path / "inbox", tmp_path / "done"
     inbox.mkdir()
@@ -191,7 +191,7 @@ def test_seed_001_hourly_attempts_from_4_to_8(tmp_path: Path, monkeypatch: pytes
     assert list(inbox.iterdir()) == []
 
 
-def test_seed_001_a_crashed_attempt_does_not_stop_the_next(tmp_path: Path) -> None:
+def test_an_hourly_import_with_a_crashed_attempt_does_not_stop_the_next(tmp_path: Path) -> None:
     crash_once = tmp_path / "flaky.sh"
     crash_once.write_text(
         f"#!/bin/sh\nif [ ! -f {tmp_path}/crashed ]; then touch {tmp_path}/crashed; kill -KILL $$; fi\nexit 75\n"

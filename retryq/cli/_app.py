@@ -19,9 +19,13 @@ from ..errors import ExitCode, RetryqError
 from ..queue import RetryQueue
 
 try:  # typer >= 0.25 carries its own copy of click
-    from typer._click.exceptions import ClickException, UsageError
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer, on the click package
-    from click.exceptions import ClickException, UsageError  # type: ignore[import-not-found, no-redef, unused-ignore]
+    from click.exceptions import (  # type: ignore[import-not-found, no-redef, unused-ignore]
+        ClickException,
+        NoArgsIsHelpError,
+        UsageError,
+    )
 
 
 #: The order of `retryq --help`: the daily loop first, then inspection and repair.
@@ -60,6 +64,9 @@ class _Group(TyperGroup):
     ) -> Any:
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as error:
+            typer.echo(error.format_message(), err=True)  # `retryq` alone: the help, as usage
+            sys.exit(ExitCode.USAGE)
         except UsageError as error:
             command = error.ctx.command_path if error.ctx is not None else "retryq"
             fail(f"{error.format_message()} (see '{command} --help')", ExitCode.USAGE)
@@ -137,6 +144,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 WorkflowOption = Annotated[
     str | None, typer.Option("--workflow", "-w", help="A workflow named in the config [default: the default workflow].")
 ]
+WorkflowFilterOption = Annotated[str | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines.")]
 

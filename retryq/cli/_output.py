@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("retryq")
 
+#: Between INFO and WARNING: what --quiet still shows, printed without a level (the summary).
+NOTICE = 25
+
 
 class CronFormatter(logging.Formatter):
     """``2025-12-19T11:05:00.412Z balthazar 2025-12-19 #1 warning: message``: greppable, one event a line."""
@@ -27,7 +30,7 @@ class CronFormatter(logging.Formatter):
         stamp = format_utc(datetime.fromtimestamp(record.created, timezone.utc))
         job = getattr(record, "job", None)
         label = job.label if isinstance(job, Job) else getattr(record, "label", "")
-        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        level = "" if record.levelno in (logging.INFO, NOTICE) else f"{record.levelname.lower()}: "
         return " ".join(part for part in (stamp, label, level + record.getMessage()) if part)
 
 
@@ -39,7 +42,7 @@ class LogOutput:
     """
 
     def __init__(self, *, quiet: bool = False, verbose: bool = False, progress: bool = False) -> None:
-        self.level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+        self.level = logging.DEBUG if verbose else NOTICE if quiet else logging.INFO
         self.show_progress = progress and not quiet and sys.stdout.isatty()
         self._progress: Progress | None = None
         self._task: TaskID | None = None

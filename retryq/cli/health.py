@@ -8,16 +8,17 @@ import typer
 
 from ..errors import ConfigError, ExitCode
 from ..timeutil import parse_duration, utcnow
-from ._app import ConfigOption, JsonOption, QueueFileOption, app, echo_json, fail, open_queue
+from ._app import ConfigOption, JsonOption, QueueFileOption, WorkflowFilterOption, app, echo_json, fail, open_queue
 
 
 @app.command()
 def stats(
     since: Annotated[
-        str | None, typer.Option("--since", help="Only chains scheduled within this long: 30d, 12h [default: all].")
+        str | None,
+        typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
     ] = None,
     client: Annotated[str | None, typer.Option("--client", help="Only this client.")] = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Only this workflow.")] = None,
+    workflow: WorkflowFilterOption = None,
     as_json: JsonOption = False,
     queue_file: QueueFileOption = None,
     config: ConfigOption = None,
@@ -36,7 +37,7 @@ def stats(
 
     queue = open_queue(queue_file, config)
     jobs = [*queue.store.load_archive(), *queue.store.load()]  # the live copy of a job wins
-    window = parse_duration(since) if since is not None else None
+    window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
     if as_json:
         echo_json(result.to_json_dict())

@@ -16,6 +16,7 @@ from ._app import (
     JsonOption,
     LockTimeoutOption,
     QueueFileOption,
+    WorkflowFilterOption,
     WorkflowOption,
     app,
     echo_json,
@@ -73,6 +74,8 @@ def schedule(
         echo_json({"outcome": result.outcome, "job": result.job.to_json_dict()})
         return
     _print_schedule(result)
+    if moment is not None and moment < now and result.created:
+        typer.echo(f"note: {at!r} has already passed ({format_utc(moment)}): the job is due now")
 
 
 def _print_schedule(result: ScheduleResult) -> None:
@@ -185,6 +188,14 @@ def _log_report(client: str, date: str, result: FetchReport) -> None:
         log.info(
             "a retry is already pending for date %s (job %s, due %s); nothing added", date, job.id, due, extra=label
         )
+    elif job.attempt >= job.max_attempts:
+        log.warning(
+            "this retry run still misses data and is the last attempt (%d of %d): job %s will end failed",
+            job.attempt,
+            job.max_attempts,
+            job.id,
+            extra=label,
+        )
     else:
         log.info(
             "this retry run still misses data: attempt %d will come %d minutes after it ends (job %s)",
@@ -205,7 +216,7 @@ def list_jobs(
         typer.Option("--status", "-s", help="Only jobs in this status (repeatable): pending, running, completed, …"),
     ] = None,
     client: Annotated[str | None, typer.Option("--client", help="Only jobs of this client.")] = None,
-    workflow: WorkflowOption = None,
+    workflow: WorkflowFilterOption = None,
     as_json: JsonOption = False,
     queue_file: QueueFileOption = None,
     config: ConfigOption = None,
@@ -224,7 +235,8 @@ def list_jobs(
         echo_json([job.to_json_dict() for job in jobs])
         return
     if not jobs:
-        typer.echo(f"no jobs in {queue.store.location}")
+        filtered = status or client is not None or workflow is not None
+        typer.echo(f"no {'matching ' if filtered else ''}jobs in {queue.store.location}")
         return
     now = utcnow()
     show_workflow = any(job.workflow != DEFAULT_WORKFLOW for job in jobs)
@@ -356,7 +368,9 @@ def requeue(
 def prune(
     keep_days: Annotated[
         int | None,
-        typer.Option("--keep-days", min=0, help="Remove finished jobs older than this [default: keep_days, 7]."),
+        typer.Option(
+            "--keep-days", min=0, max=36500, help="Remove finished jobs older than this [default: keep_days, 7]."
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; change nothing.")] = False,
     as_json: JsonOption = False,

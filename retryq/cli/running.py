@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,7 +23,7 @@ from ._app import (
     error,
     open_queue,
 )
-from ._output import LogOutput
+from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
     from ..processor import ProcessReport
@@ -53,7 +54,9 @@ def process(
     timeout: TimeoutOption = None,
     keep_days: Annotated[
         int | None,
-        typer.Option("--keep-days", min=0, help="Prune finished jobs older than this [default: keep_days, 7]."),
+        typer.Option(
+            "--keep-days", min=0, max=36500, help="Prune finished jobs older than this [default: keep_days, 7]."
+        ),
     ] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Do not prune finished jobs.")] = False,
     dry_run: Annotated[
@@ -94,7 +97,7 @@ def process(
             on_finished=output.advance,
             metrics_file=metrics_file,
         )
-        log.log(logging.WARNING if quiet else logging.INFO, _summary(report))
+        log.log(NOTICE, _summary(report))
     _exit(report)
 
 
@@ -130,7 +133,7 @@ def worker(
             workflows=workflow,
             metrics_file=metrics_file,
         ).run(worker=True)
-        log.log(logging.WARNING if quiet else logging.INFO, "worker stopped; %s", _summary(report))
+        log.log(NOTICE, "worker stopped; %s", _summary(report))
     _exit(report)
 
 
@@ -159,7 +162,7 @@ def run(
         error("the workflow timed out and was stopped")
         raise typer.Exit(124)
     if result.stopped:
-        raise typer.Exit(ExitCode.SIGINT)
+        raise typer.Exit(128 + (result.stop_signal or 2))
     raise typer.Exit(result.exit_code or 0)
 
 
@@ -179,12 +182,20 @@ def _exit(report: ProcessReport) -> None:
 
 
 def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
+    from ..runner import job_invocation
+
     now = utcnow()
     due = queue.due(now)
     typer.echo(f"dry run: {len(due)} job(s) due in {queue.store.location}")
     for job in due:
         settings = queue.config.workflows.get(job.workflow)
-        command = " ".join(settings.command) if settings and settings.command else "(workflow not configured)"
+        if settings is None or not settings.command:
+            command = "(workflow not configured: left pending)"
+        else:
+            argv, _ = job_invocation(
+                settings.command, job, run_id="", queue_file=queue.store.location, config_file=None
+            )
+            command = shlex.join(argv)
         typer.echo(f"  would run {job.id[:8]} {job.label}: {command}")
     if prune:
         pruned = queue.prune(now=now, keep_days=keep_days, dry_run=True)
