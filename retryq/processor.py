@@ -83,7 +83,7 @@ class _Active:
 class Processor:
     """Runs due jobs of a :class:`~retryq.queue.RetryQueue`.
 
-    ``concurrency`` caps runs at once (each workflow also has its own cap); ``timeout``
+    ``concurrency`` caps runs at once (a workflow may also cap its own); ``timeout``
     overrides every workflow's timeout. ``clock``, ``monotonic`` and ``sleep`` (the worker's idle
     wait; by default an interruptible wait) are injectable so that tests never wait for real time.
     """
@@ -129,6 +129,7 @@ class Processor:
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
         self._hooks: list[threading.Thread] = []
+        self._pending = _Changes()  # written with the next claim: results, pid records, releases
 
     # -- public ------------------------------------------------------------------------------
 
@@ -163,9 +164,9 @@ class Processor:
     # -- the loop ----------------------------------------------------------------------------
 
     def _loop(self, report: ProcessReport, *, worker: bool, poll: Backoff) -> None:
-        pending = _Changes()
         idle_polls = 0
         while True:
+            pending = self._pending
             slots = self._free_slots() if not self._stop_event.is_set() else {}
             claimed: list[Job] = []
             if pending or slots:
@@ -177,7 +178,7 @@ class Processor:
                 )
                 log.debug("wrote %d change(s), claimed %d job(s)", len(pending.kinds), len(claimed))
                 self._confirm(pending, results, report)
-                pending = _Changes()
+                pending = self._pending = _Changes()
                 for job in claimed:
                     # A signal came while we were claiming, or this workflow's command failed to start.
                     if self._stop_event.is_set() or job.workflow not in self._commands:
@@ -214,15 +215,15 @@ class Processor:
         then wait for a recovery that counts an attempt. If giving them back fails too, that
         recovery is still what happens, and the original error is the one reported.
         """
-        if not self._active:
-            return
+        changes = self._pending.mutations()  # results not yet written are worth keeping too
         self._supervisor.stop_all(immediately=True)
         deadline = self.monotonic() + 10
-        changes: dict[str, Mutation] = {}
         while self._active and self.monotonic() < deadline:
             for key, _ in self._supervisor.wait(1.0):
                 active = self._active.pop(key)
                 changes[active.job.id] = lifecycle.release(key, self.clock())
+        if not changes:
+            return
         try:
             self.store.update(changes)
         except RetryqError as error:
