@@ -179,7 +179,7 @@ class JsonFileStore(DocumentStore):
             self._lock.release()
 
     def _write(self, entries: list[_Entry]) -> bytes:
-        raw = b"[\n" + b",\n".join([entry.line() for entry in entries]) + b"\n]\n" if entries else b"[]\n"
+        raw = _layout([entry.line() for entry in entries])
         try:
             mode, owner = self._existing_mode_and_owner()
             replace_file(self.path, raw, mode=mode, owner=owner)
@@ -209,6 +209,21 @@ class JsonFileStore(DocumentStore):
                 os.close(fd)
         except OSError as error:
             raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
+
+
+def _layout(lines: list[bytes]) -> bytes:
+    """The file's bytes: ``[``, one job per line separated by commas, ``]``.
+
+    Built with a single join, so that a 10,000-job queue is not copied twice in memory on every write.
+    """
+    if not lines:
+        return b"[]\n"
+    parts = [b"[\n"]
+    for line in lines:
+        parts.append(line)
+        parts.append(b",\n")
+    parts[-1] = b"\n]\n"
+    return b"".join(parts)
 
 
 def _parse_lines(raw: bytes) -> list[_Entry] | None:
