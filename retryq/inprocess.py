@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "RECOVERABLE_STATUS_CODES",
     "RetryAttempt",
+    "RetryOptions",
     "Retrying",
     "defer",
     "is_recoverable",
@@ -28,7 +29,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
 
 from .backoff import Backoff, RetryState, exponential
 from .errors import RetryqError
@@ -36,6 +37,8 @@ from .timeutil import format_utc, to_utc
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11; annotations only
 
     from .queue import RetryQueue
 
@@ -163,18 +166,33 @@ def _env_backoff_factor() -> float | None:
     return value
 
 
+class RetryOptions(TypedDict, total=False):
+    """The options :func:`retry` and :func:`retrying` share (see :func:`retry` for each)."""
+
+    max_attempts: int | None
+    backoff_factor: float | None
+    initial_delay: float
+    max_delay: float
+    exceptions: ExceptionTypes
+    on_retry: OnRetry | None
+    retry_if: RetryIf | None
+    backoff: Backoff | Callable[[RetryState], float] | None
+    on_exhausted: OnExhausted | None
+    respect_retry_after: bool
+
+
 def _build_policy(
     *,
-    max_attempts: int | None,
-    backoff_factor: float | None,
-    initial_delay: float,
-    max_delay: float,
-    exceptions: ExceptionTypes,
-    on_retry: OnRetry | None,
-    retry_if: RetryIf | None,
-    backoff: Callable[[RetryState], float] | None,
-    on_exhausted: OnExhausted | None,
-    respect_retry_after: bool,
+    max_attempts: int | None = None,
+    backoff_factor: float | None = None,
+    initial_delay: float = 1.0,
+    max_delay: float = 60.0,
+    exceptions: ExceptionTypes = (Exception,),
+    on_retry: OnRetry | None = None,
+    retry_if: RetryIf | None = None,
+    backoff: Callable[[RetryState], float] | None = None,
+    on_exhausted: OnExhausted | None = None,
+    respect_retry_after: bool = True,
 ) -> _Policy:
     if max_attempts is None:
         max_attempts = _env_max_attempts() or 3
@@ -441,21 +459,7 @@ class Retrying:
             number += 1
 
 
-def retrying(
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Backoff | Callable[[RetryState], float] | None = None,
-    sleep: Sleep | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-    name: str = "block",
-) -> Retrying:
+def retrying(*, sleep: Sleep | None = None, name: str = "block", **options: Unpack[RetryOptions]) -> Retrying:
     """Retry a block of code: ``for attempt in retrying(): with attempt: ...`` (``async for`` in async code).
 
     A plain ``with`` statement cannot do this: its body runs once, and ``__exit__`` may swallow an
@@ -464,19 +468,7 @@ def retrying(
     When attempts run out, the last exception leaves the ``with`` block and ends the loop.
     """
     _check_sleep(sleep)
-    policy = _build_policy(
-        max_attempts=max_attempts,
-        backoff_factor=backoff_factor,
-        initial_delay=initial_delay,
-        max_delay=max_delay,
-        exceptions=exceptions,
-        on_retry=on_retry,
-        retry_if=retry_if,
-        backoff=backoff,
-        on_exhausted=on_exhausted,
-        respect_retry_after=respect_retry_after,
-    )
-    return Retrying(policy, sleep, name)
+    return Retrying(_build_policy(**options), sleep, name)
 
 
 # -- which errors are worth a retry ------------------------------------------------------------------
