@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -207,15 +207,14 @@ def stop_group(
     return not group_alive(pgid)
 
 
-def processes_with_run_id(run_id: str, pids: Iterable[int] | None = None) -> list[int]:
+def processes_with_run_id(run_id: str) -> list[int]:
     """Pids whose environment carries ``RETRYQ_RUN_ID=run_id``: every process a run started, wherever
     it moved to (new process group, new session), and never an unrelated process that reused a pid."""
     if not PROC.is_dir():
         return []
     needle = f"{RUN_ID_VARIABLE}={run_id}".encode()
     found = []
-    candidates = pids if pids is not None else (int(e.name) for e in PROC.iterdir() if e.name.isdigit())
-    for pid in candidates:
+    for pid in (int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()):
         if pid == os.getpid():
             continue
         try:

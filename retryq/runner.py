@@ -161,10 +161,6 @@ class Supervisor:
         self._events: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stop_requested = False
 
-    @property
-    def running(self) -> int:
-        return len(self._runs)
-
     def start(
         self,
         key: str,
