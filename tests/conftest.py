@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,50 @@ def retryq_bin() -> str:
     candidate = Path(sys.executable).with_name("retryq")
     assert candidate.exists(), "retryq is not installed in this environment (pip install -e .)"
     return str(candidate)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """retryq as users get it: a wheel and an sdist, the wheel installed (no ``-e``) in a fresh venv."""
+
+    venv: Path
+    wheel: Path
+    sdist: Path
+
+    @property
+    def retryq(self) -> str:
+        return str(self.venv / "bin" / "retryq")
+
+    @property
+    def python(self) -> str:
+        return str(self.venv / "bin" / "python")
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """Build the sdist, the wheel from it (as ``python -m build`` does), and install the wheel in a new venv."""
+    # From a clean copy, as a fresh clone has it: a stale egg-info or build/ in the working tree would
+    # otherwise fill in files that the packaging configuration leaves out.
+    source = tmp_path_factory.mktemp("source") / "retryq"
+    shutil.copytree(
+        Path(__file__).resolve().parents[1],
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "demo", ".hypothesis"
+        ),
+    )
+    dist = tmp_path_factory.mktemp("dist")
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], timeout=600)
+    [wheel] = dist.glob("retryq-*.whl")
+    [sdist] = dist.glob("retryq-*.tar.gz")
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    # The base interpreter, not this venv's: the new venv must not see the editable install.
+    _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], timeout=300)
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], timeout=600)
+    return Installed(venv, wheel, sdist)
+
+
+def _run(argv: list[str], *, timeout: float) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
