@@ -118,6 +118,7 @@ class FileConfig(_WorkflowFields):
     queue_file: str | None = None
     lock_timeout: Duration = timedelta(seconds=30)
     lease_grace: Duration = timedelta(seconds=60)
+    due_window: Duration = timedelta(minutes=1)
     archive: bool = True
     metrics_file: str | None = None
     on_failure_timeout: Duration = timedelta(seconds=30)
@@ -165,6 +166,8 @@ class Config:
     source: Path | None = None  # the file this came from, if any
     lock_timeout: timedelta = timedelta(seconds=30)
     lease_grace: timedelta = timedelta(seconds=60)
+    #: A `process` run takes jobs due up to this long after it looks (cron ticks are whole minutes).
+    due_window: timedelta = timedelta(minutes=1)
     archive: bool = True
     metrics_file: Path | None = None
     on_failure_timeout: timedelta = timedelta(seconds=30)
@@ -300,6 +303,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         source=source,
         lock_timeout=parsed.lock_timeout,
         lease_grace=parsed.lease_grace,
+        due_window=parsed.due_window,
         archive=parsed.archive,
         metrics_file=metrics,
         on_failure_timeout=parsed.on_failure_timeout,

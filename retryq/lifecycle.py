@@ -9,6 +9,7 @@ Nothing here does I/O or reads the clock: ``now`` is always passed in.
 from __future__ import annotations
 
 __all__ = [
+    "DUE_WINDOW",
     "EX_TEMPFAIL",
     "cancel",
     "claim",
@@ -16,6 +17,7 @@ __all__ = [
     "finish",
     "new_job",
     "next_delay",
+    "next_due",
     "on_duplicate",
     "record_pid",
     "recover",
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 
 #: sysexits' EX_TEMPFAIL: "still incomplete, try again later".
 EX_TEMPFAIL = 75
+#: How far ahead of its time a job counts as due for a ``process`` run (cron starts on the minute, as
+#: ``at`` does); also how late an attempt may start and still count as on time. ``due_window`` in the config.
+DUE_WINDOW = timedelta(minutes=1)
 
 _Mutation = Callable[[Job], Job]
 
@@ -131,7 +136,23 @@ def next_delay(job: Job, settings: WorkflowSettings) -> timedelta:
     return timedelta(seconds=min(seconds, 30 * 86400))
 
 
-def finish(run_id: str, result: RunResult, settings: WorkflowSettings) -> _Mutation:
+def next_due(job: Job, wait: timedelta, *, now: datetime, due_window: timedelta = DUE_WINDOW) -> datetime:
+    """When the attempt after the running ``job.attempt`` is due: ``wait`` after this attempt was due.
+
+    Counting from the due time rather than from the end of the run keeps a chain on the cron ticks it
+    started on (11:00, 12:00, 13:00) however long each run takes. An attempt that started late (cron
+    was down, the machine off) counts from its start, less ``due_window`` so that the next one still
+    falls on a tick, and the source gets its full wait. Never before ``now``.
+    """
+    anchor = job.execute_at
+    if job.started_at is not None:
+        anchor = max(anchor, job.started_at - due_window)
+    return max(to_utc(anchor + wait), to_utc(now))
+
+
+def finish(
+    run_id: str, result: RunResult, settings: WorkflowSettings, *, due_window: timedelta = DUE_WINDOW
+) -> _Mutation:
     """Record a run's result: completed, back to pending for the next attempt, or failed for good."""
 
     def mutate(job: Job) -> Job:
@@ -152,13 +173,27 @@ def finish(run_id: str, result: RunResult, settings: WorkflowSettings) -> _Mutat
         if outcome is not Outcome.SUCCEEDED:
             error = _describe(outcome, result, settings) + (f"\n{result.output_tail}" if result.output_tail else "")
         return _after_attempt(
-            job, entry, outcome, result.finished_at, settings, last_exit_code=result.exit_code, last_error=error
+            job,
+            entry,
+            outcome,
+            result.finished_at,
+            settings,
+            due_window,
+            last_exit_code=result.exit_code,
+            last_error=error,
         )
 
     return mutate
 
 
-def recover(run_id: str | None, now: datetime, settings: WorkflowSettings, reason: str) -> _Mutation:
+def recover(
+    run_id: str | None,
+    now: datetime,
+    settings: WorkflowSettings,
+    reason: str,
+    *,
+    due_window: timedelta = DUE_WINDOW,
+) -> _Mutation:
     """Close an attempt whose runner is gone: it counts, so a job that kills its runner cannot loop."""
 
     def mutate(job: Job) -> Job:
@@ -171,7 +206,9 @@ def recover(run_id: str | None, now: datetime, settings: WorkflowSettings, reaso
             outcome=Outcome.INTERRUPTED,
             output_tail=reason,
         )
-        return _after_attempt(job, entry, Outcome.INTERRUPTED, now, settings, last_exit_code=None, last_error=reason)
+        return _after_attempt(
+            job, entry, Outcome.INTERRUPTED, now, settings, due_window, last_exit_code=None, last_error=reason
+        )
 
     return mutate
 
@@ -251,6 +288,7 @@ def _after_attempt(
     outcome: Outcome,
     now: datetime,
     settings: WorkflowSettings,
+    due_window: timedelta,
     *,
     last_exit_code: int | None,
     last_error: str | None,
@@ -265,7 +303,7 @@ def _after_attempt(
         update={
             "status": JobStatus.PENDING,
             "attempt": job.attempt + 1,
-            "execute_at": to_utc(now + next_delay(job, settings)),
+            "execute_at": next_due(job, next_delay(job, settings), now=now, due_window=due_window),
             "finished_at": None,
             **common,
         }

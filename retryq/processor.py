@@ -130,6 +130,7 @@ class Processor:
         self._commands: dict[str, tuple[str, ...]] = {}
         self._hooks: list[threading.Thread] = []
         self._pending = _Changes()  # written with the next claim: results, pid records, releases
+        self._claimed: set[str] = set()  # a `process` run starts each job at most once
 
     # -- public ------------------------------------------------------------------------------
 
@@ -172,10 +173,9 @@ class Processor:
             if pending or slots:
                 now = self.clock()
                 claimed, results = self.store.claim(
-                    ClaimRequest(now=now, limit=self.concurrency - len(self._active), slots=slots),
-                    self._claimer(now),
-                    pending.mutations(),
+                    self._claim_request(now, slots, worker=worker), self._claimer(now), pending.mutations()
                 )
+                self._claimed.update(job.id for job in claimed)
                 log.debug("wrote %d change(s), claimed %d job(s)", len(pending.kinds), len(claimed))
                 self._confirm(pending, results, report)
                 pending = self._pending = _Changes()
@@ -206,7 +206,11 @@ class Processor:
             wait = FLUSH_INTERVAL if pending else (poll(RetryState(1)) if self._free_slots() else None)
             for key, result in self._supervisor.wait(wait):
                 active = self._active.pop(key)
-                pending.add(active.job.id, "finish", lifecycle.finish(key, result, active.settings))
+                pending.add(
+                    active.job.id,
+                    "finish",
+                    lifecycle.finish(key, result, active.settings, due_window=self.config.due_window),
+                )
 
     def _abandon(self) -> None:
         """The loop failed (disk full, lock timeout…): stop every run and try to give its job back.
@@ -238,6 +242,16 @@ class Processor:
             self._stop_event.wait(seconds)  # a stop request ends the wait at once
         else:
             self.sleep(seconds)
+
+    def _claim_request(self, now: datetime, slots: dict[str, int], *, worker: bool) -> ClaimRequest:
+        """What is due: for `process`, up to ``due_window`` ahead and not already run by this process;
+        a worker follows each job's own time, the same job again included."""
+        limit = self.concurrency - len(self._active)
+        if worker:
+            return ClaimRequest(due_by=now, limit=limit, slots=slots)
+        return ClaimRequest(
+            due_by=now + self.config.due_window, limit=limit, slots=slots, exclude=frozenset(self._claimed)
+        )
 
     def _claimer(self, now: datetime) -> Mutation:
         """Mark a job claimed by this process; the lease covers its timeout, kill grace and lease grace."""
@@ -385,7 +399,7 @@ class Processor:
                 log.error("%s, but its workflow may still run here; left running", reason, extra={"job": job})
                 continue
             log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
-            changes[job.id] = lifecycle.recover(job.run_id, now, settings, reason)
+            changes[job.id] = lifecycle.recover(job.run_id, now, settings, reason, due_window=self.config.due_window)
         if changes:
             results = self.store.update(changes)
             report.recovered += sum(

@@ -39,13 +39,16 @@ _OPEN = frozenset({JobStatus.PENDING.value, JobStatus.RUNNING.value})
 class ClaimRequest:
     """Which due jobs to claim: at most ``limit`` in all and ``slots[w]`` of workflow ``w``.
 
-    Jobs of a workflow absent from ``slots`` are never claimed (their workflow is unknown
-    to this process); they stay pending for a process that knows it.
+    Due means pending with ``executeAt <= due_by``. Jobs of a workflow absent from ``slots`` are
+    never claimed (their workflow is unknown to this process); they stay pending for a process
+    that knows it. Jobs whose id is in ``exclude`` are not claimed either (a ``process`` run
+    starts each job at most once).
     """
 
-    now: datetime
+    due_by: datetime
     limit: int
     slots: Mapping[str, int] = field(default_factory=dict)
+    exclude: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class Store(Protocol):
     ) -> tuple[list[Job], dict[str, Job | None]]:
         """Apply ``changes`` as :meth:`update` does, then claim due jobs: ``mark`` each and return them.
 
-        Due means pending with ``executeAt <= request.now``; the oldest ``executeAt`` comes
+        Due means pending with ``executeAt <= request.due_by``; the oldest ``executeAt`` comes
         first. Doing both in one step lets a processor write the results of finished runs and
         claim the next jobs with a single write.
         """
@@ -304,12 +307,14 @@ class DocumentStore:
 
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[int]:
         due: list[tuple[datetime, int]] = []
-        now, slots, location = request.now, request.slots, self.location
+        due_by, slots, exclude, location = request.due_by, request.slots, request.exclude, self.location
         for position, entry in enumerate(entries):
             if entry.status != _PENDING or entry.key[0] not in slots:
                 continue
+            if exclude and entry.job_id(location) in exclude:
+                continue
             execute_at = entry.job(location).execute_at
-            if execute_at <= now:
+            if execute_at <= due_by:
                 due.append((execute_at, position))
         due.sort()
         free = dict(slots)

@@ -109,12 +109,57 @@ def test_the_backoff_policy_sets_the_next_time() -> None:
     job = make_job(max_attempts=4)  # 60 minutes
     times = []
     for number in range(3):
-        at = T0 + timedelta(hours=10 * number)
+        at = job.execute_at
         job = lifecycle.finish(f"r{number}", result(1, at=at, seconds=0), settings)(
             claimed(job, at=at, run_id=f"r{number}")
         )
         times.append(job.execute_at - at)
     assert times == [timedelta(hours=1), timedelta(hours=2), timedelta(hours=4)]
+
+
+# The next attempt counts from the due time of the last one, so that a chain stays on its cron ticks.
+DUE = T0 + timedelta(hours=1, seconds=2)  # scheduled at 10:00:02 with 60 minutes
+
+
+@pytest.mark.parametrize(
+    ("started", "ran", "expected"),
+    [
+        # claimed by the 11:00:00 tick (within the due window), runs 3 s or 4 minutes: 12:00:02, on the 12:00 tick
+        (T0 + timedelta(hours=1, seconds=0.3), timedelta(seconds=3), DUE + timedelta(hours=1)),
+        (T0 + timedelta(hours=1, seconds=0.3), timedelta(minutes=4), DUE + timedelta(hours=1)),
+        # claimed by the 11:05 tick (due 11:02): an hour after it started, less the window, on the 12:05 tick
+        (T0 + timedelta(hours=1, minutes=5), timedelta(seconds=3), T0 + timedelta(hours=2, minutes=4)),
+        # cron was down until 15:00: the source still gets its hour
+        (T0 + timedelta(hours=5), timedelta(seconds=3), T0 + timedelta(hours=5, minutes=59)),
+        # the run took longer than the wait: due at once (a later process run takes it)
+        (T0 + timedelta(hours=1), timedelta(minutes=90), T0 + timedelta(hours=2, minutes=30)),
+    ],
+)
+def test_the_next_attempt_is_due_a_wait_after_the_last_one_was_due(started, ran, expected) -> None:  # type: ignore[no-untyped-def]
+    job = claimed(make_job(execute_at=DUE), at=started)
+    job = lifecycle.finish("r1", result(75, at=started, seconds=ran.total_seconds()), SETTINGS)(job)
+    assert (job.status, job.attempt, job.execute_at) == (JobStatus.PENDING, 2, expected)
+
+
+def test_a_due_window_of_zero_counts_from_the_start_when_it_was_late() -> None:
+    job = claimed(make_job(execute_at=T0), at=T0 + timedelta(seconds=0.3))
+    job = lifecycle.finish("r1", result(75, at=T0), SETTINGS, due_window=timedelta(0))(job)
+    assert job.execute_at == T0 + timedelta(hours=1, seconds=0.3)
+
+
+def test_the_hourly_import_stays_on_the_hour_for_five_attempts() -> None:
+    """04:00, 05:00, 06:00, 07:00, 08:00 whatever each run lasts (seed 001's schedule)."""
+    job = make_job(execute_at=T0.replace(hour=4), max_attempts=5)
+    due_times = []
+    for number, minutes in enumerate([0.1, 3, 0.5, 7, 2]):
+        due_times.append(job.execute_at)
+        tick = job.execute_at.replace(second=0, microsecond=0) + timedelta(seconds=0.4)
+        job = lifecycle.finish(f"r{number}", result(75, at=tick, seconds=minutes * 60), SETTINGS)(
+            claimed(job, at=tick, run_id=f"r{number}")
+        )
+    assert [t.hour for t in due_times] == [4, 5, 6, 7, 8]
+    assert {(t.minute, t.second) for t in due_times} == {(0, 0)}
+    assert job.status is JobStatus.FAILED
 
 
 def test_a_follow_up_sets_the_next_attempt_even_on_success() -> None:
@@ -160,7 +205,9 @@ def test_recovery_counts_the_interrupted_attempt() -> None:
     now = T0 + timedelta(hours=2)
     job = lifecycle.recover("r1", now, SETTINGS, "runner h:1 is gone")(claimed())
     assert (job.status, job.attempt, job.owner) == (JobStatus.PENDING, 2, None)
-    assert job.execute_at == now + timedelta(hours=1)
+    assert job.execute_at == now  # due at 12:00 (11:00 + 60 minutes), found at 12:00: due now
+    early = lifecycle.recover("r1", T0 + timedelta(hours=1, minutes=10), SETTINGS, "gone")(claimed())
+    assert early.execute_at == T0 + timedelta(hours=2)
     entry = job.history[-1]
     assert (entry.outcome, entry.output_tail, entry.finished_at) == (Outcome.INTERRUPTED, "runner h:1 is gone", now)
     last = lifecycle.recover("r1", now, SETTINGS, "gone")(claimed(make_job(max_attempts=1)))

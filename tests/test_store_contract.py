@@ -131,7 +131,7 @@ def test_unknown_keys_survive_updates(store: Store) -> None:
 
 
 def claim_all(store: Store, now_offset: timedelta, limit: int = 10, **slots: int) -> list[Job]:
-    request = ClaimRequest(now=T0 + now_offset, limit=limit, slots=slots or {"default": limit})
+    request = ClaimRequest(due_by=T0 + now_offset, limit=limit, slots=slots or {"default": limit})
     claimed, _ = store.claim(request, running)
     return claimed
 
@@ -162,7 +162,7 @@ def test_claim_respects_the_limit_and_workflow_slots(store: Store) -> None:
             make_job(id=f"f{i}", client_id=f"c{i}", workflow="ftp", execute_at=T0 + timedelta(minutes=i)), unchanged
         )
     store.add(make_job(id="x", workflow="gone", execute_at=T0), unchanged)
-    request = ClaimRequest(now=T0 + timedelta(hours=1), limit=3, slots={"default": 1, "ftp": 5})
+    request = ClaimRequest(due_by=T0 + timedelta(hours=1), limit=3, slots={"default": 1, "ftp": 5})
     claimed, _ = store.claim(request, running)
     assert [job.id for job in claimed] == ["d0", "f0", "f1"]
     pending = {job.id for job in store.load() if job.status is JobStatus.PENDING}
@@ -174,7 +174,7 @@ def test_claim_applies_changes_in_the_same_step(store: Store) -> None:
     store.add(make_job(id="b", client_id="c2"), unchanged)
     store.update({"a": running})
     claimed, results = store.claim(
-        ClaimRequest(now=T0 + timedelta(hours=1), limit=1, slots={"default": 1}),
+        ClaimRequest(due_by=T0 + timedelta(hours=1), limit=1, slots={"default": 1}),
         running,
         {"a": finished(JobStatus.COMPLETED)},
     )
@@ -185,7 +185,7 @@ def test_claim_applies_changes_in_the_same_step(store: Store) -> None:
 
 
 def test_claim_with_nothing_to_do_changes_nothing(store: Store) -> None:
-    assert store.claim(ClaimRequest(now=T0, limit=0), running) == ([], {})
+    assert store.claim(ClaimRequest(due_by=T0, limit=0), running) == ([], {})
     assert store.load() == []
 
 
