@@ -100,6 +100,7 @@ class _WorkflowFields(_Section):
     backoff: BackoffSection | None = None
     keep_days: KeepDays | None = None
     on_failure: list[str] | None = None
+    env: dict[str, str] | None = None
 
 
 class WorkflowSection(_WorkflowFields):
@@ -156,6 +157,13 @@ class WorkflowSettings:
         default_factory=lambda: {JobStatus.COMPLETED: 7, JobStatus.FAILED: 7, JobStatus.CANCELLED: 7}
     )
     on_failure: tuple[str, ...] | None = None
+    #: Variables set for the workflow (and its on_failure hook) on top of retryq's own environment.
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str | None:
+        """The PATH the workflow's command is looked up on: its own ``env`` PATH, else retryq's."""
+        return self.env.get("PATH", os.environ.get("PATH"))
 
 
 @dataclass(frozen=True)
@@ -288,6 +296,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
             backoff=_pick(section.backoff, parsed.backoff, BackoffSection()).build(),
             keep_days=_keep_days(_pick(section.keep_days, parsed.keep_days, 7)),
             on_failure=_optional_tuple(_pick(section.on_failure, parsed.on_failure, None)),
+            env={**(parsed.env or {}), **(section.env or {})},  # the workflow's own values win
         )
         if workflows[name].timeout <= timedelta(0):
             raise ConfigError(f"{where}: [{_table(name)}].timeout must be more than 0 seconds")

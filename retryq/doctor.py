@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from . import _proc
-from .config import Config
+from .config import Config, WorkflowSettings
 from .errors import ConfigError, RetryqError
 from .jsonstore import JsonFileStore
 from .models import Job, JobStatus
@@ -20,6 +20,9 @@ from .store import Store
 from .timeutil import format_duration, format_utc
 
 Level = Literal["ok", "warning", "problem"]
+
+#: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
+CRON_PATH = "/usr/bin:/bin"
 
 
 @dataclass(frozen=True)
@@ -54,32 +57,22 @@ def _configuration(config: Config) -> Finding:
 
 
 def _commands(config: Config) -> list[Finding]:
-    findings = []
     configured = {name: settings for name, settings in config.workflows.items() if settings.command}
     if not configured:
         return [Finding("problem", "no workflow command configured: set [workflow] command, or RETRYQ_COMMAND")]
+    findings = []
     for name, settings in configured.items():
         assert settings.command is not None
-        try:
-            path = resolve_command(settings.command[0], settings.command_origin)
-        except ConfigError as error:
-            findings.append(Finding("problem", f"workflow {name}: {error}"))
-            continue
-        findings.append(Finding("ok", f"workflow {name}: {path} (from {settings.command_origin})"))
+        findings.append(_locate(f"workflow {name}", settings.command[0], settings.command_origin, settings))
     return findings
 
 
 def _hooks_and_metrics(config: Config) -> list[Finding]:
     """What process runs or writes besides the workflows: a broken one is only found at the worst time."""
     findings = []
-    hooks = {settings.on_failure for settings in config.workflows.values() if settings.on_failure}
-    for hook in sorted(hooks):
-        try:
-            path = resolve_command(hook[0], "on_failure")
-        except ConfigError as error:
-            findings.append(Finding("problem", str(error).replace("workflow command", "on_failure command", 1)))
-            continue
-        findings.append(Finding("ok", f"on_failure: {path}"))
+    hooks = {settings.on_failure: settings for settings in config.workflows.values() if settings.on_failure}
+    for hook, settings in sorted(hooks.items()):
+        findings.append(_locate("on_failure", hook[0], "on_failure", settings))
     if config.metrics_file is not None:
         directory = config.metrics_file.parent
         if directory.is_dir() and os.access(directory, os.W_OK):
@@ -89,6 +82,39 @@ def _hooks_and_metrics(config: Config) -> list[Finding]:
                 Finding("problem", f"metrics: directory {str(directory)!r} does not exist or is not writable")
             )
     return findings
+
+
+def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> Finding:
+    """Where a command is found, saying on which PATH, and whether cron's default PATH finds the same one.
+
+    A login shell's PATH (a virtual environment, /usr/local/bin, ~/.local/bin) is not cron's: a
+    command found here may be "not found" every five minutes under cron, or be another program.
+    """
+    own = "PATH" in settings.env
+    try:
+        found = resolve_command(argv0, origin, settings.path)
+    except ConfigError as error:
+        return Finding("problem", f"{label}: {error}")
+    if os.sep in argv0 or (os.altsep and os.altsep in argv0) or _proc.IS_WINDOWS:
+        return Finding("ok", f"{label}: {found} (from {origin})")
+    if own:
+        return Finding("ok", f"{label}: {found} (from {origin}; on the workflow's own PATH={settings.path})")
+    try:
+        under_cron = resolve_command(argv0, origin, CRON_PATH)
+    except ConfigError:
+        return Finding(
+            "warning",
+            f"{label}: {found} is found on this shell's PATH but not on cron's default PATH={CRON_PATH}: "
+            'under cron it fails; give its full path, set PATH= in the crontab, or env = { PATH = "…" } '
+            "in the workflow",
+        )
+    if os.path.realpath(under_cron) != os.path.realpath(found):
+        return Finding(
+            "warning",
+            f"{label}: {found} on this shell's PATH, but {under_cron} on cron's default PATH={CRON_PATH}: "
+            "under cron another program runs; give its full path",
+        )
+    return Finding("ok", f"{label}: {found} (from {origin}; also found on cron's default PATH={CRON_PATH})")
 
 
 def _queue_summary(store: Store, jobs: list[Job]) -> Finding:

@@ -14,6 +14,7 @@ import logging
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 
 from . import _proc
@@ -30,10 +31,13 @@ def run_failure_hook(
     timeout: timedelta,
     queue_file: str,
     config_file: str | None,
+    env: Mapping[str, str] | None = None,
 ) -> bool:
     """Run ``command`` for a job that ended ``failed``; True when it exited 0 in time."""
-    argv, env = job_invocation(command, job, run_id=uuid.uuid4().hex, queue_file=queue_file, config_file=config_file)
-    env.update(
+    argv, variables = job_invocation(
+        command, job, run_id=uuid.uuid4().hex, queue_file=queue_file, config_file=config_file, env=env
+    )
+    variables.update(
         {
             "RETRYQ_STATUS": job.status.value,
             "RETRYQ_LAST_EXIT_CODE": "" if job.last_exit_code is None else str(job.last_exit_code),
@@ -48,7 +52,7 @@ def run_failure_hook(
         stdin.seek(0)
         try:
             process = subprocess.Popen(
-                argv, stdin=stdin, stdout=output, stderr=subprocess.STDOUT, env=env, **_proc.popen_group_options()
+                argv, stdin=stdin, stdout=output, stderr=subprocess.STDOUT, env=variables, **_proc.popen_group_options()
             )
         except OSError as error:
             log.error("on_failure hook %r could not start: %s", argv[0], error.strerror or error, extra={"job": job})

@@ -285,6 +285,7 @@ class Processor:
             run_id=job.run_id,
             queue_file=self.store.location,
             config_file=str(self.config.source) if self.config.source else None,
+            env=settings.env,
         )
         log.info("start: %s", " ".join(argv), extra={"job": job})
         try:
@@ -349,7 +350,8 @@ class Processor:
 
     def _notify(self, job: Job) -> None:
         """Run the workflow's on_failure command beside the loop, which must not wait for it."""
-        command = self._settings(job.workflow).on_failure
+        settings = self._settings(job.workflow)
+        command = settings.on_failure
         if not command:
             return
         hook = threading.Thread(
@@ -359,6 +361,7 @@ class Processor:
                 "timeout": self.config.on_failure_timeout,
                 "queue_file": self.store.location,
                 "config_file": str(self.config.source) if self.config.source else None,
+                "env": settings.env,
             },
             name=f"retryq-hook-{job.id}",
         )
@@ -449,7 +452,7 @@ class Processor:
                 continue
             assert settings.command is not None
             try:
-                resolve_command(settings.command[0], settings.command_origin)
+                resolve_command(settings.command[0], settings.command_origin, settings.path)
             except ConfigError as error:
                 report.config_errors.append(str(error))
                 log.error("%s; its jobs stay pending", error)

@@ -281,7 +281,7 @@ class RetryQueue:
         validate_date(date)
         if not settings.command:
             raise ConfigError(f"workflow {settings.name!r} has no command configured")
-        resolve_command(settings.command[0], settings.command_origin)
+        resolve_command(settings.command[0], settings.command_origin, settings.path)
         if timeout is not None and timeout <= timedelta(0):
             raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
         run_id = uuid.uuid4().hex
@@ -296,6 +296,7 @@ class RetryQueue:
             run_id=run_id,
             queue_file=self.store.location,
             config_file=str(self.config.source) if self.config.source else None,
+            env=settings.env,
         )
         supervisor = Supervisor(on_line=on_line)
         limit = (settings.timeout if timeout is None else timeout).total_seconds()

@@ -58,10 +58,13 @@ def invocation(
     run_id: str,
     queue_file: str,
     config_file: str | None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of one workflow run: placeholders filled, ``RETRYQ_*`` set."""
+    """The argv and environment of one workflow run: placeholders filled, the workflow's ``env``
+    and ``RETRYQ_*`` set over retryq's own environment."""
     values = {"client": client, "date": date, "attempt": str(attempt), "job_id": job_id, "workflow": workflow}
-    env = {
+    variables = {
+        **(env or {}),
         "RETRYQ_CLIENT": client,
         "RETRYQ_DATE": date,
         "RETRYQ_ATTEMPT": str(attempt),
@@ -72,12 +75,18 @@ def invocation(
         _proc.RUN_ID_VARIABLE: run_id,
     }
     if config_file is not None:
-        env["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
-    return build_argv(command, values), build_env(env)
+        variables["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
+    return build_argv(command, values), build_env(variables)
 
 
 def job_invocation(
-    command: Sequence[str], job: Job, *, run_id: str, queue_file: str, config_file: str | None
+    command: Sequence[str],
+    job: Job,
+    *,
+    run_id: str,
+    queue_file: str,
+    config_file: str | None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """:func:`invocation` for a queued job: its client, date, attempt, id and workflow."""
     return invocation(
@@ -91,6 +100,7 @@ def job_invocation(
         run_id=run_id,
         queue_file=queue_file,
         config_file=config_file,
+        env=env,
     )
 
 
@@ -111,17 +121,19 @@ def build_env(values: Mapping[str, str], base: Mapping[str, str] | None = None) 
     return env
 
 
-def resolve_command(argv0: str, origin: str, env: Mapping[str, str] | None = None) -> str:
-    """The executable ``argv0`` names, or a :class:`ConfigError` saying where it was configured."""
-    path = (env or os.environ).get("PATH")
+def resolve_command(argv0: str, origin: str, path: str | None = None) -> str:
+    """The executable ``argv0`` names (looked up on ``path``, else on PATH), or a :class:`ConfigError`
+    that says where the command was configured and which PATH was searched."""
+    if path is None:
+        path = os.environ.get("PATH", "")
     if os.sep in argv0 or (os.altsep and os.altsep in argv0):
         if os.path.isfile(argv0) and os.access(argv0, os.X_OK):
             return argv0
         reason = "is not executable" if os.path.isfile(argv0) else "does not exist"
-        raise ConfigError(f"workflow command {argv0!r} {reason} (from {origin})")
+        raise ConfigError(f"command {argv0!r} {reason} (from {origin})")
     found = shutil.which(argv0, path=path)
     if found is None:
-        raise ConfigError(f"workflow command {argv0!r} not found on PATH (from {origin})")
+        raise ConfigError(f"command {argv0!r} not found on PATH={path} (from {origin})")
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from retryq._proc import current_owner
 from retryq.models import JobStatus, Owner
 from retryq.timeutil import utcnow
 
-from .helpers import LEGACY_FILE, FakeWorkflow, invoke, make_job
+from .helpers import LEGACY_FILE, FakeWorkflow, invoke, make_job, write_script
 
 QUEUE = Path(".retry-queue.json")
 
@@ -48,8 +49,8 @@ def test_a_command_not_found(cli: CliRunner) -> None:
     result = invoke(cli, "doctor", env={"RETRYQ_COMMAND": "no-such-fetcher"})
     assert result.exit_code == 1
     assert (
-        "problem: workflow default: workflow command 'no-such-fetcher' not found on PATH (from RETRYQ_COMMAND)"
-        in result.stdout
+        f"problem: workflow default: command 'no-such-fetcher' not found on PATH={os.environ['PATH']} "
+        "(from RETRYQ_COMMAND)" in result.stdout
     )
 
 
@@ -116,5 +117,48 @@ def test_the_failure_hook_and_the_metrics_directory_are_checked(cli: CliRunner, 
     Path("retryq.toml").write_text('on_failure = ["no-such-notifier"]\nmetrics_file = "missing/retryq.prom"\n')
     result = invoke(cli, "doctor", env=env)
     assert result.exit_code == 1
-    assert "problem: on_failure command 'no-such-notifier' not found on PATH (from on_failure)" in result.stdout
+    assert "problem: on_failure: command 'no-such-notifier' not found on PATH=" in result.stdout
     assert "problem: metrics: directory 'missing' does not exist or is not writable" in result.stdout
+
+
+def test_a_command_found_only_on_the_login_path_is_a_warning(cli: CliRunner, tmp_path: Path) -> None:
+    """Under cron PATH=/usr/bin:/bin: a command in a venv or /usr/local/bin would fail every five minutes."""
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    write_script(bin_dir / "boamp-fetch", "exit 0\n")
+    env = {"RETRYQ_COMMAND": "boamp-fetch {client} {date}", "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    result = invoke(cli, "doctor", env=env)
+    assert result.exit_code == 0, result.stdout  # a warning, not a problem: it may run from a crontab with PATH=
+    assert (
+        f"warning: workflow default: {bin_dir}/boamp-fetch is found on this shell's PATH but not on cron's default "
+        "PATH=/usr/bin:/bin: under cron it fails; give its full path, set PATH= in the crontab, "
+        'or env = { PATH = "…" } in the workflow' in result.stdout
+    )
+
+
+def test_a_command_that_is_another_program_under_cron_is_a_warning(cli: CliRunner, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    write_script(bin_dir / "sh", "exit 0\n")  # shadows /bin/sh, as a venv's python shadows /usr/bin/python3
+    result = invoke(cli, "doctor", env={"RETRYQ_COMMAND": "sh fetch.sh", "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert f"warning: workflow default: {bin_dir}/sh on this shell's PATH, but /usr/bin/sh on cron's" in result.stdout
+
+
+def test_a_command_on_crons_path_or_the_workflows_own_path_is_ok(cli: CliRunner, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    write_script(bin_dir / "boamp-fetch", "exit 0\n")
+    Path("retryq.toml").write_text(
+        '[workflow]\ncommand = ["sh", "fetch.sh"]\n'
+        f'[workflows.ftp]\ncommand = ["boamp-fetch"]\nenv = {{ PATH = "{bin_dir}" }}\n'
+    )
+    result = invoke(cli, "doctor", env={"PATH": "/usr/bin:/bin"})
+    lines = result.stdout.splitlines()
+    assert (
+        "ok: workflow default: /usr/bin/sh (from retryq.toml [workflow].command; "
+        "also found on cron's default PATH=/usr/bin:/bin)" in lines
+    )
+    assert (
+        f"ok: workflow ftp: {bin_dir}/boamp-fetch (from retryq.toml [workflows.ftp].command; on the workflow's own "
+        f"PATH={bin_dir})" in lines
+    )

@@ -292,7 +292,7 @@ def test_a_missing_command_is_reported_and_nothing_is_consumed(tmp_path: Path) -
     queue = open_queue(tmp_path, ["/nonexistent/fetch"])
     queue.schedule("balthazar", "2025-12-19", 0)
     report = queue.process()
-    assert report.config_errors == ["workflow command '/nonexistent/fetch' does not exist (from test)"]
+    assert report.config_errors == ["command '/nonexistent/fetch' does not exist (from test)"]
     [job] = queue.jobs()
     assert (job.status, job.attempt) == (JobStatus.PENDING, 1)
 
@@ -500,3 +500,25 @@ def test_an_owner_in_another_pid_namespace_is_judged_by_its_lease() -> None:
 
     assert owner_alive(Owner(host=hostname(), pid=os.getpid(), pid_ns="pid:[1]")) is None
     assert owner_alive(current_owner()) is True
+
+
+def test_a_workflow_gets_its_own_environment_and_path(tmp_path: Path) -> None:
+    """Under cron PATH is /usr/bin:/bin: a workflow may carry its own PATH (and other variables)."""
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen.txt"
+    write_script(bin_dir / "boamp-fetch", f'echo "$PATH|$SOURCE|$TZ" > {seen}\n')
+    Path("retryq.toml").write_text(
+        'env = { SOURCE = "top", TZ = "Europe/Paris" }\n'
+        '[workflow]\ncommand = ["boamp-fetch", "{client}"]\n'
+        f'env = {{ PATH = "{bin_dir}:/usr/bin:/bin", SOURCE = "boamp" }}\n'
+    )
+    from retryq import load_config
+
+    config = load_config(env={})
+    assert dict(config.workflow().env) == {"SOURCE": "boamp", "TZ": "Europe/Paris", "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=config)
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = queue.process()  # found on the workflow's PATH although retryq's own PATH lacks bin_dir
+    assert (report.succeeded, report.config_errors) == (1, [])
+    assert seen.read_text() == f"{bin_dir}:/usr/bin:/bin|boamp|Europe/Paris\n"
