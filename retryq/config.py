@@ -24,7 +24,7 @@ import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +32,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .backoff import Backoff, constant, exponential, jitter, linear
 from .errors import ConfigError, InvalidInput
-from .models import DEFAULT_WORKFLOW, JobStatus, describe_validation_error, validate_workflow_name
+from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
 from .timeutil import parse_duration
 
 if sys.version_info >= (3, 11):
@@ -123,6 +123,7 @@ class FileConfig(_WorkflowFields):
     archive: bool = True
     metrics_file: str | None = None
     on_failure_timeout: Duration = timedelta(seconds=30)
+    display_tz: str | None = None
     workflow: WorkflowSection | None = None
     workflows: dict[str, WorkflowSection] = Field(default_factory=dict)
     report: ReportSection = Field(default_factory=ReportSection)
@@ -179,6 +180,8 @@ class Config:
     archive: bool = True
     metrics_file: Path | None = None
     on_failure_timeout: timedelta = timedelta(seconds=30)
+    #: Where `list` and `show` also show times, besides UTC (None: UTC only, unless --local).
+    display_tz: tzinfo | None = None
     workflows: Mapping[str, WorkflowSettings] = field(
         default_factory=lambda: {DEFAULT_WORKFLOW: WorkflowSettings(DEFAULT_WORKFLOW)}
     )
@@ -195,6 +198,12 @@ class Config:
         except KeyError:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise InvalidInput(f"unknown workflow {name!r} (configured: {known})") from None
+
+    def attempts_limit(self, job: Job) -> int:
+        """How many attempts ``job`` has: its own limit, else its workflow's (files of the original scripts)."""
+        if job.max_attempts is not None:
+            return job.max_attempts
+        return (self.workflows.get(job.workflow) or self.workflow()).max_attempts
 
     def scheduling_workflow(self, name: str | None = None) -> WorkflowSettings:
         """The workflow a new retry belongs to: ``name``, else the one of the run we are inside, else the default.
@@ -316,11 +325,23 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         archive=parsed.archive,
         metrics_file=metrics,
         on_failure_timeout=parsed.on_failure_timeout,
+        display_tz=_zone(parsed.display_tz, where),
         workflows=workflows,
         concurrency=parsed.concurrency or 1,
         thresholds=InconsistencyThresholds(parsed.report.max_missing, parsed.report.max_ratio, parsed.report.delay),
         running_workflow=env.get("RETRYQ_WORKFLOW") or None,
     )
+
+
+def _zone(name: str | None, where: str) -> tzinfo | None:
+    if name is None:
+        return None
+    from dateutil import tz
+
+    zone = tz.gettz(name)
+    if zone is None:
+        raise ConfigError(f"{where}: display_tz: unknown time zone {name!r} (for example 'Europe/Paris')")
+    return zone
 
 
 def _table(name: str) -> str:

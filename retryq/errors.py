@@ -13,6 +13,7 @@ __all__ = [
     "JobNotFound",
     "JobStateError",
     "LockTimeout",
+    "OpenJobExists",
     "QueueCorrupt",
     "RetryqError",
     "StoreIOError",
@@ -59,6 +60,14 @@ class JobStateError(RetryqError):
     """The job is not in a state that allows this (cancelling a running job, requeueing a pending one)."""
 
     exit_code = ExitCode.FAILURE
+
+
+class OpenJobExists(JobStateError):
+    """A change would leave two open (pending or running) jobs for one workflow, client and date."""
+
+    def __init__(self, message: str, job_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids
 
 
 class QueueCorrupt(RetryqError):

@@ -40,6 +40,29 @@ class Assessment:
     def needs_retry(self) -> bool:
         return self.missing > 0
 
+    @property
+    def surplus(self) -> int:
+        """Results beyond the announced total: an oddity of the source, worth a warning, not a retry."""
+        return max(0, self.fetched - self.total)
+
+    def describe(self) -> str:
+        """The verdict in one line, thresholds included when something is missing."""
+        limits = self.thresholds
+        if self.surplus:
+            return (
+                f"the source returned more than it announced: {self.fetched} fetched of {self.total} "
+                "announced; nothing scheduled"
+            )
+        if self.status is FetchStatus.OK:
+            return f"complete: {self.fetched} of {self.total} fetched; no retry needed"
+        missing = f"{self.missing} of {self.total} missing ({self.ratio:.2%})"
+        if self.status is FetchStatus.DEGRADED:
+            return f"DEGRADED: {missing}, tolerated (at most {limits.max_missing}, or at most {limits.max_ratio:.2%})"
+        return (
+            f"ERROR: {missing}, beyond the threshold (more than {limits.max_missing} "
+            f"and more than {limits.max_ratio:.2%})"
+        )
+
     def to_json_dict(self) -> dict[str, object]:
         return {
             "total": self.total,
@@ -47,6 +70,7 @@ class Assessment:
             "missing": self.missing,
             "ratio": self.ratio,
             "status": self.status.value,
+            "surplus": self.surplus,
         }
 
 

@@ -82,13 +82,18 @@ def on_duplicate(delay_minutes: int) -> _Mutation:
     return mutate
 
 
-def claim(*, owner: Owner, run_id: str, now: datetime, lease: timedelta) -> _Mutation:
-    """Mark a due job as running for ``owner`` until ``now + lease`` at the latest."""
+def claim(*, owner: Owner, run_id: str, now: datetime, lease: timedelta, max_attempts: int = 3) -> _Mutation:
+    """Mark a due job as running for ``owner`` until ``now + lease`` at the latest.
+
+    A job without a limit of its own (written by the original scripts) takes ``max_attempts``,
+    the workflow's, from then on.
+    """
 
     def mutate(job: Job) -> Job:
         return job.model_copy(
             update={
                 "status": JobStatus.RUNNING,
+                "max_attempts": job.max_attempts or max_attempts,
                 "owner": owner,
                 "run_id": run_id,
                 "started_at": now,
@@ -297,7 +302,7 @@ def _after_attempt(
     common = {"history": history, "last_exit_code": last_exit_code, "last_error": last_error, **_unclaimed()}
     if outcome is Outcome.SUCCEEDED:
         return job.model_copy(update={"status": JobStatus.COMPLETED, "finished_at": now, **common})
-    if outcome is Outcome.FATAL or job.attempt >= job.max_attempts:
+    if outcome is Outcome.FATAL or job.attempt >= (job.max_attempts or settings.max_attempts):
         return job.model_copy(update={"status": JobStatus.FAILED, "finished_at": now, **common})
     return job.model_copy(
         update={

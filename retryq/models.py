@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_WORKFLOW",
+    "FINISHED_STATUSES",
     "HISTORY_LIMIT",
+    "OPEN_STATUSES",
     "Attempt",
     "Job",
     "JobStatus",
@@ -17,6 +19,7 @@ __all__ = [
     "Owner",
     "describe_validation_error",
     "new_job_id",
+    "parse_statuses",
     "validate_client_id",
     "validate_date",
     "validate_workflow_name",
@@ -26,6 +29,7 @@ import enum
 import hashlib
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import date as date_type
 from datetime import datetime
 from typing import Annotated, Any
@@ -112,10 +116,33 @@ class JobStatus(str, enum.Enum):
 
     @property
     def is_open(self) -> bool:
-        return self in (JobStatus.PENDING, JobStatus.RUNNING)
+        """Pending or running: the job's chain is not settled (one open job per workflow, client and date)."""
+        return self in OPEN_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        """Completed, failed or cancelled: only these are ever pruned."""
+        return self in FINISHED_STATUSES
 
     def __str__(self) -> str:
         return self.value
+
+
+#: The statuses of a chain not yet settled, and of one that is.
+OPEN_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def parse_statuses(values: JobStatus | str | Iterable[JobStatus | str] | None) -> frozenset[JobStatus] | None:
+    """Status names (or statuses) as a set; None stays None (no filter). Unknown names are refused."""
+    if values is None:
+        return None
+    items = [values] if isinstance(values, (str, JobStatus)) else list(values)
+    try:
+        return frozenset(JobStatus(item) for item in items)
+    except ValueError:
+        known = ", ".join(status.value for status in JobStatus)
+        raise InvalidInput(f"unknown status in {[str(item) for item in items]!r} (known: {known})") from None
 
 
 class Outcome(str, enum.Enum):
@@ -178,7 +205,8 @@ class Job(_Record):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     workflow: WorkflowName = DEFAULT_WORKFLOW
     attempt: int = Field(default=1, ge=1)
-    max_attempts: int = Field(default=3, ge=1)
+    # None in files written by the original scripts: the workflow's max_attempts applies (fixed at the first claim).
+    max_attempts: int | None = Field(default=None, ge=1)
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     last_exit_code: int | None = None

@@ -67,11 +67,26 @@ class ProcessReport:
     config_errors: list[str] = field(default_factory=list)
     stopped_by: int | None = None  # the signal that stopped the run
     finished_jobs: list[tuple[Job, Outcome]] = field(default_factory=list)
+    pending: int = 0  # jobs left pending when the run ended
+    next_due: datetime | None = None  # the soonest of them
 
     @property
     def processed(self) -> int:
         """Runs that ended with a result (succeeded, or failed whether retried or not)."""
         return self.succeeded + self.retrying + self.failed
+
+    @property
+    def eventful(self) -> bool:
+        """Something ran, was recovered or given back, or went wrong: worth a line (and a cron mail)."""
+        return bool(
+            self.processed
+            or self.released
+            or self.recovered
+            or self.lost_claims
+            or self.config_errors
+            or self.unknown_workflows
+            or self.stopped_by is not None
+        )
 
 
 @dataclass
@@ -147,6 +162,8 @@ class Processor:
                 raise
         if self.prune and self._stop_signal is None:
             self._prune(report)
+        waiting = [job.execute_at for job in self.store.load({JobStatus.PENDING})]
+        report.pending, report.next_due = len(waiting), min(waiting, default=None)
         for hook in self._hooks:
             # Each hook bounds itself by on_failure_timeout; this only waits for them to end.
             hook.join()
@@ -259,7 +276,9 @@ class Processor:
         def mark(job: Job) -> Job:
             settings = self._settings(job.workflow)
             lease = self._timeout(settings) + settings.kill_grace + self.config.lease_grace
-            return lifecycle.claim(owner=self.owner, run_id=uuid.uuid4().hex, now=now, lease=lease)(job)
+            return lifecycle.claim(
+                owner=self.owner, run_id=uuid.uuid4().hex, now=now, lease=lease, max_attempts=settings.max_attempts
+            )(job)
 
         return mark
 

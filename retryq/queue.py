@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["FetchReport", "RetryQueue", "ScheduleResult"]
+__all__ = ["BulkResult", "FetchReport", "RetryQueue", "ScheduleResult", "Skipped"]
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -14,16 +15,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import lifecycle
 from .config import Config, load_config
-from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError
+from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError, OpenJobExists
 from .jsonstore import JsonFileStore
-from .models import Job, JobStatus, validate_client_id, validate_date
-from .store import PruneRule, Store
-from .timeutil import format_duration, parse_delay, to_utc, utcnow
+from .models import DEFAULT_WORKFLOW, OPEN_STATUSES, Job, JobStatus, validate_client_id, validate_date
+from .store import JobFilter, PruneRule, Store
+from .timeutil import format_duration, format_utc, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
     from .inconsistency import Assessment
     from .processor import Processor, ProcessReport
     from .runner import RunResult
+
+log = logging.getLogger("retryq")
 
 DEFAULT_DELAY_MINUTES = 60
 #: A hundred years: finished jobs kept longer than that are kept for ever in practice.
@@ -36,15 +39,35 @@ class ScheduleResult:
 
     ``created``: a new job; ``exists``: a pending job of the same workflow, client and date was
     already there (nothing added); ``follow_up``: that job is running right now, and its next
-    attempt was requested for when the run ends.
+    attempt was requested for when the run ends. ``next_due`` is when the job runs next: its
+    ``executeAt``, or for a follow-up the earliest time of the next attempt (None when the
+    running attempt is the last: the job will end failed).
     """
 
     job: Job
     outcome: Literal["created", "exists", "follow_up"]
+    next_due: datetime | None = None
 
     @property
     def created(self) -> bool:
         return self.outcome == "created"
+
+    def describe(self, limit: int) -> str:
+        """One line saying what was done, for logs (``limit``: the job's number of attempts)."""
+        job = self.job
+        if self.outcome == "created":
+            return (
+                f"retry scheduled in {job.delay_minutes} minutes: job {job.id}, due {format_utc(job.execute_at)}, "
+                f"attempt {job.attempt} of {limit}"
+            )
+        if self.outcome == "exists":
+            return f"a retry is already pending: job {job.id}, due {format_utc(job.execute_at)}; nothing added"
+        if self.next_due is None:
+            return f"running its last attempt ({job.attempt} of {limit}): job {job.id} will end failed"
+        return (
+            f"running now: attempt {job.attempt + 1} of {limit} will be due {format_utc(self.next_due)} at the "
+            f"earliest ({job.follow_up_minutes} minutes after this one; job {job.id})"
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,28 @@ class FetchReport:
             return None
         job = self.retry.job
         return job.follow_up_minutes if self.retry.outcome == "follow_up" else job.delay_minutes
+
+    @property
+    def next_due(self) -> datetime | None:
+        """When the retry comes (None without one, or when the running attempt was the last)."""
+        return None if self.retry is None else self.retry.next_due
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A job a bulk operation left alone, and why."""
+
+    job: Job
+    reason: str
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk ``cancel`` or ``requeue`` did (or, in a dry run, would do)."""
+
+    done: list[Job]
+    skipped: list[Skipped]
+    dry_run: bool = False
 
 
 class RetryQueue:
@@ -98,8 +143,24 @@ class RetryQueue:
         """Ask for the workflow to run for ``client`` and ``date`` in ``delay`` minutes (or ``at`` a time).
 
         ``delay`` is also the wait between attempts under the default ``fixed`` backoff. If a
-        pending job of the same workflow, client and date exists, nothing is added.
+        pending job of the same workflow, client and date exists, nothing is added. Logs one line
+        (INFO) on the ``retryq`` logger.
         """
+        result = self._schedule(client, date, delay, at=at, workflow=workflow, max_attempts=max_attempts, now=now)
+        log.info("%s", result.describe(self.config.attempts_limit(result.job)), extra={"label": _label(result.job)})
+        return result
+
+    def _schedule(
+        self,
+        client: str,
+        date: str,
+        delay: int | str | timedelta | None = None,
+        *,
+        at: datetime | None = None,
+        workflow: str | None = None,
+        max_attempts: int | None = None,
+        now: datetime | None = None,
+    ) -> ScheduleResult:
         now = to_utc(now or utcnow())
         settings = self.config.scheduling_workflow(workflow)
         validate_client_id(client)
@@ -121,8 +182,14 @@ class RetryQueue:
         follow_up = minutes if at is None else max(0, int((to_utc(at) - now).total_seconds() // 60))
         stored, created = self.store.add(job, lifecycle.on_duplicate(follow_up))
         if created:
-            return ScheduleResult(stored, "created")
-        return ScheduleResult(stored, "follow_up" if stored.status is JobStatus.RUNNING else "exists")
+            return ScheduleResult(stored, "created", stored.execute_at)
+        if stored.status is not JobStatus.RUNNING:
+            return ScheduleResult(stored, "exists", stored.execute_at)
+        next_due = None
+        if stored.attempt < self.config.attempts_limit(stored) and stored.follow_up_minutes is not None:
+            wait = timedelta(minutes=stored.follow_up_minutes)
+            next_due = lifecycle.next_due(stored, wait, now=now, due_window=self.config.due_window)
+        return ScheduleResult(stored, "follow_up", next_due)
 
     def report_fetch(
         self,
@@ -139,8 +206,10 @@ class RetryQueue:
 
         The delay defaults to ``[report] delay`` of the config (60 minutes). Called from inside a
         retry run, the retry becomes that run's follow-up, so the chain goes on without a duplicate.
+        Logs one line on the ``retryq`` logger: INFO when complete, WARNING when something is
+        missing within the tolerance (or the source returned more than it announced), ERROR beyond it.
         """
-        from .inconsistency import assess
+        from .inconsistency import FetchStatus, assess
 
         validate_client_id(client)
         validate_date(date)
@@ -148,8 +217,15 @@ class RetryQueue:
         retry = None
         if assessment.needs_retry:
             wait = self.config.thresholds.delay if delay is None else delay
-            retry = self.schedule(client, date, wait, workflow=workflow, now=now)
-        return FetchReport(assessment, retry)
+            retry = self._schedule(client, date, wait, workflow=workflow, now=now)
+        report = FetchReport(assessment, retry)
+        level = {FetchStatus.OK: logging.INFO, FetchStatus.DEGRADED: logging.WARNING, FetchStatus.ERROR: logging.ERROR}
+        text = assessment.describe()
+        if retry is not None:
+            text += "; " + retry.describe(self.config.attempts_limit(retry.job))
+        severity = logging.WARNING if assessment.surplus else level[assessment.status]
+        log.log(severity, "%s", text, extra={"label": f"{client} {date}"})
+        return report
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -160,16 +236,14 @@ class RetryQueue:
         workflow: str | None = None,
         client: str | None = None,
         date: str | None = None,
+        since: datetime | None = None,
     ) -> list[Job]:
-        """The jobs in queue order, optionally filtered."""
-        wanted = _statuses(status)
-        return [
-            job
-            for job in self.store.load(wanted)
-            if (workflow is None or job.workflow == workflow)
-            and (client is None or job.client_id == client)
-            and (date is None or job.date == date)
-        ]
+        """The jobs in queue order, optionally filtered (``since``: active at or after, see :class:`JobFilter`)."""
+        return self.select(JobFilter.of(status=status, workflow=workflow, client=client, date=date, since=since))
+
+    def select(self, query: JobFilter) -> list[Job]:
+        """The jobs ``query`` matches, in queue order."""
+        return [job for job in self.store.load(query.statuses) if query.matches(job)]
 
     def get(self, ident: str) -> Job:
         """The job whose id is ``ident`` or starts with it (a unique prefix, as git takes them)."""
@@ -204,6 +278,21 @@ class RetryQueue:
             raise JobStateError("the job changed while it was being cancelled (it has just started?); look again")
         return cancelled
 
+    def cancel_matching(self, query: JobFilter, *, dry_run: bool = False, now: datetime | None = None) -> BulkResult:
+        """Cancel every pending job ``query`` matches (its statuses, if given, must be ``pending`` only)."""
+        now = to_utc(now or utcnow())
+        if query.statuses is None:
+            query = replace(query, statuses=frozenset({JobStatus.PENDING}))
+        if query.statuses != frozenset({JobStatus.PENDING}):
+            raise InvalidInput("only pending jobs can be cancelled (a running job is left to its run)")
+        targets = self.select(query)
+        if dry_run or not targets:
+            return BulkResult(targets, [], dry_run)
+        results = self.store.update({job.id: lifecycle.cancel(now) for job in targets})
+        done = [job for job in results.values() if job is not None and job.status is JobStatus.CANCELLED]
+        late = [Skipped(job, "started meanwhile") for job in targets if job.id not in {d.id for d in done}]
+        return BulkResult(done, late)
+
     def requeue(
         self,
         ident: str,
@@ -212,27 +301,67 @@ class RetryQueue:
         max_attempts: int | None = None,
         now: datetime | None = None,
     ) -> Job:
-        """Put a failed or cancelled job back to pending with fresh attempts, due after ``delay`` minutes."""
+        """Put a failed or cancelled job back to pending with fresh attempts, due after ``delay`` minutes.
+
+        Refused (:class:`OpenJobExists`) when another job of the same workflow, client and date is
+        open: the store enforces one open job per key, so that the same fetch never runs twice.
+        """
         now = to_utc(now or utcnow())
         job = self.get(ident)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobStateError(f"job {job.id} is {job.status.value}; only failed or cancelled jobs can be requeued")
-        if max_attempts is not None and not 1 <= max_attempts <= 100:
-            raise InvalidInput(f"max attempts must be between 1 and 100, not {max_attempts!r}")
-        # One open job per key: requeueing beside a newer pending chain would run the same fetch twice.
-        # (Checked on a snapshot: a schedule landing in between would at worst cause one extra run.)
-        rival = [
-            other
-            for other in self.jobs(workflow=job.workflow, client=job.client_id, date=job.date)
-            if other.status.is_open
-        ]
-        if rival:
-            raise JobStateError(f"job {rival[0].id} is already {rival[0].status.value} for {job.client_id} {job.date}")
-        execute_at = now + timedelta(minutes=parse_delay(delay))
-        result = self.store.update({job.id: lifecycle.requeue(now, execute_at, max_attempts)}).get(job.id)
+        mutation = _requeue(now, delay, max_attempts)
+        result = self.store.update({job.id: mutation}).get(job.id)
         if result is None or result.status is not JobStatus.PENDING:
             raise JobStateError(f"job {job.id} changed while it was being requeued; look again")
         return result
+
+    def requeue_matching(
+        self,
+        query: JobFilter,
+        *,
+        delay: int | str | timedelta = 0,
+        max_attempts: int | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> BulkResult:
+        """Requeue every failed (or cancelled) job ``query`` matches, the latest of each key only.
+
+        A job whose workflow, client and date already has an open job is skipped, as is an older
+        finished job of a key whose latest one is requeued: one chain per key at a time.
+        """
+        now = to_utc(now or utcnow())
+        if query.statuses is None:
+            query = replace(query, statuses=frozenset({JobStatus.FAILED}))
+        if not query.statuses or not query.statuses <= {JobStatus.FAILED, JobStatus.CANCELLED}:
+            raise InvalidInput("only failed or cancelled jobs can be requeued")
+        mutation = _requeue(now, delay, max_attempts)
+        open_keys = {job.key: job for job in self.store.load(OPEN_STATUSES)}
+        chosen: dict[tuple[str, str, str], Job] = {}
+        skipped: list[Skipped] = []
+        for job in sorted(self.select(query), key=_ended, reverse=True):
+            if job.key in open_keys:
+                skipped.append(Skipped(job, f"job {open_keys[job.key].id} is already open for this key"))
+            elif job.key in chosen:
+                skipped.append(Skipped(job, f"job {chosen[job.key].id}, later, is requeued for this key"))
+            else:
+                chosen[job.key] = job
+        if dry_run or not chosen:
+            return BulkResult(list(chosen.values()), skipped, dry_run)
+        while True:
+            try:
+                results = self.store.update({job.id: mutation for job in chosen.values()})
+                break
+            except OpenJobExists as clash:  # a schedule landed meanwhile: leave that key alone, write the rest
+                job = next(job for job in chosen.values() if job.id in clash.job_ids)
+                del chosen[job.key]
+                skipped.append(Skipped(job, str(clash)))
+                if not chosen:
+                    return BulkResult([], skipped)
+        done = [job for job in results.values() if job is not None and job.status is JobStatus.PENDING]
+        ids = {job.id for job in done}
+        skipped += [Skipped(job, "changed meanwhile") for job in chosen.values() if job.id not in ids]
+        return BulkResult(done, skipped)
 
     def prune(self, *, now: datetime | None = None, keep_days: int | None = None, dry_run: bool = False) -> list[Job]:
         """Remove completed, failed and cancelled jobs that ended more than ``keep_days`` ago.
@@ -362,15 +491,14 @@ class RetryQueue:
         return jobs
 
 
-def _statuses(status: JobStatus | str | Iterable[JobStatus | str] | None) -> set[JobStatus] | None:
-    if status is None:
-        return None
-    items = [status] if isinstance(status, (str, JobStatus)) else list(status)
-    try:
-        return {JobStatus(item) for item in items}
-    except ValueError:
-        known = ", ".join(s.value for s in JobStatus)
-        raise InvalidInput(f"unknown status in {items!r} (known: {known})") from None
+def _requeue(now: datetime, delay: int | str | timedelta, max_attempts: int | None) -> lifecycle._Mutation:
+    if max_attempts is not None and (isinstance(max_attempts, bool) or not 1 <= max_attempts <= 100):
+        raise InvalidInput(f"max attempts must be between 1 and 100, not {max_attempts!r}")
+    return lifecycle.requeue(now, now + timedelta(minutes=parse_delay(delay)), max_attempts)
+
+
+def _ended(job: Job) -> datetime:
+    return job.finished_at or job.started_at or job.execute_at
 
 
 def _pick_by_prefix(jobs: list[Job], ident: str) -> Job:
@@ -387,3 +515,8 @@ def _pick_by_prefix(jobs: list[Job], ident: str) -> Job:
         shown = ", ".join(job.id for job in matches[:5])
         raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
     return matches[0]
+
+
+def _label(job: Job) -> str:
+    name = "" if job.workflow == DEFAULT_WORKFLOW else f"{job.workflow}:"
+    return f"{name}{job.client_id} {job.date}"

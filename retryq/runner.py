@@ -94,7 +94,7 @@ def job_invocation(
         client=job.client_id,
         date=job.date,
         attempt=job.attempt,
-        max_attempts=job.max_attempts,
+        max_attempts=job.max_attempts or 0,  # set at the claim; 0 only for a job never claimed
         job_id=job.id,
         workflow=job.workflow,
         run_id=run_id,

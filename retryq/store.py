@@ -9,7 +9,7 @@ would run them in a transaction (and pick claims with ``SELECT … FOR UPDATE SK
 
 from __future__ import annotations
 
-__all__ = ["ClaimRequest", "MemoryStore", "Mutation", "PruneRule", "Store"]
+__all__ = ["ClaimRequest", "JobFilter", "MemoryStore", "Mutation", "PruneRule", "Store"]
 
 import json
 import sys
@@ -22,17 +22,55 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
-from .errors import InvalidInput, QueueCorrupt
-from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error
+from .errors import InvalidInput, OpenJobExists, QueueCorrupt
+from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, parse_statuses
 from .timeutil import parse_utc
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
 
-_FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 # Plain strings: a scan compares them for every job on every write, where enum lookups add up.
 _PENDING = JobStatus.PENDING.value
 _OPEN = frozenset({JobStatus.PENDING.value, JobStatus.RUNNING.value})
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a command means: each field that is set must match.
+
+    ``since`` keeps jobs active at or after it: ended then (finished), else started, else
+    scheduled — for a failed job, when it failed.
+    """
+
+    statuses: frozenset[JobStatus] | None = None
+    workflow: str | None = None
+    client: str | None = None
+    date: str | None = None
+    since: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        workflow: str | None = None,
+        client: str | None = None,
+        date: str | None = None,
+        since: datetime | None = None,
+    ) -> JobFilter:
+        """A filter from loose arguments: status names, an aware ``since``."""
+        if since is not None and since.tzinfo is None:
+            raise InvalidInput("`since` must carry a time zone")
+        return cls(parse_statuses(status), workflow, client, date, since)
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (self.statuses is None or job.status in self.statuses)
+            and (self.workflow is None or job.workflow == self.workflow)
+            and (self.client is None or job.client_id == self.client)
+            and (self.date is None or job.date == self.date)
+            and (self.since is None or (job.finished_at or job.started_at or job.scheduled_at) >= self.since)
+        )
 
 
 @dataclass(frozen=True)
@@ -64,7 +102,7 @@ class PruneRule:
     by_workflow: Mapping[str, Mapping[JobStatus, datetime]] = field(default_factory=dict)
 
     def expired(self, workflow: str, status: JobStatus, ended: datetime) -> bool:
-        if status not in _FINISHED:
+        if not status.is_finished:
             return False
         cutoff = self.by_workflow.get(workflow, self.cutoffs).get(status)
         return cutoff is not None and ended < cutoff
@@ -285,6 +323,7 @@ class DocumentStore:
             return entries.copy(), results, removed, False
         changed = False
         kept: list[_Entry] = []
+        opened: list[Job] = []
         location = self.location
         for entry in entries:
             ident = entry.ident
@@ -303,7 +342,28 @@ class DocumentStore:
             else:
                 kept.append(_Entry.of(new))
                 changed = True
+                if new.status.is_open and (not job.status.is_open or new.key != job.key):
+                    opened.append(new)
+        if opened:
+            self._check_one_open_per_key(kept, opened)
         return kept, results, removed, changed
+
+    def _check_one_open_per_key(self, entries: list[_Entry], opened: list[Job]) -> None:
+        """Refuse a write that reopens a job beside another open job of the same key (nothing is written)."""
+        wanted = {job.key for job in opened}
+        holders: dict[tuple[object, ...], list[str]] = {}
+        for entry in entries:
+            if entry.is_open and entry.key in wanted:
+                holders.setdefault(entry.key, []).append(entry.job_id(self.location))
+        for job in opened:
+            others = [ident for ident in holders.get(job.key, []) if ident != job.id]
+            if others:
+                workflow, client, date = job.key
+                raise OpenJobExists(
+                    f"job {others[0]} is already open for {client} {date}"
+                    + (f" (workflow {workflow})" if workflow != DEFAULT_WORKFLOW else ""),
+                    (job.id, *others),
+                )
 
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[int]:
         due: list[tuple[datetime, int]] = []

@@ -14,8 +14,10 @@ __all__ = [
     "utcnow",
 ]
 
+import os
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from .errors import InvalidInput
 
@@ -100,23 +102,72 @@ def parse_delay(text: str | int | timedelta) -> int:
     return int(value // timedelta(minutes=1))
 
 
-def parse_when(text: str, *, now: datetime) -> datetime:
-    """Parse an absolute time given by a person (``2025-12-20 04:00``, ``04:00``); no zone means local time."""
-    from dateutil import parser  # imported here: only `schedule --at` needs it
+def parse_when(
+    text: str,
+    *,
+    now: datetime,
+    oldest: datetime | None = None,
+    on_note: Callable[[str], object] | None = None,
+) -> datetime:
+    """Parse an absolute time given by a person (``2025-12-20 04:00``, ``04:00``); no zone means local time.
 
+    A local time the clocks skip (daylight saving starts) is refused; one they show twice (it
+    ends) takes the first and says so through ``on_note``, as does an invalid ``TZ``. An explicit
+    offset or ``Z`` avoids both. Times more than 30 days ahead, or before ``oldest``, are refused.
+    """
+    from dateutil import parser, tz  # imported here: only `schedule --at` needs them
+
+    zone, zone_name = _local_zone(on_note)
     try:
         # What the text leaves out is taken from today at midnight: a date alone means 00:00.
-        value = parser.parse(
-            text, default=now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-        )
+        midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        value = parser.parse(text, default=midnight)
         if value.tzinfo is None:
-            value = value.astimezone()  # naive means the machine's local time
+            value = value.replace(tzinfo=zone)
+            if not tz.datetime_exists(value):
+                jump = (value + timedelta(hours=3)).utcoffset() - (value - timedelta(hours=3)).utcoffset()  # type: ignore[operator]
+                raise InvalidInput(
+                    f"{text!r} does not exist in {zone_name}: the clocks jump forward {format_duration(jump)} "
+                    "over it; give another time, or an explicit offset or Z"
+                )
+            if tz.datetime_ambiguous(value):
+                first, second = tz.enfold(value, fold=0), tz.enfold(value, fold=1)
+                if on_note is not None:
+                    on_note(
+                        f"{text!r} happens twice in {zone_name} (the clocks go back): taking the first, "
+                        f"{format_utc(first)}; for the second ({format_utc(second)}) give its offset or Z"
+                    )
+                value = first
         result = to_utc(value)
-    except (ValueError, OverflowError):  # also the edges of the calendar: year 1, year 9999 with an offset
+    except (ValueError, OverflowError) as error:  # also the edges of the calendar: year 1, year 9999 with an offset
+        if isinstance(error, InvalidInput):
+            raise
         raise InvalidInput(f"not a date and time: {text!r} (example: '2025-12-20 04:00')") from None
     if result - now > MAX_DELAY:
         raise InvalidInput(f"time {text!r} is more than 30 days ahead")
+    if oldest is not None and result < oldest:
+        days = (now - oldest).days
+        raise InvalidInput(
+            f"time {text!r} ({format_utc(result)}) is more than {days} days in the past (the retention of "
+            "finished jobs): a retry that old is a typo"
+        )
     return result
+
+
+def _local_zone(on_note: Callable[[str], object] | None) -> tuple[tzinfo, str]:
+    """The zone a time without one is in: ``TZ`` when set (and valid), else the machine's."""
+    from dateutil import tz
+
+    name = os.environ.get("TZ")
+    if name:
+        zone = tz.gettz(name)
+        if zone is None:
+            if on_note is not None:
+                on_note(f"TZ={name!r} is not a known time zone: times without a zone are taken as UTC")
+            return timezone.utc, "UTC"
+        return zone, f"TZ={name}"
+    zone = tz.gettz()
+    return (zone, "the local time zone") if zone is not None else (timezone.utc, "UTC")
 
 
 def format_duration(value: timedelta) -> str:

@@ -42,7 +42,7 @@ BAD_ARGUMENTS = {
     "list bad status": (["list", "--status", "done"], "unknown status"),
     "huge delay": (["schedule", "balthazar", "2025-12-19", "99999999999999999"], "duration out of range"),
     "huge days": (["schedule", "balthazar", "2025-12-19", "9999999999d"], "duration out of range"),
-    "year one": (["schedule", "balthazar", "2025-12-19", "--at", "0001-01-01"], "not a date and time"),
+    "year one": (["schedule", "balthazar", "2025-12-19", "--at", "0001-01-01"], "days in the past"),
     "end of time": (["schedule", "balthazar", "2025-12-19", "--at", "9999-12-31 23:59 -05:00"], "not a date and time"),
     "zero timeout": (["process", "--timeout", "0"], "timeout must be more than 0 seconds, not 0s"),
     "zero run timeout": (["run", "balthazar", "2025-12-19", "--timeout", "0"], "timeout must be more than 0 seconds"),

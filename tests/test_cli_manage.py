@@ -98,8 +98,8 @@ def test_cancel_by_client_and_date(cli: CliRunner, store: JsonFileStore) -> None
     [
         (["aaaa1"], 1, "job aaaa1111bbbb2222 is failed, not pending"),
         (["--client", "nobody", "--date", "2025-12-19"], 1, "no pending job for nobody 2025-12-19"),
-        ([], 2, "give a job id, or --client and --date"),
-        (["--client", "x"], 2, "give a job id, or --client and --date"),
+        ([], 2, "give a job id, --client and --date, or --status pending for every matching job"),
+        (["--client", "x"], 2, "give a job id, --client and --date, or --status pending for every matching job"),
     ],
 )
 def test_cancel_refusals(cli: CliRunner, store: JsonFileStore, args: list[str], code: int, message: str) -> None:
@@ -134,7 +134,7 @@ def test_requeue_refusals(cli: CliRunner, store: JsonFileStore) -> None:
     invoke(cli, "schedule", "balthazar", "2025-12-19")  # a newer chain for the same client and date
     result = invoke(cli, "requeue", "aaaa1")
     assert result.exit_code == 1
-    assert "is already pending for balthazar 2025-12-19" in result.stderr
+    assert "is already open for balthazar 2025-12-19" in result.stderr
 
 
 def test_prune_dry_run_then_for_real(cli: CliRunner, store: JsonFileStore) -> None:
@@ -153,3 +153,110 @@ def test_prune_dry_run_then_for_real(cli: CliRunner, store: JsonFileStore) -> No
 def test_prune_keeps_recent_jobs(cli: CliRunner, store: JsonFileStore) -> None:
     result = invoke(cli, "prune", "--keep-days", "36500", "--json")
     assert json.loads(result.stdout) == []
+
+
+@pytest.fixture
+def failures() -> JsonFileStore:
+    """Three failed chains of balthazar (two for 2025-12-19, one still open for 2025-12-20), one of other."""
+    store = JsonFileStore(QUEUE)
+    ended = T0 + timedelta(days=3)
+    for ident, client, date, status, finished in [
+        ("old19", "balthazar", "2025-12-19", JobStatus.FAILED, ended - timedelta(days=2)),
+        ("new19", "balthazar", "2025-12-19", JobStatus.FAILED, ended),
+        ("fail20", "balthazar", "2025-12-20", JobStatus.FAILED, ended),
+        ("open20", "balthazar", "2025-12-20", JobStatus.PENDING, None),
+        ("gone", "balthazar", "2025-12-21", JobStatus.CANCELLED, ended),
+        ("other", "other", "2025-12-19", JobStatus.FAILED, ended),
+    ]:
+        job = make_job(id=ident, client_id=client, date=date, status=status, finished_at=finished, attempt=3)
+        store.add(job, lambda job: job)
+    return store
+
+
+def test_bulk_requeue_dry_run_says_what_and_why_and_changes_nothing(cli: CliRunner, failures: JsonFileStore) -> None:
+    before = QUEUE.read_bytes()
+    result = invoke(cli, "requeue", "--status", "failed", "--client", "balthazar", "--dry-run")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "would requeue new19 (balthazar 2025-12-19 #3)",
+        "skipped fail20 (balthazar 2025-12-20 #3): job open20 is already open for this key",
+        "skipped old19 (balthazar 2025-12-19 #3): job new19, later, is requeued for this key",
+        "would requeue 1 job(s), skipped 2",
+    ]
+    assert QUEUE.read_bytes() == before
+
+
+def test_bulk_requeue_writes_the_latest_of_each_key(cli: CliRunner, failures: JsonFileStore) -> None:
+    result = invoke(cli, "requeue", "--status", "failed", "--status", "cancelled", "--json")
+    assert result.exit_code == 0
+    printed = json.loads(result.stdout)
+    assert (printed["dryRun"], sorted(job["id"] for job in printed["done"])) == (False, ["gone", "new19", "other"])
+    assert sorted(item["job"]["id"] for item in printed["skipped"]) == ["fail20", "old19"]
+    jobs = {job.id: job for job in failures.load()}
+    assert {ident for ident, job in jobs.items() if job.status is JobStatus.PENDING} == {
+        "gone",
+        "new19",
+        "other",
+        "open20",
+    }
+    assert (jobs["new19"].attempt, jobs["old19"].status) == (1, JobStatus.FAILED)
+
+
+def test_bulk_requeue_since_keeps_recent_failures(cli: CliRunner, failures: JsonFileStore) -> None:
+    store = failures
+    long_ago = store.load()[0].model_copy(update={"id": "ancient", "client_id": "old", "finished_at": T0})
+    store.add(long_ago, lambda job: job)
+    result = invoke(cli, "requeue", "--status", "failed", "--since", "3650d", "--dry-run", "--json")
+    assert "ancient" in [job["id"] for job in json.loads(result.stdout)["done"]]
+    recent = invoke(cli, "requeue", "--status", "failed", "--since", "1d", "--dry-run", "--json")
+    assert json.loads(recent.stdout)["done"] == []  # every failure here ended in 2025
+
+
+def test_bulk_requeue_refuses_open_statuses(cli: CliRunner, failures: JsonFileStore) -> None:
+    result = invoke(cli, "requeue", "--status", "pending")
+    assert (result.exit_code, result.stderr) == (2, "retryq: error: only failed or cancelled jobs can be requeued\n")
+
+
+def test_bulk_cancel_of_a_clients_pending_jobs(cli: CliRunner, store: JsonFileStore) -> None:
+    dry = invoke(cli, "cancel", "--status", "pending", "--client", "other", "--dry-run")
+    assert dry.stdout.splitlines() == [
+        "would cancel aaaa9999cccc0000 (other 2025-12-19 #1)",
+        "would cancel 1 job(s), skipped 0",
+    ]
+    result = invoke(cli, "cancel", "--status", "pending", "--json")
+    assert sorted(job["id"] for job in json.loads(result.stdout)["done"]) == ["aaaa9999cccc0000", "ffff0000dddd1111"]
+    assert {job.status for job in store.load()} == {JobStatus.FAILED, JobStatus.CANCELLED}
+    refused = invoke(cli, "cancel", "--status", "running")
+    assert refused.exit_code == 2
+    assert "only pending jobs can be cancelled" in refused.stderr
+
+
+def test_list_is_sorted_by_due_time_unless_asked(cli: CliRunner) -> None:
+    store = JsonFileStore(QUEUE)
+    for ident, hours in [("late", 5), ("soon", 1), ("mid", 3)]:
+        store.add(make_job(id=ident, client_id=ident, execute_at=T0 + timedelta(hours=hours)), lambda job: job)
+    by_due = [line.split()[0] for line in invoke(cli, "list").stdout.splitlines()[1:]]
+    by_file = [line.split()[0] for line in invoke(cli, "list", "--sort", "queue").stdout.splitlines()[1:]]
+    by_client = [job["id"] for job in json.loads(invoke(cli, "list", "--sort", "client", "--json").stdout)]
+    assert (by_due, by_file, by_client) == (["soon", "mid", "late"], ["late", "soon", "mid"], ["late", "mid", "soon"])
+    bad = invoke(cli, "list", "--sort", "size")
+    assert bad.exit_code == 2
+
+
+def test_times_in_a_display_zone_or_the_local_one(
+    cli: CliRunner, store: JsonFileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = invoke(cli, "show", "aaaa9")
+    assert "  execute at   2025-12-19T11:00:00.000Z\n" in plain.stdout
+    Path("retryq.toml").write_text('display_tz = "Europe/Paris"\n')
+    paris = invoke(cli, "show", "aaaa9")
+    assert "  execute at   2025-12-19T11:00:00.000Z (12:00 CET)\n" in paris.stdout
+    monkeypatch.setenv("TZ", "America/New_York")
+    local = invoke(cli, "list", "--local")
+    assert "2025-12-19T11:00:00.000Z (06:00 EST)" in local.stdout
+    Path("retryq.toml").write_text('display_tz = "Mars/Olympus"\n')
+    wrong = invoke(cli, "list")
+    assert (wrong.exit_code, wrong.stderr) == (
+        78,
+        "retryq: error: retryq.toml: display_tz: unknown time zone 'Mars/Olympus' (for example 'Europe/Paris')\n",
+    )

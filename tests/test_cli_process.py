@@ -28,10 +28,33 @@ def test_schedule_then_process_runs_the_workflow_once(cli: CliRunner, workflow: 
     assert re.fullmatch(rf"{STAMP} balthazar 2025-12-19 #1 succeeded", lines[2])
     assert re.fullmatch(
         rf"{STAMP} summary: processed 1 \(succeeded 1, rescheduled 0, failed 0\); "
-        r"recovered 0, given back 0, pruned 0",
+        r"recovered 0, given back 0, pruned 0; pending 0",
         lines[3],
     )
     assert len(lines) == 4
+
+
+def test_the_summary_says_what_is_pending_and_when_it_is_due(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    env = {"RETRYQ_COMMAND": workflow.command}
+    workflow.exits(75)
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env=env)
+    invoke(cli, "schedule", "other", "2025-12-19", "90", env=env)
+    result = invoke(cli, "process", env=env)
+    [job] = [job for job in json.loads(Path(".retry-queue.json").read_text()) if job["clientId"] == "balthazar"]
+    summary = result.stdout.splitlines()[-1]
+    assert summary.endswith(
+        f"rescheduled 1, failed 0); recovered 0, given back 0, pruned 0; pending 2, next due {job['executeAt']}"
+    )
+
+
+def test_quiet_prints_nothing_when_nothing_happened(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    """As chronic does for cron: a quiet run with nothing due mails nothing."""
+    env = {"RETRYQ_COMMAND": workflow.command}
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "60", env=env)  # not due yet
+    result = invoke(cli, "process", "--quiet", env=env)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    loud = invoke(cli, "process", env=env)
+    assert "summary: processed 0" in loud.stdout
 
 
 def test_failed_workflows_still_exit_0(cli: CliRunner, workflow: FakeWorkflow) -> None:
@@ -78,7 +101,9 @@ def test_a_command_not_found_exits_78_and_consumes_nothing(cli: CliRunner) -> No
     Path(".retry-queue.json").write_text(LEGACY_FILE)
     result = invoke(cli, "process", env={"RETRYQ_COMMAND": "no-such-fetcher {client}"})
     assert result.exit_code == 78
-    assert "command 'no-such-fetcher' not found on PATH=" in (result.stdout)
+    assert "command 'no-such-fetcher' not found on PATH=" in result.stdout  # in the log…
+    [line] = result.stderr.splitlines()  # …and on stderr, where cron's mail and a person look
+    assert line.startswith("retryq: error: command 'no-such-fetcher' not found on PATH=")
     assert json.loads(Path(".retry-queue.json").read_text())[0]["status"] == "pending"
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
 from retryq.models import JobStatus, Outcome
+from retryq.timeutil import format_utc
 
 from .helpers import invoke, write_script
 
@@ -20,23 +23,33 @@ def lines(text: str) -> list[str]:
     return [re.sub(rf"^{STAMP} ", "", line) for line in text.splitlines()]
 
 
-def test_a_tolerated_inconsistency(cli: CliRunner) -> None:
+def test_a_tolerated_inconsistency_is_one_line_in_a_log(cli: CliRunner) -> None:
     result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "648")
+    assert result.exit_code == 0
+    [job] = json.loads(Path(".retry-queue.json").read_text())
+    assert lines(result.stdout) == [
+        "balthazar 2025-12-19 warning: DEGRADED: 2 of 650 missing (0.31%), tolerated (at most 3, or at most 0.50%); "
+        f"retry scheduled in 60 minutes: job {job['id']}, due {job['executeAt']}, attempt 1 of 3"
+    ]
+
+
+def test_a_tolerated_inconsistency_in_detail(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "648", "--verbose")
     assert result.exit_code == 0
     [job] = json.loads(Path(".retry-queue.json").read_text())
     assert lines(result.stdout) == [
         "balthazar 2025-12-19 warning: inconsistency: missing=2 total=650 fetched=648 ratio=0.31%",
         "balthazar 2025-12-19 warning: tolerated: 2 missing is within the threshold (at most 3, or at most 0.50%)",
-        "balthazar 2025-12-19 retry scheduled in 60 minutes for date 2025-12-19 "
-        f"(job {job['id']}, due {job['executeAt']})",
+        f"balthazar 2025-12-19 retry scheduled in 60 minutes: job {job['id']}, due {job['executeAt']}, attempt 1 of 3",
     ]
 
 
 def test_a_critical_inconsistency_exits_3_and_still_schedules(cli: CliRunner) -> None:
     result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "600", "--delay", "90m")
     assert result.exit_code == 3
-    assert lines(result.stdout)[1] == (
-        "balthazar 2025-12-19 error: critical: 50 missing exceeds the threshold (more than 3 and more than 0.50%)"
+    assert lines(result.stdout)[0].startswith(
+        "balthazar 2025-12-19 error: ERROR: 50 of 650 missing (7.69%), beyond the threshold "
+        "(more than 3 and more than 0.50%); retry scheduled in 90 minutes: "
     )
     [job] = json.loads(Path(".retry-queue.json").read_text())
     assert job["delayMinutes"] == 90
@@ -94,7 +107,10 @@ exec retryq report "$1" "$2" --total 650 --fetched "$fetched" --delay 0
     assert first.exit_code == 0
     result = invoke(cli, "process", env=env)
     assert result.exit_code == 0, result.output
-    assert "this retry run still misses data: attempt 2 will come 0 minutes after it ends" in result.stdout
+    assert "running now: attempt 2 of 3 will be due " in result.stdout
+    assert "at the earliest (0 minutes after this one; job " in result.stdout
+    again = invoke(cli, "process", env=env)  # the next cron tick runs attempt 2
+    assert again.exit_code == 0, again.output
     [job] = JsonFileStore(".retry-queue.json").load()
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2)
     assert [a.outcome for a in job.history] == [Outcome.INCOMPLETE, Outcome.SUCCEEDED]
@@ -112,6 +128,37 @@ def test_a_follow_up_on_the_last_attempt_says_the_job_ends_failed(cli: CliRunner
     env = {"RETRYQ_COMMAND": f"{fetcher} {{client}} {{date}}", "PATH": _venv_path()}
     invoke(cli, "schedule", "balthazar", "2025-12-19", "0", "--max-attempts", "1", env=env)
     result = invoke(cli, "process", env=env)
-    assert "still misses data and is the last attempt (1 of 1): job " in result.stdout
+    assert "running its last attempt (1 of 1): job " in result.stdout
+    assert "will end failed" in result.stdout
     [job] = JsonFileStore(".retry-queue.json").load()
     assert job.status is JobStatus.FAILED
+
+
+def test_more_fetched_than_announced_warns_and_schedules_nothing(cli: CliRunner) -> None:
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "652")
+    assert result.exit_code == 0
+    assert lines(result.stdout) == [
+        "balthazar 2025-12-19 warning: the source returned more than it announced: 652 fetched of 650 announced; "
+        "nothing scheduled"
+    ]
+    assert not Path(".retry-queue.json").exists()
+    printed = json.loads(
+        invoke(cli, "report", "balthazar", "2025-12-19", "--total", "1", "--fetched", "3", "--json").stdout
+    )
+    assert (printed["surplus"], printed["retry"]) == (2, None)
+
+
+def test_report_fetch_logs_what_the_command_prints(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from retryq import Config, RetryQueue
+
+    queue = RetryQueue(tmp_path / "q.json", config=Config())
+    with caplog.at_level(logging.INFO, logger="retryq"):
+        report = queue.report_fetch("balthazar", "2025-12-19", total=650, fetched=647)
+    assert report.retry is not None
+    assert report.next_due == report.retry.job.execute_at
+    [record] = caplog.records
+    assert (record.levelno, record.getMessage()) == (
+        logging.WARNING,
+        "DEGRADED: 3 of 650 missing (0.46%), tolerated (at most 3, or at most 0.50%); retry scheduled in 60 "
+        f"minutes: job {report.retry.job.id}, due {format_utc(report.next_due)}, attempt 1 of 3",
+    )

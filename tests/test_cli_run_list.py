@@ -56,8 +56,8 @@ def test_list_shows_a_table(cli: CliRunner) -> None:
         "pending",
         "1/3",
         "2025-12-19T11:00:00.000Z",
-        "(in",
-        "30m)",
+        "in",
+        "30m",
     ]
     assert lines[2].split()[1:] == [
         "other",
@@ -65,8 +65,8 @@ def test_list_shows_a_table(cli: CliRunner) -> None:
         "pending",
         "1/3",
         "2025-12-19T12:00:00.000Z",
-        "(in",
-        "1h30m)",
+        "in",
+        "1h30m",
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from retryq import JsonFileStore
 from retryq.models import JobStatus
+from retryq.timeutil import format_utc
 
 from .helpers import invoke
 
@@ -22,8 +24,20 @@ def queue_file(path: Path = Path(".retry-queue.json")) -> list[dict[str, object]
 
 
 @freeze_time(NOW)
-def test_schedule_prints_the_plan_and_writes_the_job(cli: CliRunner) -> None:
+def test_schedule_prints_one_line_in_a_log_and_writes_the_job(cli: CliRunner) -> None:
+    """stdout is not a terminal (cron's `>> retry.log`): one timestamped line per event."""
     result = invoke(cli, "schedule", "balthazar", "2025-12-19", "60")
+    assert result.exit_code == 0
+    [job] = queue_file()
+    assert result.stdout == (
+        "2025-12-19T10:00:00.000Z balthazar 2025-12-19 retry scheduled in 60 minutes: "
+        f"job {job['id']}, due 2025-12-19T11:00:00.000Z, attempt 1 of 3\n"
+    )
+
+
+@freeze_time(NOW)
+def test_schedule_prints_the_plan_on_a_terminal_or_verbose(cli: CliRunner) -> None:
+    result = invoke(cli, "schedule", "balthazar", "2025-12-19", "60", "--verbose")
     assert result.exit_code == 0
     [job] = queue_file()
     assert job["clientId"] == "balthazar"
@@ -76,11 +90,17 @@ def test_at_a_local_time(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_pending_duplicate_adds_nothing(cli: CliRunner) -> None:
     invoke(cli, "schedule", "balthazar", "2025-12-19", "60")
     before = Path(".retry-queue.json").read_bytes()
-    result = invoke(cli, "schedule", "balthazar", "2025-12-19", "30")
+    result = invoke(cli, "schedule", "balthazar", "2025-12-19", "30", "--verbose")
     assert result.exit_code == 0
     assert result.stdout.startswith("A pending retry already exists for balthazar 2025-12-19; nothing added\n")
     assert "  delay        60 minutes" in result.stdout
     assert Path(".retry-queue.json").read_bytes() == before
+    [job] = queue_file()
+    line = invoke(cli, "schedule", "balthazar", "2025-12-19", "30").stdout
+    assert line.endswith(
+        f" balthazar 2025-12-19 a retry is already pending: job {job['id']}, due 2025-12-19T11:00:00.000Z; "
+        "nothing added\n"
+    )
 
 
 def test_scheduling_while_the_job_runs_records_a_follow_up(cli: CliRunner) -> None:
@@ -90,9 +110,13 @@ def test_scheduling_while_the_job_runs_records_a_follow_up(cli: CliRunner) -> No
     store.update({job.id: lambda job: job.model_copy(update={"status": JobStatus.RUNNING, "run_id": "r"})})
     result = invoke(cli, "schedule", "balthazar", "2025-12-19", "45")
     assert result.exit_code == 0
-    assert "is running now; its next attempt will come 45 minutes after this run ends" in result.stdout
     [job] = store.load()
     assert job.follow_up_minutes == 45
+    # Due 45 minutes after the running attempt was due (it has not started yet: no later than that).
+    due = format_utc(job.execute_at + timedelta(minutes=45))
+    assert result.stdout.endswith(
+        f" running now: attempt 2 of 3 will be due {due} at the earliest (45 minutes after this one; job {job.id})\n"
+    )
 
 
 def test_a_finished_job_starts_a_new_chain(cli: CliRunner) -> None:
@@ -100,7 +124,7 @@ def test_a_finished_job_starts_a_new_chain(cli: CliRunner) -> None:
     store = JsonFileStore(".retry-queue.json")
     [job] = store.load()
     store.update({job.id: lambda job: job.model_copy(update={"status": JobStatus.FAILED})})
-    assert invoke(cli, "schedule", "balthazar", "2025-12-19").stdout.startswith("Retry scheduled")
+    assert " retry scheduled in 60 minutes: " in invoke(cli, "schedule", "balthazar", "2025-12-19").stdout
     assert [job["status"] for job in queue_file()] == ["failed", "pending"]
 
 
@@ -152,14 +176,63 @@ def test_at_a_date_alone_means_midnight_and_a_past_time_is_said(
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     try:
-        later = invoke(cli, "schedule", "a", "2025-12-19", "--at", "2025-12-21")
-        past = invoke(cli, "schedule", "b", "2025-12-19", "--at", "04:00")
+        env = {"RETRYQ_COMMAND": "true"}
+        later = invoke(cli, "schedule", "a", "2025-12-19", "--at", "2025-12-21", "--verbose", env=env)
+        past = invoke(cli, "schedule", "b", "2025-12-19", "--at", "04:00", env=env)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
     assert "  execute at   2025-12-21T00:00:00.000Z" in later.stdout
-    assert "note" not in later.stdout
-    assert (
-        past.stdout.splitlines()[-1]
-        == "note: '04:00' has already passed (2025-12-19T04:00:00.000Z): the job is due now"
+    assert later.stderr == ""
+    assert past.stderr == "retryq: warning: '04:00' has already passed (2025-12-19T04:00:00.000Z): the job is due now\n"
+
+
+def test_scheduling_without_a_workflow_command_warns_but_succeeds(cli: CliRunner) -> None:
+    """The problem would otherwise show only later, when `process` exits 78."""
+    result = invoke(cli, "schedule", "balthazar", "2025-12-19", "60")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "retryq: warning: no command is configured for workflow 'default' (set [workflow] command in retryq.toml, "
+        "or RETRYQ_COMMAND): `retryq process` will leave this job pending\n"
     )
+    assert len(queue_file()) == 1
+    configured = invoke(cli, "schedule", "other", "2025-12-19", "60", env={"RETRYQ_COMMAND": "true"})
+    assert (configured.exit_code, configured.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_go_before_or_after_the_command(cli: CliRunner, where: str) -> None:
+    Path("elsewhere.toml").write_text('queue_file = "elsewhere.json"\n[workflow]\ncommand = ["true"]\n')
+    options = ["--config", "elsewhere.toml", "--queue-file=chosen.json"]
+    command = ["schedule", "balthazar", "2025-12-19"]
+    result = invoke(cli, *(options + command if where == "before" else command + options))
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert [job["clientId"] for job in queue_file(Path("chosen.json"))] == ["balthazar"]
+    listed = invoke(
+        cli,
+        *(
+            ["--queue-file", "chosen.json", "list", "--json"]
+            if where == "before"
+            else ["list", "--json", "--queue-file", "chosen.json"]
+        ),
+    )
+    assert [job["clientId"] for job in json.loads(listed.stdout)] == ["balthazar"]
+
+
+def test_at_refuses_a_nonexistent_local_time_and_a_time_long_past(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    env = {"RETRYQ_COMMAND": "true"}
+    with freeze_time("2026-03-20T12:00:00Z"):
+        gap = invoke(cli, "schedule", "assurance", "2026-03-29", "--at", "2026-03-29 02:30", env=env)
+    assert gap.exit_code == 2
+    assert gap.stderr.startswith("retryq: error: '2026-03-29 02:30' does not exist in TZ=Europe/Paris")
+    with freeze_time("2026-10-20T12:00:00Z"):
+        twice = invoke(cli, "schedule", "assurance", "2026-10-25", "--at", "2026-10-25 02:30", env=env)
+        old = invoke(cli, "schedule", "assurance", "2026-10-25", "--at", "1970-01-01", env=env)
+    assert twice.exit_code == 0
+    assert twice.stderr.startswith("retryq: warning: '2026-10-25 02:30' happens twice in TZ=Europe/Paris")
+    assert (old.exit_code, Path(".retry-queue.json").exists()) == (2, True)
+    assert "is more than 7 days in the past" in old.stderr
+    assert len(queue_file()) == 1

@@ -73,7 +73,8 @@ def test_a_legacy_job_loads_with_defaults_for_the_added_keys() -> None:
         60,
     )
     assert job.execute_at - job.scheduled_at == timedelta(hours=1)
-    assert (job.attempt, job.max_attempts, job.workflow, job.history) == (1, 3, "default", ())
+    # No limit of its own: the workflow's max_attempts applies (and is fixed on the job at its first claim).
+    assert (job.attempt, job.max_attempts, job.workflow, job.history) == (1, None, "default", ())
     # Every key of the original is written back with the same value.
     rewritten = job.to_json_dict()
     assert {key: rewritten[key] for key in raw} == raw

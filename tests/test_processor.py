@@ -17,6 +17,7 @@ import pytest
 
 from retryq import JsonFileStore, RetryQueue
 from retryq._proc import current_owner, process_start
+from retryq.backoff import constant
 from retryq.errors import ConfigError
 from retryq.models import JobStatus, Outcome, Owner
 
@@ -249,13 +250,11 @@ def test_a_follow_up_from_inside_the_run_continues_the_chain(tmp_path: Path, ret
         f'{retryq_bin} schedule "$1" "$2" 30 > /dev/null || exit 1\nexit 0\n',
     )
     queue = open_queue(tmp_path, [str(script), "{client}", "{date}"])
-    queue.schedule("balthazar", "2025-12-19", 0)
+    first = queue.schedule("balthazar", "2025-12-19", 0).job
     report = queue.process()
     [job] = queue.jobs()  # no duplicate
     assert (job.status, job.attempt, report.retrying) == (JobStatus.PENDING, 2, 1)
-    assert job.execute_at - job.history[-1].finished_at == pytest.approx(
-        timedelta(minutes=30), abs=timedelta(seconds=1)
-    )
+    assert job.execute_at == first.execute_at + timedelta(minutes=30)  # 30 minutes after the attempt was due
     assert job.history[-1].outcome is Outcome.INCOMPLETE
 
 
@@ -522,3 +521,14 @@ def test_a_workflow_gets_its_own_environment_and_path(tmp_path: Path) -> None:
     report = queue.process()  # found on the workflow's PATH although retryq's own PATH lacks bin_dir
     assert (report.succeeded, report.config_errors) == (1, [])
     assert seen.read_text() == f"{bin_dir}:/usr/bin:/bin|boamp|Europe/Paris\n"
+
+
+def test_a_legacy_job_takes_the_configured_attempts(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    """The original scripts wrote no maxAttempts: the workflow's limit applies, not a built-in 3."""
+    (tmp_path / ".retry-queue.json").write_text(LEGACY_FILE)
+    workflow.exits(*[75] * 6)
+    queue = open_queue(tmp_path, workflow.argv(), max_attempts=5, backoff=constant(0))
+    for _ in range(6):
+        queue.process(prune=False)
+    [job] = queue.jobs()
+    assert (job.status, job.attempt, job.max_attempts, len(workflow.calls())) == (JobStatus.FAILED, 5, 5, 5)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore, MemoryStore, Store
+from retryq.errors import OpenJobExists
 from retryq.models import Job, JobStatus
 from retryq.store import ClaimRequest, PruneRule
 
@@ -232,3 +233,20 @@ def test_load_by_status(store: Store) -> None:
     assert [job.id for job in store.load({JobStatus.PENDING, JobStatus.RUNNING})] == ["a", "c"]
     assert [job.id for job in store.load([JobStatus.FAILED])] == ["b"]
     assert store.load(set()) == []
+
+
+def test_a_write_never_leaves_two_open_jobs_for_one_key(store: Store) -> None:
+    """Enforced by the store inside its write, not checked by callers on a snapshot."""
+    store.add(make_job(id="a"), unchanged)
+    store.update({"a": finished(JobStatus.FAILED)})
+    store.add(make_job(id="b"), unchanged)  # a new chain for the same key
+
+    def reopen(job: Job) -> Job:
+        return job.model_copy(update={"status": JobStatus.PENDING})
+
+    with pytest.raises(OpenJobExists) as raised:
+        store.update({"a": reopen, "b": running})
+    assert set(raised.value.job_ids) == {"a", "b"}
+    assert [job.status for job in store.load()] == [JobStatus.FAILED, JobStatus.PENDING]  # nothing written
+    store.update({"b": finished(JobStatus.CANCELLED)})
+    assert store.update({"a": reopen})["a"] is not None  # once the other is settled, it may reopen

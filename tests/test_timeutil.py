@@ -86,3 +86,57 @@ def test_bad_or_far_times(text: str) -> None:
 )
 def test_format_duration(value: timedelta, text: str) -> None:
     assert format_duration(value) == text
+
+
+SPRING = datetime(2026, 3, 20, 12, 0, tzinfo=timezone.utc)
+AUTUMN = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def paris(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Paris")
+
+
+@pytest.mark.usefixtures("paris")
+def test_a_local_time_the_clocks_skip_is_refused() -> None:
+    """2026-03-29 02:30 does not exist in Paris: it used to become 00:30Z silently."""
+    with pytest.raises(InvalidInput) as raised:
+        parse_when("2026-03-29 02:30", now=SPRING)
+    assert str(raised.value) == (
+        "'2026-03-29 02:30' does not exist in TZ=Europe/Paris: the clocks jump forward 1h over it; "
+        "give another time, or an explicit offset or Z"
+    )
+    assert parse_when("2026-03-29 02:30+01:00", now=SPRING) == datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
+    assert parse_when("2026-03-29 03:30", now=SPRING) == datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.usefixtures("paris")
+def test_a_local_time_shown_twice_takes_the_first_and_says_so() -> None:
+    notes: list[str] = []
+    assert parse_when("2026-10-25 02:30", now=AUTUMN, on_note=notes.append) == datetime(
+        2026, 10, 25, 0, 30, tzinfo=timezone.utc
+    )
+    assert notes == [
+        "'2026-10-25 02:30' happens twice in TZ=Europe/Paris (the clocks go back): taking the first, "
+        "2026-10-25T00:30:00.000Z; for the second (2026-10-25T01:30:00.000Z) give its offset or Z"
+    ]
+    assert parse_when("2026-10-25 02:30 +01:00", now=AUTUMN, on_note=notes.append) == datetime(
+        2026, 10, 25, 1, 30, tzinfo=timezone.utc
+    )
+    assert len(notes) == 1  # an explicit offset is not ambiguous
+
+
+def test_an_invalid_tz_is_said_not_silently_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Pariss")
+    notes: list[str] = []
+    assert parse_when("2025-12-20 04:00", now=NOW, on_note=notes.append) == datetime(
+        2025, 12, 20, 4, 0, tzinfo=timezone.utc
+    )
+    assert notes == ["TZ='Europe/Pariss' is not a known time zone: times without a zone are taken as UTC"]
+
+
+def test_a_time_older_than_the_retention_is_refused() -> None:
+    week_ago = NOW - timedelta(days=7)
+    assert parse_when("2025-12-13 04:00Z", now=NOW, oldest=week_ago) == datetime(2025, 12, 13, 4, tzinfo=timezone.utc)
+    with pytest.raises(InvalidInput, match="is more than 7 days in the past"):
+        parse_when("1970-01-01", now=NOW, oldest=week_ago)

@@ -74,7 +74,7 @@ def test_dedupe_is_per_workflow_client_and_date(cli: CliRunner, two_workflows: t
     invoke(cli, "schedule", "assurance", "2025-12-22")
     invoke(cli, "schedule", "assurance", "2025-12-22", "-w", "ftp-import")
     again = invoke(cli, "schedule", "assurance", "2025-12-22", "-w", "ftp-import")
-    assert "already exists" in again.stdout
+    assert "a retry is already pending" in again.stdout
     assert [job["workflow"] for job in json.loads(Path(".retry-queue.json").read_text())] == ["default", "ftp-import"]
 
 

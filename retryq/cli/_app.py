@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -17,16 +18,6 @@ from .. import __version__
 from ..config import load_config
 from ..errors import ExitCode, RetryqError
 from ..queue import RetryQueue
-
-try:  # typer >= 0.25 carries its own copy of click
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-except ImportError:  # pragma: no cover - older typer, on the click package
-    from click.exceptions import (  # type: ignore[import-not-found, no-redef, unused-ignore]
-        ClickException,
-        NoArgsIsHelpError,
-        UsageError,
-    )
-
 
 #: The order of `retryq --help`: the daily loop first, then inspection and repair.
 COMMAND_ORDER = [
@@ -44,6 +35,13 @@ COMMAND_ORDER = [
     "doctor",
 ]
 
+#: The options of the root command that may also be given after the command (`retryq list --config X`).
+GLOBAL_OPTIONS = ("config", "queue_file", "lock_timeout")
+GLOBAL_HELP = (
+    "Options of every command, before or after its name: --config PATH, --queue-file PATH, "
+    "--lock-timeout SECONDS (see retryq --help)."
+)
+
 
 class _Group(TyperGroup):
     """Turns every failure into one line on stderr and a documented exit code."""
@@ -54,6 +52,12 @@ class _Group(TyperGroup):
             names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
         )
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not command.epilog:
+            command.epilog = GLOBAL_HELP
+        return command
+
     def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,
@@ -62,22 +66,23 @@ class _Group(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        args = self._globals_first(list(sys.argv[1:] if args is None else args))
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as error:
-            typer.echo(error.format_message(), err=True)  # `retryq` alone: the help, as usage
-            sys.exit(ExitCode.USAGE)
-        except UsageError as error:
-            command = error.ctx.command_path if error.ctx is not None else "retryq"
-            fail(f"{error.format_message()} (see '{command} --help')", ExitCode.USAGE)
-        except ClickException as error:
-            fail(error.format_message(), error.exit_code or ExitCode.USAGE)
         except RetryqError as error:
             fail(str(error), error.exit_code)
+        except typer.Exit as done:
+            result = done.exit_code
         except (KeyboardInterrupt, typer.Abort):
             fail("interrupted", ExitCode.SIGINT)
         except BrokenPipeError:
             sys.exit(ExitCode.FAILURE)  # the reader went away (`retryq list | head`): nothing to report
+        except typer.TyperException as error:  # click's usage and parameter errors derive from it
+            context = getattr(error, "ctx", None)
+            command = getattr(context, "command_path", None) or "retryq"
+            if error.exit_code == ExitCode.USAGE:
+                fail(f"{error.format_message()} (see '{command} --help')", ExitCode.USAGE)
+            fail(error.format_message(), error.exit_code or ExitCode.USAGE)
         except Exception as error:  # the promise is "never a traceback": say what broke, in one line
             if os.environ.get("RETRYQ_DEBUG"):
                 raise
@@ -90,16 +95,50 @@ class _Group(TyperGroup):
             sys.exit(code)
         return code
 
+    def _globals_first(self, args: list[str]) -> list[str]:
+        """Move the global options given after the command name before it, where the root command parses them.
+
+        Client ids, dates and job ids never start with ``-``, so an option name is never a value here;
+        ``--`` ends the options as usual.
+        """
+        takes_value = {
+            option: not getattr(param, "is_flag", False)
+            for param in self.params
+            if param.name in GLOBAL_OPTIONS
+            for option in param.opts
+        }
+        hoisted: list[str] = []
+        rest: list[str] = []
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if arg == "--":
+                rest += args[index:]
+                break
+            name = arg.split("=", 1)[0]
+            if name in takes_value:
+                hoisted.append(arg)
+                if takes_value[name] and "=" not in arg and index + 1 < len(args):
+                    hoisted.append(args[index + 1])
+                    index += 1
+            else:
+                rest.append(arg)
+            index += 1
+        return hoisted + rest
+
 
 def fail(message: str, code: int) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
-    first_line = " ".join(str(message).split("\n")[0].split()) if message else "error"
-    error(first_line)
+    error(" ".join(str(message).split("\n")[0].split()) if message else "error")
     sys.exit(int(code))
 
 
 def error(message: str) -> None:
     typer.echo(f"retryq: error: {message}", err=True)
+
+
+def warn(message: str) -> None:
+    typer.echo(f"retryq: warning: {message}", err=True)
 
 
 app = typer.Typer(
@@ -109,51 +148,40 @@ app = typer.Typer(
     "Schedule a re-run of a fetch workflow for a client and date; `retryq process`, run by cron "
     "every 5 minutes, runs it when due, again while data is still missing, and gives up after "
     "max attempts.",
-    no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: paragraphs rewrapped, examples kept as written (\b), no rich import
 )
 
-# -- shared options ------------------------------------------------------------------------------
+# -- options ---------------------------------------------------------------------------------------
 
-QueueFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--queue-file",
-        help="Queue file [default: $RETRYQ_QUEUE_FILE, else queue_file of the config, else .retry-queue.json].",
-        show_default=False,
-    ),
-]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="Configuration file [default: $RETRYQ_CONFIG, else ./retryq.toml, else ./pyproject.toml's [tool.retryq]].",
-        show_default=False,
-    ),
-]
-LockTimeoutOption = Annotated[
-    float | None,
-    typer.Option(
-        "--lock-timeout", help="Seconds to wait for the queue lock before exiting 75 [default: 30].", min=0, max=86400
-    ),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 WorkflowOption = Annotated[
     str | None, typer.Option("--workflow", "-w", help="A workflow named in the config [default: the default workflow].")
 ]
 WorkflowFilterOption = Annotated[str | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow.")]
+ClientFilterOption = Annotated[str | None, typer.Option("--client", help="Only jobs of this client.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be done; change nothing.")]
 
 
-def open_queue(queue_file: Path | None, config: Path | None, lock_timeout: float | None = None) -> RetryQueue:
-    """The queue the options designate, with the configuration they designate."""
-    settings = load_config(config).with_overrides(
-        queue_file=queue_file,
-        lock_timeout=timedelta(seconds=lock_timeout) if lock_timeout is not None else None,
+@dataclass(frozen=True)
+class GlobalOptions:
+    config: Path | None = None
+    queue_file: Path | None = None
+    lock_timeout: float | None = None
+
+
+def open_queue(ctx: typer.Context) -> RetryQueue:
+    """The queue the global options designate, with the configuration they designate."""
+    options = ctx.find_root().obj
+    if not isinstance(options, GlobalOptions):  # a command invoked without the root callback (tests of one command)
+        options = GlobalOptions()
+    settings = load_config(options.config).with_overrides(
+        queue_file=options.queue_file,
+        lock_timeout=timedelta(seconds=options.lock_timeout) if options.lock_timeout is not None else None,
     )
     return RetryQueue(config=settings)
 
@@ -168,13 +196,47 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Configuration file [default: $RETRYQ_CONFIG, else ./retryq.toml, else ./pyproject.toml's "
+            "[tool.retryq]].",
+            show_default=False,
+        ),
+    ] = None,
+    queue_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--queue-file",
+            help="Queue file [default: $RETRYQ_QUEUE_FILE, else queue_file of the config, else .retry-queue.json].",
+            show_default=False,
+        ),
+    ] = None,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--lock-timeout",
+            help="Seconds to wait for the queue lock before exiting 75 [default: 30].",
+            min=0,
+            max=86400,
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """A file-backed deferred retry queue driven by cron."""
+    """A file-backed deferred retry queue driven by cron.
+
+    The options below may also be given after the command: `retryq list --config X` is `retryq --config X list`.
+    """
+    ctx.obj = GlobalOptions(config, queue_file, lock_timeout)
+    if ctx.invoked_subcommand is None:  # `retryq` alone: the help, as a usage error
+        typer.echo(ctx.get_help(), err=True)
+        raise typer.Exit(ExitCode.USAGE)
 
 
 def main() -> None:

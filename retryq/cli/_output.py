@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -119,31 +119,53 @@ def print_rows(rows: Sequence[tuple[str, object]], indent: str = "  ") -> None:
         typer.echo(f"{indent}{name:<{width}}{value}")
 
 
-def job_rows(job: Job) -> list[tuple[str, object]]:
-    """The fields of a job a person wants to read, in the order they read them."""
+class TimeFormat:
+    """UTC as the queue file writes it, followed by the time in ``zone`` when one is given."""
+
+    def __init__(self, zone: tzinfo | None = None) -> None:
+        self.zone = zone
+
+    @classmethod
+    def local(cls) -> TimeFormat:
+        """This machine's zone (``TZ``, else /etc/localtime), daylight saving included."""
+        from dateutil import tz
+
+        return cls(tz.gettz() or timezone.utc)
+
+    def __call__(self, value: datetime) -> str:
+        text = format_utc(value)
+        if self.zone is None:
+            return text
+        local = value.astimezone(self.zone)
+        shown = local.strftime("%H:%M %Z") if local.date() == value.date() else local.strftime("%Y-%m-%d %H:%M %Z")
+        return f"{text} ({shown})"
+
+
+def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]]:
+    """The fields of a job a person wants to read, in the order they read them (``limit``: its attempts)."""
     rows: list[tuple[str, object]] = [("job", job.id)]
     if job.workflow != DEFAULT_WORKFLOW:
         rows.append(("workflow", job.workflow))
     rows += [
         ("client", job.client_id),
         ("date", job.date),
-        ("scheduled at", format_utc(job.scheduled_at)),
-        ("execute at", format_utc(job.execute_at)),
+        ("scheduled at", times(job.scheduled_at)),
+        ("execute at", times(job.execute_at)),
         ("delay", f"{job.delay_minutes} minutes"),
-        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("attempt", f"{job.attempt} of {limit}"),
         ("status", job.status.value),
     ]
     return rows
 
 
-def when(job: Job, now: datetime) -> str:
+def when(job: Job, now: datetime, times: TimeFormat) -> str:
     if job.status is JobStatus.PENDING:
         delta = job.execute_at - now
         relative = f"in {format_duration(delta)}" if delta > timedelta(0) else "due"
-        return f"{format_utc(job.execute_at)} ({relative})"
+        return f"{times(job.execute_at)} {relative}"
     if job.status is JobStatus.RUNNING and job.started_at is not None:
-        return f"{format_utc(job.started_at)} (started)"
-    return format_utc(job.finished_at or job.execute_at)
+        return f"{times(job.started_at)} started"
+    return times(job.finished_at or job.execute_at)
 
 
 def last_outcome(job: Job) -> str:

@@ -8,20 +8,19 @@ import typer
 
 from ..errors import ConfigError, ExitCode
 from ..timeutil import parse_duration, utcnow
-from ._app import ConfigOption, JsonOption, QueueFileOption, WorkflowFilterOption, app, echo_json, fail, open_queue
+from ._app import ClientFilterOption, JsonOption, WorkflowFilterOption, app, echo_json, fail, open_queue
 
 
 @app.command()
 def stats(
+    ctx: typer.Context,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
     ] = None,
-    client: Annotated[str | None, typer.Option("--client", help="Only this client.")] = None,
+    client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
     as_json: JsonOption = False,
-    queue_file: QueueFileOption = None,
-    config: ConfigOption = None,
 ) -> None:
     """How inconsistencies resolve: at which retry, how many persist, how long it takes.
 
@@ -35,7 +34,7 @@ def stats(
     """
     from ..stats import format_stats, resolution_stats
 
-    queue = open_queue(queue_file, config)
+    queue = open_queue(ctx)
     jobs = [*queue.store.load_archive(), *queue.store.load()]  # the live copy of a job wins
     window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
@@ -48,12 +47,11 @@ def stats(
 
 @app.command()
 def doctor(
+    ctx: typer.Context,
     overdue: Annotated[
         str, typer.Option("--overdue", help="A pending job due longer ago than this means cron is not running.")
     ] = "15m",
     as_json: JsonOption = False,
-    queue_file: QueueFileOption = None,
-    config: ConfigOption = None,
 ) -> None:
     """Check the configuration, the workflow commands, the queue file and the lock; flag stuck jobs.
 
@@ -66,7 +64,7 @@ def doctor(
         retryq doctor && echo "all good"
     """
     try:
-        queue = open_queue(queue_file, config)
+        queue = open_queue(ctx)
     except ConfigError as problem:
         if as_json:
             echo_json([{"level": "problem", "message": str(problem)}])

@@ -11,18 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import ExitCode
-from ..timeutil import parse_duration, utcnow
-from ._app import (
-    ConfigOption,
-    LockTimeoutOption,
-    QueueFileOption,
-    QuietOption,
-    VerboseOption,
-    WorkflowOption,
-    app,
-    error,
-    open_queue,
-)
+from ..timeutil import format_utc, parse_duration, utcnow
+from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app, error, open_queue
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
@@ -50,8 +40,11 @@ OnlyWorkflowOption = Annotated[
 
 @app.command()
 def process(
+    ctx: typer.Context,
     concurrency: ConcurrencyOption = None,
     timeout: TimeoutOption = None,
+    workflow: OnlyWorkflowOption = None,
+    metrics_file: MetricsOption = None,
     keep_days: Annotated[
         int | None,
         typer.Option(
@@ -59,28 +52,28 @@ def process(
         ),
     ] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Do not prune finished jobs.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would run and be pruned; change nothing.")
+    dry_run: DryRunOption = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Nothing at all when nothing was due and nothing went wrong; else only what matters."
+        ),
     ] = False,
-    workflow: OnlyWorkflowOption = None,
-    metrics_file: MetricsOption = None,
-    quiet: QuietOption = False,
     verbose: VerboseOption = False,
-    queue_file: QueueFileOption = None,
-    config: ConfigOption = None,
-    lock_timeout: LockTimeoutOption = None,
 ) -> None:
     """Run every due retry: the cron entry point.
 
-    Each due job (executeAt passed, oldest first) runs the configured workflow for its client
-    and date. Exit 0 means retryq did its job, whatever the workflows did; their outcomes are in
-    the queue and in these lines. A progress bar shows only when stdout is a terminal.
+    Each due job (executeAt passed, or within due_window, oldest first) runs the configured
+    workflow for its client and date, once per process run. Exit 0 means retryq did its job,
+    whatever the workflows did; their outcomes are in the queue and in these lines. With
+    --quiet, a run with nothing to report prints nothing, so that cron mails only what matters.
 
     \b
     Example (crontab):
         */5 * * * * cd /srv/app && retryq process >> retry.log 2>&1
+        */5 * * * * cd /srv/app && retryq process --quiet
     """
-    queue = open_queue(queue_file, config, lock_timeout)
+    queue = open_queue(ctx)
     run_timeout = parse_duration(timeout) if timeout is not None else None
     if dry_run:
         _dry_run(queue, keep_days, prune=not no_prune)
@@ -97,34 +90,34 @@ def process(
             on_finished=output.advance,
             metrics_file=metrics_file,
         )
-        log.log(NOTICE, _summary(report))
+        if report.eventful or not quiet:
+            log.log(NOTICE, _summary(report))
     _exit(report)
 
 
 @app.command()
 def worker(
+    ctx: typer.Context,
     concurrency: ConcurrencyOption = None,
     timeout: TimeoutOption = None,
     workflow: OnlyWorkflowOption = None,
     metrics_file: MetricsOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
-    queue_file: QueueFileOption = None,
-    config: ConfigOption = None,
-    lock_timeout: LockTimeoutOption = None,
 ) -> None:
     """Run due retries as they come, until stopped: an alternative to cron.
 
     Polls the queue every 2 s, waiting 1.5 times longer after each idle poll up to 30 s, and
-    back to 2 s as soon as it ran a job. SIGTERM or SIGINT stop it as they stop `process`:
-    running workflows are terminated and their jobs given back. Restart it after changing
-    retryq.toml. See retryq.service.example for systemd.
+    back to 2 s as soon as it ran a job. Each job runs at its own time (no due window), the
+    next attempt of a job included. SIGTERM or SIGINT stop it as they stop `process`: running
+    workflows are terminated and their jobs given back. Restart it after changing retryq.toml.
+    See retryq.service.example for systemd.
 
     \b
     Example:
         retryq worker --concurrency 4
     """
-    queue = open_queue(queue_file, config, lock_timeout)
+    queue = open_queue(ctx)
     with LogOutput(quiet=quiet, verbose=verbose):
         log.info("worker started on %s (pid %d)", queue.store.location, os.getpid())
         report = queue.processor(
@@ -139,14 +132,13 @@ def worker(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     client: Annotated[str, typer.Argument(help="Client id.")],
     date: Annotated[str, typer.Argument(help="The date to fetch, YYYY-MM-DD.")],
     workflow: WorkflowOption = None,
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="Stop the workflow after this long: 300, 5m [default: 5m].")
     ] = None,
-    queue_file: QueueFileOption = None,
-    config: ConfigOption = None,
 ) -> None:
     """Run the workflow for CLIENT and DATE now, and exit with its exit code.
 
@@ -156,7 +148,7 @@ def run(
     Example:
         retryq run balthazar 2025-12-19
     """
-    queue = open_queue(queue_file, config)
+    queue = open_queue(ctx)
     result = queue.run_now(client, date, workflow=workflow, timeout=parse_duration(timeout) if timeout else None)
     if result.timed_out:
         error("the workflow timed out and was stopped")
@@ -167,10 +159,13 @@ def run(
 
 
 def _summary(report: ProcessReport) -> str:
+    waiting = f"pending {report.pending}"
+    if report.next_due is not None:
+        waiting += f", next due {format_utc(report.next_due)}"
     return (
         f"summary: processed {report.processed} (succeeded {report.succeeded}, rescheduled {report.retrying}, "
         f"failed {report.failed}); recovered {report.recovered}, given back {report.released}, "
-        f"pruned {report.pruned}"
+        f"pruned {report.pruned}; {waiting}"
     )
 
 
@@ -178,6 +173,8 @@ def _exit(report: ProcessReport) -> None:
     if report.stopped_by is not None:
         raise typer.Exit(128 + report.stopped_by)
     if report.config_errors:
+        for message in report.config_errors:  # in the log above, and on stderr where cron and people look
+            error(message)
         raise typer.Exit(ExitCode.CONFIG)
 
 
@@ -185,7 +182,7 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
     from ..runner import job_invocation
 
     now = utcnow()
-    due = queue.due(now)
+    due = queue.due(now + queue.config.due_window)
     typer.echo(f"dry run: {len(due)} job(s) due in {queue.store.location}")
     for job in due:
         settings = queue.config.workflows.get(job.workflow)
