@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,27 +71,49 @@ class Installed:
 
 
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """Build the sdist, the wheel from it (as ``python -m build`` does), and install the wheel in a new venv."""
-    # From a clean copy, as a fresh clone has it: a stale egg-info or build/ in the working tree would
-    # otherwise fill in files that the packaging configuration leaves out.
-    source = tmp_path_factory.mktemp("source") / "retryq"
-    shutil.copytree(
-        Path(__file__).resolve().parents[1],
-        source,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "demo", ".hypothesis"
-        ),
-    )
-    dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], timeout=600)
-    [wheel] = dist.glob("retryq-*.whl")
-    [sdist] = dist.glob("retryq-*.tar.gz")
-    venv = tmp_path_factory.mktemp("installed") / "venv"
-    # The base interpreter, not this venv's: the new venv must not see the editable install.
-    _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], timeout=300)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], timeout=600)
-    return Installed(venv, wheel, sdist)
+def installed() -> Iterator[Installed]:
+    """Build the sdist, the wheel from it (as ``python -m build`` does), and install the wheel in a new venv.
+
+    It lives in a directory every user can traverse, so that a test can run it as another user (cron's).
+    """
+    root = Path(tempfile.mkdtemp(prefix="retryq-installed-"))
+    root.chmod(0o755)
+    try:
+        # From a clean copy, as a fresh clone has it: a stale egg-info or build/ in the working tree would
+        # otherwise fill in files that the packaging configuration leaves out.
+        source = root / "source"
+        shutil.copytree(
+            Path(__file__).resolve().parents[1],
+            source,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "demo", ".hypothesis"
+            ),
+        )
+        dist = root / "dist"
+        _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], timeout=600)
+        [wheel] = dist.glob("retryq-*.whl")
+        [sdist] = dist.glob("retryq-*.tar.gz")
+        venv = root / "venv"
+        _run([_shared_interpreter(), "-m", "venv", str(venv)], timeout=300)
+        _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], timeout=600)
+        yield Installed(venv, wheel, sdist)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _shared_interpreter() -> str:
+    """A base Python (not this venv's: the new venv must not see the editable install) that every user
+    can run: this one if its whole path is open to others, else the system's (a pyenv under /root is not)."""
+    candidates = [getattr(sys, "_base_executable", sys.executable), "/usr/bin/python3"]
+    for candidate in candidates:
+        if Path(candidate).exists() and _open_to_all(Path(candidate).resolve()):
+            return candidate
+    return candidates[0]
+
+
+def _open_to_all(path: Path) -> bool:
+    """Whether any user may execute ``path``: it and every directory above it have the "others" x bit."""
+    return all(part.stat().st_mode & stat.S_IXOTH for part in (path, *path.parents))
 
 
 def _run(argv: list[str], *, timeout: float) -> None:
