@@ -47,12 +47,12 @@ _EXPORTS = {
     "defer": "inprocess",
     "exponential": "backoff",
     "fixed": "backoff",
-    "is_recoverable": "inprocess",
+    "is_recoverable": "recoverable",
     "jitter": "backoff",
     "linear": "backoff",
     "load_config": "config",
     "retry": "inprocess",
-    "retry_after": "inprocess",
+    "retry_after": "recoverable",
     "retrying": "inprocess",
 }
 
@@ -83,11 +83,12 @@ if TYPE_CHECKING:
         RetryqError,
         StoreIOError,
     )
-    from .inprocess import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
+    from .inprocess import RetryAttempt, Retrying, defer, retry, retrying
     from .jsonstore import JsonFileStore
     from .models import Attempt, Job, JobStatus, Outcome
     from .processor import Processor, ProcessReport
     from .queue import RetryQueue, ScheduleResult
+    from .recoverable import is_recoverable, retry_after
     from .store import MemoryStore, Store
 
 __all__ = [

@@ -550,6 +550,18 @@ class NewConnectionError(Exception):  # urllib3
     pass
 
 
+class RateLimitError(Exception):  # the name most API clients give a 429 they turned into an exception
+    pass
+
+
+class TooManyRequests(Exception):  # werkzeug's, among others
+    pass
+
+
+class ClientRateLimited(RateLimitError):
+    pass
+
+
 class HTTPError(Exception):
     """Carries a status the way a client library would: on itself or on its response."""
 
@@ -601,6 +613,12 @@ STATUS_CARRIER_IDS = ["status_code", "status", "response.status_code", "response
         (BrokenPipeError(), True),
         (ConnectError(), True),
         (NewConnectionError(), True),
+        (RateLimitError("slow down"), True),
+        (TooManyRequests(), True),
+        (ClientRateLimited(), True),
+        (type("Rate_Limit_Exceeded", (Exception,), {})(), True),
+        (type("TooManyRequestsError", (Exception,), {})(), True),
+        (type("RateCalculationError", (Exception,), {})(), False),
         (ValueError("bad"), False),
         (KeyError("x"), False),
         (PermissionError(), False),
@@ -633,6 +651,24 @@ def test_a_client_error_status_wins_over_a_connection_like_name() -> None:
         status = 403
 
     assert is_recoverable(ClientConnectionError()) is False
+
+
+def test_a_client_error_status_wins_over_a_rate_limit_name() -> None:
+    class RateLimitError(Exception):
+        status_code = 401  # a rate-limit class reused for a bad key: asking again will not help
+
+    assert is_recoverable(RateLimitError()) is False
+
+
+def test_the_http_helpers_live_in_their_own_module_and_keep_their_old_addresses() -> None:
+    import retryq
+    import retryq.recoverable
+
+    assert is_recoverable is retryq.recoverable.is_recoverable is retryq.is_recoverable
+    assert retry_after is retryq.recoverable.retry_after is retryq.retry_after
+    from retryq.inprocess import RECOVERABLE_STATUS_CODES
+
+    assert RECOVERABLE_STATUS_CODES is retryq.recoverable.RECOVERABLE_STATUS_CODES
 
 
 # -- retry_after ------------------------------------------------------------------------------------------------
