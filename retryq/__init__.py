@@ -35,6 +35,7 @@ _EXPORTS = {
     "Processor": "processor",
     "QueueCorrupt": "errors",
     "RetryAttempt": "inprocess",
+    "RetryOptions": "policy",
     "Retrying": "inprocess",
     "RetryQueue": "queue",
     "RetryState": "backoff",
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
     from .inprocess import RetryAttempt, Retrying, defer, retry, retrying
     from .jsonstore import JsonFileStore
     from .models import Attempt, Job, JobStatus, Outcome
+    from .policy import RetryOptions
     from .processor import Processor, ProcessReport
     from .queue import RetryQueue, ScheduleResult
     from .recoverable import is_recoverable, retry_after
@@ -108,6 +110,7 @@ __all__ = [
     "Processor",
     "QueueCorrupt",
     "RetryAttempt",
+    "RetryOptions",
     "RetryQueue",
     "RetryState",
     "Retrying",

@@ -1,11 +1,12 @@
-"""Retrying in-process: the ``@retry`` decorator, the ``retrying()`` loop, and which errors deserve a retry.
+"""Retrying in-process: the ``@retry`` decorator and the ``retrying()`` loop, and escalation to the queue.
 
 This is for failures that pass within seconds: a refused connection, a timeout, a 503. When the
 source needs an hour to settle, sleeping in the process is the wrong tool; hand the work over to
 the deferred queue instead, with ``on_exhausted=defer(queue, client, date)``.
 
 The waits come from the same strategies as the queue's (:mod:`retryq.backoff`); by default
-``exponential(initial=1, factor=2, max=60)``: 1 s, 2 s, 4 s after attempts 1, 2 and 3.
+``exponential(initial=1, factor=2, max=60)``: 1 s, 2 s, 4 s after attempts 1, 2 and 3. Every
+form takes the options of :class:`~retryq.policy.RetryOptions`.
 """
 
 from __future__ import annotations
@@ -24,22 +25,18 @@ __all__ = [
 
 import functools
 import logging
-import math
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .backoff import Backoff, RetryState, exponential
 from .errors import RetryqError
+from .policy import RetryOptions, _decorator_options, _takes_options
 from .recoverable import RECOVERABLE_STATUS_CODES, is_recoverable, retry_after
 from .timeutil import format_utc
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from typing_extensions import Unpack  # typing.Unpack from Python 3.11; annotations only
 
     from .queue import RetryQueue
 
@@ -47,279 +44,40 @@ logger = logging.getLogger("retryq.retry")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
-OnRetry = Callable[[int, float, BaseException], object]
-OnExhausted = Callable[[BaseException, int], object]
-RetryIf = Callable[[BaseException], bool]
-Sleep = Callable[[float], Any]
-
-ENV_MAX_ATTEMPTS = "RETRY_MAX_ATTEMPTS"
-ENV_BACKOFF_FACTOR = "RETRY_BACKOFF_FACTOR"
-
-
-# -- the policy: validated once, consulted only after a failure ----------------------------------
-
-
-class _Policy:
-    """What to do after a failed attempt; built and validated once, when a function is decorated."""
-
-    __slots__ = (
-        "backoff",
-        "exceptions",
-        "max_attempts",
-        "max_delay",
-        "on_exhausted",
-        "on_retry",
-        "respect_retry_after",
-        "retry_if",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_attempts: int,
-        backoff: Callable[[RetryState], float],
-        max_delay: float,
-        exceptions: tuple[type[Exception], ...],
-        retry_if: RetryIf | None,
-        on_retry: OnRetry | None,
-        on_exhausted: OnExhausted | None,
-        respect_retry_after: bool,
-    ) -> None:
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_delay = max_delay
-        self.exceptions = exceptions
-        self.retry_if = retry_if
-        self.on_retry = on_retry
-        self.on_exhausted = on_exhausted
-        self.respect_retry_after = respect_retry_after
-
-    def after_failure(self, exc: BaseException, attempt: int, name: str) -> float | None:
-        """The wait before attempt ``attempt + 1``, or None when ``exc`` must propagate now."""
-        if self.retry_if is not None and not self.retry_if(exc):
-            return None
-        if attempt >= self.max_attempts:
-            logger.error("%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
-            self._exhausted(exc, attempt)
-            return None
-        delay = min(self.backoff(RetryState(attempt)), self.max_delay)
-        if self.respect_retry_after:
-            asked = retry_after(exc)
-            if asked is not None:
-                if asked > self.max_delay:
-                    logger.error(
-                        "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
-                        name,
-                        attempt,
-                        self.max_attempts,
-                        exc,
-                        asked,
-                        self.max_delay,
-                    )
-                    self._exhausted(exc, attempt)
-                    return None
-                delay = max(delay, asked)
-        logger.warning("%s: attempt %d/%d failed: %r; retrying in %.2fs", name, attempt, self.max_attempts, exc, delay)
-        if self.on_retry is not None:
-            self.on_retry(attempt, delay, exc)
-        return delay
-
-    def _exhausted(self, exc: BaseException, attempts: int) -> None:
-        if self.on_exhausted is not None:
-            self.on_exhausted(exc, attempts)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _env_max_attempts() -> int | None:
-    text = os.environ.get(ENV_MAX_ATTEMPTS, "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{ENV_MAX_ATTEMPTS} must be an integer >= 1, not {text!r}")
-    return value
-
-
-def _env_backoff_factor() -> float | None:
-    text = os.environ.get(ENV_BACKOFF_FACTOR, "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 1 <= value < math.inf:  # also refuses NaN
-        raise ValueError(f"{ENV_BACKOFF_FACTOR} must be a finite number >= 1, not {text!r}")
-    return value
-
-
-class RetryOptions(TypedDict, total=False):
-    """The options :func:`retry` and :func:`retrying` share (see :func:`retry` for each)."""
-
-    max_attempts: int | None
-    backoff_factor: float | None
-    initial_delay: float
-    max_delay: float
-    exceptions: ExceptionTypes
-    on_retry: OnRetry | None
-    retry_if: RetryIf | None
-    backoff: Backoff | Callable[[RetryState], float] | None
-    on_exhausted: OnExhausted | None
-    respect_retry_after: bool
-
-
-def _build_policy(
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Callable[[RetryState], float] | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-) -> _Policy:
-    if max_attempts is None:
-        max_attempts = _env_max_attempts() or 3
-    elif not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-        raise ValueError(f"max_attempts must be an integer >= 1, not {max_attempts!r}")
-    if backoff_factor is None:
-        backoff_factor = _env_backoff_factor() or 2.0
-    elif not _is_number(backoff_factor) or not 1 <= backoff_factor < math.inf:  # also refuses NaN
-        raise ValueError(f"backoff_factor must be a finite number >= 1, not {backoff_factor!r}")
-
-    if not _is_number(initial_delay) or not 0 <= initial_delay < math.inf:
-        raise ValueError(f"initial_delay must be a finite number of seconds >= 0, not {initial_delay!r}")
-    if not _is_number(max_delay) or not max_delay >= 0:  # infinity is allowed: no cap
-        raise ValueError(f"max_delay must be a number of seconds >= 0, not {max_delay!r}")
-    if max_delay < initial_delay:
-        raise ValueError(f"max_delay ({max_delay!r}) must not be less than initial_delay ({initial_delay!r})")
-
-    classes = exceptions if isinstance(exceptions, tuple) else (exceptions,)
-    # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
-    if not classes or not all(isinstance(cls, type) and issubclass(cls, Exception) for cls in classes):
-        raise ValueError(
-            f"exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
-            f"not {exceptions!r}"
-        )
-
-    for name, callback in (
-        ("on_retry", on_retry),
-        ("on_exhausted", on_exhausted),
-        ("retry_if", retry_if),
-        ("backoff", backoff),
-    ):
-        if callback is not None and not callable(callback):
-            raise ValueError(f"{name} must be callable, not {callback!r}")
-
-    if backoff is None:
-        backoff = exponential(initial=initial_delay, factor=backoff_factor, max=max_delay)
-    return _Policy(
-        max_attempts=max_attempts,
-        backoff=backoff,
-        max_delay=float(max_delay),
-        exceptions=classes,
-        retry_if=retry_if,
-        on_retry=on_retry,
-        on_exhausted=on_exhausted,
-        respect_retry_after=respect_retry_after,
-    )
-
-
-def _check_sleep(sleep: Sleep | None) -> None:
-    if sleep is not None and not callable(sleep):
-        raise ValueError(f"sleep must be callable, not {sleep!r}")
-
 
 # -- the decorator ---------------------------------------------------------------------------------
 
 
-@overload
-def retry(func: _F, /) -> _F: ...
-
-
-@overload
-def retry(
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Backoff | Callable[[RetryState], float] | None = None,
-    sleep: Sleep | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-) -> Callable[[_F], _F]: ...
-
-
-def retry(
-    func: Callable[..., Any] | None = None,
-    /,
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Backoff | Callable[[RetryState], float] | None = None,
-    sleep: Sleep | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-) -> Any:
+@_decorator_options(RetryOptions)
+def retry(func: object = None, /, **options: Any) -> Any:
     """Call the function again when it raises one of ``exceptions``, up to ``max_attempts`` calls in all.
 
-    ``max_attempts`` and ``backoff_factor`` default to ``$RETRY_MAX_ATTEMPTS`` and
-    ``$RETRY_BACKOFF_FACTOR``, else 3 and 2.0; both are read once, here. ``max_delay`` caps every
-    wait, a custom ``backoff``'s too. Works on ``async def`` functions (``sleep`` must then return
-    an awaitable). When attempts run out, ``on_exhausted(exc, attempts)`` is called and the last
-    exception is re-raised.
+    Bare (``@retry``) or with the options of :class:`~retryq.policy.RetryOptions`, checked now;
+    the environment is read now too, never on each call. Works on ``async def`` functions
+    (``sleep`` must then return an awaitable). When attempts run out, ``on_exhausted(exc,
+    attempts)`` is called and the last exception is re-raised.
     """
-    _check_sleep(sleep)
-    policy = _build_policy(
-        max_attempts=max_attempts,
-        backoff_factor=backoff_factor,
-        initial_delay=initial_delay,
-        max_delay=max_delay,
-        exceptions=exceptions,
-        on_retry=on_retry,
-        retry_if=retry_if,
-        backoff=backoff,
-        on_exhausted=on_exhausted,
-        respect_retry_after=respect_retry_after,
-    )
+    if func is None or callable(func):
+        return _decorator(RetryOptions(**options), func)
+    hint = f"max_attempts={func!r}" if isinstance(func, int) and not isinstance(func, bool) else "max_attempts=3"
+    raise TypeError(f"retry() takes its options by keyword: write @retry({hint}), not @retry({func!r})")
 
-    def decorate(function: _F) -> _F:
-        return _wrap(function, policy, sleep)
 
+def _decorator(options: RetryOptions, func: Callable[..., Any] | None) -> Any:
     if func is None:
-        return decorate
-    if not callable(func):
-        raise TypeError(f"retry() takes its options by keyword, as in @retry(max_attempts=3), not {func!r}")
-    return decorate(func)
+        return functools.partial(_wrap, options=options)
+    return _wrap(func, options=options)
 
 
-def _wrap(func: _F, policy: _Policy, sleep: Sleep | None) -> _F:
+def _wrap(func: _F, *, options: RetryOptions) -> _F:
     import inspect  # here, not at the top: `import retryq` stays fast for the CLI
 
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         raise TypeError(f"retry cannot re-run {func!r}: a generator fails while it is consumed, not when called")
-    name = getattr(func, "__qualname__", None) or repr(func)
-    catch = policy.exceptions
-    after_failure = policy.after_failure
+    name = options.name or getattr(func, "__qualname__", None) or repr(func)
+    catch = options.exceptions
+    after_failure = options.after_failure
+    sleep = options.sleep
 
     # The success path is one try block around the call: everything else waits for a failure.
     if inspect.iscoroutinefunction(func):
@@ -336,7 +94,7 @@ def _wrap(func: _F, policy: _Policy, sleep: Sleep | None) -> _F:
                 try:
                     return await func(*args, **kwargs)
                 except catch as exc:
-                    delay = after_failure(exc, attempt, name)
+                    delay = after_failure(exc, attempt, name, (func, args, kwargs))
                     if delay is None:
                         raise
                 # Outside the except block, so that an interruption while asleep is not reported
@@ -355,7 +113,7 @@ def _wrap(func: _F, policy: _Policy, sleep: Sleep | None) -> _F:
             try:
                 return func(*args, **kwargs)
             except catch as exc:
-                delay = after_failure(exc, attempt, name)
+                delay = after_failure(exc, attempt, name, (func, args, kwargs))
                 if delay is None:
                     raise
             pause(delay)
@@ -374,7 +132,7 @@ class RetryAttempt:
 
     __slots__ = ("_delay", "_name", "_policy", "_state", "number")
 
-    def __init__(self, number: int, policy: _Policy, name: str) -> None:
+    def __init__(self, number: int, policy: RetryOptions, name: str) -> None:
         self.number = number
         self._policy = policy
         self._name = name
@@ -415,10 +173,10 @@ class RetryAttempt:
 class Retrying:
     """Attempts to iterate over, with ``for`` or ``async for``; reusable, each loop starts again at 1."""
 
-    def __init__(self, policy: _Policy, sleep: Sleep | None, name: str) -> None:
-        self._policy = policy
-        self._sleep = sleep
-        self._name = name
+    def __init__(self, options: RetryOptions) -> None:
+        self._policy = options
+        self._sleep = options.sleep
+        self._name = options.name or "block"
 
     def __iter__(self) -> Iterator[RetryAttempt]:
         pause = time.sleep if self._sleep is None else self._sleep
@@ -453,7 +211,8 @@ class Retrying:
             number += 1
 
 
-def retrying(*, sleep: Sleep | None = None, name: str = "block", **options: Unpack[RetryOptions]) -> Retrying:
+@_takes_options(RetryOptions)
+def retrying(**options: Any) -> Retrying:
     """Retry a block of code: ``for attempt in retrying(): with attempt: ...`` (``async for`` in async code).
 
     A plain ``with`` statement cannot do this: its body runs once, and ``__exit__`` may swallow an
@@ -461,8 +220,7 @@ def retrying(*, sleep: Sleep | None = None, name: str = "block", **options: Unpa
     how the attempt went. The options are those of :func:`retry`; ``name`` labels the log lines.
     When attempts run out, the last exception leaves the ``with`` block and ends the loop.
     """
-    _check_sleep(sleep)
-    return Retrying(_build_policy(**options), sleep, name)
+    return Retrying(RetryOptions(**options))
 
 
 # -- escalation to the deferred queue -----------------------------------------------------------------
