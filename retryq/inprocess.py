@@ -14,6 +14,8 @@ from __future__ import annotations
 __all__ = [
     "RECOVERABLE_STATUS_CODES",
     "RetryAttempt",
+    "RetryContext",
+    "RetryManager",
     "RetryOptions",
     "Retrying",
     "defer",
@@ -28,10 +30,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .errors import RetryqError
-from .policy import RetryOptions, _decorator_options, _takes_options
+from .policy import RetryOptions, _decorator_options, _method_takes_options, _takes_options
 from .recoverable import RECOVERABLE_STATUS_CODES, is_recoverable, retry_after
 from .timeutil import format_utc
 
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("retryq.retry")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 # -- the decorator ---------------------------------------------------------------------------------
@@ -57,13 +62,14 @@ def retry(func: object = None, /, **options: Any) -> Any:
     (``sleep`` must then return an awaitable). When attempts run out, ``on_exhausted(exc,
     attempts)`` is called and the last exception is re-raised.
     """
-    if func is None or callable(func):
-        return _decorator(RetryOptions(**options), func)
-    hint = f"max_attempts={func!r}" if isinstance(func, int) and not isinstance(func, bool) else "max_attempts=3"
-    raise TypeError(f"retry() takes its options by keyword: write @retry({hint}), not @retry({func!r})")
+    return _retry_from(None, func, **options)
 
 
-def _decorator(options: RetryOptions, func: Callable[..., Any] | None) -> Any:
+def _retry_from(base: RetryOptions | None, func: object = None, /, **changes: Any) -> Any:
+    if func is not None and not callable(func):
+        hint = f"max_attempts={func!r}" if isinstance(func, int) and not isinstance(func, bool) else "max_attempts=3"
+        raise TypeError(f"retry() takes its options by keyword: write @retry({hint}), not @retry({func!r})")
+    options = RetryOptions(**changes) if base is None else base.copy(**changes)
     if func is None:
         return functools.partial(_wrap, options=options)
     return _wrap(func, options=options)
@@ -128,7 +134,7 @@ _RUNNING, _SUCCEEDED, _RETRY, _GAVE_UP = range(4)
 
 
 class RetryAttempt:
-    """One attempt of a :func:`retrying` loop; its block runs inside ``with attempt:``."""
+    """One attempt of a :class:`RetryContext` loop; its block runs inside ``with attempt:``."""
 
     __slots__ = ("_delay", "_name", "_policy", "_state", "number")
 
@@ -170,19 +176,38 @@ class RetryAttempt:
         return None
 
 
-class Retrying:
-    """Attempts to iterate over, with ``for`` or ``async for``; reusable, each loop starts again at 1."""
+class RetryContext:
+    """Retry a block of code: ``for attempt in RetryContext(): with attempt: ...``, or ``ctx.call(fn, ...)``.
 
-    def __init__(self, options: RetryOptions) -> None:
-        self._policy = options
-        self._sleep = options.sleep
-        self._name = options.name or "block"
+    A ``with`` statement alone cannot retry: its body runs once, and ``__exit__`` may swallow an
+    exception but never run the body again. So ``with RetryContext() as ctx:`` retries only what
+    goes through ``ctx.call``; an exception raised in the body itself propagates unchanged, with
+    a note saying it was not retried. The loop form runs the block again (``async for`` in async
+    code). Takes the options of :func:`retry`; reusable, each loop or call starts at attempt 1.
+    """
+
+    __slots__ = ("options",)
+
+    @_method_takes_options(RetryOptions)
+    def __init__(self, **options: Any) -> None:
+        self.options = RetryOptions(**options)
+
+    @classmethod
+    def _of(cls, options: RetryOptions) -> RetryContext:
+        context = cls.__new__(cls)
+        context.options = options
+        return context
+
+    def __repr__(self) -> str:
+        return f"RetryContext({self.options!r})"
 
     def __iter__(self) -> Iterator[RetryAttempt]:
-        pause = time.sleep if self._sleep is None else self._sleep
+        options = self.options
+        name = options.name or "block"
+        pause = time.sleep if options.sleep is None else options.sleep
         number = 1
         while True:
-            attempt = RetryAttempt(number, self._policy, self._name)
+            attempt = RetryAttempt(number, options, name)
             yield attempt
             delay = attempt._next()
             if delay is None:
@@ -194,15 +219,17 @@ class Retrying:
         return self._attempts_async()
 
     async def _attempts_async(self) -> AsyncIterator[RetryAttempt]:
-        if self._sleep is None:
+        options = self.options
+        name = options.name or "block"
+        if options.sleep is None:
             import asyncio
 
             nap: Callable[[float], Awaitable[object]] = asyncio.sleep
         else:
-            nap = self._sleep
+            nap = options.sleep
         number = 1
         while True:
-            attempt = RetryAttempt(number, self._policy, self._name)
+            attempt = RetryAttempt(number, options, name)
             yield attempt
             delay = attempt._next()
             if delay is None:
@@ -210,17 +237,97 @@ class Retrying:
             await nap(delay)
             number += 1
 
+    def call(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)``, called again after each failure the options allow; its result."""
+        options = self.options
+        name = options.name or getattr(fn, "__qualname__", None) or repr(fn)
+        catch = options.exceptions
+        pause = time.sleep if options.sleep is None else options.sleep
+        attempt = 1
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except catch as exc:
+                delay = options.after_failure(exc, attempt, name)
+                if delay is None:
+                    raise
+            else:
+                if isinstance(result, CoroutineType):
+                    # Its failures would come when awaited, out of reach: refuse rather than not retry.
+                    result.close()
+                    raise TypeError(
+                        f"call() cannot retry {name}: it is async; use `async for attempt in RetryContext(...)`"
+                    )
+                return result
+            pause(delay)
+            attempt += 1
+
+    def __enter__(self) -> RetryContext:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        # Never swallowed (None, not True): the body's exception goes on as it was raised.
+        if isinstance(exc, self.options.exceptions) and not _came_through_call(traceback):
+            notes = getattr(exc, "__notes__", ())
+            add_note = getattr(exc, "add_note", None)  # Python 3.11+
+            if add_note is not None and _NOT_RETRIED not in notes:
+                add_note(_NOT_RETRIED)
+
+
+#: The name :func:`retrying` returned before :class:`RetryContext` took over its loop.
+Retrying = RetryContext
+
+_NOT_RETRIED = (
+    "retryq: RetryContext did not retry this: the body of a with statement runs once. "
+    "Retry a block with `for attempt in RetryContext(...): with attempt: ...`, "
+    "or a function with `ctx.call(function, *args)`."
+)
+
+
+def _came_through_call(traceback: TracebackType | None) -> bool:
+    """Whether the exception left RetryContext.call, which already retried it as the options allow."""
+    while traceback is not None:
+        if traceback.tb_frame.f_code is RetryContext.call.__code__:
+            return True
+        traceback = traceback.tb_next
+    return False
+
 
 @_takes_options(RetryOptions)
-def retrying(**options: Any) -> Retrying:
-    """Retry a block of code: ``for attempt in retrying(): with attempt: ...`` (``async for`` in async code).
+def retrying(**options: Any) -> RetryContext:
+    """Retry a block of code: ``for attempt in retrying(): with attempt: ...``; the same as :class:`RetryContext`."""
+    return RetryContext(**options)
 
-    A plain ``with`` statement cannot do this: its body runs once, and ``__exit__`` may swallow an
-    exception but never run the body again. The loop runs it again; ``with attempt:`` tells the loop
-    how the attempt went. The options are those of :func:`retry`; ``name`` labels the log lines.
-    When attempts run out, the last exception leaves the ``with`` block and ends the loop.
+
+class RetryManager:
+    """A program's retry defaults in one place: the decorators and contexts it makes start from them.
+
+    ``RetryManager(max_attempts=5)`` builds its :class:`~retryq.policy.RetryOptions` once, reading
+    ``$RETRY_MAX_ATTEMPTS`` and ``$RETRY_BACKOFF_FACTOR`` for what is not given; ``manager.retry``
+    and ``manager.context(...)`` take the same options again to change some for one use.
     """
-    return Retrying(RetryOptions(**options))
+
+    __slots__ = ("options", "retry")
+
+    @_method_takes_options(RetryOptions)
+    def __init__(self, **options: Any) -> None:
+        self.options = RetryOptions(**options)
+        # An attribute typed as retry itself, rather than a method: it keeps both forms, bare and called.
+        self.retry = _typed_like(retry, functools.partial(_retry_from, self.options))
+
+    def __repr__(self) -> str:
+        return f"RetryManager({self.options!r})"
+
+    @_method_takes_options(RetryOptions)
+    def context(self, **changes: Any) -> RetryContext:
+        """A :class:`RetryContext` with these defaults, changed by ``changes``."""
+        return RetryContext._of(self.options.copy(**changes))
+
+
+def _typed_like(template: _T, value: object) -> _T:
+    return cast(_T, value)
 
 
 # -- escalation to the deferred queue -----------------------------------------------------------------

@@ -1,17 +1,20 @@
 """Which errors deserve a retry: timeouts, lost connections, rate limits and busy servers.
 
 Client libraries are recognised by their class names and by the ``status_code`` / ``status``
-and ``headers`` they carry, so none of them is imported here.
+and ``headers`` they carry, so none of them is imported here. :class:`ExceptionFilter` writes
+other rules, for ``retry_if``.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "RECOVERABLE_STATUS_CODES",
+    "ExceptionFilter",
     "is_recoverable",
     "retry_after",
 ]
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -131,3 +134,78 @@ def retry_after(exc: BaseException, *, now: datetime | None = None) -> float | N
         when = when.replace(tzinfo=timezone.utc)
     current = datetime.now(timezone.utc) if now is None else to_utc(now)
     return max(0.0, (when - current).total_seconds())
+
+
+Predicate = Callable[[BaseException], bool]
+
+
+class ExceptionFilter:
+    """Which exceptions to retry, as a test for ``retry_if``: some classes, a predicate, or both.
+
+    ``ExceptionFilter(TimeoutError, ConnectionError)`` accepts instances of either class;
+    ``ExceptionFilter(predicate=is_recoverable)`` what the function accepts; given both, an
+    exception must pass both. Filters combine with ``|`` (either), ``&`` (both) and ``~`` (not),
+    also with a plain exception class or predicate on the other side.
+    """
+
+    __slots__ = ("_test", "_text")
+
+    def __init__(self, *exceptions: type[BaseException], predicate: Predicate | None = None) -> None:
+        if not all(isinstance(cls, type) and issubclass(cls, BaseException) for cls in exceptions):
+            raise ValueError(f"ExceptionFilter takes exception classes, not {exceptions!r}")
+        if predicate is not None and not callable(predicate):
+            raise ValueError(f"predicate must be callable, not {predicate!r}")
+        if not exceptions and predicate is None:
+            raise ValueError("ExceptionFilter needs exception classes, a predicate, or both")
+        parts = [cls.__qualname__ for cls in exceptions]
+        if predicate is not None:
+            parts.append(f"predicate={getattr(predicate, '__qualname__', None) or repr(predicate)}")
+        self._text = f"ExceptionFilter({', '.join(parts)})"
+        if predicate is None:
+            self._test: Predicate = lambda exc: isinstance(exc, exceptions)
+        elif exceptions:
+            self._test = lambda exc: isinstance(exc, exceptions) and bool(predicate(exc))
+        else:
+            self._test = lambda exc: bool(predicate(exc))
+
+    @classmethod
+    def _of(cls, test: Predicate, text: str) -> ExceptionFilter:
+        made = cls.__new__(cls)
+        made._test = test
+        made._text = text
+        return made
+
+    def __call__(self, exc: BaseException) -> bool:
+        return self._test(exc)
+
+    def __repr__(self) -> str:
+        return self._text
+
+    def __or__(self, other: ExceptionFilter | type[BaseException] | Predicate) -> ExceptionFilter:
+        left, right = self._test, _as_filter(other)
+        return ExceptionFilter._of(lambda exc: left(exc) or right(exc), f"({self} | {right})")
+
+    def __ror__(self, other: type[BaseException] | Predicate) -> ExceptionFilter:
+        return _as_filter(other) | self
+
+    def __and__(self, other: ExceptionFilter | type[BaseException] | Predicate) -> ExceptionFilter:
+        left, right = self._test, _as_filter(other)
+        return ExceptionFilter._of(lambda exc: left(exc) and right(exc), f"({self} & {right})")
+
+    def __rand__(self, other: type[BaseException] | Predicate) -> ExceptionFilter:
+        return _as_filter(other) & self
+
+    def __invert__(self) -> ExceptionFilter:
+        test = self._test
+        return ExceptionFilter._of(lambda exc: not test(exc), f"~{self}")
+
+
+def _as_filter(value: object) -> ExceptionFilter:
+    if isinstance(value, ExceptionFilter):
+        return value
+    # A class is callable too, and calling it makes a (truthy) exception: test it as a class.
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return ExceptionFilter(value)
+    if callable(value):
+        return ExceptionFilter(predicate=value)
+    raise TypeError(f"an ExceptionFilter combines with a filter, an exception class or a predicate, not {value!r}")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from retryq.backoff import RetryState, constant
-from retryq.inprocess import retry, retrying
+from retryq.inprocess import RetryContext, RetryManager, retry, retrying
 from retryq.policy import RetryOptions
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults() -> None:
@@ -102,8 +105,12 @@ def test_every_form_takes_exactly_the_options() -> None:
         "name": "x",
     }
     assert set(chosen) == names
-    assert retrying(**chosen)._policy == RetryOptions(**chosen)
+    assert retrying(**chosen).options == RetryOptions(**chosen)
+    assert RetryContext(**chosen).options == RetryOptions(**chosen)
+    assert RetryManager(**chosen).options == RetryOptions(**chosen)
+    assert RetryManager().context(**chosen).options == RetryOptions(**chosen)
     retry(**chosen)  # accepted as a whole
+    RetryManager().retry(**chosen)
     for name in names:
         with pytest.raises(TypeError):
             retrying(**{f"{name}s": 1})
@@ -114,3 +121,41 @@ def test_the_environment_is_not_read_when_both_values_are_given(monkeypatch: pyt
     monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "many")
     monkeypatch.setenv("RETRY_BACKOFF_FACTOR", "fast")
     assert RetryOptions(max_attempts=2, backoff_factor=1.5).max_attempts == 2
+
+
+@pytest.mark.slow
+def test_type_checkers_see_the_options_of_every_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mypy reads the one list through each form: a misspelt or mistyped option is an error."""
+    mypy_api = pytest.importorskip("mypy.api")
+    monkeypatch.setenv("MYPYPATH", str(ROOT))  # the editable install is invisible to mypy
+    # Each line is followed by what mypy must say about it: the words of its message that matter.
+    cases = {
+        "from retryq import RetryContext, RetryManager, retry, retrying": None,
+        "@retry\ndef bare(x: int) -> str:\n    return str(x)": None,
+        "@retry(max_attempts=2, backoff_factor=1.5)\ndef called(x: int) -> str:\n    return str(x)": None,
+        "manager = RetryManager(max_attempts=4)": None,
+        "reveal_type(bare)": "def (x: int) -> str",
+        "reveal_type(called)": "def (x: int) -> str",
+        "reveal_type(manager.retry(name='x')(bare))": "def (x: int) -> str",
+        "reveal_type(RetryContext(name='x').call(called, 3))": "str",
+        "retry(max_attemps=3)": '"max_attemps"',
+        "retrying(max_attempts='3')": '"max_attempts"',
+        "RetryContext(initial_delay='1s')": '"initial_delay"',
+        "manager.context(on_retry=3)": '"on_retry"',
+        "manager.retry(sleeps=None)": '"sleeps"',
+        "RetryContext().call(called, 'three')": '"str"',
+    }
+    source, expected = "", {}
+    for code, message in cases.items():
+        source += code + "\n"
+        if message is not None:
+            expected[source.count("\n")] = message
+    (tmp_path / "snippet.py").write_text(source)
+    out, _, _ = mypy_api.run(["--strict", "--no-incremental", "--no-error-summary", "snippet.py"])
+    said: dict[int, str] = {}
+    for line in out.splitlines():
+        _, number, text = line.split(":", 2)
+        said[int(number)] = said.get(int(number), "") + text
+    assert said.keys() == expected.keys(), out
+    for number, words in expected.items():
+        assert words in said[number], out
