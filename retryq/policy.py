@@ -50,6 +50,8 @@ MAX_ATTEMPTS_LIMIT = 100
 MAX_BACKOFF_FACTOR = 10.0
 MAX_DELAY_SECONDS = 86_400.0  # one day
 
+_ANY_EXCEPTION: tuple[type[Exception], ...] = (Exception,)
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -117,7 +119,7 @@ class RetryOptions:
     backoff_factor: float = field(default_factory=_default_backoff_factor)
     initial_delay: float = 1.0
     max_delay: float = 60.0
-    exceptions: ExceptionTypes = (Exception,)
+    exceptions: ExceptionTypes = _ANY_EXCEPTION
     retry_if: RetryIf | None = None
     backoff: Strategy | None = None
     on_retry: OnRetry | None = None
@@ -125,19 +127,17 @@ class RetryOptions:
     respect_retry_after: bool = True
     sleep: Sleep | None = None
     name: str | None = None
-    # The strategy actually used: `backoff`, or the exponential the numbers above describe.
-    _wait: Callable[[RetryState], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool):
-            raise _attempts_error("max_attempts", self.max_attempts)
-        if not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT:
-            raise _attempts_error("max_attempts", self.max_attempts)
-        if not _is_number(self.backoff_factor) or not 1 <= self.backoff_factor <= MAX_BACKOFF_FACTOR:
-            raise _factor_error("backoff_factor", self.backoff_factor)
-        for name in ("initial_delay", "max_delay"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= MAX_DELAY_SECONDS:  # also refuses NaN
+        # Kept cheap: code that builds a loop inside a function, as most does, pays this on every call.
+        attempts = self.max_attempts
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= MAX_ATTEMPTS_LIMIT:
+            raise _attempts_error("max_attempts", attempts)
+        factor = self.backoff_factor
+        if not _is_number(factor) or not 1 <= factor <= MAX_BACKOFF_FACTOR:  # also refuses NaN
+            raise _factor_error("backoff_factor", factor)
+        for name, value in (("initial_delay", self.initial_delay), ("max_delay", self.max_delay)):
+            if not _is_number(value) or not 0 <= value <= MAX_DELAY_SECONDS:
                 raise ValueError(
                     f"{name} must be a number of seconds from 0 to {MAX_DELAY_SECONDS:g} (one day), not {value!r}"
                 )
@@ -146,32 +146,41 @@ class RetryOptions:
                 f"max_delay ({self.max_delay!r}) must not be less than initial_delay ({self.initial_delay!r})"
             )
 
-        classes = self.exceptions if isinstance(self.exceptions, tuple) else (self.exceptions,)
-        # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
-        if not classes or not all(isinstance(cls, type) and issubclass(cls, Exception) for cls in classes):
-            raise ValueError(
-                "exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
-                f"not {self.exceptions!r}"
-            )
-        object.__setattr__(self, "exceptions", classes)
+        exceptions = self.exceptions
+        if exceptions is not _ANY_EXCEPTION:
+            classes = exceptions if isinstance(exceptions, tuple) else (exceptions,)
+            # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
+            if not classes or not all(isinstance(cls, type) and issubclass(cls, Exception) for cls in classes):
+                raise ValueError(
+                    "exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
+                    f"not {exceptions!r}"
+                )
+            object.__setattr__(self, "exceptions", classes)
 
-        for name in ("retry_if", "backoff", "on_retry", "on_exhausted", "sleep"):
-            value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise ValueError(f"{name} must be callable, not {value!r}")
+        for option, callback in (
+            ("retry_if", self.retry_if),
+            ("backoff", self.backoff),
+            ("on_retry", self.on_retry),
+            ("on_exhausted", self.on_exhausted),
+            ("sleep", self.sleep),
+        ):
+            if callback is not None and not callable(callback):
+                raise ValueError(f"{option} must be callable, not {callback!r}")
         if not isinstance(self.respect_retry_after, bool):
             raise ValueError(f"respect_retry_after must be True or False, not {self.respect_retry_after!r}")
         if self.name is not None and not isinstance(self.name, str):
             raise ValueError(f"name must be a string, not {self.name!r}")
 
-        wait = self.backoff
-        if wait is None:
-            wait = exponential(initial=self.initial_delay, factor=self.backoff_factor, max=self.max_delay)
-        object.__setattr__(self, "_wait", wait)
-
     def copy(self, **changes: Any) -> RetryOptions:
         """These options with ``changes``, checked again; the environment is not read again."""
         return dataclasses.replace(self, **changes) if changes else self
+
+    def strategy(self) -> Callable[[RetryState], float]:
+        """The backoff in force: ``backoff``, or the exponential that the numbers describe."""
+        if self.backoff is not None:
+            return self.backoff
+        # Built here, after a failure, rather than with the options: most calls never need it.
+        return exponential(initial=self.initial_delay, factor=self.backoff_factor, max=self.max_delay)
 
     def after_failure(self, exc: BaseException, attempt: int, name: str, call: Call | None = None) -> float | None:
         """The wait before attempt ``attempt + 1``, or None when ``exc`` must propagate now."""
@@ -181,7 +190,7 @@ class RetryOptions:
             logger.error("%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
             self._exhausted(exc, attempt, call)
             return None
-        delay = min(self._wait(RetryState(attempt)), self.max_delay)
+        delay = min(self.strategy()(RetryState(attempt)), self.max_delay)
         if self.respect_retry_after:
             asked = retry_after(exc)
             if asked is not None:

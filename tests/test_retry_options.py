@@ -114,7 +114,8 @@ def test_every_form_takes_exactly_the_options() -> None:
     for name in names:
         with pytest.raises(TypeError):
             retrying(**{f"{name}s": 1})
-    assert RetryOptions(backoff=constant(1))._wait(RetryState(1)) == 1
+    assert RetryOptions(backoff=constant(1)).strategy()(RetryState(1)) == 1
+    assert RetryOptions(initial_delay=3).strategy()(RetryState(2)) == 6
 
 
 def test_the_environment_is_not_read_when_both_values_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
