@@ -1,40 +1,59 @@
-"""What ``@retry`` costs a call that succeeds, beside tenacity's ``@retry`` in the same run.
+"""What retryq's retry forms cost a call that succeeds, beside tenacity's equivalents in the same run.
 
-A trivial function is timed plain, under retryq's ``@retry()`` and under
-``@tenacity.retry(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=1, max=60))``;
-the overhead is each one's time per call minus the plain call's. Each figure is the best of
-several timeit runs: the fastest run is the one least disturbed by the rest of the machine.
+Each case pairs a retryq form with the tenacity code a user would write for the same thing,
+both with the same policy (3 attempts, exponential wait of 1 s doubling up to 60 s):
 
-The block form (``for attempt in retrying(): with attempt: ...``) and ``async def`` functions
-are measured the same way. A coroutine that never suspends is driven with ``send(None)``, so
-no event loop is timed.
+- a decorated function: ``@retry()`` / ``@tenacity.retry(...)``, decorated once as in real code;
+- a block, loop built per call: ``for attempt in retrying():`` / ``for attempt in
+  tenacity.Retrying(...):`` written inside the function, as most code does;
+- a block, loop reused: both loops built once, at module level, and iterated on each call;
+- a function called through a context: ``RetryContext().call(f)`` / ``tenacity.Retrying(...)(f)``,
+  built per call and reused;
+- an ``async def`` function, decorated (a coroutine that never suspends is driven with
+  ``send(None)``, so no event loop is timed).
 
-Target: retryq's overhead at most half of tenacity's. tenacity is needed only here:
-``pip install tenacity``.
+Each run times a batch of calls of the plain function, then of both sides, in alternating order
+(plain, A, B; then plain, B, A), so that a neighbour's burst or a CPU frequency change weighs on
+both sides alike. A side's overhead in a run is its time per call minus the plain call's in the
+same run; the table gives the medians over all runs, and the min / median / max of the time per
+call. Target: retryq's overhead at most half of tenacity's. tenacity is needed only here:
+``pip install tenacity`` (``make bench`` installs it).
 """
 
 from __future__ import annotations
 
+import platform
 import statistics
 import sys
-import timeit
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from _common import header, table
 
 from retryq import __version__
-from retryq.inprocess import retry, retrying
+from retryq.inprocess import RetryContext, retry, retrying
 
-RUNS = 7
+RUNS = 21  # pairs of batches per case
+BATCH_SECONDS = 0.05  # each batch lasts about this long
 
 
-def per_call(stmt: Callable[[], object]) -> tuple[float, float]:
-    """Best and median seconds per call of ``stmt`` over RUNS timeit runs."""
-    timer = timeit.Timer("stmt()", globals={"stmt": stmt})
-    number, _ = timer.autorange()  # enough calls for one run to last at least 0.2 s
-    runs = [elapsed / number for elapsed in timer.repeat(repeat=RUNS, number=number)]
-    return min(runs), statistics.median(runs)
+def calibrate(stmt: Callable[[], object]) -> int:
+    """How many calls make one batch of about BATCH_SECONDS."""
+    number = 1
+    while True:
+        elapsed = batch(stmt, number) * number
+        if elapsed >= BATCH_SECONDS / 4:
+            return max(1, round(number * BATCH_SECONDS / elapsed))
+        number *= 4
+
+
+def batch(stmt: Callable[[], object], number: int) -> float:
+    """Seconds per call over ``number`` calls."""
+    start = time.perf_counter()
+    for _ in range(number):
+        stmt()
+    return (time.perf_counter() - start) / number
 
 
 def drive(factory: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], object]:
@@ -60,6 +79,94 @@ async def trivial_async(x: int = 1) -> int:
     return x + 1
 
 
+Case = tuple[str, Callable[[], object], Callable[[], object], Callable[[], object]]
+
+
+def cases(tenacity: Any) -> list[Case]:
+    def policy() -> dict[str, Any]:
+        return {"stop": tenacity.stop_after_attempt(3), "wait": tenacity.wait_exponential(multiplier=1, max=60)}
+
+    ours = retry()(trivial)
+    theirs = tenacity.retry(**policy())(trivial)
+    ours_async = retry()(trivial_async)
+    theirs_async = tenacity.retry(**policy())(trivial_async)
+    loop = retrying()
+    their_loop = tenacity.Retrying(**policy())
+    context = RetryContext()
+
+    def block_plain() -> int:
+        return trivial()
+
+    def block_ours_per_call() -> int:
+        for attempt in retrying():
+            with attempt:
+                result = trivial()
+        return result
+
+    def block_theirs_per_call() -> int:
+        for attempt in tenacity.Retrying(**policy()):
+            with attempt:
+                result = trivial()
+        return result
+
+    def block_ours_reused() -> int:
+        for attempt in loop:
+            with attempt:
+                result = trivial()
+        return result
+
+    def block_theirs_reused() -> int:
+        for attempt in their_loop:
+            with attempt:
+                result = trivial()
+        return result
+
+    def call_ours_per_call() -> int:
+        return RetryContext().call(trivial)
+
+    def call_theirs_per_call() -> object:
+        return tenacity.Retrying(**policy())(trivial)
+
+    def call_ours_reused() -> int:
+        return context.call(trivial)
+
+    def call_theirs_reused() -> object:
+        return their_loop(trivial)
+
+    return [
+        ("@retry on a function", trivial, ours, theirs),
+        ("block, retrying() / Retrying() built per call", block_plain, block_ours_per_call, block_theirs_per_call),
+        ("block, loop built once and reused", block_plain, block_ours_reused, block_theirs_reused),
+        ("RetryContext().call(f) / Retrying()(f), built per call", trivial, call_ours_per_call, call_theirs_per_call),
+        ("ctx.call(f) / r(f), context built once and reused", trivial, call_ours_reused, call_theirs_reused),
+        ("@retry on an async def", drive(trivial_async), drive(ours_async), drive(theirs_async)),
+    ]
+
+
+def measure(plain: Callable[[], object], ours: Callable[[], object], theirs: Callable[[], object]) -> dict[str, Any]:
+    """Interleaved runs of the three; seconds per call of each, and each side's overhead, per run."""
+    stmts = {"plain": plain, "ours": ours, "theirs": theirs}
+    numbers = {name: calibrate(stmt) for name, stmt in stmts.items()}
+    times: dict[str, list[float]] = {name: [] for name in stmts}
+    for run in range(RUNS):
+        # A, B then B, A: whichever side runs second in a pair, the other does in the next.
+        for name in ("plain", "ours", "theirs") if run % 2 == 0 else ("plain", "theirs", "ours"):
+            times[name].append(batch(stmts[name], numbers[name]))
+    over = {
+        side: [spent - base for spent, base in zip(times[side], times["plain"], strict=True)]
+        for side in ("ours", "theirs")
+    }
+    return {"times": times, "over": over, "numbers": numbers}
+
+
+def spread(values: list[float]) -> str:
+    """min / median / max in nanoseconds, or microseconds past 10 µs."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    if mid >= 10e-6:
+        return f"{low * 1e6:.1f} / {mid * 1e6:.1f} / {high * 1e6:.1f} µs"
+    return f"{low * 1e9:.0f} / {mid * 1e9:.0f} / {high * 1e9:.0f} ns"
+
+
 def main() -> None:
     try:
         import tenacity
@@ -67,62 +174,38 @@ def main() -> None:
         print("tenacity is not installed: pip install tenacity (it is needed only for this comparison)")
         sys.exit(0)
 
-    policy: dict[str, Any] = {
-        "stop": tenacity.stop_after_attempt(3),
-        "wait": tenacity.wait_exponential(multiplier=1, max=60),
-    }
-    ours = retry()(trivial)
-    theirs = tenacity.retry(**policy)(trivial)
-    ours_async = retry()(trivial_async)
-    theirs_async = tenacity.retry(**policy)(trivial_async)
-    loop = retrying()
-
-    def plain_block() -> int:
-        return trivial()
-
-    def ours_block() -> int:
-        for attempt in loop:
-            with attempt:
-                result = trivial()
-        return result
-
-    def theirs_block() -> int:
-        for attempt in tenacity.Retrying(**policy):
-            with attempt:
-                result = trivial()
-        return result
-
-    groups: list[tuple[str, Callable[[], object], Callable[[], object], Callable[[], object]]] = [
-        ("decorated function", trivial, ours, theirs),
-        ("block (retrying() / tenacity.Retrying)", plain_block, ours_block, theirs_block),
-        ("async def, decorated", drive(trivial_async), drive(ours_async), drive(theirs_async)),
-    ]
-
     header(f"Overhead of a successful call: retryq {__version__} beside tenacity {tenacity_version()}")
-    print(f"best of {RUNS} timeit runs of at least 0.2 s each; median in brackets\n")
+    print(
+        f"Python {platform.python_version()} ({platform.python_implementation()}); {RUNS} interleaved runs per case, "
+        f"each a batch of about {BATCH_SECONDS * 1000:.0f} ms per side; medians of paired differences\n"
+    )
+    print("tenacity's side: stop_after_attempt(3), wait_exponential(multiplier=1, max=60); retryq's defaults\n")
     rows = []
-    for label, plain, retryq_call, tenacity_call in groups:
-        base, base_median = per_call(plain)
-        ours_time, ours_median = per_call(retryq_call)
-        theirs_time, theirs_median = per_call(tenacity_call)
-        ours_over = (ours_time - base) * 1e9
-        theirs_over = (theirs_time - base) * 1e9
+    for label, plain, ours, theirs in cases(tenacity):
+        found = measure(plain, ours, theirs)
+        ours_over = statistics.median(found["over"]["ours"])
+        theirs_over = statistics.median(found["over"]["theirs"])
+        ratio = ours_over / theirs_over
         rows.append(
             [
                 label,
-                f"{base * 1e9:.0f} ({base_median * 1e9:.0f})",
-                f"{ours_over:.0f} ({(ours_median - base_median) * 1e9:.0f})",
-                f"{theirs_over:.0f} ({(theirs_median - base_median) * 1e9:.0f})",
-                f"{ours_over / theirs_over:.3f}",
-                "met" if ours_over <= theirs_over / 2 else "NOT met",
+                f"{statistics.median(found['times']['plain']) * 1e9:.0f} ns",
+                spread(found["times"]["ours"]),
+                spread(found["times"]["theirs"]),
+                f"{ours_over * 1e9:.0f} ns",
+                f"{theirs_over * 1e9:.0f} ns",
+                f"{ratio:.3f}",
+                "met" if ratio <= 0.5 else "NOT met",
             ]
         )
     table(
         [
-            "call",
-            "plain ns/call",
-            "retryq overhead ns",
-            "tenacity overhead ns",
+            "case",
+            "plain, median",
+            "retryq per call, min / median / max",
+            "tenacity per call, min / median / max",
+            "retryq overhead",
+            "tenacity overhead",
             "retryq / tenacity",
             "target ≤ 0.5",
         ],

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 # and `import retryq` stays cheap for a fetcher that only schedules.
 _EXPORTS = {
     "Attempt": "models",
+    "BackoffStrategy": "backoff",
     "Config": "config",
     "ConfigError": "errors",
+    "ExceptionFilter": "recoverable",
     "InvalidInput": "errors",
     "Job": "models",
     "JobNotFound": "errors",
@@ -35,6 +37,9 @@ _EXPORTS = {
     "Processor": "processor",
     "QueueCorrupt": "errors",
     "RetryAttempt": "inprocess",
+    "RetryContext": "inprocess",
+    "RetryManager": "inprocess",
+    "RetryOptions": "policy",
     "Retrying": "inprocess",
     "RetryQueue": "queue",
     "RetryState": "backoff",
@@ -47,12 +52,12 @@ _EXPORTS = {
     "defer": "inprocess",
     "exponential": "backoff",
     "fixed": "backoff",
-    "is_recoverable": "inprocess",
+    "is_recoverable": "recoverable",
     "jitter": "backoff",
     "linear": "backoff",
     "load_config": "config",
     "retry": "inprocess",
-    "retry_after": "inprocess",
+    "retry_after": "recoverable",
     "retrying": "inprocess",
 }
 
@@ -71,7 +76,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .backoff import RetryState, constant, exponential, fixed, jitter, linear
+    from .backoff import BackoffStrategy, RetryState, constant, exponential, fixed, jitter, linear
     from .config import Config, WorkflowSettings, load_config
     from .errors import (
         ConfigError,
@@ -83,17 +88,21 @@ if TYPE_CHECKING:
         RetryqError,
         StoreIOError,
     )
-    from .inprocess import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
+    from .inprocess import RetryAttempt, RetryContext, Retrying, RetryManager, defer, retry, retrying
     from .jsonstore import JsonFileStore
     from .models import Attempt, Job, JobStatus, Outcome
+    from .policy import RetryOptions
     from .processor import Processor, ProcessReport
     from .queue import RetryQueue, ScheduleResult
+    from .recoverable import ExceptionFilter, is_recoverable, retry_after
     from .store import MemoryStore, Store
 
 __all__ = [
     "Attempt",
+    "BackoffStrategy",
     "Config",
     "ConfigError",
+    "ExceptionFilter",
     "InvalidInput",
     "Job",
     "JobNotFound",
@@ -107,6 +116,9 @@ __all__ = [
     "Processor",
     "QueueCorrupt",
     "RetryAttempt",
+    "RetryContext",
+    "RetryManager",
+    "RetryOptions",
     "RetryQueue",
     "RetryState",
     "Retrying",

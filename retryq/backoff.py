@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "Backoff",
+    "BackoffStrategy",
     "RetryState",
     "constant",
     "exponential",
@@ -157,3 +158,33 @@ class jitter(Backoff):  # noqa: N801
 
     def __repr__(self) -> str:
         return f"jitter({self.max:g})"
+
+
+def _attempt_number(attempt: int) -> RetryState:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"attempt counts the failed attempts from 1, not {attempt!r}")
+    return RetryState(attempt)
+
+
+class BackoffStrategy:
+    """The strategies above as plain functions of the attempt number, for code that wants a number.
+
+    ``attempt`` is the attempt that just failed, counted from 1: the wait after attempt 1 is the
+    initial delay, so ``exponential`` gives 1 s, 2 s, 4 s for attempts 1, 2, 3. To choose how
+    ``@retry`` waits, pass a strategy object instead: ``backoff=linear(initial=1, increment=1)``.
+    """
+
+    @staticmethod
+    def exponential(attempt: int, initial_delay: float = 1.0, factor: float = 2.0, max_delay: float = 60.0) -> float:
+        """``initial_delay × factor^(attempt-1)``, at most ``max_delay``: 1, 2, 4, 8... by default."""
+        return exponential(initial=initial_delay, factor=factor, max=max_delay)(_attempt_number(attempt))
+
+    @staticmethod
+    def linear(attempt: int, increment: float = 1.0, max_delay: float = 60.0) -> float:
+        """``increment × attempt``, at most ``max_delay``: 1, 2, 3, 4... by default."""
+        return linear(initial=increment, increment=increment, max=max_delay)(_attempt_number(attempt))
+
+    @staticmethod
+    def constant(delay: float = 1.0) -> float:
+        """``delay``, whatever the attempt."""
+        return constant(delay)(RetryState(1))

@@ -1,18 +1,22 @@
-"""Retrying in-process: the ``@retry`` decorator, the ``retrying()`` loop, and which errors deserve a retry.
+"""Retrying in-process: ``@retry``, ``RetryContext`` (``retrying()``), ``RetryManager``, and ``defer`` to the queue.
 
 This is for failures that pass within seconds: a refused connection, a timeout, a 503. When the
 source needs an hour to settle, sleeping in the process is the wrong tool; hand the work over to
-the deferred queue instead, with ``on_exhausted=defer(queue, client, date)``.
+the deferred queue instead, with ``on_exhausted=defer(queue)``.
 
 The waits come from the same strategies as the queue's (:mod:`retryq.backoff`); by default
-``exponential(initial=1, factor=2, max=60)``: 1 s, 2 s, 4 s after attempts 1, 2 and 3.
+``exponential(initial=1, factor=2, max=60)``: 1 s, 2 s, 4 s after attempts 1, 2 and 3. Every
+form takes the options of :class:`~retryq.policy.RetryOptions`.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "RECOVERABLE_STATUS_CODES",
+    "Deferral",
     "RetryAttempt",
+    "RetryContext",
+    "RetryManager",
     "RetryOptions",
     "Retrying",
     "defer",
@@ -24,308 +28,64 @@ __all__ = [
 
 import functools
 import logging
-import math
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import timedelta
+from types import CoroutineType, MappingProxyType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from .backoff import Backoff, RetryState, exponential
-from .errors import RetryqError
-from .timeutil import format_utc, to_utc
+from .errors import InvalidInput, RetryqError
+from .policy import Call, Escalation, RetryOptions, _decorator_options, _method_takes_options, _takes_options
+from .recoverable import RECOVERABLE_STATUS_CODES, is_recoverable, retry_after
+from .timeutil import format_utc
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from typing_extensions import Unpack  # typing.Unpack from Python 3.11; annotations only
 
     from .queue import RetryQueue
 
 logger = logging.getLogger("retryq.retry")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
-OnRetry = Callable[[int, float, BaseException], object]
-OnExhausted = Callable[[BaseException, int], object]
-RetryIf = Callable[[BaseException], bool]
-Sleep = Callable[[float], Any]
-
-#: HTTP statuses worth another try: rate limiting and server-side failures that usually pass.
-RECOVERABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
-
-_TIMEOUT_SUFFIXES = ("Timeout", "TimeoutError", "TimeoutException")
-_MAX_DEPTH = 5  # how deep into wrapped causes is_recoverable looks
-_CONNECTION_MARKERS = ("ConnectionError", "ConnectError")
-
-ENV_MAX_ATTEMPTS = "RETRY_MAX_ATTEMPTS"
-ENV_BACKOFF_FACTOR = "RETRY_BACKOFF_FACTOR"
-
-
-# -- the policy: validated once, consulted only after a failure ----------------------------------
-
-
-class _Policy:
-    """What to do after a failed attempt; built and validated once, when a function is decorated."""
-
-    __slots__ = (
-        "backoff",
-        "exceptions",
-        "max_attempts",
-        "max_delay",
-        "on_exhausted",
-        "on_retry",
-        "respect_retry_after",
-        "retry_if",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_attempts: int,
-        backoff: Callable[[RetryState], float],
-        max_delay: float,
-        exceptions: tuple[type[Exception], ...],
-        retry_if: RetryIf | None,
-        on_retry: OnRetry | None,
-        on_exhausted: OnExhausted | None,
-        respect_retry_after: bool,
-    ) -> None:
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_delay = max_delay
-        self.exceptions = exceptions
-        self.retry_if = retry_if
-        self.on_retry = on_retry
-        self.on_exhausted = on_exhausted
-        self.respect_retry_after = respect_retry_after
-
-    def after_failure(self, exc: BaseException, attempt: int, name: str) -> float | None:
-        """The wait before attempt ``attempt + 1``, or None when ``exc`` must propagate now."""
-        if self.retry_if is not None and not self.retry_if(exc):
-            return None
-        if attempt >= self.max_attempts:
-            logger.error("%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
-            self._exhausted(exc, attempt)
-            return None
-        delay = min(self.backoff(RetryState(attempt)), self.max_delay)
-        if self.respect_retry_after:
-            asked = retry_after(exc)
-            if asked is not None:
-                if asked > self.max_delay:
-                    logger.error(
-                        "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
-                        name,
-                        attempt,
-                        self.max_attempts,
-                        exc,
-                        asked,
-                        self.max_delay,
-                    )
-                    self._exhausted(exc, attempt)
-                    return None
-                delay = max(delay, asked)
-        logger.warning("%s: attempt %d/%d failed: %r; retrying in %.2fs", name, attempt, self.max_attempts, exc, delay)
-        if self.on_retry is not None:
-            self.on_retry(attempt, delay, exc)
-        return delay
-
-    def _exhausted(self, exc: BaseException, attempts: int) -> None:
-        if self.on_exhausted is not None:
-            self.on_exhausted(exc, attempts)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _env_max_attempts() -> int | None:
-    text = os.environ.get(ENV_MAX_ATTEMPTS, "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{ENV_MAX_ATTEMPTS} must be an integer >= 1, not {text!r}")
-    return value
-
-
-def _env_backoff_factor() -> float | None:
-    text = os.environ.get(ENV_BACKOFF_FACTOR, "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 1 <= value < math.inf:  # also refuses NaN
-        raise ValueError(f"{ENV_BACKOFF_FACTOR} must be a finite number >= 1, not {text!r}")
-    return value
-
-
-class RetryOptions(TypedDict, total=False):
-    """The options :func:`retry` and :func:`retrying` share (see :func:`retry` for each)."""
-
-    max_attempts: int | None
-    backoff_factor: float | None
-    initial_delay: float
-    max_delay: float
-    exceptions: ExceptionTypes
-    on_retry: OnRetry | None
-    retry_if: RetryIf | None
-    backoff: Backoff | Callable[[RetryState], float] | None
-    on_exhausted: OnExhausted | None
-    respect_retry_after: bool
-
-
-def _build_policy(
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Callable[[RetryState], float] | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-) -> _Policy:
-    if max_attempts is None:
-        max_attempts = _env_max_attempts() or 3
-    elif not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-        raise ValueError(f"max_attempts must be an integer >= 1, not {max_attempts!r}")
-    if backoff_factor is None:
-        backoff_factor = _env_backoff_factor() or 2.0
-    elif not _is_number(backoff_factor) or not 1 <= backoff_factor < math.inf:  # also refuses NaN
-        raise ValueError(f"backoff_factor must be a finite number >= 1, not {backoff_factor!r}")
-
-    if not _is_number(initial_delay) or not 0 <= initial_delay < math.inf:
-        raise ValueError(f"initial_delay must be a finite number of seconds >= 0, not {initial_delay!r}")
-    if not _is_number(max_delay) or not max_delay >= 0:  # infinity is allowed: no cap
-        raise ValueError(f"max_delay must be a number of seconds >= 0, not {max_delay!r}")
-    if max_delay < initial_delay:
-        raise ValueError(f"max_delay ({max_delay!r}) must not be less than initial_delay ({initial_delay!r})")
-
-    classes = exceptions if isinstance(exceptions, tuple) else (exceptions,)
-    # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
-    if not classes or not all(isinstance(cls, type) and issubclass(cls, Exception) for cls in classes):
-        raise ValueError(
-            f"exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
-            f"not {exceptions!r}"
-        )
-
-    for name, callback in (
-        ("on_retry", on_retry),
-        ("on_exhausted", on_exhausted),
-        ("retry_if", retry_if),
-        ("backoff", backoff),
-    ):
-        if callback is not None and not callable(callback):
-            raise ValueError(f"{name} must be callable, not {callback!r}")
-
-    if backoff is None:
-        backoff = exponential(initial=initial_delay, factor=backoff_factor, max=max_delay)
-    return _Policy(
-        max_attempts=max_attempts,
-        backoff=backoff,
-        max_delay=float(max_delay),
-        exceptions=classes,
-        retry_if=retry_if,
-        on_retry=on_retry,
-        on_exhausted=on_exhausted,
-        respect_retry_after=respect_retry_after,
-    )
-
-
-def _check_sleep(sleep: Sleep | None) -> None:
-    if sleep is not None and not callable(sleep):
-        raise ValueError(f"sleep must be callable, not {sleep!r}")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 # -- the decorator ---------------------------------------------------------------------------------
 
 
-@overload
-def retry(func: _F, /) -> _F: ...
-
-
-@overload
-def retry(
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Backoff | Callable[[RetryState], float] | None = None,
-    sleep: Sleep | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-) -> Callable[[_F], _F]: ...
-
-
-def retry(
-    func: Callable[..., Any] | None = None,
-    /,
-    *,
-    max_attempts: int | None = None,
-    backoff_factor: float | None = None,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: ExceptionTypes = (Exception,),
-    on_retry: OnRetry | None = None,
-    retry_if: RetryIf | None = None,
-    backoff: Backoff | Callable[[RetryState], float] | None = None,
-    sleep: Sleep | None = None,
-    on_exhausted: OnExhausted | None = None,
-    respect_retry_after: bool = True,
-) -> Any:
+@_decorator_options(RetryOptions)
+def retry(func: object = None, /, **options: Any) -> Any:
     """Call the function again when it raises one of ``exceptions``, up to ``max_attempts`` calls in all.
 
-    ``max_attempts`` and ``backoff_factor`` default to ``$RETRY_MAX_ATTEMPTS`` and
-    ``$RETRY_BACKOFF_FACTOR``, else 3 and 2.0; both are read once, here. ``max_delay`` caps every
-    wait, a custom ``backoff``'s too. Works on ``async def`` functions (``sleep`` must then return
-    an awaitable). When attempts run out, ``on_exhausted(exc, attempts)`` is called and the last
-    exception is re-raised.
+    Bare (``@retry``) or with the options of :class:`~retryq.policy.RetryOptions`, checked now;
+    the environment is read now too, never on each call. Works on ``async def`` functions
+    (``sleep`` must then return an awaitable). When attempts run out, ``on_exhausted(exc,
+    attempts)`` is called and the last exception is re-raised.
     """
-    _check_sleep(sleep)
-    policy = _build_policy(
-        max_attempts=max_attempts,
-        backoff_factor=backoff_factor,
-        initial_delay=initial_delay,
-        max_delay=max_delay,
-        exceptions=exceptions,
-        on_retry=on_retry,
-        retry_if=retry_if,
-        backoff=backoff,
-        on_exhausted=on_exhausted,
-        respect_retry_after=respect_retry_after,
-    )
+    return _retry_from(None, func, **options)
 
-    def decorate(function: _F) -> _F:
-        return _wrap(function, policy, sleep)
 
+def _retry_from(base: RetryOptions | None, func: object = None, /, **changes: Any) -> Any:
+    if func is not None and not callable(func):
+        hint = f"max_attempts={func!r}" if isinstance(func, int) and not isinstance(func, bool) else "max_attempts=3"
+        raise TypeError(f"retry() takes its options by keyword: write @retry({hint}), not @retry({func!r})")
+    options = RetryOptions(**changes) if base is None else base.copy(**changes)
     if func is None:
-        return decorate
-    if not callable(func):
-        raise TypeError(f"retry() takes its options by keyword, as in @retry(max_attempts=3), not {func!r}")
-    return decorate(func)
+        return functools.partial(_wrap, options=options)
+    return _wrap(func, options=options)
 
 
-def _wrap(func: _F, policy: _Policy, sleep: Sleep | None) -> _F:
+def _wrap(func: _F, *, options: RetryOptions) -> _F:
     import inspect  # here, not at the top: `import retryq` stays fast for the CLI
 
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         raise TypeError(f"retry cannot re-run {func!r}: a generator fails while it is consumed, not when called")
-    name = getattr(func, "__qualname__", None) or repr(func)
-    catch = policy.exceptions
-    after_failure = policy.after_failure
+    options.check_escalation(func)
+    name = options.name or getattr(func, "__qualname__", None) or repr(func)
+    catch = options.exceptions
+    after_failure = options.after_failure
+    sleep = options.sleep
 
     # The success path is one try block around the call: everything else waits for a failure.
     if inspect.iscoroutinefunction(func):
@@ -342,7 +102,7 @@ def _wrap(func: _F, policy: _Policy, sleep: Sleep | None) -> _F:
                 try:
                     return await func(*args, **kwargs)
                 except catch as exc:
-                    delay = after_failure(exc, attempt, name)
+                    delay = after_failure(exc, attempt, name, (func, args, kwargs))
                     if delay is None:
                         raise
                 # Outside the except block, so that an interruption while asleep is not reported
@@ -361,7 +121,7 @@ def _wrap(func: _F, policy: _Policy, sleep: Sleep | None) -> _F:
             try:
                 return func(*args, **kwargs)
             except catch as exc:
-                delay = after_failure(exc, attempt, name)
+                delay = after_failure(exc, attempt, name, (func, args, kwargs))
                 if delay is None:
                     raise
             pause(delay)
@@ -376,11 +136,11 @@ _RUNNING, _SUCCEEDED, _RETRY, _GAVE_UP = range(4)
 
 
 class RetryAttempt:
-    """One attempt of a :func:`retrying` loop; its block runs inside ``with attempt:``."""
+    """One attempt of a :class:`RetryContext` loop; its block runs inside ``with attempt:``."""
 
     __slots__ = ("_delay", "_name", "_policy", "_state", "number")
 
-    def __init__(self, number: int, policy: _Policy, name: str) -> None:
+    def __init__(self, number: int, policy: RetryOptions, name: str) -> None:
         self.number = number
         self._policy = policy
         self._name = name
@@ -418,19 +178,40 @@ class RetryAttempt:
         return None
 
 
-class Retrying:
-    """Attempts to iterate over, with ``for`` or ``async for``; reusable, each loop starts again at 1."""
+class RetryContext:
+    """Retry a block of code: ``for attempt in RetryContext(): with attempt: ...``, or ``ctx.call(fn, ...)``.
 
-    def __init__(self, policy: _Policy, sleep: Sleep | None, name: str) -> None:
-        self._policy = policy
-        self._sleep = sleep
-        self._name = name
+    A ``with`` statement alone cannot retry: its body runs once, and ``__exit__`` may swallow an
+    exception but never run the body again. So ``with RetryContext() as ctx:`` retries only what
+    goes through ``ctx.call``; an exception raised in the body itself propagates unchanged, with
+    a note saying it was not retried. The loop form runs the block again (``async for`` in async
+    code). Takes the options of :func:`retry`; reusable, each loop or call starts at attempt 1.
+    """
+
+    __slots__ = ("options",)
+
+    @_method_takes_options(RetryOptions)
+    def __init__(self, **options: Any) -> None:
+        self.options = RetryOptions(**options)
+        self.options.check_escalation(None)
+
+    @classmethod
+    def _of(cls, options: RetryOptions) -> RetryContext:
+        options.check_escalation(None)
+        context = cls.__new__(cls)
+        context.options = options
+        return context
+
+    def __repr__(self) -> str:
+        return f"RetryContext({self.options!r})"
 
     def __iter__(self) -> Iterator[RetryAttempt]:
-        pause = time.sleep if self._sleep is None else self._sleep
+        options = self.options
+        name = options.name or "block"
+        pause = time.sleep if options.sleep is None else options.sleep
         number = 1
         while True:
-            attempt = RetryAttempt(number, self._policy, self._name)
+            attempt = RetryAttempt(number, options, name)
             yield attempt
             delay = attempt._next()
             if delay is None:
@@ -442,15 +223,17 @@ class Retrying:
         return self._attempts_async()
 
     async def _attempts_async(self) -> AsyncIterator[RetryAttempt]:
-        if self._sleep is None:
+        options = self.options
+        name = options.name or "block"
+        if options.sleep is None:
             import asyncio
 
             nap: Callable[[float], Awaitable[object]] = asyncio.sleep
         else:
-            nap = self._sleep
+            nap = options.sleep
         number = 1
         while True:
-            attempt = RetryAttempt(number, self._policy, self._name)
+            attempt = RetryAttempt(number, options, name)
             yield attempt
             delay = attempt._next()
             if delay is None:
@@ -458,162 +241,239 @@ class Retrying:
             await nap(delay)
             number += 1
 
+    def call(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)``, called again after each failure the options allow; its result."""
+        options = self.options
+        name = options.name or getattr(fn, "__qualname__", None) or repr(fn)
+        catch = options.exceptions
+        pause = time.sleep if options.sleep is None else options.sleep
+        attempt = 1
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except catch as exc:
+                delay = options.after_failure(exc, attempt, name)
+                if delay is None:
+                    raise
+            else:
+                if isinstance(result, CoroutineType):
+                    # Its failures would come when awaited, out of reach: refuse rather than not retry.
+                    result.close()
+                    raise TypeError(
+                        f"call() cannot retry {name}: it is async; use `async for attempt in RetryContext(...)`"
+                    )
+                return result
+            pause(delay)
+            attempt += 1
 
-def retrying(*, sleep: Sleep | None = None, name: str = "block", **options: Unpack[RetryOptions]) -> Retrying:
-    """Retry a block of code: ``for attempt in retrying(): with attempt: ...`` (``async for`` in async code).
+    def __enter__(self) -> RetryContext:
+        return self
 
-    A plain ``with`` statement cannot do this: its body runs once, and ``__exit__`` may swallow an
-    exception but never run the body again. The loop runs it again; ``with attempt:`` tells the loop
-    how the attempt went. The options are those of :func:`retry`; ``name`` labels the log lines.
-    When attempts run out, the last exception leaves the ``with`` block and ends the loop.
-    """
-    _check_sleep(sleep)
-    return Retrying(_build_policy(**options), sleep, name)
-
-
-# -- which errors are worth a retry ------------------------------------------------------------------
-
-
-def _attr(obj: object, name: str) -> Any:
-    # Some clients compute these attributes and raise when they are missing (httpx's `.request`);
-    # a question asked while handling a failure must not raise a second error over the first.
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        # Never swallowed (None, not True): the body's exception goes on as it was raised.
+        if isinstance(exc, self.options.exceptions) and not _came_through_call(traceback):
+            notes = getattr(exc, "__notes__", ())
+            add_note = getattr(exc, "add_note", None)  # Python 3.11+
+            if add_note is not None and _NOT_RETRIED not in notes:
+                add_note(_NOT_RETRIED)
 
 
-def _status_code(exc: BaseException) -> int | None:
-    response = _attr(exc, "response")
-    for source in (exc, response):
-        if source is None:
-            continue
-        for name in ("status_code", "status"):
-            value = _attr(source, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-    return None
+#: The name :func:`retrying` returned before :class:`RetryContext` took over its loop.
+Retrying = RetryContext
+
+_NOT_RETRIED = (
+    "retryq: RetryContext did not retry this: the body of a with statement runs once. "
+    "Retry a block with `for attempt in RetryContext(...): with attempt: ...`, "
+    "or a function with `ctx.call(function, *args)`."
+)
 
 
-def is_recoverable(exc: BaseException, *, _depth: int = 0) -> bool:
-    """Whether ``exc`` is a timeout, a connection failure or an HTTP 429/500/502/503/504: worth a retry.
-
-    Libraries are recognised by their class names (``requests.Timeout``, ``httpx.ConnectError``),
-    so none of them is imported. Other client errors (400, 401, 403, 404...) are never recoverable.
-    """
-    depth = _depth
-    status = _status_code(exc)
-    if status is not None:
-        if status in RECOVERABLE_STATUS_CODES:
+def _came_through_call(traceback: TracebackType | None) -> bool:
+    """Whether the exception left RetryContext.call, which already retried it as the options allow."""
+    while traceback is not None:
+        if traceback.tb_frame.f_code is RetryContext.call.__code__:
             return True
-        if 400 <= status < 500:
-            return False
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True
-    for cls in type(exc).__mro__:
-        name = cls.__name__
-        if name.endswith(_TIMEOUT_SUFFIXES) or any(marker in name for marker in _CONNECTION_MARKERS):
-            return True
-    # Wrappers carry the real failure inside: urllib's URLError in `.reason`, others in `__cause__`.
-    inner = _attr(exc, "reason")
-    if not isinstance(inner, BaseException):
-        inner = exc.__cause__
-    if isinstance(inner, BaseException) and depth < _MAX_DEPTH:
-        return is_recoverable(inner, _depth=depth + 1)
+        traceback = traceback.tb_next
     return False
 
 
-def _header(headers: object, wanted: str) -> object:
-    if headers is None:
-        return None
-    get = _attr(headers, "get")
-    if callable(get):
-        try:
-            value = get(wanted)
-        except Exception:
-            value = None
-        if value is not None:
-            return value
-    items = _attr(headers, "items")
-    if callable(items):
-        lowered = wanted.lower()
-        try:
-            for key, value in items():
-                text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-                if text.lower() == lowered:
-                    return value
-        except Exception:
-            return None
-    return None
+@_takes_options(RetryOptions)
+def retrying(**options: Any) -> RetryContext:
+    """Retry a block of code: ``for attempt in retrying(): with attempt: ...``; the same as :class:`RetryContext`."""
+    return RetryContext(**options)
 
 
-def retry_after(exc: BaseException, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait that the server asked for in a ``Retry-After`` header, or None if it did not ask.
+class RetryManager:
+    """A program's retry defaults in one place: the decorators and contexts it makes start from them.
 
-    The header is looked for on ``exc.response.headers``, then ``exc.headers``; it holds seconds
-    (``120``) or an HTTP date (``Wed, 21 Oct 2015 07:28:00 GMT``, counted from ``now``).
+    ``RetryManager(max_attempts=5)`` builds its :class:`~retryq.policy.RetryOptions` once, reading
+    ``$RETRY_MAX_ATTEMPTS`` and ``$RETRY_BACKOFF_FACTOR`` for what is not given; ``manager.retry``
+    and ``manager.context(...)`` take the same options again to change some for one use.
     """
-    value = _header(_attr(_attr(exc, "response"), "headers"), "Retry-After")
-    if value is None:
-        value = _header(_attr(exc, "headers"), "Retry-After")
-    if value is None:
-        return None
-    text = (value.decode("latin-1") if isinstance(value, bytes) else str(value)).strip()
-    if text.isascii() and text.replace(".", "", 1).isdigit():
-        return float(text)
-    from email.utils import parsedate_to_datetime  # here: only an HTTP date needs the email package
 
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000" means UTC with no claim about local time (RFC 5322)
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc) if now is None else to_utc(now)
-    return max(0.0, (when - current).total_seconds())
+    __slots__ = ("options", "retry")
+
+    @_method_takes_options(RetryOptions)
+    def __init__(self, **options: Any) -> None:
+        self.options = RetryOptions(**options)
+        # An attribute typed as retry itself, rather than a method: it keeps both forms, bare and called.
+        self.retry = _typed_like(retry, functools.partial(_retry_from, self.options))
+
+    def __repr__(self) -> str:
+        return f"RetryManager({self.options!r})"
+
+    @_method_takes_options(RetryOptions)
+    def context(self, **changes: Any) -> RetryContext:
+        """A :class:`RetryContext` with these defaults, changed by ``changes``."""
+        return RetryContext._of(self.options.copy(**changes))
+
+
+def _typed_like(template: _T, value: object) -> _T:
+    return cast(_T, value)
 
 
 # -- escalation to the deferred queue -----------------------------------------------------------------
 
+#: Where :func:`defer` takes the client or the date from: a string; a function of the failed call's
+#: arguments (a mapping of parameter name to value, defaults applied) returning the string; or None,
+#: the call's own argument of that name.
+Source = str | Callable[[Mapping[str, Any]], str] | None
+
 
 def defer(
     queue: RetryQueue,
-    client: str,
-    date: str,
+    client: Source = None,
+    date: Source = None,
     delay: int | str | timedelta = 60,
     *,
     workflow: str | None = None,
-) -> Callable[[BaseException, int], None]:
-    """An ``on_exhausted`` callback that schedules the workflow for ``client`` and ``date`` on ``queue``.
+) -> Deferral:
+    """An ``on_exhausted`` callback that schedules the workflow for the failed call's client and date.
 
-    The failure still propagates: the queue takes over the retrying, the caller still learns that
+    ``defer(queue)`` on ``def fetch(client, date)`` takes both from each call's arguments; a
+    string gives a fixed value, and a function picks it from the arguments. A block has no call,
+    so a loop or :class:`RetryContext` refuses a ``defer`` that needs one when it is built. The
+    failure still propagates: the queue takes over the retrying, the caller still learns that
     this run failed. If the queue cannot take the job, that is logged and the original error wins.
     """
-    # Imported here: pydantic's models are a heavy import for a fetcher that only uses @retry.
-    from .models import validate_client_id, validate_date
-    from .timeutil import parse_delay
+    return Deferral(queue, client, date, delay, workflow=workflow)
 
-    # Checked now rather than after the last attempt, when a typo would be found too late.
-    validate_client_id(client)
-    validate_date(date)
-    parse_delay(delay)
-    queue.config.workflow(workflow)
 
-    def escalate(exc: BaseException, attempts: int) -> None:
-        try:
-            result = queue.schedule(client, date, delay, workflow=workflow)
-        except RetryqError as error:
-            logger.error(
-                "could not defer %s %s to the queue after %d attempt(s): %s; the original error propagates",
-                client,
-                date,
-                attempts,
-                error,
+class Deferral(Escalation):
+    """What :func:`defer` returns: hands the work of an exhausted call over to the deferred queue."""
+
+    __slots__ = ("_client", "_date", "_delay", "_queue", "_workflow")
+
+    def __init__(
+        self, queue: RetryQueue, client: Source, date: Source, delay: int | str | timedelta, *, workflow: str | None
+    ) -> None:
+        # Imported here: pydantic's models are a heavy import for a fetcher that only uses @retry.
+        from .models import validate_client_id, validate_date
+        from .timeutil import parse_delay
+
+        # Checked now rather than after the last attempt, when a typo would be found too late.
+        for name, source, validate in (("client", client, validate_client_id), ("date", date, validate_date)):
+            if isinstance(source, str):
+                validate(source)
+            elif source is not None and not callable(source):
+                raise InvalidInput(
+                    f"{name} must be a string, a function of the call's arguments, or None for the call's "
+                    f"own {name!r} argument, not {source!r}"
+                )
+        parse_delay(delay)
+        queue.config.workflow(workflow)
+        self._queue = queue
+        self._client = client
+        self._date = date
+        self._delay = delay
+        self._workflow = workflow
+
+    def __repr__(self) -> str:
+        def shown(source: Source) -> str:
+            return repr(source) if source is None or isinstance(source, str) else getattr(source, "__name__", "?")
+
+        return f"<defer {shown(self._client)} {shown(self._date)} to {self._queue!r}>"
+
+    def _sources(self) -> tuple[tuple[str, Source], tuple[str, Source]]:
+        return ("client", self._client), ("date", self._date)
+
+    def check(self, func: Callable[..., Any] | None) -> None:
+        needed = [name for name, source in self._sources() if not isinstance(source, str)]
+        if not needed:
+            return
+        if func is None:
+            raise ValueError(
+                f"defer() takes the {' and '.join(needed)} from the arguments of a decorated call, and a "
+                "retrying() or RetryContext block makes no call: give them as strings, as in "
+                "defer(queue, 'acme', '2025-12-19')"
             )
-            # Python 3.11+ shows notes in the traceback, where whoever reads the failure looks first.
-            add_note = getattr(exc, "add_note", None)
-            if add_note is not None:
-                add_note(f"retryq: deferring to the queue failed: {error}")
+        import inspect
+
+        try:
+            parameters = inspect.signature(func).parameters
+        except (TypeError, ValueError):  # no signature to read (some builtins): the call will tell
+            return
+        if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return
+        for name, source in self._sources():
+            if source is None and name not in parameters:
+                raise ValueError(
+                    f"defer() takes the {name} from the argument {name!r} of "
+                    f"{getattr(func, '__qualname__', func)!r}, which has no such parameter: "
+                    f"pass {name}= a string or a function of the call's arguments"
+                )
+
+    def __call__(self, exc: BaseException, attempts: int) -> None:
+        """Schedule the job after a block failed; only for a client and a date given as strings."""
+        if not isinstance(self._client, str) or not isinstance(self._date, str):
+            raise TypeError("this defer() takes values from a decorated call: use it as @retry(on_exhausted=...)")
+        self._schedule(exc, attempts, self._client, self._date)
+
+    def after_call(self, exc: BaseException, attempts: int, call: Call) -> None:
+        if isinstance(self._client, str) and isinstance(self._date, str):
+            self._schedule(exc, attempts, self._client, self._date)
+            return
+        func, args, kwargs = call
+        try:
+            client, date = self._values(func, args, kwargs)
+        except Exception as error:  # a bad picker, a missing argument: the original error still wins
+            what = getattr(func, "__qualname__", None) or repr(func)
+            self._failed(exc, attempts, what, f"{type(error).__name__}: {error}")
+            return
+        self._schedule(exc, attempts, client, date)
+
+    def _values(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        import inspect
+
+        signature = inspect.signature(func)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        extra: Mapping[str, Any] = {}
+        for parameter in signature.parameters.values():
+            if parameter.kind is parameter.VAR_KEYWORD:
+                extra = arguments.get(parameter.name, {})
+        values = []
+        for name, source in self._sources():
+            if isinstance(source, str):
+                values.append(source)
+            elif source is not None:
+                values.append(source(MappingProxyType(arguments)))
+            elif name in arguments:
+                values.append(arguments[name])
+            elif name in extra:
+                values.append(extra[name])
+            else:
+                raise InvalidInput(f"the call has no argument {name!r}")
+        return values[0], values[1]
+
+    def _schedule(self, exc: BaseException, attempts: int, client: Any, date: Any) -> None:
+        try:
+            result = self._queue.schedule(client, date, self._delay, workflow=self._workflow)
+        except RetryqError as error:
+            self._failed(exc, attempts, f"{client} {date}", str(error))
             return
         logger.info(
             "deferred %s %s to the queue after %d attempt(s): job %s %s, executeAt %s",
@@ -625,4 +485,15 @@ def defer(
             format_utc(result.job.execute_at),
         )
 
-    return escalate
+    @staticmethod
+    def _failed(exc: BaseException, attempts: int, what: str, error: str) -> None:
+        logger.error(
+            "could not defer %s to the queue after %d attempt(s): %s; the original error propagates",
+            what,
+            attempts,
+            error,
+        )
+        # Python 3.11+ shows notes in the traceback, where whoever reads the failure looks first.
+        add_note = getattr(exc, "add_note", None)
+        if add_note is not None:
+            add_note(f"retryq: deferring to the queue failed: {error}")

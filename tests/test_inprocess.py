@@ -202,9 +202,11 @@ def test_methods_can_be_decorated(sleeps: list[float]) -> None:
     assert Client().get() == "ok"
 
 
-def test_positional_options_are_refused() -> None:
-    with pytest.raises(TypeError, match="by keyword"):
+def test_positional_options_are_refused_with_the_keyword_to_write() -> None:
+    with pytest.raises(TypeError, match=r"by keyword: write @retry\(max_attempts=3\), not @retry\(3\)"):
         retry(3)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"by keyword: write @retry\(max_attempts=3\), not @retry\('fast'\)"):
+        retry("fast")  # type: ignore[call-overload]
 
 
 def test_generators_are_refused() -> None:
@@ -236,6 +238,13 @@ def test_generators_are_refused() -> None:
         ({"initial_delay": math.inf}, "initial_delay"),
         ({"max_delay": -1}, "max_delay"),
         ({"max_delay": math.nan}, "max_delay"),
+        ({"max_delay": math.inf}, "max_delay"),
+        ({"max_attempts": 101}, "max_attempts must be an integer from 1 to 100, not 101"),
+        ({"backoff_factor": 10.5}, "backoff_factor must be a number from 1 to 10, not 10.5"),
+        ({"initial_delay": 86_401}, r"initial_delay must be a number of seconds from 0 to 86400 \(one day\)"),
+        ({"max_delay": 90_000}, r"max_delay must be a number of seconds from 0 to 86400 \(one day\)"),
+        ({"respect_retry_after": "yes"}, "respect_retry_after"),
+        ({"name": 3}, "name"),
         ({"initial_delay": 10, "max_delay": 5}, r"max_delay \(5\) must not be less than initial_delay \(10\)"),
         ({"exceptions": ()}, "exceptions"),
         ({"exceptions": ValueError("x")}, "exceptions"),
@@ -254,6 +263,13 @@ def test_nonsense_is_refused_when_decorating(options: dict[str, Any], message: s
         retry(**options)
     with pytest.raises(ValueError, match=message):
         retrying(**options)
+
+
+def test_the_limits_themselves_are_accepted(sleeps: list[float]) -> None:
+    flaky = failing(99)
+    options = {"max_attempts": 100, "backoff_factor": 10, "initial_delay": 86_400, "max_delay": 86_400}
+    assert retry(sleep=sleeps.append, **options)(flaky)() == "ok"
+    assert sleeps == [86_400] * 99
 
 
 def test_environment_supplies_attempts_and_factor(monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> None:
@@ -303,6 +319,8 @@ def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch, slee
         ("RETRY_BACKOFF_FACTOR", "0.5"),
         ("RETRY_BACKOFF_FACTOR", "nan"),
         ("RETRY_BACKOFF_FACTOR", "inf"),
+        ("RETRY_MAX_ATTEMPTS", "101"),
+        ("RETRY_BACKOFF_FACTOR", "12"),
     ],
 )
 def test_invalid_environment_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -550,6 +568,18 @@ class NewConnectionError(Exception):  # urllib3
     pass
 
 
+class RateLimitError(Exception):  # the name most API clients give a 429 they turned into an exception
+    pass
+
+
+class TooManyRequests(Exception):  # werkzeug's, among others
+    pass
+
+
+class ClientRateLimited(RateLimitError):
+    pass
+
+
 class HTTPError(Exception):
     """Carries a status the way a client library would: on itself or on its response."""
 
@@ -601,6 +631,12 @@ STATUS_CARRIER_IDS = ["status_code", "status", "response.status_code", "response
         (BrokenPipeError(), True),
         (ConnectError(), True),
         (NewConnectionError(), True),
+        (RateLimitError("slow down"), True),
+        (TooManyRequests(), True),
+        (ClientRateLimited(), True),
+        (type("Rate_Limit_Exceeded", (Exception,), {})(), True),
+        (type("TooManyRequestsError", (Exception,), {})(), True),
+        (type("RateCalculationError", (Exception,), {})(), False),
         (ValueError("bad"), False),
         (KeyError("x"), False),
         (PermissionError(), False),
@@ -633,6 +669,24 @@ def test_a_client_error_status_wins_over_a_connection_like_name() -> None:
         status = 403
 
     assert is_recoverable(ClientConnectionError()) is False
+
+
+def test_a_client_error_status_wins_over_a_rate_limit_name() -> None:
+    class RateLimitError(Exception):
+        status_code = 401  # a rate-limit class reused for a bad key: asking again will not help
+
+    assert is_recoverable(RateLimitError()) is False
+
+
+def test_the_http_helpers_live_in_their_own_module_and_keep_their_old_addresses() -> None:
+    import retryq
+    import retryq.recoverable
+
+    assert is_recoverable is retryq.recoverable.is_recoverable is retryq.is_recoverable
+    assert retry_after is retryq.recoverable.retry_after is retryq.retry_after
+    from retryq.inprocess import RECOVERABLE_STATUS_CODES
+
+    assert RECOVERABLE_STATUS_CODES is retryq.recoverable.RECOVERABLE_STATUS_CODES
 
 
 # -- retry_after ------------------------------------------------------------------------------------------------
