@@ -42,6 +42,7 @@ COMMAND_ORDER = [
     "prune",
     "stats",
     "doctor",
+    "dashboard",
 ]
 
 

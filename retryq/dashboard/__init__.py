@@ -1,0 +1,20 @@
+"""The dashboard: one self-contained HTML page about the queue and its archive.
+
+``collect`` gathers what the page shows from any store, ``render`` turns it into HTML (it needs
+the ``dashboard`` extra: Jinja2), ``write_dashboard`` does both and replaces a file atomically,
+and ``serve`` serves the page on the loopback interface::
+
+    from retryq.dashboard import write_dashboard
+
+    write_dashboard("report.html", queue.config, queue.store, now=utcnow())
+
+Nothing here is imported by ``import retryq`` or by the other commands.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DashboardData", "collect", "render", "serve", "write_dashboard"]
+
+from .data import DashboardData, collect
+from .page import render, write_dashboard
+from .server import serve
