@@ -83,7 +83,7 @@
       type: "bar",
       label: "Resolved chains",
       data: bins.map(function (bin) { return { x: (bin.fromSeconds + bin.toSeconds) / 2, y: bin.count }; }),
-      backgroundColor: "rgba(30, 123, 79, 0.78)",
+      backgroundColor: "rgba(30, 123, 79, 0.62)",
       borderColor: "#ffffff",
       borderWidth: 1,
       barPercentage: 1,
@@ -150,7 +150,7 @@
         labels: days.map(function (day) { return day.date; }),
         datasets: ["resolved", "persistent", "open", "cancelled"].map(function (key) {
           return { label: NAMES[key], data: days.map(function (day) { return day[key]; }),
-            backgroundColor: COLORS[key], stack: "chains" };
+            backgroundColor: COLORS[key], stack: "chains", maxBarThickness: 56 };
         })
       },
       options: {
