@@ -33,10 +33,11 @@ if TYPE_CHECKING:
     from .store import Store
 
 _MICROSECOND = timedelta(microseconds=1)
-#: Bin widths of the delay histogram in microseconds: the narrowest that needs at most _MAX_BINS bins wins.
+#: Bin widths of the delay histogram, in microseconds: the narrowest that needs at most _MAX_BINS bins wins.
+_BIN_SECONDS = (1, 2, 5, 10, 15, 30)
+_BIN_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
 _BIN_WIDTHS = tuple(
-    timedelta(minutes=minutes) // _MICROSECOND
-    for minutes in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+    timedelta(seconds=seconds) // _MICROSECOND for seconds in (*_BIN_SECONDS, *(60 * m for m in _BIN_MINUTES))
 )
 _MAX_BINS = 12
 

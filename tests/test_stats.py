@@ -269,14 +269,19 @@ def test_the_breakdowns_follow_the_filters() -> None:
     assert [chain.id for chain in select_chains(jobs, now=NOW, since=timedelta(days=2))] == ["a", "b"]
 
 
-def test_long_delays_get_wider_bins_and_a_lone_delay_one_bin() -> None:
+def test_long_delays_get_wider_bins_and_short_ones_narrower() -> None:
     weeks = resolution_stats([chain("slow", JobStatus.COMPLETED, took=timedelta(days=100))], now=NOW)
     assert [b.count for b in weeks.delay_histogram][-1] == 1
     assert len(weeks.delay_histogram) <= 13
     assert weeks.delay_histogram[0].start == timedelta(0)
     assert {b.end - b.start for b in weeks.delay_histogram} == {timedelta(weeks=2)}
-    quick = resolution_stats([chain("quick", JobStatus.COMPLETED, took=timedelta(seconds=20))], now=NOW)
-    assert quick.delay_histogram == (DelayBin(timedelta(0), minutes(1), 1),)
+    quick = resolution_stats([chain("quick", JobStatus.COMPLETED, took=timedelta(seconds=1.5))], now=NOW)
+    assert quick.delay_histogram == (
+        DelayBin(timedelta(0), timedelta(seconds=1), 0),
+        DelayBin(timedelta(seconds=1), timedelta(seconds=2), 1),
+    )
+    seconds = resolution_stats([chain("s", JobStatus.COMPLETED, took=timedelta(seconds=50))], now=NOW)
+    assert [(b.end - b.start, b.count) for b in seconds.delay_histogram][-1] == (timedelta(seconds=5), 1)
 
 
 def test_no_chains_no_breakdowns() -> None:
