@@ -15,6 +15,19 @@ from __future__ import annotations
 
 __all__ = ["DashboardData", "collect", "render", "serve", "write_dashboard"]
 
+from typing import TYPE_CHECKING, Any
+
 from .data import DashboardData, collect
 from .page import render, write_dashboard
-from .server import serve
+
+if TYPE_CHECKING:
+    from .server import serve
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP server is imported on first use: writing the page after a `process` run does not need it.
+    if name == "serve":
+        from .server import serve
+
+        return serve
+    raise AttributeError(f"module 'retryq.dashboard' has no attribute {name!r}")

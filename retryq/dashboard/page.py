@@ -68,7 +68,7 @@ def render(data: DashboardData, *, refresh: timedelta | None = None) -> str:
         "failed_jobs": [(job, *_failure(job)) for job in data.failed_jobs[:FAILED_JOBS_SHOWN]],
         "levels": {level: sum(f.level == level for f in data.findings) for level in ("problem", "warning", "ok")},
         "refresh_seconds": None if refresh is None else max(1, round(refresh.total_seconds())),
-        "csp": content_security_policy(scripts, [style]),
+        "csp": _content_security_policy(scripts, [style]),
         "scripts": scripts,
         "style": style,
         "version": __version__,
@@ -102,7 +102,7 @@ def write_dashboard(
     return data
 
 
-def content_security_policy(scripts: list[str], styles: list[str]) -> str:
+def _content_security_policy(scripts: list[str], styles: list[str]) -> str:
     """Allow exactly these inline scripts and styles, and no request of any kind."""
 
     def hashes(blocks: list[str]) -> str:

@@ -4,7 +4,8 @@
   "use strict";
 
   var COLORS = { resolved: "#1e7b4f", persistent: "#b42318", open: "#1d5fc4", cancelled: "#6b7480" };
-  var RETRY_COLORS = ["#1e7b4f", "#3f9a6c", "#67b48c", "#8ecbaa", "#b4dec7"];
+  // Greens for resolutions, one per retry; each keeps a 3:1 contrast against the white background.
+  var RETRY_COLORS = ["#1e7b4f", "#3f9a6c", "#5c8f74", "#0f766e", "#4d7c0f"];
   var NAMES = { resolved: "Resolved", persistent: "Persistent", open: "Open", cancelled: "Cancelled" };
 
   function showLocalTimes() {
@@ -83,12 +84,13 @@
       type: "bar",
       label: "Resolved chains",
       data: bins.map(function (bin) { return { x: (bin.fromSeconds + bin.toSeconds) / 2, y: bin.count }; }),
-      backgroundColor: "rgba(30, 123, 79, 0.62)",
+      backgroundColor: "#3f9a6c",
       borderColor: "#ffffff",
       borderWidth: 1,
       barPercentage: 1,
       categoryPercentage: 1,
-      grouped: false
+      grouped: false,
+      order: 1  // Chart.js draws lower orders on top: the marks (order 0) over the bars
     }];
     // Vertical lines on a hidden 0..1 axis: they span the chart whatever the counts.
     // Their key is the text above the chart, which carries the same values.
