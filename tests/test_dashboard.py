@@ -382,6 +382,13 @@ def test_the_command_refuses(cli: CliRunner, args: list[str], code: int, message
     assert not Path("x.html").exists()
 
 
+def test_refresh_of_a_written_page(cli: CliRunner) -> None:
+    invoke(cli, "dashboard", "--output", "still.html")
+    assert 'http-equiv="refresh"' not in Path("still.html").read_text()
+    invoke(cli, "dashboard", "--output", "fresh.html", "--refresh", "5m")
+    assert '<meta http-equiv="refresh" content="300">' in Path("fresh.html").read_text()
+
+
 def test_a_corrupt_queue_exits_65(cli: CliRunner) -> None:
     Path(".retry-queue.json").write_text("[{")
     result = invoke(cli, "dashboard", "--output", "x.html")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,9 @@ def dashboard(
     port: Annotated[int, typer.Option("--port", help="Port for --serve (0: any free port).", min=0, max=65535)] = 8080,
     refresh: Annotated[
         str | None,
-        typer.Option("--refresh", help="Reload the page this often: 30s, 5m [default: 60s with --serve, else never]."),
+        typer.Option(
+            "--refresh", help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never]."
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -49,7 +52,10 @@ def dashboard(
 
     queue = open_queue(queue_file, config)
     window = parse_duration(since, unit="d") if since is not None else None
-    every = parse_duration(refresh) if refresh is not None else None
+    if refresh is None:
+        every = None if output is not None else timedelta(seconds=60)  # a served page is watched: keep it fresh
+    else:
+        every = parse_duration(refresh) or None  # 0 means never
     if output is not None:
         write_dashboard(
             output,
@@ -63,7 +69,6 @@ def dashboard(
         )
         typer.echo(f"wrote {output}")
         return
-    every = every if every is not None else parse_duration("60s")
 
     def build() -> str:
         data = collect(queue.config, queue.store, now=utcnow(), since=window, client=client, workflow=workflow)
