@@ -5,7 +5,8 @@ fetcher sees 3 missing and schedules a retry; `retryq process` (what cron runs e
 re-runs the fetcher, which now gets all 650; the job ends `completed`. The demo asks for a
 0-minute delay instead of the usual 60 so that nobody waits an hour.
 
-Runs the real `retryq` command in ./demo (or --dir), which holds retryq.toml and .retry-queue.json.
+Runs the real `retryq` command in ./demo (or --dir), which holds retryq.toml and .retry-queue.json,
+and leaves the dashboard there: demo/dashboard.html.
 """
 
 from __future__ import annotations
@@ -83,11 +84,17 @@ def main(argv: list[str] | None = None) -> None:
         job_id = json.loads((demo / ".retry-queue.json").read_text())[0]["id"][:8]
         run("its attempts", f"retryq show {job_id}", [*retryq, "show", job_id])
         run("and the resolution statistics", "retryq stats", [*retryq, "stats"])
+        run(
+            "the same, as a page to open in a browser",
+            "retryq dashboard --output dashboard.html",
+            [*retryq, "dashboard", "--output", "dashboard.html"],
+        )
 
     jobs = json.loads((demo / ".retry-queue.json").read_text())
     notices = json.loads((demo / "data" / f"{CLIENT}-{DATE}.json").read_text())
     [job] = jobs
-    print(f"\noutcome: job {job['id'][:8]} {job['status']} at attempt {job['attempt']}; {len(notices)} notices saved")
+    print(f"\ndashboard: {demo / 'dashboard.html'}")
+    print(f"outcome: job {job['id'][:8]} {job['status']} at attempt {job['attempt']}; {len(notices)} notices saved")
 
 
 if __name__ == "__main__":

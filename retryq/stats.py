@@ -3,29 +3,86 @@
 A chain is one job: an inconsistency detected at ``scheduled_at``, then attempts 1, 2, … A chain
 is resolved at retry *n* when it completed with ``attempt == n``, persistent when it failed, open
 while pending or running. These are the follow-up metrics of the original BOAMP retry, computed from the queue and
-its archive.
+its archive. Besides the totals, the result breaks the chains down by day of detection and by
+client, and bins the times to resolution, so that a report or a dashboard never counts again.
 """
 
 from __future__ import annotations
 
-__all__ = ["ResolutionStats", "format_stats", "resolution_stats"]
+__all__ = [
+    "DayCounts",
+    "DelayBin",
+    "ResolutionStats",
+    "format_stats",
+    "recorded_jobs",
+    "resolution_stats",
+    "select_chains",
+]
 
 import statistics
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 from .models import Job, JobStatus
 from .timeutil import format_duration
 
+if TYPE_CHECKING:
+    from .store import Store
+
 _MICROSECOND = timedelta(microseconds=1)
+#: Bin widths of the delay histogram, in microseconds: the narrowest that needs at most _MAX_BINS bins wins.
+_BIN_SECONDS = (1, 2, 5, 10, 15, 30)
+_BIN_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+_BIN_WIDTHS = tuple(
+    timedelta(seconds=seconds) // _MICROSECOND for seconds in (*_BIN_SECONDS, *(60 * m for m in _BIN_MINUTES))
+)
+_MAX_BINS = 12
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """The chains detected on one UTC day, by how they ended."""
+
+    day: date
+    chains: int
+    resolved: int
+    persistent: int
+    open: int
+    cancelled: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            "chains": self.chains,
+            "resolved": self.resolved,
+            "persistent": self.persistent,
+            "open": self.open,
+            "cancelled": self.cancelled,
+        }
+
+
+@dataclass(frozen=True)
+class DelayBin:
+    """How many resolved chains took at least ``start`` and less than ``end`` from detection to success."""
+
+    start: timedelta
+    end: timedelta
+    count: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"fromSeconds": self.start.total_seconds(), "toSeconds": self.end.total_seconds(), "count": self.count}
 
 
 @dataclass(frozen=True)
 class ResolutionStats:
-    """Counts of retry chains by how they ended, and the time they took to resolve."""
+    """Counts of retry chains by how they ended, and the time they took to resolve.
+
+    ``by_day``, ``by_client`` and ``delay_histogram`` break the same chains down; the
+    statistics of each client carry no breakdown of their own.
+    """
 
     chains: int
     resolved_by_attempt: dict[int, int]  # attempt number -> chains completed at it, in attempt order
@@ -35,6 +92,9 @@ class ResolutionStats:
     delay_mean: timedelta | None  # None when no resolved chain has a finish time
     delay_median: timedelta | None
     delay_max: timedelta | None
+    by_day: tuple[DayCounts, ...] = ()  # every UTC day from the first detection to today, in order
+    by_client: Mapping[str, ResolutionStats] = field(default_factory=dict)  # most chains first, then by name
+    delay_histogram: tuple[DelayBin, ...] = ()  # contiguous bins from 0 (or the lowest delay) to the max
 
     @property
     def resolved(self) -> int:
@@ -45,8 +105,16 @@ class ResolutionStats:
         """``count`` as a percentage of all chains; 0 when there are none."""
         return 100.0 * count / self.chains if self.chains else 0.0
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data: counts, percentages, and delays in seconds (``null`` when none)."""
+    def to_json_dict(self, *, breakdowns: bool = False) -> dict[str, Any]:
+        """JSON-able data: counts, percentages, delays in seconds (``null`` when none); breakdowns if asked."""
+        data = self._summary_json()
+        if breakdowns:
+            data["byDay"] = [day.to_json_dict() for day in self.by_day]
+            data["byClient"] = {client: stats._summary_json() for client, stats in self.by_client.items()}
+            data["delayHistogram"] = [bin_.to_json_dict() for bin_ in self.delay_histogram]
+        return data
+
+    def _summary_json(self) -> dict[str, Any]:
         return {
             "chains": self.chains,
             "resolved": self.resolved,
@@ -70,6 +138,33 @@ class ResolutionStats:
         }
 
 
+def recorded_jobs(store: Store) -> list[Job]:
+    """Every job the store remembers: its archive first, then its live jobs, so that a live copy wins."""
+    return [*store.load_archive(), *store.load()]
+
+
+def select_chains(
+    jobs: Iterable[Job],
+    *,
+    now: datetime,
+    since: timedelta | None = None,
+    client: str | None = None,
+    workflow: str | None = None,
+) -> list[Job]:
+    """The chains :func:`resolution_stats` counts: one job per id (the last copy wins), within the filters."""
+    try:
+        cutoff = None if since is None else now - since
+    except OverflowError:  # a window reaching before year 1 keeps everything
+        cutoff = None
+    return [
+        job
+        for job in {job.id: job for job in jobs}.values()
+        if (cutoff is None or job.scheduled_at >= cutoff)
+        and (client is None or job.client_id == client)
+        and (workflow is None or job.workflow == workflow)
+    ]
+
+
 def resolution_stats(
     jobs: Iterable[Job],
     *,
@@ -83,31 +178,17 @@ def resolution_stats(
     The same id may come twice (archive and live queue): the last copy wins, so pass the
     archived jobs before the live ones. ``since`` keeps chains detected at or after ``now - since``.
     """
-    try:
-        cutoff = None if since is None else now - since
-    except OverflowError:  # a window reaching before year 1 keeps everything
-        cutoff = None
-    chains = [
-        job
-        for job in _latest_by_id(jobs)
-        if (cutoff is None or job.scheduled_at >= cutoff)
-        and (client is None or job.client_id == client)
-        and (workflow is None or job.workflow == workflow)
-    ]
-    by_status = Counter(job.status for job in chains)
-    completed = [job for job in chains if job.status is JobStatus.COMPLETED]
-    by_attempt = Counter(job.attempt for job in completed)
-    # Whole microseconds keep the arithmetic exact; statistics would reject timedelta itself.
-    delays = [(job.finished_at - job.scheduled_at) // _MICROSECOND for job in completed if job.finished_at is not None]
+    chains = select_chains(jobs, now=now, since=since, client=client, workflow=workflow)
+    per_client: defaultdict[str, list[Job]] = defaultdict(list)
+    for job in chains:
+        per_client[job.client_id].append(job)
+    ranked = sorted(per_client.items(), key=lambda item: (-len(item[1]), item[0]))
+    summary = _summarize(chains)
     return ResolutionStats(
-        chains=len(chains),
-        resolved_by_attempt=dict(sorted(by_attempt.items())),
-        persistent=by_status[JobStatus.FAILED],
-        open=by_status[JobStatus.PENDING] + by_status[JobStatus.RUNNING],
-        cancelled=by_status[JobStatus.CANCELLED],
-        delay_mean=timedelta(microseconds=statistics.mean(delays)) if delays else None,
-        delay_median=timedelta(microseconds=statistics.median(delays)) if delays else None,
-        delay_max=timedelta(microseconds=max(delays)) if delays else None,
+        **summary,
+        by_day=_by_day(chains, today=now.astimezone(timezone.utc).date()),
+        by_client={name: ResolutionStats(**_summarize(jobs_of)) for name, jobs_of in ranked},
+        delay_histogram=_histogram(_delays(chains)),
     )
 
 
@@ -134,9 +215,72 @@ def format_stats(stats: ResolutionStats) -> list[str]:
     return lines
 
 
-def _latest_by_id(jobs: Iterable[Job]) -> list[Job]:
-    """One job per id, the last copy winning."""
-    return list({job.id: job for job in jobs}.values())
+def _summarize(chains: list[Job]) -> dict[str, Any]:
+    """The fields of :class:`ResolutionStats` that count ``chains`` as a whole."""
+    by_status = Counter(job.status for job in chains)
+    by_attempt = Counter(job.attempt for job in chains if job.status is JobStatus.COMPLETED)
+    delays = _delays(chains)
+    return {
+        "chains": len(chains),
+        "resolved_by_attempt": dict(sorted(by_attempt.items())),
+        "persistent": by_status[JobStatus.FAILED],
+        "open": by_status[JobStatus.PENDING] + by_status[JobStatus.RUNNING],
+        "cancelled": by_status[JobStatus.CANCELLED],
+        "delay_mean": timedelta(microseconds=statistics.mean(delays)) if delays else None,
+        "delay_median": timedelta(microseconds=statistics.median(delays)) if delays else None,
+        "delay_max": timedelta(microseconds=max(delays)) if delays else None,
+    }
+
+
+def _delays(chains: Iterable[Job]) -> list[int]:
+    """Microseconds from detection to success of each resolved chain that records when it finished."""
+    # Whole microseconds keep the arithmetic exact; statistics would reject timedelta itself.
+    return [
+        (job.finished_at - job.scheduled_at) // _MICROSECOND
+        for job in chains
+        if job.status is JobStatus.COMPLETED and job.finished_at is not None
+    ]
+
+
+def _by_day(chains: list[Job], *, today: date) -> tuple[DayCounts, ...]:
+    """Counts per UTC day of detection; days without any chain are listed too, so that a chart keeps its scale."""
+    if not chains:
+        return ()
+    counts: defaultdict[date, Counter[JobStatus]] = defaultdict(Counter)
+    for job in chains:
+        counts[job.scheduled_at.date()][job.status] += 1
+    first, last = min(counts), max(*counts, today)
+    days = []
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        by_status = counts.get(day, Counter())
+        days.append(
+            DayCounts(
+                day=day,
+                chains=by_status.total(),
+                resolved=by_status[JobStatus.COMPLETED],
+                persistent=by_status[JobStatus.FAILED],
+                open=by_status[JobStatus.PENDING] + by_status[JobStatus.RUNNING],
+                cancelled=by_status[JobStatus.CANCELLED],
+            )
+        )
+    return tuple(days)
+
+
+def _histogram(delays: list[int]) -> tuple[DelayBin, ...]:
+    """Delays (in microseconds) in at most _MAX_BINS bins of a round width, starting at 0."""
+    if not delays:
+        return ()
+    low, high = min(0, *delays), max(delays)
+    width = next((w for w in _BIN_WIDTHS if high // w - low // w < _MAX_BINS), None)
+    if width is None:  # beyond 12 weeks: whole weeks
+        week = _BIN_WIDTHS[-1]
+        width = -(-(high - low + 1) // (_MAX_BINS * week)) * week
+    counts = Counter(delay // width for delay in delays)
+    return tuple(
+        DelayBin(start=timedelta(microseconds=n * width), end=timedelta(microseconds=(n + 1) * width), count=counts[n])
+        for n in range(low // width, high // width + 1)
+    )
 
 
 def _seconds(value: timedelta | None) -> float | None:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
+from typer.testing import CliRunner
+
+from retryq import JsonFileStore
 from retryq.models import Job, JobStatus
-from retryq.stats import ResolutionStats, format_stats, resolution_stats
+from retryq.stats import (
+    DayCounts,
+    DelayBin,
+    ResolutionStats,
+    format_stats,
+    recorded_jobs,
+    resolution_stats,
+    select_chains,
+)
 
-from .helpers import T0, make_job
+from .helpers import T0, invoke, make_job
 
 NOW = T0 + timedelta(days=1)
 
@@ -185,3 +197,134 @@ def test_no_chains() -> None:
         "time to resolution: none resolved",
     ]
     assert stats.to_json_dict()["delaySeconds"] == {"mean": None, "median": None, "max": None}
+
+
+# -- breakdowns: per day, per client, the distribution of delays -------------------------------------
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def test_the_boamp_example_by_day_and_by_delay() -> None:
+    stats = resolution_stats(boamp_example(), now=NOW)
+    # All ten were detected on 19 December; the 20th (today) is listed, empty, so that a chart reaches today.
+    assert stats.by_day == (
+        DayCounts(date(2025, 12, 19), chains=10, resolved=9, persistent=1, open=0, cancelled=0),
+        DayCounts(date(2025, 12, 20), chains=0, resolved=0, persistent=0, open=0, cancelled=0),
+    )
+    # Delays 45 48 50 55 | 60 60 60 60 | 120 minutes. 10-minute bins would need 13 (0 to 130): 15 minutes it is.
+    bounds = [(minutes(m), minutes(m + 15)) for m in range(0, 121, 15)]
+    assert [(b.start, b.end) for b in stats.delay_histogram] == bounds
+    assert [b.count for b in stats.delay_histogram] == [0, 0, 0, 4, 4, 0, 0, 0, 1]
+    assert sum(b.count for b in stats.delay_histogram) == stats.resolved
+
+
+def test_days_without_chains_are_listed_and_chains_are_counted_on_their_utc_day() -> None:
+    jobs = [
+        chain("late", JobStatus.COMPLETED, scheduled_at=T0.replace(hour=23, minute=59), took=minutes(30)),
+        chain("next", JobStatus.PENDING, scheduled_at=T0 + timedelta(days=3)),
+        chain("gone", JobStatus.CANCELLED, scheduled_at=T0 + timedelta(days=3, hours=1)),
+    ]
+    stats = resolution_stats(jobs, now=T0 + timedelta(days=4))
+    assert [(d.day.day, d.chains, d.resolved, d.open, d.cancelled) for d in stats.by_day] == [
+        (19, 1, 1, 0, 0),  # finished on the 20th, counted on the day it was detected
+        (20, 0, 0, 0, 0),
+        (21, 0, 0, 0, 0),
+        (22, 2, 0, 1, 1),
+        (23, 0, 0, 0, 0),
+    ]
+    assert sum(day.chains for day in stats.by_day) == stats.chains
+
+
+def test_each_client_gets_the_statistics_of_its_own_filter() -> None:
+    jobs = [
+        *boamp_example(),
+        chain("acme-1", JobStatus.COMPLETED, client_id="acme", attempt=2, took=minutes(130)),
+        chain("acme-2", JobStatus.PENDING, client_id="acme"),
+        chain("zeta-1", JobStatus.FAILED, client_id="zeta", attempt=3),
+        chain("beta-1", JobStatus.CANCELLED, client_id="beta"),
+    ]
+    stats = resolution_stats(jobs, now=NOW)
+    assert list(stats.by_client) == ["balthazar", "acme", "beta", "zeta"]  # most chains first, then by name
+    for client, own in stats.by_client.items():
+        alone = resolution_stats(jobs, now=NOW, client=client)
+        assert own.to_json_dict() == alone.to_json_dict()
+        assert (own.by_day, own.by_client, own.delay_histogram) == ((), {}, ())
+    assert stats.by_client["acme"].resolved_by_attempt == {2: 1}
+    assert stats.by_client["acme"].delay_mean == minutes(130)
+    assert sum(own.chains for own in stats.by_client.values()) == stats.chains
+
+
+def test_the_breakdowns_follow_the_filters() -> None:
+    jobs = [
+        chain("old", JobStatus.COMPLETED, scheduled_at=T0 - timedelta(days=5), took=minutes(10)),
+        chain("a", JobStatus.COMPLETED, took=minutes(200)),
+        chain("b", JobStatus.FAILED, client_id="acme"),
+    ]
+    stats = resolution_stats(jobs, now=NOW, since=timedelta(days=2), client="balthazar")
+    assert [day.day for day in stats.by_day] == [date(2025, 12, 19), date(2025, 12, 20)]
+    assert list(stats.by_client) == ["balthazar"]
+    assert [(b.start, b.count) for b in stats.delay_histogram][-1] == (minutes(180), 1)  # 15-minute bins would need 14
+    assert [chain.id for chain in select_chains(jobs, now=NOW, since=timedelta(days=2))] == ["a", "b"]
+
+
+def test_long_delays_get_wider_bins_and_short_ones_narrower() -> None:
+    weeks = resolution_stats([chain("slow", JobStatus.COMPLETED, took=timedelta(days=100))], now=NOW)
+    assert [b.count for b in weeks.delay_histogram][-1] == 1
+    assert len(weeks.delay_histogram) <= 13
+    assert weeks.delay_histogram[0].start == timedelta(0)
+    assert {b.end - b.start for b in weeks.delay_histogram} == {timedelta(weeks=2)}
+    quick = resolution_stats([chain("quick", JobStatus.COMPLETED, took=timedelta(seconds=1.5))], now=NOW)
+    assert quick.delay_histogram == (
+        DelayBin(timedelta(0), timedelta(seconds=1), 0),
+        DelayBin(timedelta(seconds=1), timedelta(seconds=2), 1),
+    )
+    seconds = resolution_stats([chain("s", JobStatus.COMPLETED, took=timedelta(seconds=50))], now=NOW)
+    assert [(b.end - b.start, b.count) for b in seconds.delay_histogram][-1] == (timedelta(seconds=5), 1)
+
+
+def test_no_chains_no_breakdowns() -> None:
+    stats = resolution_stats([chain("x", JobStatus.PENDING)], now=NOW, client="nobody")
+    assert stats.to_json_dict(breakdowns=True) == {
+        **stats.to_json_dict(),
+        "byDay": [],
+        "byClient": {},
+        "delayHistogram": [],
+    }
+
+
+def test_the_breakdowns_as_json() -> None:
+    data = resolution_stats(boamp_example(), now=NOW).to_json_dict(breakdowns=True)
+    assert data["byDay"][0] == {
+        "date": "2025-12-19",
+        "chains": 10,
+        "resolved": 9,
+        "persistent": 1,
+        "open": 0,
+        "cancelled": 0,
+    }
+    assert data["delayHistogram"][3] == {"fromSeconds": 2700.0, "toSeconds": 3600.0, "count": 4}
+    summary = resolution_stats(boamp_example(), now=NOW).to_json_dict()
+    assert data["byClient"] == {"balthazar": summary}
+    assert {key: data[key] for key in summary} == summary  # the existing keys, unchanged
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_recorded_jobs_reads_the_archive_then_the_queue(tmp_path: Path) -> None:
+    store = JsonFileStore(tmp_path / "q.json")
+    store.add(chain("a", JobStatus.COMPLETED, took=minutes(60)), lambda job: job)
+    store.add(chain("b", JobStatus.PENDING, client_id="acme"), lambda job: job)
+    store.update({"a": lambda job: None})  # pruned into the archive
+    assert [job.id for job in recorded_jobs(store)] == ["a", "b"]
+
+
+def test_stats_json_prints_the_breakdowns(cli: CliRunner) -> None:
+    JsonFileStore(Path(".retry-queue.json")).add(
+        chain("a", JobStatus.COMPLETED, scheduled_at=datetime.now().astimezone(), took=minutes(61)), lambda job: job
+    )
+    data = json.loads(invoke(cli, "stats", "--json").stdout)
+    assert (data["chains"], data["resolvedByAttempt"]) == (1, {"1": {"count": 1, "percent": 100.0}})
+    assert sum(day["chains"] for day in data["byDay"]) == 1
+    assert data["byClient"]["balthazar"]["delaySeconds"]["mean"] == 3660.0
+    assert data["delayHistogram"][-1] == {"fromSeconds": 3600.0, "toSeconds": 4200.0, "count": 1}

@@ -33,6 +33,7 @@ COMMAND_ORDER = [
     "prune",
     "stats",
     "doctor",
+    "dashboard",
 ]
 
 #: The options of the root command that may also be given after the command (`retryq list --config X`).

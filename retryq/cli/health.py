@@ -39,7 +39,7 @@ def stats(
     window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
     if as_json:
-        echo_json(result.to_json_dict())
+        echo_json(result.to_json_dict(breakdowns=True))
         return
     for line in format_stats(result):
         typer.echo(line)

@@ -1,0 +1,83 @@
+"""The dashboard command: one HTML page about the queue and its archive, written to a file or served."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ExitCode
+from ..timeutil import parse_duration, utcnow
+from ._app import ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the page to this file (replaced atomically).")
+    ] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the page on 127.0.0.1 until Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option("--port", help="Port for --serve (0: any free port).", min=0, max=65535)] = 8080,
+    refresh: Annotated[
+        str | None,
+        typer.Option(
+            "--refresh", help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never]."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
+    ] = None,
+    client: ClientFilterOption = None,
+    workflow: WorkflowFilterOption = None,
+) -> None:
+    """One HTML page about the queue: how retries resolve, open and failed jobs, health.
+
+    The figures are those of `retryq stats --json` for the same filters; the page makes no
+    request to any host. Needs the dashboard extra: pip install 'retryq[dashboard]'.
+
+    \b
+    Example:
+        retryq dashboard --output report.html --since 30d
+        retryq dashboard --serve --port 8080
+    """
+    if (output is None) == (not serve):
+        fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
+    from ..dashboard import collect, render, write_dashboard
+    from ..dashboard import serve as serve_page
+
+    queue = open_queue(ctx)
+    window = parse_duration(since, unit="d") if since is not None else None
+    if refresh is None:
+        every = None if output is not None else timedelta(seconds=60)  # a served page is watched: keep it fresh
+    else:
+        every = parse_duration(refresh) or None  # 0 means never
+    if output is not None:
+        write_dashboard(
+            output,
+            queue.config,
+            queue.store,
+            now=utcnow(),
+            since=window,
+            client=client,
+            workflow=workflow,
+            refresh=every,
+        )
+        typer.echo(f"wrote {output}")
+        return
+
+    def build() -> str:
+        data = collect(queue.config, queue.store, now=utcnow(), since=window, client=client, workflow=workflow)
+        return render(data, refresh=every)
+
+    build()  # a missing extra or a corrupt queue stops the command here, before it listens
+
+    def ready(url: str) -> None:
+        typer.echo(f"serving the dashboard of {queue.store.location} at {url} (Ctrl-C to stop)")
+
+    signum = serve_page(build, port=port, on_ready=ready)
+    typer.echo("dashboard server stopped")
+    raise typer.Exit(128 + signum)

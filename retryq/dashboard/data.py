@@ -1,0 +1,67 @@
+"""What the dashboard shows, gathered in one place from a store: statistics, open and failed jobs, findings."""
+
+from __future__ import annotations
+
+__all__ = ["DashboardData", "collect"]
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..config import Config
+from ..doctor import Finding, diagnose
+from ..models import Job, JobStatus
+from ..stats import ResolutionStats, recorded_jobs, resolution_stats, select_chains
+from ..store import Store
+from ..timeutil import to_utc
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """Everything the page shows, as of ``generated_at``; rendering formats it and counts nothing."""
+
+    generated_at: datetime
+    location: str  # the store's, for the title
+    since: timedelta | None  # the filters the statistics and the job lists share
+    client: str | None
+    workflow: str | None
+    stats: ResolutionStats
+    open_jobs: tuple[Job, ...]  # pending or running chains, soonest due first
+    failed_jobs: tuple[Job, ...]  # persistent chains, most recently failed first
+    findings: tuple[Finding, ...]  # doctor's, in its order
+
+
+def collect(
+    config: Config,
+    store: Store,
+    *,
+    now: datetime,
+    since: timedelta | None = None,
+    client: str | None = None,
+    workflow: str | None = None,
+    overdue: timedelta = timedelta(minutes=15),
+) -> DashboardData:
+    """Read the queue and its archive once, and gather the statistics, job lists and findings of the page.
+
+    The open and failed jobs are the chains the statistics count as open and persistent, under
+    the same filters, so that the lists and the counts always agree.
+    """
+    now = to_utc(now)
+    jobs = recorded_jobs(store)
+    chains = select_chains(jobs, now=now, since=since, client=client, workflow=workflow)
+    return DashboardData(
+        generated_at=now,
+        location=store.location,
+        since=since,
+        client=client,
+        workflow=workflow,
+        stats=resolution_stats(jobs, now=now, since=since, client=client, workflow=workflow),
+        open_jobs=tuple(sorted((job for job in chains if job.status.is_open), key=lambda job: job.execute_at)),
+        failed_jobs=tuple(
+            sorted(
+                (job for job in chains if job.status is JobStatus.FAILED),
+                key=lambda job: job.finished_at or job.execute_at,
+                reverse=True,
+            )
+        ),
+        findings=tuple(diagnose(config, store, now=now, overdue=overdue)),
+    )
