@@ -29,9 +29,9 @@ _EXPORTS = {
     "JobNotFound": "errors",
     "JobStateError": "errors",
     "JobStatus": "models",
-    "JsonFileStore": "jsonstore",
+    "JsonFileStore": "stores",
     "LockTimeout": "errors",
-    "MemoryStore": "store",
+    "MemoryStore": "stores",
     "Outcome": "models",
     "ProcessReport": "processor",
     "Processor": "processor",
@@ -45,7 +45,7 @@ _EXPORTS = {
     "RetryState": "backoff",
     "RetryqError": "errors",
     "ScheduleResult": "queue",
-    "Store": "store",
+    "Store": "stores",
     "StoreIOError": "errors",
     "WorkflowSettings": "config",
     "constant": "backoff",
@@ -89,13 +89,12 @@ if TYPE_CHECKING:
         StoreIOError,
     )
     from .inprocess import RetryAttempt, RetryContext, Retrying, RetryManager, defer, retry, retrying
-    from .jsonstore import JsonFileStore
     from .models import Attempt, Job, JobStatus, Outcome
     from .policy import RetryOptions
     from .processor import Processor, ProcessReport
     from .queue import RetryQueue, ScheduleResult
     from .recoverable import ExceptionFilter, is_recoverable, retry_after
-    from .store import MemoryStore, Store
+    from .stores import JsonFileStore, MemoryStore, Store
 
 __all__ = [
     "Attempt",

@@ -5,17 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
 def replace_file(
-    path: Path, data: bytes, *, mode: int, owner: tuple[int, int] | None = None, durable: bool = True
+    path: Path,
+    data: bytes,
+    *,
+    mode: int,
+    owner: tuple[int, int] | None = None,
+    durable: bool = True,
+    before_replace: Callable[[], None] | None = None,
 ) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync it and ``os.replace`` it over ``path``.
 
     The temp file is hidden and ends in ``.tmp`` (collectors that read ``*.prom`` or ``*.json``
-    skip it) and is removed on any failure. With ``durable``, the directory is fsynced too, so
-    that the rename itself survives a power loss. Raises OSError; ``path`` is then untouched.
+    skip it) and is removed on any failure. ``before_replace`` runs last, just before the rename,
+    and may raise to abandon it (a lock that is no longer ours). With ``durable``, the directory is
+    fsynced too, so that the rename itself survives a power loss. Raises OSError (or what
+    ``before_replace`` raises); ``path`` is then untouched.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -27,6 +36,8 @@ def replace_file(
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -34,6 +45,22 @@ def replace_file(
         raise
     if durable:
         _fsync_directory(path.parent)
+
+
+def new_file_owner(reference: Path) -> tuple[int, int] | None:
+    """As root, the owner and group a file retryq creates beside ``reference`` takes: ``reference``'s,
+    else its directory's. None when not root (a file is then this user's, as it should be).
+
+    Root running `retryq cancel` once must not leave a lock, an archive or a queue file that the
+    queue's owner can no longer open.
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    for candidate in (reference, reference.parent):
+        with contextlib.suppress(OSError):
+            info = candidate.stat()
+            return info.st_uid, info.st_gid
+    return None
 
 
 def _fsync_directory(directory: Path) -> None:

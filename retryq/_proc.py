@@ -228,46 +228,58 @@ def processes_with_run_id(run_id: str) -> list[int]:
 
 def stop_run_processes(
     run_id: str,
-    pgid: int | None,
     grace: float,
     *,
+    settle: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> bool:
-    """Make sure nothing of an earlier run is still running; True when that is certain.
+    """Make sure nothing of a run is still running (Linux); True when that is certain.
 
-    On Linux every process carrying the run's id is found and stopped. Elsewhere only the
-    recorded process group can be stopped, and without it nothing can be proven: False.
+    Every process carrying the run's id is stopped, its process group first (SIGTERM, SIGKILL
+    after ``grace``), wherever it moved (``setsid``). Only such processes are ever signalled.
+    With ``settle``, for a run whose runner died, the run is over only after two empty scans
+    ``SETTLE`` seconds apart: a runner killed between fork and exec leaves a child that carries
+    the id only once it has exec'd. Without /proc nothing can be found: False.
     """
-    if PROC.is_dir():
-        deadline = monotonic() + grace + 10
+    return _stop_carriers(run_id, grace, settle=settle, sleep=sleep, monotonic=monotonic)[0]
+
+
+def stop_leftovers(run_id: str, grace: float) -> int:
+    """At the end of a run, stop what it left running outside its group; return how many processes that was."""
+    return _stop_carriers(run_id, grace, settle=False, sleep=time.sleep, monotonic=time.monotonic)[1]
+
+
+def _stop_carriers(
+    run_id: str, grace: float, *, settle: bool, sleep: Callable[[float], None], monotonic: Callable[[], float]
+) -> tuple[bool, int]:
+    if not PROC.is_dir():
+        return False, 0
+    deadline = monotonic() + grace + 10
+    stopped: set[int] = set()
+    quiet_scans = 0
+    while quiet_scans < (2 if settle else 1):
+        pids = processes_with_run_id(run_id)
+        if not pids:
+            quiet_scans += 1
+            if quiet_scans < (2 if settle else 1):
+                sleep(SETTLE)
+            continue
         quiet_scans = 0
-        # A runner killed between fork and exec leaves a child that only carries the run id once
-        # it has exec'd: a run is over after two empty scans SETTLE seconds apart, not one.
-        while quiet_scans < 2:
-            pids = processes_with_run_id(run_id)
-            if not pids:
-                quiet_scans += 1
-                if quiet_scans < 2:
-                    sleep(SETTLE)
-                continue
-            quiet_scans = 0
-            if monotonic() > deadline:
-                return False
-            groups = {pgid} if pgid else set()
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    groups.add(os.getpgid(pid))
-            for group in groups:
-                stop_group(group, grace, sleep=sleep, monotonic=monotonic)
-            for pid in processes_with_run_id(run_id):  # left its group, or ignored SIGTERM
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            sleep(0.02)
-        return True
-    if pgid is None:  # pragma: no cover - non-Linux
-        return False
-    return stop_group(pgid, grace, sleep=sleep, monotonic=monotonic)  # pragma: no cover
+        if monotonic() > deadline:
+            return False, len(stopped)
+        stopped.update(pids)
+        groups = set()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(pid))
+        for group in groups - {0, 1, os.getpgrp()}:  # never ourselves, whatever a child did
+            stop_group(group, grace, sleep=sleep, monotonic=monotonic)
+        for pid in processes_with_run_id(run_id):  # left its group, or ignored SIGTERM
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        sleep(0.02)
+    return True, len(stopped)
 
 
 def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover

@@ -86,7 +86,10 @@ class BackoffSection(_Section):
         return strategy
 
 
-KeepDays = int | dict[Literal["completed", "failed", "cancelled"], Annotated[int, Field(ge=0)]]
+# Days to keep finished jobs; 0 removes them at the next prune. A negative number is refused: it
+# would remove a job that finished a minute ago.
+Days = Annotated[int, Field(ge=0, le=36_500)]
+KeepDays = Days | dict[Literal["completed", "failed", "cancelled"], Days]
 
 
 class _WorkflowFields(_Section):
@@ -199,11 +202,14 @@ class Config:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise InvalidInput(f"unknown workflow {name!r} (configured: {known})") from None
 
+    def settings_of(self, name: str) -> WorkflowSettings:
+        """The settings that apply to jobs of workflow ``name``: its own, else the default workflow's
+        (for jobs of a workflow removed from the configuration since)."""
+        return self.workflows.get(name) or self.workflow()
+
     def attempts_limit(self, job: Job) -> int:
         """How many attempts ``job`` has: its own limit, else its workflow's (files of the original scripts)."""
-        if job.max_attempts is not None:
-            return job.max_attempts
-        return (self.workflows.get(job.workflow) or self.workflow()).max_attempts
+        return job.max_attempts if job.max_attempts is not None else self.settings_of(job.workflow).max_attempts
 
     def scheduling_workflow(self, name: str | None = None) -> WorkflowSettings:
         """The workflow a new retry belongs to: ``name``, else the one of the run we are inside, else the default.

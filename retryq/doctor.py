@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-__all__ = ["Finding", "diagnose"]
+__all__ = ["CRON_PATH", "Finding", "diagnose"]
 
 import os
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from . import _proc
 from .config import Config, WorkflowSettings
 from .errors import ConfigError, RetryqError
-from .jsonstore import JsonFileStore
+from .housekeeping import stale_reason
 from .models import Job, JobStatus
 from .runner import resolve_command
-from .store import Store
+from .stores import Finding, Store
 from .timeutil import format_duration, format_utc
-
-Level = Literal["ok", "warning", "problem"]
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One line of the diagnosis; a ``problem`` needs a human."""
-
-    level: Level
-    message: str
 
 
 def diagnose(
@@ -42,10 +30,12 @@ def diagnose(
     findings += _hooks_and_metrics(config)
     try:
         jobs = store.load()
+        invalid = store.invalid()
     except RetryqError as error:
         return [*findings, Finding("problem", f"queue: {error}")]
     findings.append(_queue_summary(store, jobs))
-    findings.append(_writable(store))
+    findings += store.check()
+    findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
     findings += _jobs(config, jobs, now=now, overdue=overdue)
     return findings
 
@@ -118,24 +108,9 @@ def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> 
 
 
 def _queue_summary(store: Store, jobs: list[Job]) -> Finding:
-    if isinstance(store, JsonFileStore) and not store.path.exists():
-        return Finding("ok", f"queue: {store.location} does not exist yet (the first schedule creates it)")
     counts = Counter(job.status.value for job in jobs)
     detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "empty"
     return Finding("ok", f"queue: {store.location}: {len(jobs)} job(s) ({detail})")
-
-
-def _writable(store: Store) -> Finding:
-    if not isinstance(store, JsonFileStore):
-        return Finding("ok", f"queue: {store.location} is not a file; nothing more to check")
-    directory = store.path.parent
-    if not os.access(directory, os.W_OK):
-        return Finding("problem", f"queue: directory {str(directory)!r} is not writable by this user")
-    try:
-        store.probe()
-    except RetryqError as error:
-        return Finding("problem", f"queue: {error}")
-    return Finding("ok", f"queue: writable, and the lock {store.lock_path} can be taken")
 
 
 def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta) -> list[Finding]:
@@ -143,14 +118,15 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
     for job in jobs:
         if job.status is not JobStatus.RUNNING:
             continue
-        alive = _proc.owner_alive(job.owner) if job.owner else None
-        expired = job.lease_until is None or job.lease_until < now
-        if alive is False or (alive is None and expired):
-            holder = f"{job.owner.host}:{job.owner.pid}" if job.owner else "no owner"
+        settings = config.settings_of(job.workflow)
+        reason = stale_reason(
+            job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=_proc.owner_alive
+        )
+        if reason is not None:
             findings.append(
                 Finding(
                     "problem",
-                    f"job {job.id} ({job.label}) is stuck running ({holder} gone or lease expired); "
+                    f"job {job.id} ({job.label}) is stuck running: {reason}; "
                     "the next `retryq process` recovers it: is cron running?",
                 )
             )

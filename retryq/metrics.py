@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._atomic import replace_file
+from ._atomic import new_file_owner, replace_file
 from .errors import StoreIOError
 from .models import Job, JobStatus, Outcome
 
@@ -138,6 +138,13 @@ def render_metrics(
 
 
 def _report_families(report: ProcessReport) -> list[_Family]:
+    invalid = _Family(
+        "retryq_invalid_jobs",
+        "gauge",
+        "Records of the queue that are not valid jobs: never run nor pruned until a human fixes or removes them.",
+        (),
+    )
+    invalid.add((), float(len(report.invalid)))
     run = _Family("retryq_last_run_jobs", "gauge", "Jobs handled by the last process run, by result.", ("result",))
     for result, count in (
         ("succeeded", report.succeeded),
@@ -156,7 +163,7 @@ def _report_families(report: ProcessReport) -> list[_Family]:
     if report.finished_at is not None:
         stamp.add((), report.finished_at.timestamp())
         duration.add((), (report.finished_at - report.started_at).total_seconds())
-    return [run, stamp, duration]
+    return [run, stamp, duration, invalid]
 
 
 def write_metrics(path: str | os.PathLike[str], text: str) -> None:
@@ -168,7 +175,7 @@ def write_metrics(path: str | os.PathLike[str], text: str) -> None:
     target = Path(path)
     try:
         # Not durable: a rename lost in a crash only leaves the previous metrics, and the next run writes them again.
-        replace_file(target, text.encode("utf-8"), mode=METRICS_FILE_MODE, durable=False)
+        replace_file(target, text.encode("utf-8"), mode=METRICS_FILE_MODE, owner=new_file_owner(target), durable=False)
     except OSError as error:
         raise StoreIOError(f"{target}: cannot write the metrics file: {error.strerror or error}") from None
 

@@ -202,7 +202,8 @@ class Job(_Record):
     delay_minutes: int = Field(ge=0, le=30 * 24 * 60)
     status: JobStatus = JobStatus.PENDING
     # retryq's keys.
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    # Like client ids, an id starts with a letter or digit: `{job_id}` in a command must never read as an option.
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     workflow: WorkflowName = DEFAULT_WORKFLOW
     attempt: int = Field(default=1, ge=1)
     # None in files written by the original scripts: the workflow's max_attempts applies (fixed at the first claim).
@@ -214,7 +215,7 @@ class Job(_Record):
     lease_until: UtcDatetime | None = None
     owner: Owner | None = None
     run_id: str | None = None
-    workflow_pid: int | None = None
+    workflow_pid: int | None = Field(default=None, gt=1)  # a process group; 0, 1 and negatives mean others
     follow_up_minutes: int | None = Field(default=None, ge=0, le=30 * 24 * 60)
     history: tuple[Attempt, ...] = ()
 
@@ -256,10 +257,22 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """The first problem of a pydantic error as ``field: message``, for a one-line report."""
-    first = error.errors()[0]
-    # Drop the union member tags pydantic adds to the location ("command.list[str]").
-    parts = [str(part) for part in first["loc"] if not (isinstance(part, str) and ("[" in part or part in _TYPE_TAGS))]
+    """The most specific problem of a pydantic error as ``field: message``, for a one-line report.
+
+    For a value that may take several forms (``keep_days = 7`` or ``{ failed = 30 }``), pydantic
+    reports a failure per form; the deepest one is about the form the value actually has.
+    """
+    first = max(error.errors(), key=lambda item: len(_location(item["loc"])))
+    parts = _location(first["loc"])
     where = ".".join(parts) or "value"
     message = str(first["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}"
+
+
+def _location(loc: tuple[int | str, ...]) -> list[str]:
+    # Drop the tags pydantic adds to the location for the forms of a union ("command.list[str]").
+    return [
+        str(part)
+        for part in loc
+        if not (isinstance(part, str) and ("[" in part or part in _TYPE_TAGS or part.startswith("constrained-")))
+    ]

@@ -29,7 +29,7 @@ from .errors import ConfigError, InvalidInput, RetryqError
 from .models import Job, JobStatus, Outcome
 from .notify import run_failure_hook
 from .runner import Supervisor, job_invocation, resolve_command
-from .store import ClaimRequest, Mutation
+from .stores import ClaimRequest, InvalidJob, Mutation
 from .timeutil import format_duration, format_utc, utcnow
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class ProcessReport:
     finished_jobs: list[tuple[Job, Outcome]] = field(default_factory=list)
     pending: int = 0  # jobs left pending when the run ended
     next_due: datetime | None = None  # the soonest of them
+    invalid: list[InvalidJob] = field(default_factory=list)  # records that are not valid jobs, left as they are
 
     @property
     def processed(self) -> int:
@@ -85,6 +86,7 @@ class ProcessReport:
             or self.lost_claims
             or self.config_errors
             or self.unknown_workflows
+            or self.invalid
             or self.stopped_by is not None
         )
 
@@ -126,8 +128,18 @@ class Processor:
             raise ValueError("concurrency must be at least 1")
         if timeout is not None and timeout <= timedelta(0):
             raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
-        self.timeout = timeout
         self.only = set(workflows) if workflows else None
+        if timeout is not None:
+            for name, settings in self.config.workflows.items():
+                # Other processes judge a run's lease by the configured timeout (a lease is never
+                # trusted beyond it): a longer run would look abandoned to them and run twice.
+                if settings.command and (self.only is None or name in self.only) and timeout > settings.timeout:
+                    raise InvalidInput(
+                        f"--timeout {format_duration(timeout)} is longer than the timeout of workflow {name!r} "
+                        f"({format_duration(settings.timeout)}): other retryq processes would take the run for "
+                        "abandoned; raise `timeout` in the configuration instead"
+                    )
+        self.timeout = timeout
         self.keep_days = keep_days
         self.prune = prune
         self.on_finished = on_finished
@@ -153,6 +165,9 @@ class Processor:
         """Run due jobs until none is left (or, as a worker, until stopped); return the report."""
         report = ProcessReport(started_at=self.clock())
         with _proc.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
+            report.invalid = self.store.invalid()
+            for problem in report.invalid:
+                log.warning("%s; left as it is", problem)
             self._resolve_commands(report)
             self._recover(report)
             try:
@@ -223,6 +238,8 @@ class Processor:
             wait = FLUSH_INTERVAL if pending else (poll(RetryState(1)) if self._free_slots() else None)
             for key, result in self._supervisor.wait(wait):
                 active = self._active.pop(key)
+                if (leftovers := result.describe_leftovers()) is not None:
+                    log.warning("%s", leftovers, extra={"job": active.job})
                 pending.add(
                     active.job.id,
                     "finish",
@@ -409,54 +426,10 @@ class Processor:
     # -- recovery ----------------------------------------------------------------------------
 
     def _recover(self, report: ProcessReport) -> None:
-        """Close the attempts of running jobs whose runner is gone, once their processes are gone too."""
-        now = self.clock()
-        changes: dict[str, Mutation] = {}
-        for job in self.store.load(statuses={JobStatus.RUNNING}):
-            reason = self._stale_reason(job, now)
-            if reason is None:
-                continue
-            settings = self._settings(job.workflow)
-            if not self._run_is_over(job, settings, now):
-                log.error("%s, but its workflow may still run here; left running", reason, extra={"job": job})
-                continue
-            log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
-            changes[job.id] = lifecycle.recover(job.run_id, now, settings, reason, due_window=self.config.due_window)
-        if changes:
-            results = self.store.update(changes)
-            report.recovered += sum(
-                1 for job in results.values() if job is not None and job.status is not JobStatus.RUNNING
-            )
+        """Close the attempts of running jobs whose runner is gone (see :mod:`retryq.housekeeping`)."""
+        from .housekeeping import recover_abandoned
 
-    def _run_is_over(self, job: Job, settings: WorkflowSettings, now: datetime) -> bool:
-        """Whether nothing of the job's interrupted run can still be running, stopping it here if need be.
-
-        A run of this machine is searched for and stopped. A run of another machine cannot be
-        seen from here: its expired lease, which covers its timeout and kill grace, stands in.
-        """
-        if job.owner is None or job.run_id is None or _proc.owner_alive(job.owner) is None:
-            return True
-        if _proc.stop_run_processes(
-            job.run_id, job.workflow_pid, settings.kill_grace.total_seconds(), monotonic=self.monotonic
-        ):
-            return True
-        # Without /proc (macOS, BSD), a run whose process group was not yet recorded cannot be
-        # found; once its lease has expired too, it has outlived anything it was allowed to do.
-        expired = job.lease_until is None or job.lease_until < now
-        return not _proc.PROC.is_dir() and job.workflow_pid is None and expired
-
-    def _stale_reason(self, job: Job, now: datetime) -> str | None:
-        owner = job.owner
-        if owner is not None:
-            alive = _proc.owner_alive(owner)
-            if alive is True:
-                return None
-            if alive is False:
-                return f"runner {owner.host}:{owner.pid} is gone"
-        if job.lease_until is None or job.lease_until < now:
-            holder = f"{owner.host}:{owner.pid}" if owner else "unknown runner"
-            return f"lease of {holder} expired at {format_utc(job.lease_until) if job.lease_until else 'never set'}"
-        return None
+        report.recovered += recover_abandoned(self.store, self.config, now=self.clock())
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -492,7 +465,7 @@ class Processor:
             log.error("%s", message)
 
     def _settings(self, name: str) -> WorkflowSettings:
-        return self.config.workflows.get(name) or self.config.workflow()
+        return self.config.settings_of(name)
 
     def _timeout(self, settings: WorkflowSettings) -> timedelta:
         return self.timeout if self.timeout is not None else settings.timeout

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import lifecycle
 from .config import Config, load_config
 from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError, OpenJobExists
-from .jsonstore import JsonFileStore
 from .models import DEFAULT_WORKFLOW, OPEN_STATUSES, Job, JobStatus, validate_client_id, validate_date
-from .store import JobFilter, PruneRule, Store
+from .stores import JobFilter, JsonFileStore, PruneRule, Store
 from .timeutil import format_duration, format_utc, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:

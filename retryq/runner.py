@@ -44,6 +44,14 @@ class RunResult:
     stop_signal: int | None = None  # the signal that asked retryq to stop, when there was one
     output_tail: str = ""
     pid: int | None = None
+    leftovers: int = 0  # processes the run left running outside its group, stopped when it ended
+
+    def describe_leftovers(self) -> str | None:
+        """A line for the log when the run left processes behind, else None."""
+        if not self.leftovers:
+            return None
+        plural = "es" if self.leftovers > 1 else ""
+        return f"stopped {self.leftovers} process{plural} the run left behind (outside its process group)"
 
 
 def invocation(
@@ -285,19 +293,18 @@ class Supervisor:
             del self._runs[key]
             # Whatever the workflow left behind in its group must not outlive it: it would hold
             # the output pipe open, and could run beside the next attempt of the same job.
+            grace = min(run.kill_grace, 5.0)
             if _proc.group_alive(run.process.pid):
-                _proc.stop_group(run.process.pid, min(run.kill_grace, 5.0))
+                _proc.stop_group(run.process.pid, grace)
+            # What left the group (`setsid`, a daemon) carries the run's id on Linux: it is found and
+            # stopped too, at every end of a run, so that it never runs beside the job's next attempt.
+            leftovers = _proc.stop_leftovers(run.key, grace)
             if run.reader is not None:
-                run.reader.join(timeout=1)
-                if run.reader.is_alive():
-                    # Something that left the group (`setsid`, a daemon) still holds the output pipe:
-                    # on Linux it carries the run's id, so it can be found and stopped all the same.
-                    _proc.stop_run_processes(run.key, None, min(run.kill_grace, 5.0))
-                    run.reader.join(timeout=5)
-            finished.append((key, self._result(run, code)))
+                run.reader.join(timeout=5)
+            finished.append((key, self._result(run, code, leftovers)))
         return finished
 
-    def _result(self, run: _Run, code: int) -> RunResult:
+    def _result(self, run: _Run, code: int, leftovers: int) -> RunResult:
         exit_code = 128 - code if code < 0 else code
         tail = "\n".join(run.tail)
         if len(tail) > TAIL_CHARS:
@@ -310,6 +317,7 @@ class Supervisor:
             stopped=run.stopped and not run.timed_out,
             output_tail=tail,
             pid=run.process.pid,
+            leftovers=leftovers,
         )
 
 

@@ -30,7 +30,7 @@ from .models import Job, JobStatus
 from .timeutil import format_duration
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .stores import Store
 
 _MICROSECOND = timedelta(microseconds=1)
 #: Bin widths of the delay histogram, in microseconds: the narrowest that needs at most _MAX_BINS bins wins.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -67,6 +68,8 @@ def test_bad_arguments(cli: CliRunner, case: str) -> None:
 CORRUPT = {
     "not json": '[{"clientId": ',
     "not a list": '{"jobs": []}',
+}
+INVALID_RECORDS = {
     "not objects": '["balthazar"]',
     "bad job": LEGACY_FILE.replace('"pending"', '"done"'),
 }
@@ -81,6 +84,20 @@ def test_a_corrupt_queue_file_exits_65_and_is_left_alone(cli: CliRunner, case: s
     [line] = result.stderr.splitlines()
     assert line.startswith(f"retryq: error: {QUEUE}: ")
     assert QUEUE.read_text() == CORRUPT[case]
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_RECORDS))
+@pytest.mark.parametrize("command", [["schedule", "other", "2025-12-19"], ["process"], ["list"]])
+def test_an_invalid_record_is_reported_and_kept_but_stops_nothing(
+    cli: CliRunner, case: str, command: list[str]
+) -> None:
+    QUEUE.write_text(INVALID_RECORDS[case])
+    record = json.loads(INVALID_RECORDS[case])[0]
+    result = invoke(cli, *command, env={"RETRYQ_COMMAND": "true"})
+    assert result.exit_code == 0, result.output
+    assert json.loads(QUEUE.read_text())[0] == record
+    if command[0] != "schedule":
+        assert f"retryq: warning: {QUEUE}: job #1 (" in result.stderr
 
 
 def test_the_message_says_where_the_json_breaks(cli: CliRunner) -> None:
@@ -125,7 +142,7 @@ def test_a_read_only_directory_exits_74(tmp_path: Path, retryq_bin: str) -> None
         )
         assert result.returncode == 74, result.stderr
         assert result.stderr == (
-            "retryq: error: .retry-queue.json.lock: cannot create the lock file: Read-only file system\n"
+            "retryq: error: .retry-queue.json.lock: cannot create or lock the lock file: Read-only file system\n"
         )
         assert (readonly / ".retry-queue.json").read_text() == LEGACY_FILE
     finally:

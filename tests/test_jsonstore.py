@@ -84,12 +84,14 @@ CORRUPT = {
     "truncated": ('[{"clientId": "balthazar",', "not valid JSON at line 1, column 27"),
     "object": ('{"clientId": "balthazar"}', "expected a JSON array of jobs, found a JSON object"),
     "number": ("42", "found a JSON number"),
-    "item": ("[1, 2]", "job #1 is not a JSON object"),
     "empty": ("", "the file is empty"),
     "blank": ("  \n", "the file is empty"),
+}
+INVALID = {
+    "item": ("[1, 2]", ["job #1 (?) is invalid: not a JSON object", "job #2 (?) is invalid: not a JSON object"]),
     "bad job": (
         LEGACY_FILE.replace("2025-12-19", "2025-02-30", 1),
-        "job #1 (balthazar) is invalid: date: invalid date '2025-02-30'",
+        ["job #1 (balthazar) is invalid: date: invalid date '2025-02-30': no such day in the calendar"],
     ),
 }
 
@@ -102,10 +104,21 @@ def test_a_corrupt_file_is_reported_and_never_rewritten(path: Path, case: str) -
     with pytest.raises(QueueCorrupt, match=re.escape(message)) as raised:
         store.load()
     assert str(raised.value).startswith(f"{path}: ")
-    if case != "bad job":  # a bad job is found when it is decoded; adding beside it is harmless
-        with pytest.raises(QueueCorrupt):
-            store.add(make_job(id="new", client_id="new"), unchanged)
+    with pytest.raises(QueueCorrupt):
+        store.add(make_job(id="new", client_id="new"), unchanged)
     assert path.read_text() == content
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_records_that_are_not_jobs_are_reported_skipped_and_kept(path: Path, case: str) -> None:
+    content, problems = INVALID[case]
+    path.write_text(content)
+    store = JsonFileStore(path)
+    assert store.load() == []
+    assert [str(problem) for problem in store.invalid()] == [f"{path}: {problem}" for problem in problems]
+    store.add(make_job(id="new", client_id="new"), unchanged)  # beside them, harmless
+    assert [job.id for job in store.load()] == ["new"]
+    assert json.loads(path.read_text())[:-1] == json.loads(content)
 
 
 def test_not_utf8_is_corrupt(path: Path) -> None:

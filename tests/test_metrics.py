@@ -122,6 +122,7 @@ def test_the_values_of_a_small_queue() -> None:
         sample("retryq_last_run_jobs", result="recovered"): 1,
         sample("retryq_last_run_jobs", result="released"): 0,
         sample("retryq_last_run_jobs", result="pruned"): 3,
+        sample("retryq_invalid_jobs"): 0,
     }
     assert found == expected
 
@@ -180,6 +181,7 @@ def test_every_family_has_help_and_type_before_its_samples() -> None:
     assert declared == {
         "retryq_attempts_total": "counter",
         "retryq_failures_total": "counter",
+        "retryq_invalid_jobs": "gauge",
         "retryq_jobs": "gauge",
         "retryq_last_run_duration_seconds": "gauge",
         "retryq_last_run_jobs": "gauge",

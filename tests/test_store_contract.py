@@ -12,7 +12,7 @@ import pytest
 from retryq import JsonFileStore, MemoryStore, Store
 from retryq.errors import OpenJobExists
 from retryq.models import Job, JobStatus
-from retryq.store import ClaimRequest, PruneRule
+from retryq.stores import ClaimRequest, PruneRule
 
 from .helpers import T0, make_job
 

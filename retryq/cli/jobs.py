@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ExitCode, InvalidInput
 from ..models import DEFAULT_WORKFLOW, Job
-from ..store import JobFilter
+from ..stores import JobFilter
 from ..timeutil import format_duration, format_utc, parse_duration, parse_when, utcnow
 from ._app import (
     ClientFilterOption,
@@ -266,6 +266,8 @@ def list_jobs(
         raise InvalidInput(f"unknown sort {sort!r} (known: due, scheduled, status, client, queue)")
     queue = open_queue(ctx)
     jobs = queue.jobs(status=status or None, client=client, workflow=workflow)
+    for problem in queue.store.invalid():
+        warn(f"{problem}; not listed")
     if sort != "queue":
         jobs.sort(key=_SORTS[sort])
     if as_json:

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import ExitCode
 from ..timeutil import format_utc, parse_duration, utcnow
-from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app, error, open_queue
+from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app, error, open_queue, warn
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
@@ -150,6 +150,8 @@ def run(
     """
     queue = open_queue(ctx)
     result = queue.run_now(client, date, workflow=workflow, timeout=parse_duration(timeout) if timeout else None)
+    if (leftovers := result.describe_leftovers()) is not None:
+        warn(leftovers)
     if result.timed_out:
         error("the workflow timed out and was stopped")
         raise typer.Exit(124)
@@ -162,14 +164,17 @@ def _summary(report: ProcessReport) -> str:
     waiting = f"pending {report.pending}"
     if report.next_due is not None:
         waiting += f", next due {format_utc(report.next_due)}"
+    invalid = f"; invalid {len(report.invalid)}" if report.invalid else ""
     return (
         f"summary: processed {report.processed} (succeeded {report.succeeded}, rescheduled {report.retrying}, "
         f"failed {report.failed}); recovered {report.recovered}, given back {report.released}, "
-        f"pruned {report.pruned}; {waiting}"
+        f"pruned {report.pruned}; {waiting}{invalid}"
     )
 
 
 def _exit(report: ProcessReport) -> None:
+    for problem in report.invalid:  # in the log above, and on stderr: a human must fix or remove it
+        warn(f"{problem}; left as it is, never run")
     if report.stopped_by is not None:
         raise typer.Exit(128 + report.stopped_by)
     if report.config_errors:

@@ -11,7 +11,7 @@ from ..config import Config
 from ..doctor import Finding, diagnose
 from ..models import Job, JobStatus
 from ..stats import ResolutionStats, recorded_jobs, resolution_stats, select_chains
-from ..store import Store
+from ..stores import Store
 from ..timeutil import to_utc
 
 

@@ -24,7 +24,7 @@ from .._atomic import replace_file
 from ..config import Config
 from ..errors import ConfigError, StoreIOError
 from ..models import Job
-from ..store import Store
+from ..stores import Store
 from ..timeutil import format_duration, format_utc
 from .data import DashboardData, collect
 

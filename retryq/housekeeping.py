@@ -1,0 +1,111 @@
+"""What runs between jobs: finding claims whose runner is gone, and closing their attempts.
+
+One rule decides whether a running job is abandoned (:func:`stale_reason`); recovery in
+``process`` and the stuck-job check of ``doctor`` both use it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["lease_end", "recover_abandoned", "run_is_over", "stale_reason"]
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from . import _proc, lifecycle
+from .config import Config, WorkflowSettings
+from .models import Job, JobStatus, Owner
+from .stores import Mutation, Store
+from .timeutil import format_utc
+
+log = logging.getLogger("retryq")
+
+OwnerCheck = Callable[[Owner], "bool | None"]
+
+
+def lease_end(job: Job, settings: WorkflowSettings, lease_grace: timedelta) -> datetime | None:
+    """When a running job's lease ends: as recorded, but never after its start plus what the
+    configuration allows a run (timeout, kill grace, lease grace): a lease until 2100 is not a lease."""
+    allowed = None if job.started_at is None else job.started_at + settings.timeout + settings.kill_grace + lease_grace
+    ends = [end for end in (job.lease_until, allowed) if end is not None]
+    return min(ends, default=None)
+
+
+def stale_reason(
+    job: Job, *, now: datetime, settings: WorkflowSettings, lease_grace: timedelta, owner_alive: OwnerCheck
+) -> str | None:
+    """Why a running job is abandoned by its runner (a phrase for logs), or None while its claim holds.
+
+    A runner on this host is asked directly (alive, or gone). A runner elsewhere is judged by its
+    lease, bounded by the configuration; and a job that started further in the future than
+    ``lease_grace`` (the clock skew hosts may have) is not trusted at all.
+    """
+    owner = job.owner
+    holder = f"{owner.host}:{owner.pid}" if owner is not None else "an unknown runner"
+    if owner is not None:
+        alive = owner_alive(owner)
+        if alive is True:
+            return None
+        if alive is False:
+            return f"runner {holder} is gone"
+    if job.started_at is not None and job.started_at > now + lease_grace:
+        return (
+            f"started in the future ({format_utc(job.started_at)}, more than lease_grace ahead): "
+            f"the clock of {holder} is ahead, or the file was edited; its lease is not trusted"
+        )
+    end = lease_end(job, settings, lease_grace)
+    if end is None:
+        return f"running for {holder} with no lease"
+    if end >= now:
+        return None
+    if job.lease_until is not None and job.lease_until > end:
+        return (
+            f"holds a lease until {format_utc(job.lease_until)}, beyond what the configuration allows "
+            f"(start + timeout + kill_grace + lease_grace = {format_utc(end)}, passed)"
+        )
+    return f"lease of {holder} expired at {format_utc(end)}"
+
+
+def run_is_over(job: Job, settings: WorkflowSettings, now: datetime, *, owner_alive: OwnerCheck) -> bool:
+    """Whether nothing of the job's interrupted run can still be running, stopping it here if need be.
+
+    A run of this machine is searched for by its ``RETRYQ_RUN_ID`` and stopped: only processes
+    that carry it are ever signalled, never the recorded pid, which the file cannot prove is the
+    run's. A run of another machine cannot be seen from here: its expired lease, which covers its
+    timeout and kill grace, stands in; so it does where processes cannot be searched (no /proc).
+    """
+    if job.owner is None or job.run_id is None or owner_alive(job.owner) is None:
+        return True
+    if _proc.PROC.is_dir():
+        return _proc.stop_run_processes(job.run_id, settings.kill_grace.total_seconds(), settle=True)
+    expired = job.lease_until is None or job.lease_until < now
+    return expired
+
+
+def recover_abandoned(
+    store: Store,
+    config: Config,
+    *,
+    now: datetime,
+    owner_alive: OwnerCheck = _proc.owner_alive,
+) -> int:
+    """Close the attempts of running jobs whose runner is gone, once their processes are gone too.
+
+    Each counts as an interrupted attempt (a job that kills its runner cannot loop for ever);
+    returns how many jobs were recovered.
+    """
+    changes: dict[str, Mutation] = {}
+    for job in store.load(statuses={JobStatus.RUNNING}):
+        settings = config.settings_of(job.workflow)
+        reason = stale_reason(job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=owner_alive)
+        if reason is None:
+            continue
+        if not run_is_over(job, settings, now, owner_alive=owner_alive):
+            log.error("%s, but its workflow may still run here; left running", reason, extra={"job": job})
+            continue
+        log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
+        changes[job.id] = lifecycle.recover(job.run_id, now, settings, reason, due_window=config.due_window)
+    if not changes:
+        return 0
+    results = store.update(changes)
+    return sum(1 for job in results.values() if job is not None and job.status is not JobStatus.RUNNING)

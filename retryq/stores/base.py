@@ -1,0 +1,169 @@
+"""The storage interface every backend implements, and the values that cross it.
+
+A store keeps jobs and offers a handful of atomic operations; everything a queue does is
+built from them. The operations take *mutations* (pure functions ``Job -> Job | None``) rather
+than new values, so that a backend applies them to the job as it is at that instant, under its
+own lock or transaction, and may apply them again if it has to start the transaction over.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ClaimRequest", "Finding", "InvalidJob", "JobFilter", "Mutation", "PruneRule", "Store"]
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from ..errors import InvalidInput
+from ..models import Job, JobStatus, parse_statuses
+
+#: A change to one job: return the new job, the same job (no change), or None to remove it.
+Mutation = Callable[[Job], "Job | None"]
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a command means: each field that is set must match.
+
+    ``since`` keeps jobs active at or after it: ended then (finished), else started, else
+    scheduled — for a failed job, when it failed.
+    """
+
+    statuses: frozenset[JobStatus] | None = None
+    workflow: str | None = None
+    client: str | None = None
+    date: str | None = None
+    since: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        workflow: str | None = None,
+        client: str | None = None,
+        date: str | None = None,
+        since: datetime | None = None,
+    ) -> JobFilter:
+        """A filter from loose arguments: status names, an aware ``since``."""
+        if since is not None and since.tzinfo is None:
+            raise InvalidInput("`since` must carry a time zone")
+        return cls(parse_statuses(status), workflow, client, date, since)
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (self.statuses is None or job.status in self.statuses)
+            and (self.workflow is None or job.workflow == self.workflow)
+            and (self.client is None or job.client_id == self.client)
+            and (self.date is None or job.date == self.date)
+            and (self.since is None or (job.finished_at or job.started_at or job.scheduled_at) >= self.since)
+        )
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Which due jobs to claim: at most ``limit`` in all and ``slots[w]`` of workflow ``w``.
+
+    Due means pending with ``executeAt <= due_by``. Jobs of a workflow absent from ``slots`` are
+    never claimed (their workflow is unknown to this process); they stay pending for a process
+    that knows it. Jobs whose id is in ``exclude`` are not claimed either (a ``process`` run
+    starts each job at most once).
+    """
+
+    due_by: datetime
+    limit: int
+    slots: Mapping[str, int] = field(default_factory=dict)
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PruneRule:
+    """Which finished jobs may go: those that ended before the cutoff of their workflow and status.
+
+    ``cutoffs`` applies to every workflow not listed in ``by_workflow``. A job "ended" at its
+    ``finishedAt`` (else ``startedAt``, else ``executeAt``, for files written by older tools).
+    Pending and running jobs are never pruned.
+    """
+
+    cutoffs: Mapping[JobStatus, datetime]
+    by_workflow: Mapping[str, Mapping[JobStatus, datetime]] = field(default_factory=dict)
+
+    def expired(self, workflow: str, status: JobStatus, ended: datetime) -> bool:
+        if not status.is_finished:
+            return False
+        cutoff = self.by_workflow.get(workflow, self.cutoffs).get(status)
+        return cutoff is not None and ended < cutoff
+
+
+@dataclass(frozen=True)
+class InvalidJob:
+    """A stored record that is not a valid job: left exactly as it is, never run, pruned or rewritten."""
+
+    position: int  # 1 for the first job of the queue
+    ident: str  # its id, else its client id, else "?"
+    reason: str
+    where: str  # the store's display name
+
+    def __str__(self) -> str:
+        return f"{self.where}: job #{self.position} ({self.ident}) is invalid: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of a health check; a ``problem`` needs a human."""
+
+    level: Literal["ok", "warning", "problem"]
+    message: str
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where jobs live. Each method is atomic with respect to every other process."""
+
+    @property
+    def location(self) -> str:
+        """Where the jobs are, for messages (a path, a URL without password)."""
+
+    def load(self, statuses: Collection[JobStatus] | None = None) -> list[Job]:
+        """The valid jobs (only those in ``statuses``, if given), in queue order, as one consistent snapshot."""
+
+    def invalid(self) -> list[InvalidJob]:
+        """The records that are not valid jobs; every other operation leaves them exactly as they are."""
+
+    def load_archive(self) -> Iterator[Job]:
+        """Jobs removed by pruning, oldest first (empty when archiving is off)."""
+
+    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
+        """Insert ``job`` unless an open (pending or running) job has the same key.
+
+        If one has, ``on_open`` is applied to it instead and ``(that job, False)`` is returned;
+        otherwise ``(job, True)``.
+        """
+
+    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
+        """Apply each mutation to the job with that id; return the results (ids not found are left out).
+
+        A job removed (mutation returned None) is archived first when archiving is on. A change
+        that would leave two open jobs with one key raises :class:`~retryq.errors.OpenJobExists`
+        and writes nothing.
+        """
+
+    def claim(
+        self, request: ClaimRequest, mark: Mutation, changes: Mapping[str, Mutation] | None = None
+    ) -> tuple[list[Job], dict[str, Job | None]]:
+        """Apply ``changes`` as :meth:`update` does, then claim due jobs: ``mark`` each and return them.
+
+        Due means pending with ``executeAt <= request.due_by``; the oldest ``executeAt`` comes
+        first. Doing both in one step lets a processor write the results of finished runs and
+        claim the next jobs with a single write.
+        """
+
+    def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
+        """Remove the finished jobs ``rule`` expires (archiving them first when archiving is on); return them.
+
+        With ``dry_run``, return them and remove nothing.
+        """
+
+    def check(self) -> list[Finding]:
+        """What ``doctor`` should know about the storage itself: can it be written, is anything left over."""

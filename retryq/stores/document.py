@@ -1,0 +1,353 @@
+"""Stores that read and rewrite all their jobs at once (the JSON file, memory), and the in-memory store.
+
+A queue of 10,000 jobs is scanned on every write, but a write touches only a few jobs: the rest
+stay as a line of text and a handful of scanned fields, and are never validated. A record that
+turns out not to be a valid job is skipped by every operation and written back byte for byte.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DocumentStore", "MemoryStore"]
+
+import json
+import sys
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from ..errors import InvalidInput, OpenJobExists, QueueCorrupt
+from ..models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error
+from ..timeutil import parse_utc
+from .base import ClaimRequest, Finding, InvalidJob, Mutation, PruneRule
+
+R = TypeVar("R")
+
+# Plain strings: a scan compares them for every job on every write, where enum lookups add up.
+_PENDING = JobStatus.PENDING.value
+_OPEN = frozenset({JobStatus.PENDING.value, JobStatus.RUNNING.value})
+_FINISHED = frozenset(status.value for status in JobStatus if status.is_finished)
+
+
+class _Entry:
+    """A stored record: what a scan needs, its line of JSON, and (on demand) its validated job."""
+
+    __slots__ = ("_doc", "_job", "_line", "_problem", "ended", "ident", "index", "key", "status")
+
+    def __init__(self, index: int, *, doc: Any, line: bytes | None = None, job: Job | None = None) -> None:
+        self.index = index  # position in the file when read, for messages
+        fields: dict[str, Any] = doc if isinstance(doc, dict) else {}
+        status, workflow = fields.get("status"), fields.get("workflow", DEFAULT_WORKFLOW)
+        self.status = sys.intern(status) if isinstance(status, str) else status
+        self.key = (
+            sys.intern(workflow) if isinstance(workflow, str) else workflow,
+            fields.get("clientId"),
+            fields.get("date"),
+        )
+        ident = fields.get("id")
+        self.ident: str | None = ident if isinstance(ident, str) else None
+        ended = fields.get("finishedAt") or fields.get("startedAt") or fields.get("executeAt")
+        self.ended: str | None = ended if isinstance(ended, str) else None
+        self._line = line
+        self._doc = None if line is not None else doc  # with its line kept, the object can be read again
+        self._job = job
+        self._problem: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> _Entry:
+        return cls(-1, doc=job.to_json_dict(), job=job)
+
+    @property
+    def doc(self) -> Any:
+        if self._doc is None:
+            assert self._line is not None
+            self._doc = json.loads(self._line)
+        return self._doc
+
+    def decoded(self) -> Job | None:
+        """The validated job, or None when the record is not one (:meth:`problem` says why); decoded once."""
+        if self._job is None and self._problem is None:
+            doc = self.doc
+            if not isinstance(doc, dict):
+                self._problem = "not a JSON object"
+                return None
+            try:
+                self._job = Job.model_validate(doc)
+            except ValidationError as error:
+                self._problem = describe_validation_error(error)
+                return None
+            if self._line is not None:
+                self._doc = None  # the model holds the data now
+        return self._job
+
+    def invalid(self, location: str) -> InvalidJob | None:
+        if self.decoded() is not None:
+            return None
+        doc = self.doc
+        ident = (doc.get("id") or doc.get("clientId")) if isinstance(doc, dict) else None
+        return InvalidJob(self.index + 1, str(ident or "?"), self._problem or "invalid", location)
+
+    def job(self, location: str) -> Job:
+        job = self.decoded()
+        if job is None:
+            problem = self.invalid(location)
+            raise QueueCorrupt(str(problem))
+        return job
+
+    def job_id(self) -> str | None:
+        """The job's id; a record of the original scripts has none in the file and gets its derived one."""
+        if self.ident is not None:
+            return self.ident
+        job = self.decoded()
+        return None if job is None else job.id
+
+    def line(self) -> bytes:
+        """The record as one line of UTF-8 JSON, as the file holds it."""
+        if self._line is None:
+            self._line = json.dumps(self.doc, ensure_ascii=False).encode("utf-8")
+        return self._line
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in _OPEN
+
+    def execute_at(self) -> datetime | None:
+        """``executeAt`` read from the record itself, without validating it (None if unreadable)."""
+        if self._job is not None:
+            return self._job.execute_at
+        doc = self.doc
+        text = doc.get("executeAt") if isinstance(doc, dict) else None
+        if not isinstance(text, str):
+            return None
+        try:
+            return parse_utc(text)
+        except InvalidInput:
+            return None
+
+    def ended_at(self) -> datetime | None:
+        if self.ended is not None:
+            with suppress(InvalidInput):
+                return parse_utc(self.ended)
+        job = self.decoded()
+        return None if job is None else job.finished_at or job.started_at or job.execute_at
+
+
+@dataclass
+class _Write:
+    """What a transaction writes: the new records, and the jobs it removes (for the archive)."""
+
+    entries: list[_Entry]
+    removed: list[Job]
+
+
+#: A transaction: from the current records, a result and what to write (None: nothing).
+Transaction = Callable[[list[_Entry]], tuple[R, "_Write | None"]]
+
+
+class DocumentStore:
+    """The store operations for backends that read and rewrite all records at once.
+
+    Subclasses provide :meth:`_read` (the current records) and :meth:`_transact`, which runs a
+    transaction under their lock, writes what it returns, and may run it again from a fresh read
+    (the JSON file does when its lock file was taken away): transactions are pure.
+    """
+
+    location: str = "memory"
+
+    def _transact(self, transaction: Transaction[R]) -> R:
+        raise NotImplementedError
+
+    def _read(self) -> list[_Entry]:
+        raise NotImplementedError
+
+    def load_archive(self) -> Iterator[Job]:
+        raise NotImplementedError
+
+    def load(self, statuses: Collection[JobStatus] | None = None) -> list[Job]:
+        wanted = None if statuses is None else {JobStatus(status).value for status in statuses}
+        jobs = (entry.decoded() for entry in self._read() if wanted is None or entry.status in wanted)
+        return [job for job in jobs if job is not None]
+
+    def invalid(self) -> list[InvalidJob]:
+        found = (entry.invalid(self.location) for entry in self._read())
+        return [problem for problem in found if problem is not None]
+
+    def check(self) -> list[Finding]:
+        return []
+
+    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
+        def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
+            for position, entry in enumerate(current):
+                # Compared on the scanned fields: adding a job never decodes the whole queue.
+                if not (entry.is_open and entry.key == job.key):
+                    continue
+                existing = entry.decoded()
+                if existing is None:
+                    continue  # not a job: left alone, and it holds no key
+                updated = on_open(existing)
+                if updated is None:
+                    raise ValueError("on_open must return a job")
+                if updated is existing:
+                    return (existing, False), None
+                entries = current.copy()
+                entries[position] = _Entry.of(updated)
+                return (updated, False), _Write(entries, [])
+            return (job, True), _Write([*current, _Entry.of(job)], [])
+
+        return self._transact(transaction)
+
+    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
+        if not changes:
+            return {}
+
+        def transaction(current: list[_Entry]) -> tuple[dict[str, Job | None], _Write | None]:
+            entries, results, removed, changed = self._apply(current, changes)
+            return results, _Write(entries, removed) if changed else None
+
+        return self._transact(transaction)
+
+    def claim(
+        self, request: ClaimRequest, mark: Mutation, changes: Mapping[str, Mutation] | None = None
+    ) -> tuple[list[Job], dict[str, Job | None]]:
+        def transaction(current: list[_Entry]) -> tuple[tuple[list[Job], dict[str, Job | None]], _Write | None]:
+            entries, results, removed, changed = self._apply(current, changes or {})
+            claimed: list[Job] = []
+            for position, job in self._due(entries, request):
+                new = mark(job)
+                if new is None:
+                    raise ValueError("mark must return a job")
+                entries[position] = _Entry.of(new)
+                claimed.append(new)
+                changed = True
+            return (claimed, results), _Write(entries, removed) if changed else None
+
+        return self._transact(transaction)
+
+    def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
+        def expired(entry: _Entry) -> bool:
+            if entry.status not in _FINISHED or entry.key[0] is None:
+                return False
+            ended = entry.ended_at()
+            # Checked on the scanned fields first: only the records that go are validated.
+            if ended is None or not rule.expired(entry.key[0], JobStatus(entry.status), ended):
+                return False
+            return entry.decoded() is not None  # a record that is not a valid job is never removed
+
+        if dry_run:
+            return [entry.job(self.location) for entry in self._read() if expired(entry)]
+
+        def transaction(current: list[_Entry]) -> tuple[list[Job], _Write | None]:
+            verdicts = [expired(entry) for entry in current]
+            removed = [entry.job(self.location) for entry, gone in zip(current, verdicts, strict=True) if gone]
+            if not removed:
+                return [], None
+            return removed, _Write([entry for entry, gone in zip(current, verdicts, strict=True) if not gone], removed)
+
+        return self._transact(transaction)
+
+    def _apply(
+        self, entries: list[_Entry], changes: Mapping[str, Mutation]
+    ) -> tuple[list[_Entry], dict[str, Job | None], list[Job], bool]:
+        """Apply mutations; return the new entries, the results, the removed jobs, and whether anything changed."""
+        results: dict[str, Job | None] = {}
+        removed: list[Job] = []
+        if not changes:
+            return entries.copy(), results, removed, False
+        changed = False
+        kept: list[_Entry] = []
+        opened: list[Job] = []
+        for entry in entries:
+            ident = entry.job_id()
+            mutation = changes.get(ident) if ident is not None else None
+            job = entry.decoded() if mutation is not None else None
+            if mutation is None or job is None:  # not asked for, or not a job that a change can apply to
+                kept.append(entry)
+                continue
+            new = mutation(job)
+            results[job.id] = new
+            if new is None:
+                removed.append(job)
+                changed = True
+            elif new is job:
+                kept.append(entry)
+            else:
+                kept.append(_Entry.of(new))
+                changed = True
+                if new.status.is_open and (not job.status.is_open or new.key != job.key):
+                    opened.append(new)
+        if opened:
+            self._check_one_open_per_key(kept, opened)
+        return kept, results, removed, changed
+
+    def _check_one_open_per_key(self, entries: list[_Entry], opened: list[Job]) -> None:
+        """Refuse a write that reopens a job beside another open job of the same key (nothing is written)."""
+        wanted = {job.key for job in opened}
+        holders: dict[tuple[object, ...], list[str]] = {}
+        for entry in entries:
+            if entry.is_open and entry.key in wanted and (ident := entry.job_id()) is not None:
+                holders.setdefault(entry.key, []).append(ident)
+        for job in opened:
+            others = [ident for ident in holders.get(job.key, []) if ident != job.id]
+            if others:
+                workflow, client, date = job.key
+                raise OpenJobExists(
+                    f"job {others[0]} is already open for {client} {date}"
+                    + (f" (workflow {workflow})" if workflow != DEFAULT_WORKFLOW else ""),
+                    (job.id, *others),
+                )
+
+    def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[tuple[int, Job]]:
+        """The records to claim, oldest ``executeAt`` first, within the request's limits."""
+        due: list[tuple[datetime, int]] = []
+        due_by, slots, exclude = request.due_by, request.slots, request.exclude
+        for position, entry in enumerate(entries):
+            if entry.status != _PENDING or entry.key[0] not in slots:
+                continue
+            if exclude and entry.job_id() in exclude:
+                continue
+            execute_at = entry.execute_at()  # from the record: only the jobs chosen are validated
+            if execute_at is not None and execute_at <= due_by:
+                due.append((execute_at, position))
+        due.sort()
+        free = dict(slots)
+        chosen: list[tuple[int, Job]] = []
+        for _, position in due:
+            if len(chosen) >= request.limit:
+                break
+            workflow = entries[position].key[0]
+            job = entries[position].decoded()
+            if job is not None and free[workflow] > 0:
+                free[workflow] -= 1
+                chosen.append((position, job))
+        return chosen
+
+
+class MemoryStore(DocumentStore):
+    """Jobs in memory, for tests and for embedding; thread-safe, gone with the process."""
+
+    def __init__(self, jobs: Iterable[Job] = (), *, archive: bool = True) -> None:
+        self.location = "memory"
+        self._entries = [_Entry.of(job) for job in jobs]
+        self._archive: list[Job] | None = [] if archive else None
+        self._lock = threading.RLock()
+
+    def _read(self) -> list[_Entry]:
+        with self._lock:
+            return list(self._entries)
+
+    def load_archive(self) -> Iterator[Job]:
+        with self._lock:
+            return iter(list(self._archive or ()))
+
+    def _transact(self, transaction: Transaction[R]) -> R:
+        with self._lock:
+            result, write = transaction(list(self._entries))
+            if write is not None:
+                if self._archive is not None:
+                    self._archive.extend(write.removed)
+                self._entries = write.entries
+            return result

@@ -1,0 +1,380 @@
+"""The JSON file store: the queue is one file, changed only by atomic replacement under a file lock.
+
+Every change reads the file, applies the change and writes the whole queue to a temporary file
+in the same directory, fsyncs it and ``os.replace``s it over the old one, all while holding
+``<queue file>.lock``. A crash at any instant leaves either the old file or the new one; a
+reader never needs the lock. The file holds one job per line so that it stays readable with
+``grep`` and ``jq`` and cheap to rewrite.
+"""
+
+from __future__ import annotations
+
+__all__ = ["JsonFileStore"]
+
+import json
+import logging
+import os
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from json.scanner import make_scanner
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .._atomic import new_file_owner, replace_file
+from ..errors import ConfigError, LockTimeout, QueueCorrupt, RetryqError, StoreIOError
+from ..models import Job
+from .base import Finding
+from .document import DocumentStore, R, Transaction, _Entry, _Write
+
+log = logging.getLogger("retryq")
+
+NEW_FILE_MODE = 0o600
+#: A temp file of the queue older than this, found under the lock, was left by a killed writer.
+STALE_TEMP_AGE = 60.0
+#: How many times a change is made again when its lock file was taken away meanwhile.
+LOCK_LOST_RETRIES = 3
+_SCANNER = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed mistypes its argument
+
+
+class _LockLost(Exception):
+    """The lock file at the path is no longer the one this process holds: another writer may be in."""
+
+
+class JsonFileStore(DocumentStore):
+    """Jobs in a JSON file (a top-level array), safe across processes and crashes.
+
+    ``path`` may be a symbolic link: the file it points to is the queue, and its lock, archive and
+    temp files live beside that file, so that writers through either name exclude each other.
+    ``lock_timeout`` bounds the wait for the lock (seconds); past it, :class:`LockTimeout`. With
+    ``archive`` on, pruned jobs are first appended to ``<file>.archive.jsonl``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 30.0, archive: bool = True) -> None:
+        self.location = str(path)  # the name the user gave, for messages
+        self.path = Path(os.path.realpath(path))  # resolved once: a write replaces the file, never the link
+        self.lock_path = Path(f"{self.path}.lock")
+        # Messages name the lock as the user knows the queue, unless it is reached through a link.
+        self.lock_name = f"{path}.lock" if os.path.abspath(path) == str(self.path) else str(self.lock_path)
+        self.archive_path = Path(f"{self.path}.archive.jsonl") if archive else None
+        self.lock_timeout = lock_timeout
+        # The lock file is kept (not unlinked on release, which races with the next holder's open),
+        # and checked to still be the one at its path after acquiring it and before each rename.
+        self._lock = FileLock(
+            self.lock_path,
+            timeout=lock_timeout,
+            mode=NEW_FILE_MODE,
+            poll_interval=0.005,  # a write holds the lock for milliseconds: don't idle
+            preserve_lock_file=True,
+            on_acquired=self._on_acquired,
+        )
+        self._held = threading.local()  # .file: (device, inode) of the lock file this thread holds
+        # The bytes we last read or wrote, and their entries: when the file still holds exactly
+        # those bytes, nothing needs to be parsed again, and unchanged jobs need no new JSON.
+        self._cache: tuple[bytes, list[_Entry]] | None = None
+
+    def __repr__(self) -> str:
+        return f"JsonFileStore({self.location!r})"
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _read(self) -> list[_Entry]:
+        self._check_path()
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise StoreIOError(f"{self.location}: cannot read the queue file: {error.strerror}") from None
+        cache = self._cache
+        if cache is not None and cache[0] == raw:
+            return list(cache[1])
+        entries = self._parse(raw)
+        self._cache = (raw, entries)
+        return list(entries)
+
+    def _parse(self, raw: bytes) -> list[_Entry]:
+        where = self.location
+        entries = _parse_lines(raw)
+        if entries is not None:
+            return entries
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise QueueCorrupt(f"{where}: not UTF-8 text (byte {error.start})") from None
+        if not text.strip():
+            raise QueueCorrupt(
+                f"{where}: the file is empty; a queue file holds a JSON array (write [] to start afresh)"
+            )
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise QueueCorrupt(
+                f"{where}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
+        if not isinstance(data, list):
+            raise QueueCorrupt(f"{where}: expected a JSON array of jobs, found a JSON {_json_type(data)}")
+        # Each element is kept, job or not: a record that is not a valid job is reported, never dropped.
+        return [_Entry(index, doc=doc) for index, doc in enumerate(data)]
+
+    def _check_path(self) -> None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            info = None
+        except OSError as error:
+            raise StoreIOError(f"{self.location}: cannot reach the queue file: {error.strerror}") from None
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            raise StoreIOError(f"{self.location}: is a directory, not a queue file")
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            # A FIFO or a device would block or never end when read.
+            raise StoreIOError(f"{self.location}: is not a regular file")
+        if info is not None and info.st_nlink > 1:
+            raise ConfigError(
+                f"{self.location}: has {info.st_nlink} hard links; each write replaces the file, which would "
+                "split the queue between its names: keep one name (a symbolic link is fine)"
+            )
+        if not self.path.parent.is_dir():
+            raise StoreIOError(f"{self.location}: directory {str(self.path.parent)!r} does not exist")
+
+    def load_archive(self) -> Iterator[Job]:
+        """Archived jobs, the last copy of each id; a torn or foreign line is skipped with a warning."""
+        if self.archive_path is None:
+            return iter(())
+        try:
+            lines = self.archive_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return iter(())
+        except (OSError, UnicodeDecodeError) as error:
+            raise StoreIOError(f"{self.archive_path}: cannot read the archive: {error}") from None
+        jobs: dict[str, Job] = {}
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                job = Job.model_validate_json(line)
+            except ValueError:
+                log.warning("%s: line %d is not a job; skipped", self.archive_path, number)
+                continue
+            jobs.pop(job.id, None)  # a crash between archiving and rewriting can archive a job twice
+            jobs[job.id] = job
+        return iter(jobs.values())
+
+    def check(self) -> list[Finding]:
+        """Whether the lock can be taken and the directory written (changing nothing), and what writers left."""
+        findings = []
+        stale = self._stale_temp_files()
+        if stale:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"queue: {len(stale)} temp file(s) left by an interrupted write ({stale[0].name}…): "
+                    "the next change of the queue removes them",
+                )
+            )
+        if not self.path.exists():
+            findings.append(Finding("ok", f"queue: {self.location} does not exist yet (the first schedule creates it)"))
+        directory = self.path.parent
+        if not os.access(directory, os.W_OK):
+            return [*findings, Finding("problem", f"queue: directory {str(directory)!r} is not writable by this user")]
+        try:
+            with self._locked(timeout=2.0):
+                fd, probe = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".probe", dir=directory)
+                os.close(fd)
+                os.unlink(probe)
+        except RetryqError as error:  # before OSError: a lock timeout is a TimeoutError too
+            return [*findings, Finding("problem", f"queue: {error}")]
+        except OSError as error:
+            return [*findings, Finding("problem", f"queue: cannot write in its directory: {error.strerror or error}")]
+        return [*findings, Finding("ok", f"queue: writable, and the lock {self.lock_name} can be taken")]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _transact(self, transaction: Transaction[R]) -> R:
+        for _ in range(LOCK_LOST_RETRIES):
+            with self._locked():
+                self._remove_stale_temp_files()
+                result, write = transaction(self._read())
+                if write is None:
+                    return result
+                try:
+                    self._commit(write)
+                except _LockLost:
+                    # Someone removed or replaced the lock file while we held it: another writer may
+                    # have come in. Nothing of ours was written; do the change again on what is there now.
+                    log.warning("%s: the lock file was removed while held; making the change again", self.lock_name)
+                    continue
+                return result
+        raise LockTimeout(
+            f"{self.location}: the lock file {self.lock_name} was removed while held {LOCK_LOST_RETRIES} times "
+            "in a row; is something deleting it?"
+        )
+
+    @contextmanager
+    def _locked(self, timeout: float | None = None) -> Iterator[None]:
+        self._check_path()
+        wait = self.lock_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                raise LockTimeout(
+                    f"{self.location}: could not lock the queue within {wait:g}s "
+                    f"(another retryq holds {self.lock_name})"
+                ) from None
+            except OSError as error:
+                raise StoreIOError(
+                    f"{self.lock_name}: cannot create or lock the lock file: {error.strerror or error}"
+                ) from None
+            if self._holds_the_lock_file():
+                break
+            self._lock.release()  # we locked a file no longer at its path: lock the one that is
+        try:
+            yield
+        finally:
+            self._held.file = None
+            self._lock.release()
+
+    def _on_acquired(self, fd: int) -> None:
+        info = os.fstat(fd)
+        self._held.file = (info.st_dev, info.st_ino)
+        owner = new_file_owner(self.path)
+        if owner is not None and (info.st_uid, info.st_gid) != owner:
+            os.fchown(fd, *owner)  # root's lock file would stop the queue's owner from taking the lock
+
+    def _holds_the_lock_file(self) -> bool:
+        try:
+            info = self.lock_path.stat()
+        except FileNotFoundError:
+            return False
+        return getattr(self._held, "file", None) == (info.st_dev, info.st_ino)
+
+    def _verify_lock(self) -> None:
+        if not self._holds_the_lock_file():
+            raise _LockLost
+
+    def _commit(self, write: _Write) -> None:
+        self._verify_lock()
+        if write.removed and self.archive_path is not None:
+            self._append_archive(write.removed)
+        raw = _layout([entry.line() for entry in write.entries])
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+        except FileNotFoundError:
+            mode = NEW_FILE_MODE
+        try:
+            replace_file(self.path, raw, mode=mode, owner=new_file_owner(self.path), before_replace=self._verify_lock)
+        except OSError as error:
+            raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
+        self._cache = (raw, write.entries)
+
+    def _append_archive(self, jobs: list[Job]) -> None:
+        """Append whole lines or nothing: an append cut short (disk full) is truncated back to where it began."""
+        assert self.archive_path is not None
+        data = "".join(json.dumps(job.to_json_dict(), ensure_ascii=False) + "\n" for job in jobs).encode("utf-8")
+        try:
+            fd = os.open(self.archive_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
+        except OSError as error:
+            raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            owner = new_file_owner(self.path)
+            if owner is not None and (info.st_uid, info.st_gid) != owner:
+                os.fchown(fd, *owner)
+            size = info.st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A line torn by an earlier crash: end it, so that it does not swallow our first job.
+                data = b"\n" + data
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError:
+                with suppress(OSError):
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                raise
+        except OSError as error:
+            raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def _stale_temp_files(self) -> list[Path]:
+        cutoff = time.time() - STALE_TEMP_AGE
+        found = []
+        for candidate in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with suppress(OSError):
+                if candidate.stat().st_mtime < cutoff:
+                    found.append(candidate)
+        return sorted(found)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of a writer killed mid-write: each a whole copy of the queue, and no writer but us is in."""
+        for path in self._stale_temp_files():
+            with suppress(FileNotFoundError):
+                path.unlink()
+                log.info("removed %s, left by an interrupted write", path)
+
+
+def _layout(lines: list[bytes]) -> bytes:
+    """The file's bytes: ``[``, one job per line separated by commas, ``]``.
+
+    Built with a single join, so that a 10,000-job queue is not copied twice in memory on every write.
+    """
+    if not lines:
+        return b"[]\n"
+    parts = [b"[\n"]
+    for line in lines:
+        parts.append(line)
+        parts.append(b",\n")
+    parts[-1] = b"\n]\n"
+    return b"".join(parts)
+
+
+def _parse_lines(raw: bytes) -> list[_Entry] | None:
+    """Read a file in retryq's own layout (one record per line) record by record, keeping each line's bytes.
+
+    Keeping the lines means a later write re-serializes only the jobs it changed, and the file
+    is never held twice in memory as bytes and text. Anything else (a file written by other
+    tools, or damaged) returns None and is parsed as a whole, which also gives the exact
+    position of an error.
+    """
+    if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
+        return None
+    lines = raw[2:-3].split(b"\n")
+    last = len(lines) - 1
+    entries = []
+    scan = _SCANNER  # json's own C scanner, without json.loads' per-call encoding detection
+    for index, chunk in enumerate(lines):
+        if index < last:
+            if not chunk.endswith(b","):
+                return None  # not valid JSON: the whole-file parse says where
+            line = chunk[:-1]
+        else:
+            line = chunk
+        try:
+            text = line.decode("utf-8")
+            doc, end = scan(text, 0)
+        except (ValueError, StopIteration):  # also UnicodeDecodeError
+            return None
+        if end != len(text):
+            return None
+        entries.append(_Entry(index, doc=doc, line=line))
+    return entries
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
