@@ -7,6 +7,10 @@ order alternating). A ratio is taken within a round or a pair, never between med
 made minutes apart: a busy neighbour then slows both sides of a ratio alike. The results print
 as Markdown tables and save as JSON (``--json PATH``), which ``readme_table.py`` turns into
 the README's table.
+
+A new benchmark (of another backend, say) needs only this: callables by name, ``paired`` or
+``interleave``, ``rows_from`` into a ``Group``, a ``Report`` with a ``ReadmeRow`` per line it
+wants in the README, ``report.finish(args.json)``, and its name in the Makefile's ``bench`` loop.
 """
 
 from __future__ import annotations
@@ -198,6 +202,8 @@ def paired(
     samples are those of all its pairs. Use it when the variants are cheap beside the noise.
     """
     others = [name for name in variants if name != baseline]
+    if not others:
+        raise ValueError(f"nothing to pair with {baseline!r}")
     for _ in range(warmup):
         for name in [baseline, *others]:
             variants[name]()
@@ -269,12 +275,6 @@ class Group:
     method: str
     notes: list[str] = field(default_factory=list)
 
-    def row(self, name: str) -> Row:
-        for row in self.rows:
-            if row.name == name:
-                return row
-        raise KeyError(name)
-
 
 def rows_from(
     runs: Runs,
@@ -302,7 +302,7 @@ class ReadmeRow:
     group: str
     row: str
     versus: str | None = None
-    versus_text: str | None = None  # what the row is compared with, when it is not a measured baseline
+    versus_text: str | None = None  # how the README names what it is compared with [default: the baseline's label]
 
 
 @dataclass
