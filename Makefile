@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-table clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -24,10 +24,20 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: run the benchmarks (prints tables; not part of the tests); tenacity only for the comparison
+## bench: run every benchmark (prints its tables, saves benchmarks/results/*.json), then rewrite the README's table
+## (not part of the tests; tenacity and huey are installed into the venv only as peers to compare with)
+BENCH_RESULTS := benchmarks/results
 bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity
-	@for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey
+	@for name in startup schedule concurrent process; do \
+		$(BIN)/python benchmarks/bench_$$name.py --json $(BENCH_RESULTS)/$$name.json || exit 1; \
+	done
+	$(BIN)/python benchmarks/bench_retry.py
+	@$(MAKE) --no-print-directory bench-table
+
+## bench-table: rewrite the README's benchmark table from the saved results, measuring nothing
+bench-table:
+	$(PYTHON) benchmarks/readme_table.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,51 +1,168 @@
-"""4 processes scheduling 500 jobs each into one queue file at the same time: the rate, and what was lost."""
+"""4 processes scheduling into one queue at the same time: retryq beside a naive locked JSON queue and huey.
+
+- Library path: each process opens its queue, then schedules 500 jobs through the library.
+  The naive peer (``_naive.py``) reads the whole file, appends and writes it back under a
+  filelock, with retryq's fsyncs (file and directory) and atomic replace. huey's peer
+  (``_huey_queue.py``) schedules a task with a delay into a SqliteHuey on a temp file.
+- Command path: each process starts one command per schedule, 25 each: `retryq schedule`,
+  ``python _naive.py`` and ``python _huey_queue.py`` (the same code as a script), so that every
+  schedule pays its process start-up.
+
+Each round runs the three queues once, the order rotated from round to round; the ratios are
+taken within a round. Each run starts from an empty queue, and its clock starts once all four
+processes are set up. Lost = scheduled − distinct jobs found afterwards (must be 0).
+"""
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-from _common import header, table
+from _common import (
+    BENCHMARKS,
+    Group,
+    ReadmeRow,
+    Report,
+    arguments,
+    bench_directory,
+    clean_env,
+    interleave,
+    rows_from,
+    scaled,
+    timed,
+    versions,
+)
 
 from retryq import JsonFileStore
 
-WORKERS, EACH = 4, 500
+try:
+    from _huey_queue import open_queue
+except ImportError:  # huey is a peer to compare with, not a dependency of retryq
+    raise SystemExit("huey is needed for this comparison: pip install huey (`make bench` installs it)") from None
 
-SCHEDULER = textwrap.dedent(
-    """
-    import sys
-    from retryq import Config, RetryQueue
-    queue = RetryQueue(sys.argv[1], config=Config())
-    for number in range(int(sys.argv[3])):
-        queue.schedule(f"w{sys.argv[2]}-{number}", "2025-12-19", 60)
-    """
-)
+ROUNDS = 5
+WORKERS = 4
+EACH = {"library": 500, "command": 25}
 
 
-def main() -> None:
-    header(f"{WORKERS} processes × {EACH} concurrent schedules")
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
-        path = Path(directory) / ".retry-queue.json"
-        start = time.perf_counter()
+def clients_in(kind: str, path: Path) -> set[str]:
+    """The distinct clients the queue holds after a run."""
+    if kind.startswith("retryq"):
+        return {job.client_id for job in JsonFileStore(path).load()}
+    if kind.startswith("naive"):
+        return {job["clientId"] for job in json.loads(path.read_bytes())}
+    huey, _ = open_queue(str(path))
+    # Read the raw messages: deserializing tasks needs them registered under the writer's module name.
+    return {huey.serializer.deserialize(data).args[0] for data in huey.storage.enqueued_items()}
+
+
+def run(kind: str, directory: Path, each: int, counts: dict[str, list[int]]) -> float:
+    """Schedules per second of WORKERS processes of ``kind`` on a new queue; adds [scheduled, lost] to ``counts``."""
+    with tempfile.TemporaryDirectory(dir=directory) as name:
+        path = Path(name) / ("huey.db" if kind.startswith("huey") else ".retry-queue.json")
+        if kind.startswith("huey"):
+            open_queue(str(path))[0].pending_count()  # creates the tables before four processes race to
         processes = [
-            subprocess.Popen([sys.executable, "-c", SCHEDULER, str(path), str(worker), str(EACH)])
+            subprocess.Popen(
+                [sys.executable, str(BENCHMARKS / "_workers.py"), kind, str(path), str(worker), str(each)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=name,
+                env=clean_env(),
+                text=True,
+            )
             for worker in range(WORKERS)
         ]
         for process in processes:
-            process.wait()
-        elapsed = time.perf_counter() - start
-        jobs = JsonFileStore(path).load()
-        lost = WORKERS * EACH - len({job.client_id for job in jobs})
-    table(
-        ["schedules", "wall time s", "schedules per s", "lost"],
-        [[f"{WORKERS * EACH:,}", f"{elapsed:.2f}", f"{WORKERS * EACH / elapsed:.0f}", str(lost)]],
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise SystemExit(f"a {kind} worker failed to start")
+
+        def go() -> None:
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.close()
+            for process in processes:
+                if process.wait() != 0:
+                    raise SystemExit(f"a {kind} worker exited {process.returncode}")
+
+        elapsed = timed(go)
+        scheduled, lost = counts.setdefault(kind, [0, 0])
+        counts[kind] = [scheduled + WORKERS * each, lost + WORKERS * each - len(clients_in(kind, path))]
+    return WORKERS * each / elapsed
+
+
+def measure(path_kind: str, rounds: int, directory: Path) -> tuple[Group, int]:
+    each = EACH[path_kind]
+    suffix = "" if path_kind == "library" else "-cli"
+    names = {"retryq": f"retryq{suffix}", "naive": f"naive{suffix}", "huey": f"huey{suffix}"}
+    counts: dict[str, list[int]] = {}
+
+    def variant(kind: str) -> Callable[[], float]:
+        return lambda: run(kind, directory, each, counts)
+
+    for kind in names.values():  # one schedule per process first: compiled modules and caches are then warm
+        run(kind, directory, 1, counts)
+    runs = interleave(
+        {name: variant(name) for name in names.values()},
+        rounds,
+        compare=[(names["retryq"], names["naive"]), (names["retryq"], names["huey"])],
+        warmup=0,
+        label=path_kind,
     )
-    print("\n(each schedule is a locked read-modify-write with fsync; the queue grows to 2,000 jobs)")
+    how = "through the library" if path_kind == "library" else "one command per schedule"
+    labels = {
+        names["retryq"]: f"retryq, {how}",
+        names["naive"]: f"naive locked JSON queue, {how}",
+        names["huey"]: f"huey SqliteHuey, {how}",
+    }
+    rows = rows_from(runs, labels)
+    for row in rows:
+        scheduled, lost = counts[row.name]
+        row.extras["lost"] = f"{lost} of {scheduled:,}"
+    title = f"{WORKERS} processes × {each} schedules, {how}"
+    method = (
+        f"{rounds} rounds, each running the three queues once in rotated order; ratios are of schedules "
+        "per second within a round"
+    )
+    return Group(path_kind, title, "/s", rows, method), sum(lost for _, lost in counts.values())
+
+
+def main() -> None:
+    args = arguments(__doc__, ROUNDS)
+    report = Report(
+        "concurrent",
+        "Concurrent schedules: retryq beside a naive locked JSON queue and huey",
+        versions=versions("huey", "filelock"),
+    )
+    report.header()
+    directory = Path(bench_directory())
+    total_lost = 0
+    for path_kind, rounds in (("library", args.rounds), ("command", scaled(args.rounds, ROUNDS, 3))):
+        group, lost = measure(path_kind, rounds, directory)
+        total_lost += lost
+        report.groups.append(group)
+        report.print_group(group)
+    report.notes.append(
+        "The naive queue neither validates nor checks for duplicates; huey writes a pickled task "
+        "into SQLite instead of rewriting a file. `lost` counts the warm-up schedules too."
+    )
+    report.readme = [
+        ReadmeRow("4 processes × 500 schedules through the library", "library", "retryq", "naive", "the naive queue"),
+        ReadmeRow("the same", "library", "retryq", "huey", "huey's SqliteHuey"),
+        ReadmeRow(
+            "4 processes × 25 `retryq schedule` commands", "command", "retryq-cli", "naive-cli", "naive, as a script"
+        ),
+        ReadmeRow("the same", "command", "retryq-cli", "huey-cli", "huey, as a script"),
+    ]
+    report.finish(args.json)
+    if total_lost:
+        raise SystemExit(f"{total_lost} jobs were lost")
 
 
 if __name__ == "__main__":

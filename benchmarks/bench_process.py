@@ -1,26 +1,46 @@
-"""`retryq process`: overhead per job, parallel runs, peak memory.
+"""`retryq process`: overhead per job, parallel runs, peak memory, each beside its floor.
 
-- 1,000 due jobs whose workflow is `true`, beside the cost of starting `true` 1,000 times the
-  same way (own session, output piped): what retryq adds per job (claims, result writes, logging).
+- 1,000 due jobs whose workflow is `true`, in A/B pairs with starting `true` 1,000 times the
+  same way (own session, output piped): what retryq adds per job (claims, result writes with
+  their fsyncs, logging), at concurrency 1 and 4.
 - 64 jobs that each sleep 1 s, concurrency 8: the ideal is 8 s.
-- Peak resident memory of a `retryq process` subprocess on a 10,000-job queue (100 due).
+- Peak resident memory of a `retryq process` subprocess on a 10,000-job queue (100 due), in
+  pairs with a Python that imports retryq's dependencies and loads the same file with json.load.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from _common import finished_job, header, table, timed, write_queue
+from _common import (
+    Goal,
+    Group,
+    ReadmeRow,
+    Report,
+    Stats,
+    arguments,
+    bench_directory,
+    clean_env,
+    finished_job,
+    interleave,
+    paired,
+    rows_from,
+    scaled,
+    timed,
+    write_queue,
+)
 
 from retryq import Config, JsonFileStore, RetryQueue, WorkflowSettings
 
+ROUNDS = 5
 JOBS = 1_000
+SLEEPERS, SLEEP_CONCURRENCY, IDEAL = 64, 8, 8.0
+JSON_FLOOR = "import json, sys, typer, pydantic, filelock, dateutil; json.loads(open(sys.argv[1], 'rb').read())"
 
 
 def due_jobs(count: int, prefix: str = "due") -> list[dict[str, object]]:
@@ -45,6 +65,8 @@ def queue_for(path: Path, command: list[str], concurrency: int = 1) -> RetryQueu
 
 
 def spawn_true(count: int) -> float:
+    """Seconds to start and reap `true` ``count`` times, one after the other, as the runner starts a workflow."""
+
     def loop() -> None:
         for _ in range(count):
             process = subprocess.Popen(
@@ -59,66 +81,150 @@ def spawn_true(count: int) -> float:
     return timed(loop)
 
 
-def per_job_overhead(directory: Path) -> list[list[str]]:
-    rows = []
-    for concurrency in (1, 4):
-        path = directory / f"overhead{concurrency}.json"
-        write_queue(path, due_jobs(JOBS))
-        queue = queue_for(path, ["true"], concurrency)
-        floor = spawn_true(JOBS)
-        report = None
+def process_run(directory: Path, command: list[str], count: int, concurrency: int) -> Callable[[], float]:
+    """A callable that fills a new queue with ``count`` due jobs (untimed) and times one `process` over it."""
+    path = directory / f"process{concurrency}-{command[0]}.json"
 
-        def run(queue: RetryQueue = queue) -> None:
-            nonlocal report
-            report = queue.process(prune=False)
+    def once() -> float:
+        write_queue(path, due_jobs(count))
+        queue = queue_for(path, command, concurrency)
+        reports = []
+        elapsed = timed(lambda: reports.append(queue.process(prune=False)))
+        if reports[0].succeeded != count:
+            raise SystemExit(f"process: {reports[0]}")
+        return elapsed
 
-        total = timed(run)
-        assert report is not None
-        assert report.succeeded == JOBS, report
-        rows.append([str(concurrency), f"{total:.2f}", f"{floor:.2f}", f"{(total - floor) / JOBS * 1000:.2f}"])
-    return rows
+    return once
 
 
-def sleepers(directory: Path) -> float:
-    path = directory / "sleepers.json"
-    write_queue(path, due_jobs(64))
-    queue = queue_for(path, ["sleep", "1"], concurrency=8)
-    return timed(lambda: queue.process(prune=False))
+#: Started by the benchmark, it starts the measured command and prints that command's peak RSS. A child
+#: inherits the high-water mark of the process that forked it (Linux records the old memory map's
+#: peak at exec), so the command must not be the benchmark's own child: the benchmark holds
+#: thousands of jobs in memory, this launcher only a Python interpreter (about 10 MB).
+LAUNCHER = """
+import os, sys
+devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=devnull)
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
-def peak_memory(directory: Path) -> float:
+def peak_rss(argv: list[str], env: dict[str, str]) -> float:
+    """Peak resident memory of one run of ``argv``, in MB (10⁶ bytes)."""
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *argv], check=False, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} exited {done.returncode}: {done.stderr.strip()}")
+    return int(done.stdout) * 1024 / 1e6  # ru_maxrss is in KiB on Linux
+
+
+def overhead(directory: Path, rounds: int) -> Group:
+    runs = paired(
+        "true",
+        {
+            "true": lambda: spawn_true(JOBS),
+            "concurrency 1": process_run(directory, ["true"], JOBS, 1),
+            "concurrency 4": process_run(directory, ["true"], JOBS, 4),
+        },
+        rounds,
+        label="overhead",
+    )
+    target = Goal("derived:overhead per job", 3.0, "≤ 3 ms per job")
+    rows = rows_from(
+        runs,
+        {
+            "true": f"starting `true` {JOBS:,} times",
+            "concurrency 1": f"retryq process, {JOBS:,} due jobs running `true`, concurrency 1",
+            "concurrency 4": f"retryq process, {JOBS:,} due jobs running `true`, concurrency 4",
+        },
+        goals={"concurrency 1": target, "concurrency 4": target},
+    )
+    for row in rows[1:]:
+        per_job = [difference / JOBS * 1000 for difference in runs.differences(row.name, "true")]
+        row.derived["overhead per job"] = ("ms", Stats.of(per_job))
+    return Group(
+        "overhead",
+        f"{JOBS:,} due jobs, workflow `true`",
+        "s",
+        rows,
+        f"{rounds} rounds; each round pairs every `process` with its own run of the floor (order alternating); "
+        "the overhead per job is (process − floor) ÷ jobs, per pair",
+    )
+
+
+def sleepers(directory: Path, rounds: int) -> Group:
+    name = f"{SLEEPERS} × sleep 1"
+    runs = interleave({name: process_run(directory, ["sleep", "1"], SLEEPERS, SLEEP_CONCURRENCY)}, rounds, warmup=0)
+    rows = rows_from(
+        runs,
+        {name: f"retryq process, {SLEEPERS} jobs × `sleep 1`, concurrency {SLEEP_CONCURRENCY}"},
+        goals={name: Goal("value", 8.5, "≤ 8.5 s")},
+    )
+    rows[0].derived["÷ ideal"] = ("×", Stats.of([value / IDEAL for value in runs.samples[name]]))
+    return Group("sleepers", "Parallel runs", "s", rows, f"{rounds} runs; the ideal is {IDEAL:.0f} s")
+
+
+def memory(directory: Path, rounds: int) -> Group:
     path = directory / "big.json"
     write_queue(path, [finished_job(n) for n in range(9_900)] + due_jobs(100))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRYQ_")}
+    env = clean_env()
     env.update(RETRYQ_COMMAND="true", RETRYQ_QUEUE_FILE=str(path))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
-        [str(Path(sys.executable).with_name("retryq")), "process", "--no-prune", "--quiet"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
+    retryq = str(Path(sys.executable).with_name("retryq"))
+
+    def process() -> float:
+        write_queue(path, [finished_job(n) for n in range(9_900)] + due_jobs(100))
+        return peak_rss([retryq, "process", "--no-prune", "--quiet"], env)
+
+    runs = paired(
+        "json.load",
+        {"json.load": lambda: peak_rss([sys.executable, "-c", JSON_FLOOR, str(path)], env), "retryq process": process},
+        rounds,
+        label="memory",
     )
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux: the largest child so far
-    assert peak >= before
-    return peak / 1024
+    rows = rows_from(
+        runs,
+        {
+            "json.load": "Python importing retryq's dependencies, then json.loads of the file",
+            "retryq process": "retryq process --no-prune",
+        },
+        goals={"retryq process": Goal("value", 80.0, "≤ 80 MB")},
+    )
+    return Group(
+        "memory",
+        "Peak memory on a 10,000-job queue (100 due)",
+        "MB",
+        rows,
+        f"{rounds} rounds of A/B pairs; peak RSS of each process from its own rusage",
+    )
 
 
 def main() -> None:
+    args = arguments(__doc__, ROUNDS)
     logging.getLogger("retryq").setLevel(logging.WARNING)
-    header("retryq process")
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as name:
+    report = Report("process", "retryq process: overhead per job, parallel runs, peak memory")
+    report.header()
+    with tempfile.TemporaryDirectory(dir=bench_directory()) as name:
         directory = Path(name)
-        rows = per_job_overhead(directory)
-        print(f"{JOBS:,} due jobs, workflow `true`:\n")
-        table(["concurrency", "retryq process s", "starting `true` s", "overhead per job ms"], rows)
-        print("\ntarget: ≤ 3 ms per job beyond the cost of starting `true`\n")
-        wall = sleepers(directory)
-        headers = ["64 jobs × `sleep 1`, concurrency 8", "wall time s", "ideal s"]
-        table(headers, [["retryq process", f"{wall:.2f}", "8.00"]])
-        print("\ntarget: ≤ 8.5 s\n")
-        memory = peak_memory(directory)
-        table(["`retryq process` on 10,000 jobs (100 due)", "peak RSS MiB"], [["retryq process", f"{memory:.1f}"]])
-        print("\ntarget: ≤ 80 MB")
+        for group in (
+            overhead(directory, args.rounds),
+            sleepers(directory, scaled(args.rounds, ROUNDS, 3)),
+            memory(directory, args.rounds),
+        ):
+            report.groups.append(group)
+            report.print_group(group)
+    report.readme = [
+        ReadmeRow("`process`, 1,000 due jobs running `true`, concurrency 1", "overhead", "concurrency 1", "true"),
+        ReadmeRow("the same, concurrency 4", "overhead", "concurrency 4", "true"),
+        ReadmeRow(
+            "`process`, 64 jobs that each sleep 1 s, concurrency 8",
+            "sleepers",
+            f"{SLEEPERS} × sleep 1",
+            versus_text="the ideal: 8 s",
+        ),
+        ReadmeRow("peak memory of `process` on a 10,000-job queue (100 due)", "memory", "retryq process", "json.load"),
+    ]
+    report.finish(args.json)
 
 
 if __name__ == "__main__":
