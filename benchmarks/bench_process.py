@@ -35,7 +35,7 @@ from _common import (
     write_queue,
 )
 
-from retryq import Config, JsonFileStore, RetryQueue, WorkflowSettings
+from retryq import Config, JsonFileStore, Processor, RetryQueue, WorkflowSettings
 
 ROUNDS = 5
 JOBS = 1_000
@@ -89,7 +89,7 @@ def process_run(directory: Path, command: list[str], count: int, concurrency: in
         write_queue(path, due_jobs(count))
         queue = queue_for(path, command, concurrency)
         reports = []
-        elapsed = timed(lambda: reports.append(queue.process(prune=False)))
+        elapsed = timed(lambda: reports.append(Processor(queue.store, queue.config, prune=False).run()))
         if reports[0].succeeded != count:
             raise SystemExit(f"process: {reports[0]}")
         return elapsed

@@ -14,56 +14,33 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from pathlib import Path
+from typing import Any
 
-# Names are imported on first use, so that `retryq schedule` does not pay for the processor,
-# and `import retryq` stays cheap for a fetcher that only schedules.
-_EXPORTS = {
-    "Attempt": "models",
-    "BackoffStrategy": "backoff",
-    "Config": "config",
-    "ConfigError": "errors",
-    "ExceptionFilter": "recoverable",
-    "InvalidInput": "errors",
-    "Job": "models",
-    "JobNotFound": "errors",
-    "JobStateError": "errors",
-    "JobStatus": "models",
-    "JsonFileStore": "stores",
-    "LockTimeout": "errors",
-    "MemoryStore": "stores",
-    "Outcome": "models",
-    "ProcessReport": "processor",
-    "Processor": "processor",
-    "QueueCorrupt": "errors",
-    "RetryAttempt": "inprocess",
-    "RetryContext": "inprocess",
-    "RetryManager": "inprocess",
-    "RetryOptions": "policy",
-    "Retrying": "inprocess",
-    "RetryQueue": "queue",
-    "RetryState": "backoff",
-    "RetryqError": "errors",
-    "ScheduleResult": "queue",
-    "Store": "stores",
-    "StoreIOError": "errors",
-    "WorkflowSettings": "config",
-    "constant": "backoff",
-    "defer": "inprocess",
-    "exponential": "backoff",
-    "fixed": "backoff",
-    "is_recoverable": "recoverable",
-    "jitter": "backoff",
-    "linear": "backoff",
-    "load_config": "config",
-    "retry": "inprocess",
-    "retry_after": "recoverable",
-    "retrying": "inprocess",
-}
+
+@cache
+def _exports() -> dict[str, str]:
+    """Each public name and its module, as ``__init__.pyi`` lists them (the one list of the package).
+
+    Names are imported on first use, so that `retryq schedule` does not pay for the processor,
+    and `import retryq` stays cheap for a fetcher that only schedules.
+    """
+    import ast
+
+    stub = ast.parse(Path(__file__).with_suffix(".pyi").read_text(encoding="utf-8"))
+    return {
+        alias.asname or alias.name: node.module or ""
+        for node in stub.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    if name == "__all__":
+        return sorted([*_exports(), "__version__"])
+    module = _exports().get(name)
     if module is None:
         raise AttributeError(f"module 'retryq' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
@@ -72,70 +49,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-if TYPE_CHECKING:
-    from .backoff import BackoffStrategy, RetryState, constant, exponential, fixed, jitter, linear
-    from .config import Config, WorkflowSettings, load_config
-    from .errors import (
-        ConfigError,
-        InvalidInput,
-        JobNotFound,
-        JobStateError,
-        LockTimeout,
-        QueueCorrupt,
-        RetryqError,
-        StoreIOError,
-    )
-    from .inprocess import RetryAttempt, RetryContext, Retrying, RetryManager, defer, retry, retrying
-    from .models import Attempt, Job, JobStatus, Outcome
-    from .policy import RetryOptions
-    from .processor import Processor, ProcessReport
-    from .queue import RetryQueue, ScheduleResult
-    from .recoverable import ExceptionFilter, is_recoverable, retry_after
-    from .stores import JsonFileStore, MemoryStore, Store
-
-__all__ = [
-    "Attempt",
-    "BackoffStrategy",
-    "Config",
-    "ConfigError",
-    "ExceptionFilter",
-    "InvalidInput",
-    "Job",
-    "JobNotFound",
-    "JobStateError",
-    "JobStatus",
-    "JsonFileStore",
-    "LockTimeout",
-    "MemoryStore",
-    "Outcome",
-    "ProcessReport",
-    "Processor",
-    "QueueCorrupt",
-    "RetryAttempt",
-    "RetryContext",
-    "RetryManager",
-    "RetryOptions",
-    "RetryQueue",
-    "RetryState",
-    "Retrying",
-    "RetryqError",
-    "ScheduleResult",
-    "Store",
-    "StoreIOError",
-    "WorkflowSettings",
-    "__version__",
-    "constant",
-    "defer",
-    "exponential",
-    "fixed",
-    "is_recoverable",
-    "jitter",
-    "linear",
-    "load_config",
-    "retry",
-    "retry_after",
-    "retrying",
-]
+    return sorted([*_exports(), "__version__"])

@@ -1,24 +1,50 @@
-"""What runs between jobs: finding claims whose runner is gone, and closing their attempts.
+"""What a processor does besides running jobs: recovering abandoned claims, pruning, metrics.
 
 One rule decides whether a running job is abandoned (:func:`stale_reason`); recovery in
-``process`` and the stuck-job check of ``doctor`` both use it.
+``process`` and the stuck-job check of ``doctor`` both use it. One rule decides which finished
+jobs go (:func:`prune_rule`); ``process`` and ``retryq prune`` both use it.
 """
 
 from __future__ import annotations
 
-__all__ = ["lease_end", "recover_abandoned", "run_is_over", "stale_reason"]
+__all__ = [
+    "MAX_KEEP_DAYS",
+    "Housekeeping",
+    "lease_end",
+    "prune_rule",
+    "recover_abandoned",
+    "run_is_over",
+    "stale_reason",
+]
 
 import logging
-from collections.abc import Callable
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from . import _proc, lifecycle
 from .config import Config, WorkflowSettings
+from .errors import InvalidInput, RetryqError
 from .models import Job, JobStatus, Owner
-from .stores import Mutation, Store
-from .timeutil import format_utc
+from .stores import Mutation, PruneRule, Store
+from .timeutil import format_utc, utcnow
+
+if TYPE_CHECKING:
+    from .summary import ProcessReport
 
 log = logging.getLogger("retryq")
+
+#: A hundred years: finished jobs kept longer than that are kept for ever in practice.
+MAX_KEEP_DAYS = 36_500
+#: A worker looks for runs abandoned by other processes every this many idle polls.
+RECOVER_EVERY = 10
+#: A worker prunes finished jobs at most this often while idle (seconds).
+PRUNE_EVERY = 600.0
+#: A worker refreshes its metrics file at most this often while idle (seconds).
+METRICS_EVERY = 30.0
 
 OwnerCheck = Callable[[Owner], "bool | None"]
 
@@ -109,3 +135,87 @@ def recover_abandoned(
         return 0
     results = store.update(changes)
     return sum(1 for job in results.values() if job is not None and job.status is not JobStatus.RUNNING)
+
+
+def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> PruneRule:
+    """Which finished jobs go: those older than their workflow's ``keep_days`` (per status), or ``keep_days``."""
+    if keep_days is not None and (isinstance(keep_days, bool) or not 0 <= keep_days <= MAX_KEEP_DAYS):
+        raise InvalidInput(f"keep days must be between 0 and {MAX_KEEP_DAYS}, not {keep_days}")
+
+    def cutoffs(days: Mapping[JobStatus, int]) -> dict[JobStatus, datetime]:
+        return {status: now - timedelta(days=keep_days if keep_days is not None else n) for status, n in days.items()}
+
+    return PruneRule(
+        cutoffs=cutoffs(config.workflow().keep_days),  # also for workflows no longer configured
+        by_workflow={name: cutoffs(settings.keep_days) for name, settings in config.workflows.items()},
+    )
+
+
+class Housekeeping:
+    """Recovery, pruning and metrics for a processor: at the start and end of a run, and while a worker idles."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        keep_days: int | None = None,
+        prune: bool = True,
+        metrics_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.monotonic = monotonic
+        self.keep_days = keep_days
+        self.pruning = prune
+        self.metrics_file = metrics_file
+        self._pruned_at = -math.inf
+        self._metrics_written = -math.inf
+
+    def recover(self, report: ProcessReport) -> None:
+        report.recovered += recover_abandoned(self.store, self.config, now=self.clock())
+
+    def prune(self, report: ProcessReport) -> None:
+        if not self.pruning:
+            return
+        self._pruned_at = self.monotonic()
+        rule = prune_rule(self.config, self.clock(), self.keep_days)
+        report.pruned += len(self.store.prune(rule))
+
+    def idle(self, report: ProcessReport, idle_polls: int) -> None:
+        """A worker found nothing to do: now and then, look for abandoned runs, prune, refresh metrics."""
+        if idle_polls % RECOVER_EVERY == 0:
+            self.recover(report)
+        if self.monotonic() - self._pruned_at >= PRUNE_EVERY:
+            self.prune(report)
+        if self.monotonic() - self._metrics_written >= METRICS_EVERY:
+            self.write_metrics(report)
+
+    def conclude(self, report: ProcessReport) -> None:
+        """The run is over: what is left pending, when it ends, and the metrics."""
+        waiting = [job.execute_at for job in self.store.load({JobStatus.PENDING})]
+        report.pending, report.next_due = len(waiting), min(waiting, default=None)
+        report.finished_at = self.clock()
+        self.write_metrics(report)
+
+    def write_metrics(self, report: ProcessReport) -> None:
+        """Refresh the Prometheus file, if one is configured; a failure is logged, never fatal."""
+        if self.metrics_file is None:
+            return
+        from .metrics import render_metrics, write_metrics
+
+        self._metrics_written = self.monotonic()
+        try:
+            text = render_metrics(
+                self.store.load(),
+                self.store.load_archive(),
+                now=self.clock(),
+                report=report,
+                workflows=self.config.workflows,
+            )
+            write_metrics(self.metrics_file, text)
+        except RetryqError as error:
+            log.error("metrics not written: %s", error)

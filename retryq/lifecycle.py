@@ -15,6 +15,7 @@ __all__ = [
     "claim",
     "classify",
     "finish",
+    "holds",
     "new_job",
     "next_delay",
     "next_due",
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from .backoff import RetryState
 from .config import WorkflowSettings
-from .models import HISTORY_LIMIT, Attempt, Job, JobStatus, Outcome, Owner, new_job_id
+from .models import HISTORY_LIMIT, Attempt, Job, JobKey, JobStatus, Outcome, Owner, new_job_id
 from .timeutil import to_utc
 
 if TYPE_CHECKING:
@@ -47,22 +48,20 @@ _Mutation = Callable[[Job], Job]
 
 
 def new_job(
-    client: str,
-    date: str,
+    key: JobKey,
     *,
     delay_minutes: int,
     now: datetime,
-    workflow: str,
     max_attempts: int,
     execute_at: datetime | None = None,
 ) -> Job:
-    """A pending job, due ``delay_minutes`` from ``now`` (or at ``execute_at``)."""
+    """A pending job for ``key``, due ``delay_minutes`` from ``now`` (or at ``execute_at``)."""
     now = to_utc(now)
     return Job(
         id=new_job_id(),
-        workflow=workflow,
-        client_id=client,
-        date=date,
+        workflow=key.workflow,
+        client_id=key.client,
+        date=key.date,
         scheduled_at=now,
         execute_at=to_utc(execute_at) if execute_at else now + timedelta(minutes=delay_minutes),
         delay_minutes=delay_minutes,
@@ -111,7 +110,7 @@ def record_pid(run_id: str, pid: int) -> _Mutation:
     """Remember the workflow's process group, so that a later recovery can make sure it is gone."""
 
     def mutate(job: Job) -> Job:
-        if not _holds(job, run_id):
+        if not holds(job, run_id):
             return job
         return job.model_copy(update={"workflow_pid": pid})
 
@@ -161,7 +160,7 @@ def finish(
     """Record a run's result: completed, back to pending for the next attempt, or failed for good."""
 
     def mutate(job: Job) -> Job:
-        if not _holds(job, run_id):
+        if not holds(job, run_id):
             return job
         outcome = classify(result, job, settings)
         if outcome is Outcome.STOPPED:
@@ -222,7 +221,7 @@ def release(run_id: str, now: datetime) -> _Mutation:
     """Give a claimed job back untouched (retryq is stopping, or the run could not start)."""
 
     def mutate(job: Job) -> Job:
-        if not _holds(job, run_id):
+        if not holds(job, run_id):
             return job
         return _release(job, now, None)
 
@@ -264,7 +263,8 @@ def requeue(now: datetime, execute_at: datetime, max_attempts: int | None = None
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _holds(job: Job, run_id: str) -> bool:
+def holds(job: Job, run_id: str) -> bool:
+    """Whether run ``run_id`` still holds ``job``: only then do its results, pid and release apply."""
     return job.status is JobStatus.RUNNING and job.run_id == run_id
 
 

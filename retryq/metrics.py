@@ -28,8 +28,8 @@ from .errors import StoreIOError
 from .models import Job, JobStatus, Outcome
 
 if TYPE_CHECKING:
-    # Only for the annotation: importing the processor pulls in the runner and the lifecycle.
-    from .processor import ProcessReport
+    # Only for the annotation: the report is what a process run did.
+    from .summary import ProcessReport
 
 #: The mode of the metrics file: node_exporter usually runs as another user and must read it.
 METRICS_FILE_MODE = 0o644
@@ -77,8 +77,10 @@ def render_metrics(
     configured ones), so that alerts see a series from the start rather than none. Families with
     no sample at all are left out: the text is empty for an empty queue without a report.
     """
-    live_jobs = list({job.id: job for job in live}.values())
-    everything = list({job.id: job for job in (*archived, *live_jobs)}.values())
+    from .stats import latest_copies
+
+    live_jobs = latest_copies(live)
+    everything = latest_copies([*archived, *live_jobs])
     names = sorted({*workflows, *(job.workflow for job in everything)})
 
     jobs = _Family("retryq_jobs", "gauge", "Jobs in the queue file, by status.", ("status", "workflow"))

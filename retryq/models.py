@@ -11,9 +11,11 @@ __all__ = [
     "DEFAULT_WORKFLOW",
     "FINISHED_STATUSES",
     "HISTORY_LIMIT",
+    "MAX_ATTEMPTS",
     "OPEN_STATUSES",
     "Attempt",
     "Job",
+    "JobKey",
     "JobStatus",
     "Outcome",
     "Owner",
@@ -22,6 +24,7 @@ __all__ = [
     "parse_statuses",
     "validate_client_id",
     "validate_date",
+    "validate_max_attempts",
     "validate_workflow_name",
 ]
 
@@ -32,7 +35,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import date as date_type
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -87,6 +90,37 @@ def validate_date(value: str) -> str:
     except ValueError:
         raise InvalidInput(f"invalid date {value!r}: no such day in the calendar") from None
     return value
+
+
+#: The most attempts a job may have: past that, retrying is a loop, not a policy.
+MAX_ATTEMPTS = 100
+
+
+def validate_max_attempts(value: object) -> int:
+    """Accept a whole number of attempts from 1 to :data:`MAX_ATTEMPTS`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS:
+        raise InvalidInput(f"max attempts must be a whole number from 1 to {MAX_ATTEMPTS}, not {value!r}")
+    return value
+
+
+class JobKey(NamedTuple):
+    """What makes two jobs the same retry: the workflow, the client and the date.
+
+    Built with :meth:`of` wherever a key comes from outside (arguments, a call, the command
+    line), so that client ids and dates are checked in one place.
+    """
+
+    workflow: str
+    client: str
+    date: str
+
+    @classmethod
+    def of(cls, client: str, date: str, workflow: str = DEFAULT_WORKFLOW) -> JobKey:
+        return cls(validate_workflow_name(workflow), validate_client_id(client), validate_date(date))
+
+    def __str__(self) -> str:
+        name = "" if self.workflow == DEFAULT_WORKFLOW else f"{self.workflow}:"
+        return f"{name}{self.client} {self.date}"
 
 
 def _aware(value: datetime) -> datetime:
@@ -207,7 +241,7 @@ class Job(_Record):
     workflow: WorkflowName = DEFAULT_WORKFLOW
     attempt: int = Field(default=1, ge=1)
     # None in files written by the original scripts: the workflow's max_attempts applies (fixed at the first claim).
-    max_attempts: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     last_exit_code: int | None = None
@@ -232,15 +266,14 @@ class Job(_Record):
         return data
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> JobKey:
         """What makes two jobs the same retry: workflow, client and date."""
-        return (self.workflow, self.client_id, self.date)
+        return JobKey(self.workflow, self.client_id, self.date)
 
     @property
     def label(self) -> str:
         """``client date #attempt`` (plus the workflow when it is not the default), for log lines."""
-        name = "" if self.workflow == DEFAULT_WORKFLOW else f"{self.workflow}:"
-        return f"{name}{self.client_id} {self.date} #{self.attempt}"
+        return f"{self.key} #{self.attempt}"
 
     @property
     def extra_keys(self) -> dict[str, Any]:

@@ -1,94 +1,70 @@
 """Running due jobs: claim under the lock, run without it, write results back.
 
-One loop serves ``retryq process`` (run what is due, then return) and ``retryq worker``
-(keep polling). Every store write both records the results that came in since the last one
-and claims jobs for the free slots, so a busy run costs about one write per job.
+One loop serves ``retryq process`` (run what is due, then return) and ``retryq worker`` (keep
+polling). Every store write both records the results that came in since the last one and claims
+jobs for the free slots, so a busy run costs about one write per job. What happens between jobs
+(recovering abandoned claims, pruning, metrics) is :mod:`retryq.housekeeping`'s.
 """
 
 from __future__ import annotations
 
-__all__ = ["ProcessReport", "Processor"]
+__all__ = ["Change", "Processor"]
 
 import contextlib
+import enum
 import logging
-import math
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from . import _proc, lifecycle
 from .backoff import Backoff, RetryState, exponential
-from .config import WorkflowSettings
+from .config import Config, WorkflowSettings
 from .errors import ConfigError, InvalidInput, RetryqError
+from .housekeeping import Housekeeping
 from .models import Job, JobStatus, Outcome
 from .notify import run_failure_hook
-from .runner import Supervisor, job_invocation, resolve_command
-from .stores import ClaimRequest, InvalidJob, Mutation
+from .runner import Runs, Supervisor, job_invocation, resolve_command
+from .stores import ClaimRequest, Mutation, Store
+from .summary import ProcessReport
 from .timeutil import format_duration, format_utc, utcnow
-
-if TYPE_CHECKING:
-    from .queue import RetryQueue
 
 log = logging.getLogger("retryq")
 output_log = logging.getLogger("retryq.output")
 
 #: How long a pid record may wait to be batched with the next write (seconds).
 FLUSH_INTERVAL = 0.2
-#: A worker looks for runs abandoned by other processes every this many idle polls.
-RECOVER_EVERY = 10
-#: A worker prunes finished jobs at most this often while idle (seconds).
-PRUNE_EVERY = 600.0
-#: A worker refreshes its metrics file at most this often while idle (seconds).
-METRICS_EVERY = 30.0
 #: The worker's polling backoff, as job workers commonly poll: 2 s, × 1.5 after each idle poll, at most 30 s.
 WORKER_POLL = exponential(initial=2.0, factor=1.5, max=30.0)
 
 
+class Change(enum.Enum):
+    """What a change waiting for the next write does to the job its run claimed."""
+
+    RECORD_PID = "record the workflow's process group"
+    FINISH = "record the run's result"
+    RELEASE = "give the job back untouched"
+
+
 @dataclass
-class ProcessReport:
-    """What one ``process`` run did."""
+class _Pending:
+    """A change waiting for the next write; ``held`` says whether the run still held its job when written."""
 
-    started_at: datetime
-    finished_at: datetime | None = None
-    succeeded: int = 0
-    retrying: int = 0  # attempts that failed and were rescheduled
-    failed: int = 0  # jobs that ended failed (attempts exhausted, or a no-retry exit code)
-    released: int = 0  # jobs given back untouched (stop requested, or the command could not start)
-    recovered: int = 0  # jobs found running with their runner gone
-    lost_claims: int = 0  # results discarded because another process had recovered the job
-    pruned: int = 0
-    unknown_workflows: dict[str, int] = field(default_factory=dict)
-    config_errors: list[str] = field(default_factory=list)
-    stopped_by: int | None = None  # the signal that stopped the run
-    finished_jobs: list[tuple[Job, Outcome]] = field(default_factory=list)
-    pending: int = 0  # jobs left pending when the run ended
-    next_due: datetime | None = None  # the soonest of them
-    invalid: list[InvalidJob] = field(default_factory=list)  # records that are not valid jobs, left as they are
+    change: Change
+    run_id: str
+    mutation: Mutation
+    held: bool = False
 
-    @property
-    def processed(self) -> int:
-        """Runs that ended with a result (succeeded, or failed whether retried or not)."""
-        return self.succeeded + self.retrying + self.failed
-
-    @property
-    def eventful(self) -> bool:
-        """Something ran, was recovered or given back, or went wrong: worth a line (and a cron mail)."""
-        return bool(
-            self.processed
-            or self.released
-            or self.recovered
-            or self.lost_claims
-            or self.config_errors
-            or self.unknown_workflows
-            or self.invalid
-            or self.stopped_by is not None
-        )
+    def apply(self, job: Job) -> Job | None:
+        # Decided on the job as stored at the instant of the write: another process may have
+        # recovered it since (and then the change does nothing, see lifecycle).
+        self.held = lifecycle.holds(job, self.run_id)
+        return self.mutation(job)
 
 
 @dataclass
@@ -98,17 +74,20 @@ class _Active:
 
 
 class Processor:
-    """Runs due jobs of a :class:`~retryq.queue.RetryQueue`.
+    """Runs the due jobs of ``store`` with the workflows of ``config``.
 
-    ``concurrency`` caps runs at once (a workflow may also cap its own); ``timeout``
-    overrides every workflow's timeout. ``clock``, ``monotonic`` and ``sleep`` (the worker's idle
-    wait; by default an interruptible wait) are injectable so that tests never wait for real time.
+    ``concurrency`` caps runs at once (a workflow may also cap its own); ``timeout`` shortens every
+    workflow's timeout. ``supervisor`` runs the workflows (a :class:`~retryq.runner.Supervisor` by
+    default; tests may give a fake). ``clock``, ``monotonic`` and ``sleep`` (the worker's idle wait;
+    by default an interruptible wait) are injectable so that tests never wait for real time.
     """
 
     def __init__(
         self,
-        queue: RetryQueue,
+        store: Store,
+        config: Config,
         *,
+        supervisor: Runs | None = None,
         concurrency: int | None = None,
         timeout: timedelta | None = None,
         workflows: list[str] | None = None,
@@ -120,43 +99,34 @@ class Processor:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self.queue = queue
-        self.store = queue.store
-        self.config = queue.config
-        self.concurrency = concurrency or self.config.concurrency
+        self.store = store
+        self.config = config
+        self.concurrency = concurrency or config.concurrency
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if timeout is not None and timeout <= timedelta(0):
-            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
         self.only = set(workflows) if workflows else None
-        if timeout is not None:
-            for name, settings in self.config.workflows.items():
-                # Other processes judge a run's lease by the configured timeout (a lease is never
-                # trusted beyond it): a longer run would look abandoned to them and run twice.
-                if settings.command and (self.only is None or name in self.only) and timeout > settings.timeout:
-                    raise InvalidInput(
-                        f"--timeout {format_duration(timeout)} is longer than the timeout of workflow {name!r} "
-                        f"({format_duration(settings.timeout)}): other retryq processes would take the run for "
-                        "abandoned; raise `timeout` in the configuration instead"
-                    )
-        self.timeout = timeout
-        self.keep_days = keep_days
-        self.prune = prune
+        self.timeout = self._checked_timeout(timeout)
         self.on_finished = on_finished
-        self.metrics_file = metrics_file if metrics_file is not None else self.config.metrics_file
-        self._metrics_written = -math.inf
-        self._pruned_at = -math.inf
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
+        self.housekeeping = Housekeeping(
+            store,
+            config,
+            clock=clock,
+            monotonic=monotonic,
+            keep_days=keep_days,
+            prune=prune,
+            metrics_file=metrics_file if metrics_file is not None else config.metrics_file,
+        )
         self.owner = _proc.current_owner()
-        self._supervisor = Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
+        self.supervisor: Runs = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
         self._active: dict[str, _Active] = {}
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
         self._hooks: list[threading.Thread] = []
-        self._pending = _Changes()  # written with the next claim: results, pid records, releases
+        self._batch: dict[str, _Pending] = {}  # written with the next claim: results, pid records, releases
         self._claimed: set[str] = set()  # a `process` run starts each job at most once
 
     # -- public ------------------------------------------------------------------------------
@@ -169,22 +139,19 @@ class Processor:
             for problem in report.invalid:
                 log.warning("%s; left as it is", problem)
             self._resolve_commands(report)
-            self._recover(report)
+            self.housekeeping.recover(report)
             try:
                 self._loop(report, worker=worker, poll=poll)
             except BaseException:
                 self._abandon()
                 raise
-        if self.prune and self._stop_signal is None:
-            self._prune(report)
-        waiting = [job.execute_at for job in self.store.load({JobStatus.PENDING})]
-        report.pending, report.next_due = len(waiting), min(waiting, default=None)
+        if self._stop_signal is None:
+            self.housekeeping.prune(report)
         for hook in self._hooks:
             # Each hook bounds itself by on_failure_timeout; this only waits for them to end.
             hook.join()
-        report.finished_at = self.clock()
         report.stopped_by = self._stop_signal
-        self._write_metrics(report)
+        self.housekeeping.conclude(report)
         return report
 
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -192,59 +159,69 @@ class Processor:
         again = self._stop_signal is not None
         self._stop_signal = self._stop_signal or signum
         self._stop_event.set()
-        self._supervisor.stop_all(immediately=again)
+        self.supervisor.stop_all(immediately=again)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def _loop(self, report: ProcessReport, *, worker: bool, poll: Backoff) -> None:
         idle_polls = 0
         while True:
-            pending = self._pending
-            slots = self._free_slots() if not self._stop_event.is_set() else {}
-            claimed: list[Job] = []
-            if pending or slots:
-                now = self.clock()
-                claimed, results = self.store.claim(
-                    self._claim_request(now, slots, worker=worker), self._claimer(now), pending.mutations()
-                )
-                self._claimed.update(job.id for job in claimed)
-                log.debug("wrote %d change(s), claimed %d job(s)", len(pending.kinds), len(claimed))
-                self._confirm(pending, results, report)
-                pending = self._pending = _Changes()
-                for job in claimed:
-                    # A signal came while we were claiming, or this workflow's command failed to start.
-                    if self._stop_event.is_set() or job.workflow not in self._commands:
-                        assert job.run_id is not None
-                        pending.add(job.id, "release", lifecycle.release(job.run_id, self.clock()))
-                    else:
-                        self._start(job, pending, report)
-            if claimed:
+            if self._write_and_claim(report, worker=worker):
                 idle_polls = 0
-            if not self._active:
-                if pending:
-                    continue  # write what is left (releases) before deciding
-                if self._stop_event.is_set() or not worker:
-                    return
-                idle_polls += 1
-                if idle_polls % RECOVER_EVERY == 0:
-                    self._recover(report)
-                if self.prune and self.monotonic() - self._pruned_at >= PRUNE_EVERY:
-                    self._prune(report)
-                if self.monotonic() - self._metrics_written >= METRICS_EVERY:
-                    self._write_metrics(report)
-                self._sleep(poll(RetryState(idle_polls)))
+            if self._active:
+                self._collect(self._wait_time(poll))
                 continue
-            # With free slots, look again for due jobs now and then; otherwise wait for a run to end.
-            wait = FLUSH_INTERVAL if pending else (poll(RetryState(1)) if self._free_slots() else None)
-            for key, result in self._supervisor.wait(wait):
-                active = self._active.pop(key)
-                if (leftovers := result.describe_leftovers()) is not None:
-                    log.warning("%s", leftovers, extra={"job": active.job})
-                pending.add(
-                    active.job.id,
-                    "finish",
-                    lifecycle.finish(key, result, active.settings, due_window=self.config.due_window),
-                )
+            if self._batch:
+                continue  # write what is left (jobs given back) before deciding
+            if self._stop_event.is_set() or not worker:
+                return
+            idle_polls += 1
+            self.housekeeping.idle(report, idle_polls)
+            self._sleep(poll(RetryState(idle_polls)))
+
+    def _write_and_claim(self, report: ProcessReport, *, worker: bool) -> list[Job]:
+        """One store write: the changes waiting, and claims for the free slots. Returns the jobs claimed."""
+        batch = self._batch
+        slots = {} if self._stop_event.is_set() else self._free_slots()
+        if not batch and not slots:
+            return []
+        now = self.clock()
+        claimed, results = self.store.claim(
+            self._claim_request(now, slots, worker=worker),
+            self._claimer(now),
+            {job_id: pending.apply for job_id, pending in batch.items()},
+        )
+        self._batch = {}  # written (until then, a failure leaves them for _abandon to give back)
+        log.debug("wrote %d change(s), claimed %d job(s)", len(batch), len(claimed))
+        self._claimed.update(job.id for job in claimed)
+        self._confirm(batch, results, report)
+        for job in claimed:
+            assert job.run_id is not None
+            # A signal came while we were claiming, or this workflow's command failed to start.
+            if self._stop_event.is_set() or job.workflow not in self._commands:
+                self._give_back(job.id, job.run_id)
+            else:
+                self._start(job, report)
+        return claimed
+
+    def _collect(self, wait: float | None) -> None:
+        for run_id, result in self.supervisor.wait(wait):
+            active = self._active.pop(run_id)
+            if (leftovers := result.describe_leftovers()) is not None:
+                log.warning("%s", leftovers, extra={"job": active.job})
+            finish = lifecycle.finish(run_id, result, active.settings, due_window=self.config.due_window)
+            # A result replaces a pid record not yet written: the pid no longer matters.
+            self._batch[active.job.id] = _Pending(Change.FINISH, run_id, finish)
+
+    def _wait_time(self, poll: Backoff) -> float | None:
+        """How long to wait for a run to end: briefly when changes wait to be written; while slots are
+        free, until it is time to look for newly due jobs; else until a run ends."""
+        if self._batch:
+            return FLUSH_INTERVAL
+        return poll(RetryState(1)) if self._free_slots() else None
+
+    def _give_back(self, job_id: str, run_id: str) -> None:
+        self._batch[job_id] = _Pending(Change.RELEASE, run_id, lifecycle.release(run_id, self.clock()))
 
     def _abandon(self) -> None:
         """The loop failed (disk full, lock timeout…): stop every run and try to give its job back.
@@ -253,29 +230,25 @@ class Processor:
         then wait for a recovery that counts an attempt. If giving them back fails too, that
         recovery is still what happens, and the original error is the one reported.
         """
-        changes = self._pending.mutations()  # results not yet written are worth keeping too
-        self._supervisor.stop_all(immediately=True)
+        self.supervisor.stop_all(immediately=True)
         deadline = self.monotonic() + 10
         while self._active and self.monotonic() < deadline:
-            for key, _ in self._supervisor.wait(1.0):
-                active = self._active.pop(key)
-                changes[active.job.id] = lifecycle.release(key, self.clock())
-        if not changes:
+            for run_id, _ in self.supervisor.wait(1.0):
+                self._give_back(self._active.pop(run_id).job.id, run_id)
+        if not self._batch:  # results not yet written are worth keeping too
             return
         try:
-            self.store.update(changes)
+            self.store.update({job_id: pending.apply for job_id, pending in self._batch.items()})
         except RetryqError as error:
-            log.error("could not give %d job(s) back: %s; the next process recovers them", len(changes), error)
-
-    def _prune(self, report: ProcessReport) -> None:
-        self._pruned_at = self.monotonic()
-        report.pruned += len(self.queue.prune(now=self.clock(), keep_days=self.keep_days))
+            log.error("could not give %d job(s) back: %s; the next process recovers them", len(self._batch), error)
 
     def _sleep(self, seconds: float) -> None:
         if self.sleep is None:
             self._stop_event.wait(seconds)  # a stop request ends the wait at once
         else:
             self.sleep(seconds)
+
+    # -- claims ------------------------------------------------------------------------------
 
     def _claim_request(self, now: datetime, slots: dict[str, int], *, worker: bool) -> ClaimRequest:
         """What is due: for `process`, up to ``due_window`` ahead and not already run by this process;
@@ -291,7 +264,7 @@ class Processor:
         """Mark a job claimed by this process; the lease covers its timeout, kill grace and lease grace."""
 
         def mark(job: Job) -> Job:
-            settings = self._settings(job.workflow)
+            settings = self.config.settings_of(job.workflow)
             lease = self._timeout(settings) + settings.kill_grace + self.config.lease_grace
             return lifecycle.claim(
                 owner=self.owner, run_id=uuid.uuid4().hex, now=now, lease=lease, max_attempts=settings.max_attempts
@@ -306,15 +279,17 @@ class Processor:
         slots = {}
         for name in self._commands:
             busy = sum(1 for active in self._active.values() if active.settings.name == name)
-            cap = self._settings(name).concurrency or self.concurrency  # a workflow's own cap, if it has one
+            cap = self.config.settings_of(name).concurrency or self.concurrency  # a workflow's own cap, if any
             free = min(cap, self.concurrency) - busy
             if free > 0:
                 slots[name] = free
         return slots
 
-    def _start(self, job: Job, pending: _Changes, report: ProcessReport) -> None:
+    # -- runs --------------------------------------------------------------------------------
+
+    def _start(self, job: Job, report: ProcessReport) -> None:
         assert job.run_id is not None
-        settings = self._settings(job.workflow)
+        settings = self.config.settings_of(job.workflow)
         argv, env = job_invocation(
             self._commands[job.workflow],
             job,
@@ -325,7 +300,7 @@ class Processor:
         )
         log.info("start: %s", " ".join(argv), extra={"job": job})
         try:
-            pid = self._supervisor.start(
+            pid = self.supervisor.start(
                 job.run_id,
                 argv,
                 env,
@@ -338,21 +313,20 @@ class Processor:
             log.error("%s; job left pending", message, extra={"job": job})
             report.config_errors.append(message)
             self._commands.pop(job.workflow, None)  # do not try this command again in this run
-            pending.add(job.id, "release", lifecycle.release(job.run_id, self.clock()))
+            self._give_back(job.id, job.run_id)
             return
-        # The result is judged with the timeout that was applied (--timeout overrides the config's).
+        # The result is judged with the timeout that was applied (--timeout shortens the config's).
         self._active[job.run_id] = _Active(job, replace(settings, timeout=self._timeout(settings)))
-        pending.add(job.id, "pid", lifecycle.record_pid(job.run_id, pid))
+        self._batch[job.id] = _Pending(Change.RECORD_PID, job.run_id, lifecycle.record_pid(job.run_id, pid))
 
-    def _confirm(self, pending: _Changes, results: Mapping[str, Job | None], report: ProcessReport) -> None:
+    def _confirm(self, batch: Mapping[str, _Pending], results: Mapping[str, Job | None], report: ProcessReport) -> None:
         """Report the results just written; a result for a job recovered meanwhile was not applied."""
-        for job_id, kind in pending.kinds.items():
-            applied = job_id in pending.applied
+        for job_id, pending in batch.items():
             job = results.get(job_id)
-            if kind == "release" and applied:
+            if pending.change is Change.RELEASE and pending.held:
                 report.released += 1
-            elif kind == "finish" and job is not None:
-                if not applied:
+            elif pending.change is Change.FINISH and job is not None:
+                if not pending.held:
                     report.lost_claims += 1
                     log.warning("result discarded: another process recovered this job meanwhile", extra={"job": job})
                 elif job.history and job.history[-1].outcome is Outcome.STOPPED:
@@ -386,13 +360,12 @@ class Processor:
 
     def _notify(self, job: Job) -> None:
         """Run the workflow's on_failure command beside the loop, which must not wait for it."""
-        settings = self._settings(job.workflow)
-        command = settings.on_failure
-        if not command:
+        settings = self.config.settings_of(job.workflow)
+        if not settings.on_failure:
             return
         hook = threading.Thread(
             target=run_failure_hook,
-            args=(job, command),
+            args=(job, settings.on_failure),
             kwargs={
                 "timeout": self.config.on_failure_timeout,
                 "queue_file": self.store.location,
@@ -404,34 +377,23 @@ class Processor:
         hook.start()
         self._hooks.append(hook)
 
-    def _write_metrics(self, report: ProcessReport) -> None:
-        """Refresh the Prometheus file, if one is configured; a failure is logged, never fatal."""
-        if self.metrics_file is None:
-            return
-        from .metrics import render_metrics, write_metrics
+    # -- configuration -----------------------------------------------------------------------
 
-        self._metrics_written = self.monotonic()
-        try:
-            text = render_metrics(
-                self.store.load(),
-                self.store.load_archive(),
-                now=self.clock(),
-                report=report,
-                workflows=self.config.workflows,
-            )
-            write_metrics(self.metrics_file, text)
-        except RetryqError as error:
-            log.error("metrics not written: %s", error)
-
-    # -- recovery ----------------------------------------------------------------------------
-
-    def _recover(self, report: ProcessReport) -> None:
-        """Close the attempts of running jobs whose runner is gone (see :mod:`retryq.housekeeping`)."""
-        from .housekeeping import recover_abandoned
-
-        report.recovered += recover_abandoned(self.store, self.config, now=self.clock())
-
-    # -- helpers -----------------------------------------------------------------------------
+    def _checked_timeout(self, timeout: timedelta | None) -> timedelta | None:
+        if timeout is None:
+            return None
+        if timeout <= timedelta(0):
+            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
+        for name, settings in self.config.workflows.items():
+            # Other processes judge a run's lease by the configured timeout (a lease is never
+            # trusted beyond it): a longer run would look abandoned to them and run twice.
+            if settings.command and (self.only is None or name in self.only) and timeout > settings.timeout:
+                raise InvalidInput(
+                    f"--timeout {format_duration(timeout)} is longer than the timeout of workflow {name!r} "
+                    f"({format_duration(settings.timeout)}): other retryq processes would take the run for "
+                    "abandoned; raise `timeout` in the configuration instead"
+                )
+        return timeout
 
     def _resolve_commands(self, report: ProcessReport) -> None:
         configured = {name: s for name, s in self.config.workflows.items() if s.command}
@@ -464,9 +426,6 @@ class Processor:
             report.config_errors.append(message)
             log.error("%s", message)
 
-    def _settings(self, name: str) -> WorkflowSettings:
-        return self.config.settings_of(name)
-
     def _timeout(self, settings: WorkflowSettings) -> timedelta:
         return self.timeout if self.timeout is not None else settings.timeout
 
@@ -480,32 +439,3 @@ class Processor:
 
 def _first_line(text: str | None) -> str:
     return (text or "").split("\n", 1)[0]
-
-
-class _Changes:
-    """Mutations waiting for the next write, what each is for, and which of them took effect."""
-
-    def __init__(self) -> None:
-        self.kinds: dict[str, str] = {}
-        self.applied: set[str] = set()
-        self._mutations: dict[str, Mutation] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._mutations)
-
-    def add(self, job_id: str, kind: str, mutation: Mutation) -> None:
-        # A finish replaces a pid record not yet written: the pid no longer matters.
-        self.kinds[job_id] = kind
-        self._mutations[job_id] = mutation
-
-    def mutations(self) -> dict[str, Mutation]:
-        def tracked(job_id: str, mutation: Mutation) -> Mutation:
-            def apply(job: Job) -> Job | None:
-                new = mutation(job)
-                if new is not job:
-                    self.applied.add(job_id)
-                return new
-
-            return apply
-
-        return {job_id: tracked(job_id, mutation) for job_id, mutation in self._mutations.items()}

@@ -6,30 +6,25 @@ __all__ = ["BulkResult", "FetchReport", "RetryQueue", "ScheduleResult", "Skipped
 
 import logging
 import os
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import lifecycle
 from .config import Config, load_config
-from .errors import ConfigError, InvalidInput, JobNotFound, JobStateError, OpenJobExists
-from .models import DEFAULT_WORKFLOW, OPEN_STATUSES, Job, JobStatus, validate_client_id, validate_date
-from .stores import JobFilter, JsonFileStore, PruneRule, Store
-from .timeutil import format_duration, format_utc, parse_delay, to_utc, utcnow
+from .errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
+from .housekeeping import prune_rule
+from .models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
+from .stores import JobFilter, JsonFileStore, Store
+from .timeutil import format_utc, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
     from .inconsistency import Assessment
-    from .processor import Processor, ProcessReport
-    from .runner import RunResult
 
 log = logging.getLogger("retryq")
 
 DEFAULT_DELAY_MINUTES = 60
-#: A hundred years: finished jobs kept longer than that are kept for ever in practice.
-MAX_KEEP_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -146,7 +141,7 @@ class RetryQueue:
         (INFO) on the ``retryq`` logger.
         """
         result = self._schedule(client, date, delay, at=at, workflow=workflow, max_attempts=max_attempts, now=now)
-        log.info("%s", result.describe(self.config.attempts_limit(result.job)), extra={"label": _label(result.job)})
+        log.info("%s", result.describe(self.config.attempts_limit(result.job)), extra={"label": str(result.job.key)})
         return result
 
     def _schedule(
@@ -162,22 +157,12 @@ class RetryQueue:
     ) -> ScheduleResult:
         now = to_utc(now or utcnow())
         settings = self.config.scheduling_workflow(workflow)
-        validate_client_id(client)
-        validate_date(date)
+        key = JobKey.of(client, date, settings.name)
         minutes = parse_delay(DEFAULT_DELAY_MINUTES if delay is None else delay)
-        if max_attempts is not None and (isinstance(max_attempts, bool) or not 1 <= max_attempts <= 100):
-            raise InvalidInput(f"max attempts must be between 1 and 100, not {max_attempts!r}")
+        limit = settings.max_attempts if max_attempts is None else validate_max_attempts(max_attempts)
         if at is not None and at.tzinfo is None:
             raise InvalidInput("`at` must carry a time zone")
-        job = lifecycle.new_job(
-            client,
-            date,
-            delay_minutes=minutes,
-            now=now,
-            workflow=settings.name,
-            max_attempts=max_attempts or settings.max_attempts,
-            execute_at=at,
-        )
+        job = lifecycle.new_job(key, delay_minutes=minutes, now=now, max_attempts=limit, execute_at=at)
         follow_up = minutes if at is None else max(0, int((to_utc(at) - now).total_seconds() // 60))
         stored, created = self.store.add(job, lifecycle.on_duplicate(follow_up))
         if created:
@@ -210,8 +195,7 @@ class RetryQueue:
         """
         from .inconsistency import FetchStatus, assess
 
-        validate_client_id(client)
-        validate_date(date)
+        JobKey.of(client, date)  # refused before anything is judged
         assessment = assess(total, fetched, self.config.thresholds)
         retry = None
         if assessment.needs_retry:
@@ -369,97 +353,7 @@ class RetryQueue:
         per status). Removed jobs go to the archive first when archiving is on.
         """
         now = to_utc(now or utcnow())
-        if keep_days is not None and not 0 <= keep_days <= MAX_KEEP_DAYS:
-            raise InvalidInput(f"keep days must be between 0 and {MAX_KEEP_DAYS}, not {keep_days}")
-
-        def cutoffs(days: Mapping[JobStatus, int]) -> dict[JobStatus, datetime]:
-            return {
-                status: now - timedelta(days=keep_days if keep_days is not None else n) for status, n in days.items()
-            }
-
-        rule = PruneRule(
-            cutoffs=cutoffs(self.config.workflow().keep_days),  # also for workflows no longer configured
-            by_workflow={name: cutoffs(settings.keep_days) for name, settings in self.config.workflows.items()},
-        )
-        return self.store.prune(rule, dry_run=dry_run)
-
-    # -- running -----------------------------------------------------------------------------
-
-    def run_now(
-        self,
-        client: str,
-        date: str,
-        *,
-        workflow: str | None = None,
-        timeout: timedelta | None = None,
-        capture_output: bool = False,
-        on_line: Callable[[str, str], None] | None = None,
-        handle_signals: bool = True,
-    ) -> RunResult:
-        """Run the workflow for ``client`` and ``date`` now, outside the queue, and wait for it.
-
-        The output goes straight to this process's stdout and stderr unless ``capture_output``.
-        SIGINT or SIGTERM stop the workflow's process group (the result says ``stopped``).
-        """
-        from . import _proc
-        from .runner import Supervisor, invocation, resolve_command
-
-        settings = self.config.workflow(workflow)
-        validate_client_id(client)
-        validate_date(date)
-        if not settings.command:
-            raise ConfigError(f"workflow {settings.name!r} has no command configured")
-        resolve_command(settings.command[0], settings.command_origin, settings.path)
-        if timeout is not None and timeout <= timedelta(0):
-            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
-        run_id = uuid.uuid4().hex
-        argv, env = invocation(
-            settings.command,
-            client=client,
-            date=date,
-            attempt=1,
-            max_attempts=settings.max_attempts,
-            job_id="",
-            workflow=settings.name,
-            run_id=run_id,
-            queue_file=self.store.location,
-            config_file=str(self.config.source) if self.config.source else None,
-            env=settings.env,
-        )
-        supervisor = Supervisor(on_line=on_line)
-        limit = (settings.timeout if timeout is None else timeout).total_seconds()
-        received: list[int] = []
-
-        def on_signal(signum: int) -> None:
-            received.append(signum)
-            supervisor.stop_all(immediately=len(received) > 1)
-
-        stop = _proc.stop_signals(on_signal) if handle_signals else nullcontext()
-        with stop:
-            try:
-                supervisor.start(
-                    run_id,
-                    argv,
-                    env,
-                    timeout=limit,
-                    kill_grace=settings.kill_grace.total_seconds(),
-                    capture=capture_output,
-                )
-            except OSError as error:
-                raise ConfigError(f"workflow command {argv[0]!r} could not start: {error.strerror or error}") from None
-            while True:
-                for _, result in supervisor.wait():
-                    return replace(result, stop_signal=received[0]) if received else result
-
-    def processor(self, **options: Any) -> Processor:
-        """A :class:`~retryq.processor.Processor` over this queue (options as its constructor takes)."""
-        from .processor import Processor
-
-        return Processor(self, **options)
-
-    def process(self, **options: Any) -> ProcessReport:
-        """Run every due job once, as ``retryq process`` does, and return what happened."""
-        return self.processor(**options).run()
+        return self.store.prune(prune_rule(self.config, now, keep_days), dry_run=dry_run)
 
     def _select(
         self,
@@ -478,8 +372,7 @@ class RetryQueue:
         else:
             assert client is not None
             assert date is not None
-            validate_client_id(client)
-            validate_date(date)
+            JobKey.of(client, date)
             jobs = [job for job in self.jobs(client=client, date=date, workflow=workflow) if job.status.is_open]
             if not jobs:
                 raise JobNotFound(f"no pending job for {client} {date}")
@@ -491,8 +384,8 @@ class RetryQueue:
 
 
 def _requeue(now: datetime, delay: int | str | timedelta, max_attempts: int | None) -> lifecycle._Mutation:
-    if max_attempts is not None and (isinstance(max_attempts, bool) or not 1 <= max_attempts <= 100):
-        raise InvalidInput(f"max attempts must be between 1 and 100, not {max_attempts!r}")
+    if max_attempts is not None:
+        validate_max_attempts(max_attempts)
     return lifecycle.requeue(now, now + timedelta(minutes=parse_delay(delay)), max_attempts)
 
 
@@ -514,8 +407,3 @@ def _pick_by_prefix(jobs: list[Job], ident: str) -> Job:
         shown = ", ".join(job.id for job in matches[:5])
         raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
     return matches[0]
-
-
-def _label(job: Job) -> str:
-    name = "" if job.workflow == DEFAULT_WORKFLOW else f"{job.workflow}:"
-    return f"{name}{job.client_id} {job.date}"

@@ -3,7 +3,17 @@ and its tail kept, timeouts enforced with SIGTERM then SIGKILL on the whole grou
 
 from __future__ import annotations
 
-__all__ = ["RunResult", "Supervisor", "build_argv", "build_env", "invocation", "job_invocation", "resolve_command"]
+__all__ = [
+    "RunResult",
+    "Runs",
+    "Supervisor",
+    "build_argv",
+    "build_env",
+    "invocation",
+    "job_invocation",
+    "resolve_command",
+    "run_workflow",
+]
 
 import os
 import queue
@@ -12,18 +22,21 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from . import _proc
-from .errors import ConfigError
-from .timeutil import utcnow
+from .errors import ConfigError, InvalidInput
+from .timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
-    from .models import Job
+    from .config import Config
+    from .models import Job, JobKey
 
 #: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
 TAIL_LINES = 20
@@ -158,6 +171,26 @@ class _Run:
     kill_at: float | None = None
     timed_out: bool = False
     stopped: bool = False
+
+
+class Runs(Protocol):
+    """What a processor needs of whatever runs its workflows (a :class:`Supervisor`, or a test's fake)."""
+
+    def start(
+        self,
+        key: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        timeout: float,
+        kill_grace: float,
+        label: str = "",
+        capture: bool = True,
+    ) -> int: ...
+
+    def wait(self, timeout: float | None = None) -> list[tuple[str, RunResult]]: ...
+
+    def stop_all(self, *, immediately: bool = False) -> None: ...
 
 
 class Supervisor:
@@ -319,6 +352,65 @@ class Supervisor:
             pid=run.process.pid,
             leftovers=leftovers,
         )
+
+
+def run_workflow(
+    config: Config,
+    key: JobKey,
+    *,
+    queue_file: str,
+    timeout: timedelta | None = None,
+    capture_output: bool = False,
+    on_line: LineSink | None = None,
+    handle_signals: bool = True,
+) -> RunResult:
+    """Run the workflow of ``key`` now, outside the queue (``retryq run``), and wait for it.
+
+    The output goes straight to this process's stdout and stderr unless ``capture_output``.
+    SIGINT or SIGTERM stop the workflow's process group (the result says ``stopped``).
+    """
+    settings = config.workflow(key.workflow)
+    if not settings.command:
+        raise ConfigError(f"workflow {settings.name!r} has no command configured")
+    resolve_command(settings.command[0], settings.command_origin, settings.path)
+    if timeout is not None and timeout <= timedelta(0):
+        raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
+    run_id = uuid.uuid4().hex
+    argv, env = invocation(
+        settings.command,
+        client=key.client,
+        date=key.date,
+        attempt=1,
+        max_attempts=settings.max_attempts,
+        job_id="",
+        workflow=settings.name,
+        run_id=run_id,
+        queue_file=queue_file,
+        config_file=str(config.source) if config.source else None,
+        env=settings.env,
+    )
+    supervisor = Supervisor(on_line=on_line)
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        supervisor.stop_all(immediately=len(received) > 1)
+
+    with _proc.stop_signals(on_signal) if handle_signals else nullcontext():
+        try:
+            supervisor.start(
+                run_id,
+                argv,
+                env,
+                timeout=(settings.timeout if timeout is None else timeout).total_seconds(),
+                kill_grace=settings.kill_grace.total_seconds(),
+                capture=capture_output,
+            )
+        except OSError as error:
+            raise ConfigError(f"workflow command {argv[0]!r} could not start: {error.strerror or error}") from None
+        while True:
+            for _, result in supervisor.wait():
+                return replace(result, stop_signal=received[0]) if received else result
 
 
 _SIGTERM = signal.SIGTERM

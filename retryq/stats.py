@@ -14,7 +14,8 @@ __all__ = [
     "DelayBin",
     "ResolutionStats",
     "format_stats",
-    "recorded_jobs",
+    "job_history",
+    "latest_copies",
     "resolution_stats",
     "select_chains",
 ]
@@ -138,9 +139,15 @@ class ResolutionStats:
         }
 
 
-def recorded_jobs(store: Store) -> list[Job]:
-    """Every job the store remembers: its archive first, then its live jobs, so that a live copy wins."""
-    return [*store.load_archive(), *store.load()]
+def latest_copies(jobs: Iterable[Job]) -> list[Job]:
+    """One job per id, the last copy winning: pass archived jobs before live ones (a job archived, then
+    requeued or archived twice by a crash between the two writes, appears more than once)."""
+    return list({job.id: job for job in jobs}.values())
+
+
+def job_history(store: Store) -> list[Job]:
+    """Every job the queue has known, once each: its archive, then its live jobs, a live copy winning."""
+    return latest_copies([*store.load_archive(), *store.load()])
 
 
 def select_chains(
@@ -158,7 +165,7 @@ def select_chains(
         cutoff = None
     return [
         job
-        for job in {job.id: job for job in jobs}.values()
+        for job in latest_copies(jobs)
         if (cutoff is None or job.scheduled_at >= cutoff)
         and (client is None or job.client_id == client)
         and (workflow is None or job.workflow == workflow)

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from retryq import Config, Job, WorkflowSettings
+from retryq import Config, Job, Processor, ProcessReport, RetryQueue, WorkflowSettings
 from retryq.cli import app
 from retryq.models import DEFAULT_WORKFLOW
 
@@ -125,3 +126,8 @@ def make_job(**fields: object) -> Job:
 def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> Result:
     """Run ``retryq ARGS`` in-process, as the console script would."""
     return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def process(queue: RetryQueue, **options: Any) -> ProcessReport:
+    """Run every due job once, as `retryq process` does (options as :class:`~retryq.Processor` takes)."""
+    return Processor(queue.store, queue.config, **options).run()

@@ -35,7 +35,10 @@ BAD_ARGUMENTS = {
     "newline": (["schedule", "a\nb", "2025-12-19"], "invalid client id"),
     "option-like": (["schedule", "--", "-rf", "2025-12-19"], "invalid client id '-rf'"),
     "bad at": (["schedule", "balthazar", "2025-12-19", "--at", "someday"], "not a date and time: 'someday'"),
-    "max attempts": (["schedule", "balthazar", "2025-12-19", "--max-attempts", "0"], "max attempts must be between"),
+    "max attempts": (
+        ["schedule", "balthazar", "2025-12-19", "--max-attempts", "0"],
+        "max attempts must be a whole number from 1 to 100",
+    ),
     "missing date": (["schedule", "balthazar"], "Missing argument 'date'"),
     "unknown option": (["schedule", "balthazar", "2025-12-19", "--bogus"], "No such option: --bogus"),
     "unknown command": (["reschedule"], "No such command 'reschedule'"),

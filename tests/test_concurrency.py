@@ -36,14 +36,14 @@ PROCESSOR = textwrap.dedent(
     """
     import sys, time
     from datetime import timedelta
-    from retryq import JobStatus, RetryQueue
+    from retryq import JobStatus, Processor, RetryQueue
     from retryq.config import Config, WorkflowSettings
     path, command, expected, concurrency = sys.argv[1], sys.argv[2:-2], int(sys.argv[-2]), int(sys.argv[-1])
     settings = WorkflowSettings("default", command=tuple(command), command_origin="test", concurrency=concurrency)
     queue = RetryQueue(path, config=Config(workflows={"default": settings}, concurrency=concurrency))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        queue.process(prune=False)
+        Processor(queue.store, queue.config, prune=False).run()
         jobs = queue.jobs()
         if len(jobs) >= expected and all(job.status is JobStatus.COMPLETED for job in jobs):
             break

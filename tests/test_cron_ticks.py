@@ -21,7 +21,7 @@ from retryq import JsonFileStore, RetryQueue
 from retryq.backoff import fixed
 from retryq.models import JobStatus
 
-from .helpers import FakeWorkflow, make_config
+from .helpers import FakeWorkflow, make_config, process
 
 START_LATENCY = timedelta(
     seconds=0.4
@@ -60,7 +60,7 @@ def replay_cron(
     ran, tick, runs = [], first, 0
     while tick <= last:
         with freeze_time(tick + START_LATENCY) as clock, runs_lasting(clock, durations[min(runs, len(durations) - 1)]):
-            queue.process(prune=False)
+            process(queue, prune=False)
         if len(workflow.calls()) > runs:
             assert len(workflow.calls()) == runs + 1, "one process run started the same job twice"
             runs += 1
@@ -127,7 +127,7 @@ def test_a_one_minute_cron_runs_each_retry_on_its_minute(tmp_path: Path, workflo
     while tick <= at(10, 10):
         with freeze_time(tick + START_LATENCY):
             before = len(workflow.calls())
-            queue.process(prune=False)
+            process(queue, prune=False)
             if len(workflow.calls()) > before:
                 ran.append(tick)
         tick += timedelta(minutes=1)
@@ -142,10 +142,10 @@ def test_the_due_window_can_be_narrowed(tmp_path: Path, workflow: FakeWorkflow, 
     with freeze_time(at(10, 0, 45)):
         queue.schedule("balthazar", "2025-12-19", 60)  # due 11:00:45
     with freeze_time(at(11) + START_LATENCY):
-        queue.process(prune=False)
+        process(queue, prune=False)
     assert workflow.calls() == []  # 45 s after the tick is beyond the window
     with freeze_time(at(11, 5) + START_LATENCY):
-        queue.process(prune=False)
+        process(queue, prune=False)
     assert len(workflow.calls()) == 1
 
 
@@ -154,7 +154,7 @@ def test_a_job_with_no_delay_runs_once_per_process_run(tmp_path: Path, workflow:
     queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=make_config(workflow.argv()))
     workflow.exits(1, 1, 1)
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process(prune=False)
+    report = process(queue, prune=False)
     assert (len(workflow.calls()), report.retrying) == (1, 1)
     [job] = queue.jobs()
     assert (job.status, job.attempt) == (JobStatus.PENDING, 2)

@@ -27,7 +27,7 @@ from retryq.dashboard import DashboardData, collect, render, serve, write_dashbo
 from retryq.doctor import diagnose
 from retryq.errors import QueueCorrupt
 from retryq.models import Attempt, Job, JobStatus, Outcome
-from retryq.stats import recorded_jobs, resolution_stats
+from retryq.stats import job_history, resolution_stats
 from retryq.timeutil import format_duration, utcnow
 
 from .helpers import FakeWorkflow, invoke, make_config, make_job
@@ -174,7 +174,7 @@ def test_collect_gathers_the_statistics_the_jobs_and_the_findings(store: JsonFil
     now = utcnow()
     config = make_config(workflow.argv())
     data = collect(config, store, now=now)
-    assert data.stats == resolution_stats(recorded_jobs(store), now=now)
+    assert data.stats == resolution_stats(job_history(store), now=now)
     assert (data.stats.chains, data.stats.resolved_by_attempt) == (11, {1: 4, 2: 2})
     assert (data.stats.persistent, data.stats.open, data.stats.cancelled) == (2, 2, 1)
     # The lists are the chains the counts count: the open ones soonest due first, the failed ones latest first.
@@ -190,7 +190,7 @@ def test_collect_gathers_the_statistics_the_jobs_and_the_findings(store: JsonFil
 def test_collect_applies_the_filters_of_stats_to_the_lists_too(store: JsonFileStore, workflow: FakeWorkflow) -> None:
     now = utcnow()
     data = collect(make_config(workflow.argv()), store, now=now, client="acme")
-    assert data.stats == resolution_stats(recorded_jobs(store), now=now, client="acme")
+    assert data.stats == resolution_stats(job_history(store), now=now, client="acme")
     assert ([job.id for job in data.open_jobs], [job.id for job in data.failed_jobs]) == (["next"], ["lost-a"])
     recent = collect(make_config(workflow.argv()), store, now=now, since=timedelta(hours=12))
     assert (recent.stats.chains, [job.id for job in recent.open_jobs], recent.failed_jobs) == (2, ["due", "next"], ())

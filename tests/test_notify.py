@@ -12,7 +12,7 @@ import pytest
 from retryq import JsonFileStore, RetryQueue
 from retryq.models import JobStatus
 
-from .helpers import FakeWorkflow, make_config, write_script
+from .helpers import FakeWorkflow, make_config, process, write_script
 
 
 def failing_queue(tmp_path: Path, workflow: FakeWorkflow, hook: list[str], **settings: object) -> RetryQueue:
@@ -28,7 +28,7 @@ def test_the_hook_gets_the_job_on_stdin_and_in_its_environment(tmp_path: Path, w
     )
     queue = failing_queue(tmp_path, workflow, [str(hook), "{client}"])
     queue.schedule("balthazar", "2025-12-19", 0)
-    queue.process()
+    process(queue)
     received = json.loads((tmp_path / "job.json").read_text())
     assert (received["clientId"], received["status"], received["lastExitCode"]) == ("balthazar", "failed", 1)
     env = dict(line.split("=", 1) for line in (tmp_path / "hook.env").read_text().splitlines())
@@ -48,7 +48,7 @@ def test_a_failing_hook_is_logged_and_changes_nothing(
     queue = failing_queue(tmp_path, workflow, [str(hook)])
     queue.schedule("balthazar", "2025-12-19", 0)
     with caplog.at_level(logging.INFO, logger="retryq"):
-        report = queue.process()
+        report = process(queue)
     assert "on_failure hook exited 3: smtp refused" in caplog.messages
     assert report.failed == 1
     [job] = queue.jobs()
@@ -63,7 +63,7 @@ def test_a_hanging_hook_is_stopped_after_its_timeout(
     queue = failing_queue(tmp_path, workflow, [str(hook)], on_failure_timeout=timedelta(seconds=0.5))
     queue.schedule("balthazar", "2025-12-19", 0)
     with caplog.at_level(logging.INFO, logger="retryq"):
-        queue.process()
+        process(queue)
     assert "on_failure hook timed out after 0.5s and was stopped" in caplog.messages
     from retryq._proc import pid_alive
 
@@ -75,7 +75,7 @@ def test_a_missing_hook_is_logged(tmp_path: Path, workflow: FakeWorkflow, caplog
     queue = failing_queue(tmp_path, workflow, [str(tmp_path / "nope.sh")])
     queue.schedule("balthazar", "2025-12-19", 0)
     with caplog.at_level(logging.INFO, logger="retryq"):
-        queue.process()
+        process(queue)
     assert any(message.startswith("on_failure hook ") and "could not start" in message for message in caplog.messages)
     assert queue.jobs()[0].status is JobStatus.FAILED
 
@@ -87,7 +87,7 @@ def test_the_hook_is_only_for_jobs_that_fail_for_good(tmp_path: Path, workflow: 
     config = make_config(workflow.argv(), max_attempts=3, on_failure=(str(hook),))
     queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=config)
     queue.schedule("balthazar", "2025-12-19", 0)
-    reports = [queue.process(), queue.process()]
+    reports = [process(queue), process(queue)]
     assert [(report.retrying, report.succeeded) for report in reports] == [(1, 0), (0, 1)]
     assert not called.exists()
 
@@ -114,7 +114,7 @@ def test_a_hook_that_leaves_a_child_behind_does_not_hang(
     queue.schedule("balthazar", "2025-12-19", 0)
     try:
         with caplog.at_level(logging.INFO, logger="retryq"):
-            queue.process()
+            process(queue)
         assert "on_failure hook notified" in caplog.messages
     finally:
         import os

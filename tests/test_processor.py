@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from retryq import JsonFileStore, RetryQueue
+from retryq import JsonFileStore, Processor, RetryQueue
 from retryq._proc import current_owner, process_start
 from retryq.backoff import constant
 from retryq.errors import ConfigError
 from retryq.models import JobStatus, Outcome, Owner
 
-from .helpers import LEGACY_FILE, FakeWorkflow, fake_workflow, make_config, make_job, write_script
+from .helpers import LEGACY_FILE, FakeWorkflow, fake_workflow, make_config, make_job, process, write_script
 
 
 def open_queue(tmp_path: Path, command: list[str] | None, **settings: object) -> RetryQueue:
@@ -31,7 +31,7 @@ def open_queue(tmp_path: Path, command: list[str] | None, **settings: object) ->
 def test_a_legacy_file_is_processed_as_is(tmp_path: Path, workflow: FakeWorkflow) -> None:
     (tmp_path / ".retry-queue.json").write_text(LEGACY_FILE)
     queue = open_queue(tmp_path, workflow.argv())
-    report = queue.process()
+    report = process(queue)
     assert (report.processed, report.succeeded, report.failed) == (1, 1, 0)
     [call] = workflow.calls()
     assert call["argv"] == "balthazar 2025-12-19"
@@ -47,7 +47,7 @@ def test_only_due_jobs_run_oldest_first(queue: RetryQueue, workflow: FakeWorkflo
     queue.schedule("later", "2025-12-19", 0, at=_ago(minutes=1))
     queue.schedule("sooner", "2025-12-19", 0, at=_ago(minutes=10))
     queue.schedule("future", "2025-12-19", 30)
-    report = queue.process()
+    report = process(queue)
     assert [call["client"] for call in workflow.calls()] == ["sooner", "later"]
     assert report.succeeded == 2
     assert {job.client_id: job.status for job in queue.jobs()}["future"] is JobStatus.PENDING
@@ -55,7 +55,7 @@ def test_only_due_jobs_run_oldest_first(queue: RetryQueue, workflow: FakeWorkflo
 
 def test_the_workflow_gets_its_arguments_and_environment(queue: RetryQueue, workflow: FakeWorkflow) -> None:
     job = queue.schedule("balthazar", "2025-12-19", 0).job
-    queue.process()
+    process(queue)
     [call] = workflow.calls()
     assert call == {
         "argv": "balthazar 2025-12-19",
@@ -72,7 +72,7 @@ def test_a_chain_ends_completed_at_the_third_attempt(tmp_path: Path, workflow: F
     workflow.exits(75, 75, 0)
     queue = open_queue(tmp_path, workflow.argv())
     queue.schedule("balthazar", "2025-12-19", 0)
-    reports = [queue.process() for _ in range(3)]  # one attempt per process run, even with no delay
+    reports = [process(queue) for _ in range(3)]  # one attempt per process run, even with no delay
     assert [call["attempt"] for call in workflow.calls()] == ["1", "2", "3"]
     assert [(r.retrying, r.succeeded, r.failed) for r in reports] == [(1, 0, 0), (1, 0, 0), (0, 1, 0)]
     [job] = queue.jobs()
@@ -84,7 +84,7 @@ def test_the_delay_between_attempts_follows_the_policy(tmp_path: Path, workflow:
     workflow.exits(75)
     queue = open_queue(tmp_path, workflow.argv())
     first = queue.schedule("balthazar", "2025-12-19", 60, at=_ago(seconds=20)).job
-    queue.process()
+    process(queue)
     [job] = queue.jobs()
     assert (job.status, job.attempt) == (JobStatus.PENDING, 2)
     assert job.execute_at == first.execute_at + timedelta(minutes=60)  # from the due time, not the run's end
@@ -94,7 +94,7 @@ def test_a_workflow_that_always_exits_75_fails_after_max_attempts(tmp_path: Path
     workflow.exits(75, 75, 75, 75)
     queue = open_queue(tmp_path, workflow.argv(), max_attempts=3)
     queue.schedule("balthazar", "2025-12-19", 0)
-    reports = [queue.process() for _ in range(4)]
+    reports = [process(queue) for _ in range(4)]
     [job] = queue.jobs()
     assert (job.status, job.attempt, len(workflow.calls())) == (JobStatus.FAILED, 3, 3)
     assert [r.failed for r in reports] == [0, 0, 1, 0]
@@ -106,7 +106,7 @@ def test_exit_77_fails_at_once(tmp_path: Path, workflow: FakeWorkflow) -> None:
     workflow.exits(77)
     queue = open_queue(tmp_path, workflow.argv())
     queue.schedule("balthazar", "2025-12-19", 0)
-    queue.process()
+    process(queue)
     [job] = queue.jobs()
     assert (job.status, job.attempt, job.last_exit_code, len(workflow.calls())) == (JobStatus.FAILED, 1, 77, 1)
     assert job.history[-1].outcome is Outcome.FATAL
@@ -127,7 +127,7 @@ sleep 60
         tmp_path, [str(script)], timeout=timedelta(seconds=0.5), kill_grace=timedelta(seconds=0.5), max_attempts=1
     )
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     [job] = queue.jobs()
     assert (job.status, report.failed) == (JobStatus.FAILED, 1)
     assert job.history[-1].outcome is Outcome.TIMEOUT
@@ -141,7 +141,7 @@ def test_the_lease_covers_timeout_and_grace(tmp_path: Path) -> None:
     script = write_script(tmp_path / "peek.sh", f'cat "$RETRYQ_QUEUE_FILE" > {seen}\n')
     queue = open_queue(tmp_path, [str(script)], timeout=timedelta(minutes=5), kill_grace=timedelta(seconds=10))
     queue.schedule("balthazar", "2025-12-19", 0)
-    queue.process()
+    process(queue)
     [during] = json.loads(seen.read_text())
     assert during["status"] == "running"
     assert during["owner"]["pid"] == os.getpid()
@@ -167,7 +167,7 @@ rm {running}/$1
     queue = open_queue(tmp_path, [str(script), "{client}"], concurrency=3)
     for number in range(6):
         queue.schedule(f"c{number}", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert report.succeeded == 6
     counts = [int(line) for line in peak.read_text().split()]
     assert max(counts) == 3
@@ -178,7 +178,7 @@ def test_graceful_stop_gives_the_job_back(tmp_path: Path) -> None:
     script = write_script(tmp_path / "long.sh", f"touch {started}\nsleep 60\n")
     queue = open_queue(tmp_path, [str(script)])
     queue.schedule("balthazar", "2025-12-19", 0)
-    processor = queue.processor()
+    processor = Processor(queue.store, queue.config)
 
     def stop_when_started() -> None:
         deadline = time.monotonic() + 20
@@ -201,7 +201,7 @@ def test_a_job_whose_runner_died_is_recovered_and_run_again(tmp_path: Path, work
     store = JsonFileStore(tmp_path / ".retry-queue.json")
     store.add(_running_job(owner, delay_minutes=0), lambda job: job)
     queue = open_queue(tmp_path, workflow.argv())
-    report = queue.process()
+    report = process(queue)
     assert (report.recovered, report.succeeded) == (1, 1)
     [job] = queue.jobs()
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2)
@@ -218,7 +218,7 @@ def test_an_orphan_of_the_earlier_run_is_stopped_before_the_next(tmp_path: Path,
             _running_job(owner, run_id=run_id, delay_minutes=0), lambda job: job
         )
         queue = open_queue(tmp_path, workflow.argv())
-        report = queue.process()
+        report = process(queue)
         assert orphan.wait(timeout=10) == -signal.SIGTERM
         assert report.recovered == 1
         assert len(workflow.calls()) == 1
@@ -229,7 +229,7 @@ def test_an_orphan_of_the_earlier_run_is_stopped_before_the_next(tmp_path: Path,
 
 def test_a_live_owners_job_is_left_alone(tmp_path: Path, workflow: FakeWorkflow) -> None:
     JsonFileStore(tmp_path / ".retry-queue.json").add(_running_job(current_owner()), lambda job: job)
-    report = open_queue(tmp_path, workflow.argv()).process()
+    report = process(open_queue(tmp_path, workflow.argv()))
     assert (report.recovered, workflow.calls()) == (0, [])
 
 
@@ -238,7 +238,7 @@ def test_an_expired_lease_on_another_host_is_recovered(tmp_path: Path, workflow:
     owner = Owner(host="another-host", pid=1)
     store.add(_running_job(owner, lease=-timedelta(minutes=1), delay_minutes=0), lambda job: job)
     store.add(_running_job(owner, id="j2", client_id="other", lease=timedelta(hours=1)), lambda job: job)
-    report = open_queue(tmp_path, workflow.argv()).process()
+    report = process(open_queue(tmp_path, workflow.argv()))
     assert report.recovered == 1
     statuses = {job.id: job.status for job in store.load()}
     assert statuses == {"job1": JobStatus.COMPLETED, "j2": JobStatus.RUNNING}
@@ -251,7 +251,7 @@ def test_a_follow_up_from_inside_the_run_continues_the_chain(tmp_path: Path, ret
     )
     queue = open_queue(tmp_path, [str(script), "{client}", "{date}"])
     first = queue.schedule("balthazar", "2025-12-19", 0).job
-    report = queue.process()
+    report = process(queue)
     [job] = queue.jobs()  # no duplicate
     assert (job.status, job.attempt, report.retrying) == (JobStatus.PENDING, 2, 1)
     assert job.execute_at == first.execute_at + timedelta(minutes=30)  # 30 minutes after the attempt was due
@@ -268,7 +268,7 @@ def test_a_result_for_a_job_recovered_meanwhile_is_discarded(tmp_path: Path) -> 
     )
     queue = open_queue(tmp_path, [sys.executable, str(steal)])
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert (report.lost_claims, report.succeeded) == (1, 0)
     [job] = queue.jobs()
     assert (job.status, job.run_id) == (JobStatus.RUNNING, "someone-else")
@@ -280,7 +280,7 @@ def test_a_command_that_cannot_start_leaves_the_job_pending(tmp_path: Path) -> N
     script.chmod(0o755)
     queue = open_queue(tmp_path, [str(script)])
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert report.config_errors
     assert "could not start" in report.config_errors[0]
     [job] = queue.jobs()
@@ -290,7 +290,7 @@ def test_a_command_that_cannot_start_leaves_the_job_pending(tmp_path: Path) -> N
 def test_a_missing_command_is_reported_and_nothing_is_consumed(tmp_path: Path) -> None:
     queue = open_queue(tmp_path, ["/nonexistent/fetch"])
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert report.config_errors == ["command '/nonexistent/fetch' does not exist (from test)"]
     [job] = queue.jobs()
     assert (job.status, job.attempt) == (JobStatus.PENDING, 1)
@@ -300,7 +300,7 @@ def test_no_command_at_all_is_a_config_error(tmp_path: Path) -> None:
     queue = open_queue(tmp_path, None)
     queue.schedule("balthazar", "2025-12-19", 0)
     with pytest.raises(ConfigError, match="no workflow command configured"):
-        queue.process()
+        process(queue)
     assert queue.jobs()[0].status is JobStatus.PENDING
 
 
@@ -309,7 +309,7 @@ def test_a_job_of_an_unconfigured_workflow_stays_pending(
 ) -> None:
     JsonFileStore(tmp_path / ".retry-queue.json").add(make_job(workflow="retired", execute_at=_ago()), lambda job: job)
     with caplog.at_level(logging.INFO, logger="retryq"):
-        report = open_queue(tmp_path, workflow.argv()).process()
+        report = process(open_queue(tmp_path, workflow.argv()))
     assert report.unknown_workflows == {"retired": 1}
     assert "1 pending job(s) of workflow 'retired', which is not configured; left pending" in caplog.messages
 
@@ -317,7 +317,7 @@ def test_a_job_of_an_unconfigured_workflow_stays_pending(
 def test_output_lines_are_logged_with_the_jobs_label(queue: RetryQueue, caplog: pytest.LogCaptureFixture) -> None:
     queue.schedule("balthazar", "2025-12-19", 0)
     with caplog.at_level(logging.INFO, logger="retryq"):
-        queue.process()
+        process(queue)
     lines = [(r.name, getattr(r, "label", None), r.getMessage()) for r in caplog.records if r.name == "retryq.output"]
     assert lines == [("retryq.output", "balthazar 2025-12-19 #1", "| fetching balthazar 2025-12-19 (attempt 1)")]
 
@@ -327,7 +327,7 @@ def test_finished_jobs_are_pruned_after_a_run(tmp_path: Path, workflow: FakeWork
     store.add(make_job(id="old", status=JobStatus.COMPLETED, finished_at=_ago(days=8)), lambda job: job)
     store.add(make_job(id="recent", client_id="b", status=JobStatus.FAILED, finished_at=_ago(days=2)), lambda job: job)
     store.add(make_job(id="waiting", client_id="c", execute_at=_ago(days=30) + timedelta(days=60)), lambda job: job)
-    report = open_queue(tmp_path, workflow.argv()).process()
+    report = process(open_queue(tmp_path, workflow.argv()))
     assert report.pruned == 1
     assert [job.id for job in store.load()] == ["recent", "waiting"]
     assert [job.id for job in store.load_archive()] == ["old"]
@@ -377,7 +377,7 @@ def test_the_hourly_chain_replays_with_the_policys_delays(tmp_path: Path, workfl
     queue.schedule("balthazar", "2025-12-19", 60, now=now[0])
     for minutes in range(0, 200, 5):  # cron, every 5 minutes, from 10:00 to 13:15
         now[0] = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
-        queue.process(clock=lambda: now[0], prune=False)
+        process(queue, clock=lambda: now[0], prune=False)
     [job] = queue.jobs()
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 3)
     assert [(a.started_at.strftime("%H:%M"), a.outcome) for a in job.history] == [
@@ -394,7 +394,7 @@ def test_two_jobs_of_a_command_that_cannot_start_both_stay_pending(tmp_path: Pat
     queue = open_queue(tmp_path, [str(script)], concurrency=2)
     queue.schedule("a", "2025-12-19", 0)
     queue.schedule("b", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert len(report.config_errors) == 1
     assert [(job.status, job.attempt, job.owner) for job in queue.jobs()] == [(JobStatus.PENDING, 1, None)] * 2
 
@@ -418,7 +418,7 @@ def test_a_store_failure_mid_run_stops_the_workflows_and_gives_their_jobs_back(t
 
     store.claim = failing_claim  # type: ignore[method-assign]
     with pytest.raises(StoreIOError, match="disk full"):
-        queue.process()
+        process(queue)
     assert not _alive(int(marker.read_text()))
     [job] = queue.jobs()
     assert (job.status, job.attempt, job.owner) == (JobStatus.PENDING, 1, None)
@@ -429,7 +429,7 @@ def test_a_workflow_leaving_a_detached_child_on_its_output_does_not_hang_process
     script = write_script(tmp_path / "detach.sh", f"setsid sleep 60 &\necho $! > {leftover}\necho done\n")
     queue = open_queue(tmp_path, [str(script)])
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert report.succeeded == 1
     assert not _alive(int(leftover.read_text())), "the detached child of the run outlived it"
 
@@ -438,7 +438,7 @@ def test_the_timeout_recorded_is_the_one_applied(tmp_path: Path) -> None:
     script = write_script(tmp_path / "slow.sh", "sleep 60\n")
     queue = open_queue(tmp_path, [str(script)], max_attempts=1, kill_grace=timedelta(seconds=0.2))
     queue.schedule("balthazar", "2025-12-19", 0)
-    queue.process(timeout=timedelta(seconds=0.5))
+    process(queue, timeout=timedelta(seconds=0.5))
     [job] = queue.jobs()
     assert job.last_error is not None
     assert job.last_error.startswith("timed out after 0.5s")
@@ -459,18 +459,18 @@ def test_the_overall_concurrency_applies_when_a_workflow_sets_none(tmp_path: Pat
     queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=Config(workflows={"default": settings}))
     for number in range(3):
         queue.schedule(f"c{number}", "2025-12-19", 0)
-    queue.process(concurrency=3)
+    process(queue, concurrency=3)
     assert max(int(line) for line in peak.read_text().split()) == 3
 
 
 def test_a_worker_prunes_while_idle(tmp_path: Path, workflow: FakeWorkflow, monkeypatch: pytest.MonkeyPatch) -> None:
-    from retryq import processor as processor_module
+    from retryq import housekeeping
 
-    monkeypatch.setattr(processor_module, "PRUNE_EVERY", 0.0)
+    monkeypatch.setattr(housekeeping, "PRUNE_EVERY", 0.0)
     store = JsonFileStore(tmp_path / ".retry-queue.json")
     store.add(make_job(id="old", status=JobStatus.COMPLETED, finished_at=_ago(days=30)), lambda job: job)
     queue = open_queue(tmp_path, workflow.argv())
-    processor = queue.processor(sleep=lambda seconds: processor.request_stop())
+    processor = Processor(queue.store, queue.config, sleep=lambda seconds: processor.request_stop())
     report = processor.run(worker=True, handle_signals=False)
     assert report.pruned == 1
     assert store.load() == []
@@ -487,7 +487,7 @@ def test_a_configured_workflow_without_a_command_is_a_config_error(tmp_path: Pat
     )
     queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=config)
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()
+    report = process(queue)
     assert report.config_errors == [
         "1 pending job(s) of workflow 'default', which has no command configured; left pending"
     ]
@@ -518,7 +518,7 @@ def test_a_workflow_gets_its_own_environment_and_path(tmp_path: Path) -> None:
     assert dict(config.workflow().env) == {"SOURCE": "boamp", "TZ": "Europe/Paris", "PATH": f"{bin_dir}:/usr/bin:/bin"}
     queue = RetryQueue(JsonFileStore(tmp_path / ".retry-queue.json"), config=config)
     queue.schedule("balthazar", "2025-12-19", 0)
-    report = queue.process()  # found on the workflow's PATH although retryq's own PATH lacks bin_dir
+    report = process(queue)  # found on the workflow's PATH although retryq's own PATH lacks bin_dir
     assert (report.succeeded, report.config_errors) == (1, [])
     assert seen.read_text() == f"{bin_dir}:/usr/bin:/bin|boamp|Europe/Paris\n"
 
@@ -529,6 +529,6 @@ def test_a_legacy_job_takes_the_configured_attempts(tmp_path: Path, workflow: Fa
     workflow.exits(*[75] * 6)
     queue = open_queue(tmp_path, workflow.argv(), max_attempts=5, backoff=constant(0))
     for _ in range(6):
-        queue.process(prune=False)
+        process(queue, prune=False)
     [job] = queue.jobs()
     assert (job.status, job.attempt, job.max_attempts, len(workflow.calls())) == (JobStatus.FAILED, 5, 5, 5)

@@ -23,7 +23,7 @@ from retryq.models import JobStatus, Outcome, Owner
 from retryq.timeutil import format_utc, utcnow
 
 from .conftest import Installed
-from .helpers import invoke, make_config, make_job, write_script
+from .helpers import invoke, make_config, make_job, process, write_script
 
 QUEUE = Path(".retry-queue.json")
 
@@ -389,14 +389,14 @@ def test_recovery_never_signals_a_process_that_is_not_the_runs_own(tmp_path: Pat
         )
         store.add(job, unchanged)
         queue = RetryQueue(store, config=make_config(["true"], kill_grace=timedelta(seconds=1)))
-        report = queue.process()
+        report = process(queue)
         assert report.recovered == 1
         assert leftover.wait(timeout=30) == -signal.SIGTERM
         assert bystander.poll() is None, "retryq signalled a process group that was not the run's"
     finally:
-        for process in (bystander, leftover):
-            process.kill()
-            process.wait()
+        for child in (bystander, leftover):
+            child.kill()
+            child.wait()
 
 
 # -- 10. temp files left by a kill during a write ----------------------------------------------------

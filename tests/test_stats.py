@@ -15,7 +15,7 @@ from retryq.stats import (
     DelayBin,
     ResolutionStats,
     format_stats,
-    recorded_jobs,
+    job_history,
     resolution_stats,
     select_chains,
 )
@@ -311,12 +311,12 @@ def test_the_breakdowns_as_json() -> None:
     assert json.loads(json.dumps(data)) == data
 
 
-def test_recorded_jobs_reads_the_archive_then_the_queue(tmp_path: Path) -> None:
+def test_job_history_reads_the_archive_then_the_queue(tmp_path: Path) -> None:
     store = JsonFileStore(tmp_path / "q.json")
     store.add(chain("a", JobStatus.COMPLETED, took=minutes(60)), lambda job: job)
     store.add(chain("b", JobStatus.PENDING, client_id="acme"), lambda job: job)
     store.update({"a": lambda job: None})  # pruned into the archive
-    assert [job.id for job in recorded_jobs(store)] == ["a", "b"]
+    assert [job.id for job in job_history(store)] == ["a", "b"]
 
 
 def test_stats_json_prints_the_breakdowns(cli: CliRunner) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from retryq import JsonFileStore, RetryQueue
+from retryq import JsonFileStore, Processor, RetryQueue
 from retryq.models import JobStatus
 
 from .helpers import FakeWorkflow, make_config, write_script
@@ -27,7 +27,7 @@ def test_the_polling_backoff_grows_and_resets_after_a_job(tmp_path: Path, workfl
         if len(sleeps) == 12:
             processor.request_stop(signal.SIGTERM)
 
-    processor = queue.processor(sleep=sleep)
+    processor = Processor(queue.store, queue.config, sleep=sleep)
     report = processor.run(worker=True, handle_signals=False)
     assert sleeps == [2, 3, 4.5, 6.75, 10.125, 15.1875, 22.78125, 30, 30, 2, 3, 4.5]
     assert (report.succeeded, report.stopped_by) == (1, signal.SIGTERM)

@@ -16,7 +16,7 @@ from retryq.backoff import constant
 from retryq.errors import ConfigError, InvalidInput
 from retryq.models import JobStatus, Outcome
 
-from .helpers import fake_workflow, invoke, make_config
+from .helpers import fake_workflow, invoke, make_config, process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +168,7 @@ def test_an_import_tried_hourly_from_4_to_8(tmp_path: Path, monkeypatch: pytest.
 
     def cron(hour: int, minute: int = 0) -> None:
         clock.now = clock.now.replace(hour=hour, minute=minute)
-        queue.process(clock=clock, prune=False)
+        process(queue, clock=clock, prune=False)
 
     monkeypatch.setenv("IMPORT_INBOX", str(inbox))
     monkeypatch.setenv("IMPORT_DONE", str(done))
@@ -205,7 +205,7 @@ def test_an_hourly_import_with_a_crashed_attempt_does_not_stop_the_next(tmp_path
     queue.schedule("assurance", "2025-12-22", 0, now=clock.now)
     for hour in range(4, 10):
         clock.now = clock.now.replace(hour=hour)
-        queue.process(clock=clock, prune=False)
+        process(queue, clock=clock, prune=False)
     [job] = queue.jobs()
     assert [a.outcome for a in job.history] == [Outcome.FAILED] + [Outcome.INCOMPLETE] * 4
     assert [a.started_at.hour for a in job.history] == [4, 5, 6, 7, 8]

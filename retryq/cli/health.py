@@ -32,10 +32,10 @@ def stats(
         retryq stats --since 30d
         retryq stats --client balthazar --json
     """
-    from ..stats import format_stats, resolution_stats
+    from ..stats import format_stats, job_history, resolution_stats
 
     queue = open_queue(ctx)
-    jobs = [*queue.store.load_archive(), *queue.store.load()]  # the live copy of a job wins
+    jobs = job_history(queue.store)
     window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
     if as_json:

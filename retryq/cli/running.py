@@ -16,8 +16,8 @@ from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app,
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
-    from ..processor import ProcessReport
     from ..queue import RetryQueue
+    from ..summary import ProcessReport
 
 log = logging.getLogger("retryq")
 
@@ -78,10 +78,14 @@ def process(
     if dry_run:
         _dry_run(queue, keep_days, prune=not no_prune)
         return
+    from ..processor import Processor
+
     with LogOutput(quiet=quiet, verbose=verbose, progress=True) as output:
         if output.show_progress:
             output.expect(len(queue.due()))
-        report = queue.process(
+        report = Processor(
+            queue.store,
+            queue.config,
             concurrency=concurrency,
             timeout=run_timeout,
             keep_days=keep_days,
@@ -89,7 +93,7 @@ def process(
             workflows=workflow,
             on_finished=output.advance,
             metrics_file=metrics_file,
-        )
+        ).run()
         if report.eventful or not quiet:
             log.log(NOTICE, _summary(report))
     _exit(report)
@@ -117,10 +121,14 @@ def worker(
     Example:
         retryq worker --concurrency 4
     """
+    from ..processor import Processor
+
     queue = open_queue(ctx)
     with LogOutput(quiet=quiet, verbose=verbose):
         log.info("worker started on %s (pid %d)", queue.store.location, os.getpid())
-        report = queue.processor(
+        report = Processor(
+            queue.store,
+            queue.config,
             concurrency=concurrency,
             timeout=parse_duration(timeout) if timeout is not None else None,
             workflows=workflow,
@@ -148,8 +156,14 @@ def run(
     Example:
         retryq run balthazar 2025-12-19
     """
+    from ..models import JobKey
+    from ..runner import run_workflow
+
     queue = open_queue(ctx)
-    result = queue.run_now(client, date, workflow=workflow, timeout=parse_duration(timeout) if timeout else None)
+    key = JobKey.of(client, date, queue.config.workflow(workflow).name)
+    result = run_workflow(
+        queue.config, key, queue_file=queue.store.location, timeout=parse_duration(timeout) if timeout else None
+    )
     if (leftovers := result.describe_leftovers()) is not None:
         warn(leftovers)
     if result.timed_out:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from ..config import Config
 from ..doctor import Finding, diagnose
 from ..models import Job, JobStatus
-from ..stats import ResolutionStats, recorded_jobs, resolution_stats, select_chains
+from ..stats import ResolutionStats, job_history, resolution_stats, select_chains
 from ..stores import Store
 from ..timeutil import to_utc
 
@@ -46,7 +46,7 @@ def collect(
     the same filters, so that the lists and the counts always agree.
     """
     now = to_utc(now)
-    jobs = recorded_jobs(store)
+    jobs = job_history(store)
     chains = select_chains(jobs, now=now, since=since, client=client, workflow=workflow)
     return DashboardData(
         generated_at=now,
