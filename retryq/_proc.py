@@ -23,10 +23,134 @@ from typing import Any
 from .models import Owner
 
 PROC = Path("/proc")
+#: The variable that marks every process of a run, wherever it goes (recovery finds them by it).
 RUN_ID_VARIABLE = "RETRYQ_RUN_ID"
 #: Pause between the two scans that prove an interrupted run has no process left (seconds).
 SETTLE = 0.1
 IS_WINDOWS = sys.platform == "win32"
+
+
+class _Posix:
+    """Process groups and signals: each workflow runs in a session of its own, stopped as one group."""
+
+    def popen_options(self) -> dict[str, Any]:
+        """Popen options that put a workflow in a process group of its own, so it can be stopped whole."""
+        return {"start_new_session": True}
+
+    def terminate_group(self, pgid: int) -> bool:
+        """Ask a process group to stop (SIGTERM); False when the group no longer exists."""
+        return self._signal(pgid, signal.SIGTERM)
+
+    def kill_group(self, pgid: int) -> bool:
+        """Stop a process group at once (SIGKILL); False when the group no longer exists."""
+        return self._signal(pgid, signal.SIGKILL)
+
+    def group_alive(self, pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _group_has_live_member(pgid)
+
+    def pid_alive(self, pid: int) -> bool:
+        if pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # it exists, it just is not ours
+        if PROC.is_dir():
+            try:
+                state = (PROC / str(pid) / "stat").read_text()
+                if state[state.rindex(")") + 2 :].startswith("Z"):
+                    return False  # a zombie has finished; it only waits to be reaped
+            except OSError:
+                return False
+        return True
+
+    def _signal(self, pgid: int, sig: int) -> bool:
+        if pgid <= 1:
+            return False  # 0, 1 and negatives address other groups than a workflow's
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # exists, not ours to signal; the caller will find it still there
+        return True
+
+
+class _Windows:
+    """Process trees and ``taskkill``: a workflow runs in a process group of its own, stopped as a tree.
+
+    The commands go through ``run``, so that tests on any system can see what would be run.
+    """
+
+    def __init__(self, run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None) -> None:
+        self.run = run or (lambda argv: subprocess.run(argv, capture_output=True, text=True, check=False))
+
+    def popen_options(self) -> dict[str, Any]:
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+
+    def terminate_group(self, pgid: int) -> bool:
+        return self.run(["taskkill", "/T", "/PID", str(pgid)]).returncode == 0
+
+    def kill_group(self, pgid: int) -> bool:
+        return self.run(["taskkill", "/T", "/F", "/PID", str(pgid)]).returncode == 0
+
+    def group_alive(self, pgid: int) -> bool:
+        return self.pid_alive(pgid)
+
+    def pid_alive(self, pid: int) -> bool:
+        if pid <= 0:
+            return False
+        listed = self.run(["tasklist", "/FI", f"PID eq {pid}", "/NH", "/FO", "CSV"])
+        return f'"{pid}"' in listed.stdout
+
+
+#: This system's way, chosen once (as filelock chooses its lock class).
+PLATFORM: _Posix | _Windows = _Windows() if IS_WINDOWS else _Posix()
+
+
+def popen_group_options() -> dict[str, Any]:
+    return PLATFORM.popen_options()
+
+
+def pid_alive(pid: int) -> bool:
+    return PLATFORM.pid_alive(pid)
+
+
+def group_alive(pgid: int) -> bool:
+    return PLATFORM.group_alive(pgid)
+
+
+def terminate_group(pgid: int) -> bool:
+    return PLATFORM.terminate_group(pgid)
+
+
+def kill_group(pgid: int) -> bool:
+    return PLATFORM.kill_group(pgid)
+
+
+def _group_has_live_member(pgid: int) -> bool:
+    """Zombies still count for killpg(0); only a process that can run means the group is alive."""
+    if not PROC.is_dir():
+        return True
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def hostname() -> str:
@@ -75,27 +199,6 @@ def current_owner() -> Owner:
     return _OWNERS[pid]
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if IS_WINDOWS:  # pragma: no cover - no os.kill(pid, 0) probe on Windows
-        return _windows_pid_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it just is not ours
-    if PROC.is_dir():
-        try:
-            state = (PROC / str(pid) / "stat").read_text()
-            if state[state.rindex(")") + 2 :].startswith("Z"):
-                return False  # a zombie has finished; it only waits to be reaped
-        except OSError:
-            return False
-    return True
-
-
 def owner_alive(owner: Owner) -> bool | None:
     """True or False for an owner on this host (and this boot); None when it cannot be known from here."""
     if owner.host != hostname():
@@ -132,57 +235,6 @@ def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def popen_group_options() -> dict[str, Any]:
-    """Popen options that put the workflow in a process group of its own, so it can be stopped whole."""
-    if IS_WINDOWS:  # pragma: no cover
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined, unused-ignore]
-    return {"start_new_session": True}
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to a process group; False when the group no longer exists."""
-    if IS_WINDOWS:  # pragma: no cover
-        if sig == signal.SIGTERM:
-            return _windows_taskkill(pgid, force=False)
-        return _windows_taskkill(pgid, force=True)
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, not ours to signal; the caller will find it still there
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    if IS_WINDOWS:  # pragma: no cover
-        return _windows_pid_alive(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _group_has_live_member(pgid)
-
-
-def _group_has_live_member(pgid: int) -> bool:
-    """Zombies still count for killpg(0); only a process that can run means the group is alive."""
-    if not PROC.is_dir():
-        return True
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
 def stop_group(
     pgid: int,
     grace: float,
@@ -190,15 +242,15 @@ def stop_group(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> bool:
-    """SIGTERM a process group, then SIGKILL what is left after ``grace`` seconds; True once it is gone."""
-    if not signal_group(pgid, signal.SIGTERM) or not group_alive(pgid):
+    """Ask a process group to stop, then kill what is left after ``grace`` seconds; True once it is gone."""
+    if not terminate_group(pgid) or not group_alive(pgid):
         return True
     deadline = monotonic() + grace
     while monotonic() < deadline:
         sleep(0.05)
         if not group_alive(pgid):
             return True
-    signal_group(pgid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    kill_group(pgid)
     deadline = monotonic() + 5
     while monotonic() < deadline:
         if not group_alive(pgid):
@@ -280,14 +332,3 @@ def _stop_carriers(
                 os.kill(pid, signal.SIGKILL)
         sleep(0.02)
     return True, len(stopped)
-
-
-def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover
-    argv = ["tasklist", "/FI", f"PID eq {pid}", "/NH"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    return str(pid) in result.stdout
-
-
-def _windows_taskkill(pid: int, *, force: bool) -> bool:  # pragma: no cover
-    argv = ["taskkill", "/T", "/PID", str(pid)] + (["/F"] if force else [])
-    return subprocess.run(argv, capture_output=True, check=False).returncode == 0

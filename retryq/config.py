@@ -20,7 +20,6 @@ __all__ = [
 
 import os
 import re
-import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .backoff import Backoff, constant, exponential, jitter, linear
+from .commands import split_command
 from .errors import ConfigError, InvalidInput
 from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
 from .timeutil import parse_duration
@@ -375,7 +375,7 @@ def _command(value: list[str] | str | None, origin: str) -> tuple[tuple[str, ...
     if value is None:
         return None, "not configured"
     try:
-        argv = shlex.split(value) if isinstance(value, str) else list(value)
+        argv = split_command(value) if isinstance(value, str) else list(value)
     except ValueError as error:
         raise ConfigError(f"{origin}: cannot split the command: {error}") from None
     if not argv or not argv[0]:

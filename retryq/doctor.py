@@ -9,11 +9,11 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from . import _proc
+from .commands import resolve_command
 from .config import Config, WorkflowSettings
 from .errors import ConfigError, RetryqError
 from .housekeeping import stale_reason
 from .models import Job, JobStatus
-from .runner import resolve_command
 from .stores import Finding, Store
 from .timeutil import format_duration, format_utc
 

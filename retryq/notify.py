@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from . import _proc
+from .commands import invocation
 from .models import Job
-from .runner import job_invocation
 
 log = logging.getLogger("retryq")
 
@@ -34,8 +34,8 @@ def run_failure_hook(
     env: Mapping[str, str] | None = None,
 ) -> bool:
     """Run ``command`` for a job that ended ``failed``; True when it exited 0 in time."""
-    argv, variables = job_invocation(
-        command, job, run_id=uuid.uuid4().hex, queue_file=queue_file, config_file=config_file, env=env
+    argv, variables = invocation(
+        command, job.key, job=job, run_id=uuid.uuid4().hex, queue_file=queue_file, config_file=config_file, env=env
     )
     variables.update(
         {

@@ -24,12 +24,13 @@ from datetime import datetime, timedelta
 
 from . import _proc, lifecycle
 from .backoff import Backoff, RetryState, exponential
+from .commands import invocation, resolve_command
 from .config import Config, WorkflowSettings
 from .errors import ConfigError, InvalidInput, RetryqError
 from .housekeeping import Housekeeping
 from .models import Job, JobStatus, Outcome
 from .notify import run_failure_hook
-from .runner import Runs, Supervisor, job_invocation, resolve_command
+from .runner import Runs, Supervisor
 from .stores import ClaimRequest, Mutation, Store
 from .summary import ProcessReport
 from .timeutil import format_duration, format_utc, utcnow
@@ -290,9 +291,10 @@ class Processor:
     def _start(self, job: Job, report: ProcessReport) -> None:
         assert job.run_id is not None
         settings = self.config.settings_of(job.workflow)
-        argv, env = job_invocation(
+        argv, env = invocation(
             self._commands[job.workflow],
-            job,
+            job.key,
+            job=job,
             run_id=job.run_id,
             queue_file=self.store.location,
             config_file=str(self.config.source) if self.config.source else None,

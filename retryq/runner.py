@@ -1,24 +1,11 @@
-"""Running workflow commands: argv built without a shell, one process group each, output streamed
-and its tail kept, timeouts enforced with SIGTERM then SIGKILL on the whole group."""
+"""Running workflow commands (what to run is :mod:`retryq.commands`'s): one process group each,
+output streamed and its tail kept, timeouts enforced by stopping then killing the whole group."""
 
 from __future__ import annotations
 
-__all__ = [
-    "RunResult",
-    "Runs",
-    "Supervisor",
-    "build_argv",
-    "build_env",
-    "invocation",
-    "job_invocation",
-    "resolve_command",
-    "run_workflow",
-]
+__all__ = ["RunResult", "Runs", "Supervisor", "run_workflow"]
 
-import os
 import queue
-import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -31,12 +18,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from . import _proc
+from .commands import invocation, resolve_command
 from .errors import ConfigError, InvalidInput
 from .timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
     from .config import Config
-    from .models import Job, JobKey
+    from .models import JobKey
 
 #: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
 TAIL_LINES = 20
@@ -65,97 +53,6 @@ class RunResult:
             return None
         plural = "es" if self.leftovers > 1 else ""
         return f"stopped {self.leftovers} process{plural} the run left behind (outside its process group)"
-
-
-def invocation(
-    command: Sequence[str],
-    *,
-    client: str,
-    date: str,
-    attempt: int,
-    max_attempts: int,
-    job_id: str,
-    workflow: str,
-    run_id: str,
-    queue_file: str,
-    config_file: str | None,
-    env: Mapping[str, str] | None = None,
-) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of one workflow run: placeholders filled, the workflow's ``env``
-    and ``RETRYQ_*`` set over retryq's own environment."""
-    values = {"client": client, "date": date, "attempt": str(attempt), "job_id": job_id, "workflow": workflow}
-    variables = {
-        **(env or {}),
-        "RETRYQ_CLIENT": client,
-        "RETRYQ_DATE": date,
-        "RETRYQ_ATTEMPT": str(attempt),
-        "RETRYQ_MAX_ATTEMPTS": str(max_attempts),
-        "RETRYQ_JOB_ID": job_id,
-        "RETRYQ_WORKFLOW": workflow,
-        "RETRYQ_QUEUE_FILE": os.path.abspath(queue_file),
-        _proc.RUN_ID_VARIABLE: run_id,
-    }
-    if config_file is not None:
-        variables["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
-    return build_argv(command, values), build_env(variables)
-
-
-def job_invocation(
-    command: Sequence[str],
-    job: Job,
-    *,
-    run_id: str,
-    queue_file: str,
-    config_file: str | None,
-    env: Mapping[str, str] | None = None,
-) -> tuple[list[str], dict[str, str]]:
-    """:func:`invocation` for a queued job: its client, date, attempt, id and workflow."""
-    return invocation(
-        command,
-        client=job.client_id,
-        date=job.date,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts or 0,  # set at the claim; 0 only for a job never claimed
-        job_id=job.id,
-        workflow=job.workflow,
-        run_id=run_id,
-        queue_file=queue_file,
-        config_file=config_file,
-        env=env,
-    )
-
-
-def build_argv(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
-    """Replace ``{client}``, ``{date}``… inside each argv item; nothing else is interpreted."""
-    argv = []
-    for template in command:
-        item = template
-        for name, value in values.items():
-            item = item.replace("{" + name + "}", value)
-        argv.append(item)
-    return argv
-
-
-def build_env(values: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env.update(values)
-    return env
-
-
-def resolve_command(argv0: str, origin: str, path: str | None = None) -> str:
-    """The executable ``argv0`` names (looked up on ``path``, else on PATH), or a :class:`ConfigError`
-    that says where the command was configured and which PATH was searched."""
-    if path is None:
-        path = os.environ.get("PATH", "")
-    if os.sep in argv0 or (os.altsep and os.altsep in argv0):
-        if os.path.isfile(argv0) and os.access(argv0, os.X_OK):
-            return argv0
-        reason = "is not executable" if os.path.isfile(argv0) else "does not exist"
-        raise ConfigError(f"command {argv0!r} {reason} (from {origin})")
-    found = shutil.which(argv0, path=path)
-    if found is None:
-        raise ConfigError(f"command {argv0!r} not found on PATH={path} (from {origin})")
-    return found
 
 
 @dataclass
@@ -240,7 +137,7 @@ class Supervisor:
         if self._stop_requested:
             # A stop that came while this run was starting found nothing to stop: stop it now.
             run.stopped = True
-            _proc.signal_group(process.pid, _SIGTERM)
+            _proc.terminate_group(process.pid)
             run.kill_at = self._monotonic() + kill_grace
         if capture:
             run.reader = threading.Thread(target=self._read, args=(run,), name=f"retryq-out-{key}", daemon=True)
@@ -278,10 +175,10 @@ class Supervisor:
         for run in list(self._runs.values()):
             run.stopped = True
             if immediately:
-                _proc.signal_group(run.process.pid, _SIGKILL)
+                _proc.kill_group(run.process.pid)
                 run.kill_at = now
             elif run.kill_at is None:
-                _proc.signal_group(run.process.pid, _SIGTERM)
+                _proc.terminate_group(run.process.pid)
                 run.kill_at = now + run.kill_grace
         self.wake()
 
@@ -311,10 +208,10 @@ class Supervisor:
                 continue
             if run.kill_at is None and now >= run.deadline:
                 run.timed_out = True
-                _proc.signal_group(run.process.pid, _SIGTERM)
+                _proc.terminate_group(run.process.pid)
                 run.kill_at = now + run.kill_grace
             elif run.kill_at is not None and now >= run.kill_at:
-                _proc.signal_group(run.process.pid, _SIGKILL)
+                _proc.kill_group(run.process.pid)
                 run.kill_at = now + 3600  # sent; do not resend in a busy loop
 
     def _collect(self) -> list[tuple[str, RunResult]]:
@@ -378,12 +275,8 @@ def run_workflow(
     run_id = uuid.uuid4().hex
     argv, env = invocation(
         settings.command,
-        client=key.client,
-        date=key.date,
-        attempt=1,
+        key,
         max_attempts=settings.max_attempts,
-        job_id="",
-        workflow=settings.name,
         run_id=run_id,
         queue_file=queue_file,
         config_file=str(config.source) if config.source else None,
@@ -411,7 +304,3 @@ def run_workflow(
         while True:
             for _, result in supervisor.wait():
                 return replace(result, stop_signal=received[0]) if received else result
-
-
-_SIGTERM = signal.SIGTERM
-_SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL; taskkill /F stands in

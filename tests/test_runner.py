@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-from retryq.runner import Supervisor, build_argv, invocation
+from retryq.commands import build_argv, invocation
+from retryq.models import JobKey
+from retryq.runner import Supervisor
+
+from .helpers import make_job
 
 
 def test_placeholders_are_replaced_inside_items_and_nothing_else_is_interpreted() -> None:
@@ -17,18 +21,8 @@ def test_placeholders_are_replaced_inside_items_and_nothing_else_is_interpreted(
 
 
 def test_the_environment_names_the_job() -> None:
-    _, env = invocation(
-        ["x"],
-        client="c",
-        date="2025-12-19",
-        attempt=2,
-        max_attempts=3,
-        job_id="j",
-        workflow="w",
-        run_id="r",
-        queue_file="q.json",
-        config_file=None,
-    )
+    job = make_job(id="j", client_id="c", workflow="w", attempt=2, max_attempts=3)
+    _, env = invocation(["x"], job.key, job=job, run_id="r", queue_file="q.json", config_file=None)
     assert {key: env[key] for key in env if key.startswith("RETRYQ_")} == {
         "RETRYQ_CLIENT": "c",
         "RETRYQ_DATE": "2025-12-19",
@@ -39,6 +33,10 @@ def test_the_environment_names_the_job() -> None:
         "RETRYQ_QUEUE_FILE": os.path.abspath("q.json"),
         "RETRYQ_RUN_ID": "r",
     }
+    _, outside = invocation(
+        ["x"], JobKey.of("c", "2025-12-19"), max_attempts=3, run_id="r", queue_file="q", config_file=None
+    )
+    assert (outside["RETRYQ_ATTEMPT"], outside["RETRYQ_MAX_ATTEMPTS"], outside["RETRYQ_JOB_ID"]) == ("1", "3", "")
 
 
 def test_a_run_started_after_a_stop_request_is_stopped_too() -> None:

@@ -198,7 +198,7 @@ def _exit(report: ProcessReport) -> None:
 
 
 def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
-    from ..runner import job_invocation
+    from ..commands import invocation
 
     now = utcnow()
     due = queue.due(now + queue.config.due_window)
@@ -208,8 +208,8 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
         if settings is None or not settings.command:
             command = "(workflow not configured: left pending)"
         else:
-            argv, _ = job_invocation(
-                settings.command, job, run_id="", queue_file=queue.store.location, config_file=None
+            argv, _ = invocation(
+                settings.command, job.key, job=job, run_id="", queue_file=queue.store.location, config_file=None
             )
             command = shlex.join(argv)
         typer.echo(f"  would run {job.id[:8]} {job.label}: {command}")

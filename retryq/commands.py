@@ -1,0 +1,104 @@
+"""What a workflow run is: its argv and environment, built without a shell, and where its command is.
+
+The queue holds data (client, date); the configuration holds what runs. Placeholders are
+replaced inside argv items and nothing else is interpreted: a job's data never reaches a shell
+and never becomes an option (client ids and job ids start with a letter or a digit).
+"""
+
+from __future__ import annotations
+
+__all__ = ["invocation", "resolve_command", "split_command"]
+
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from ._proc import RUN_ID_VARIABLE
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .models import Job, JobKey
+
+
+def invocation(
+    command: Sequence[str],
+    key: JobKey,
+    *,
+    run_id: str,
+    queue_file: str,
+    config_file: str | None,
+    env: Mapping[str, str] | None = None,
+    job: Job | None = None,
+    max_attempts: int = 0,
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of one run of ``key``'s workflow: placeholders filled, the workflow's
+    ``env`` and ``RETRYQ_*`` set over retryq's own environment.
+
+    For a queued ``job``: its attempt, limit and id; else (``retryq run``) attempt 1 of ``max_attempts``, no id.
+    """
+    attempt = job.attempt if job is not None else 1
+    limit = (job.max_attempts or 0) if job is not None else max_attempts
+    job_id = job.id if job is not None else ""
+    values = {
+        "client": key.client,
+        "date": key.date,
+        "attempt": str(attempt),
+        "job_id": job_id,
+        "workflow": key.workflow,
+    }
+    variables = {
+        **(env or {}),
+        "RETRYQ_CLIENT": key.client,
+        "RETRYQ_DATE": key.date,
+        "RETRYQ_ATTEMPT": str(attempt),
+        "RETRYQ_MAX_ATTEMPTS": str(limit),
+        "RETRYQ_JOB_ID": job_id,
+        "RETRYQ_WORKFLOW": key.workflow,
+        "RETRYQ_QUEUE_FILE": os.path.abspath(queue_file),
+        RUN_ID_VARIABLE: run_id,
+    }
+    if config_file is not None:
+        variables["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
+    return build_argv(command, values), {**os.environ, **variables}
+
+
+def build_argv(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """Replace ``{client}``, ``{date}``… inside each argv item; nothing else is interpreted."""
+    argv = []
+    for template in command:
+        item = template
+        for name, value in values.items():
+            item = item.replace("{" + name + "}", value)
+        argv.append(item)
+    return argv
+
+
+def resolve_command(argv0: str, origin: str, path: str | None = None) -> str:
+    """The executable ``argv0`` names (looked up on ``path``, else on PATH), or a :class:`ConfigError`
+    that says where the command was configured and which PATH was searched."""
+    if path is None:
+        path = os.environ.get("PATH", "")
+    if os.sep in argv0 or (os.altsep and os.altsep in argv0):
+        if os.path.isfile(argv0) and os.access(argv0, os.X_OK):
+            return argv0
+        reason = "is not executable" if os.path.isfile(argv0) else "does not exist"
+        raise ConfigError(f"command {argv0!r} {reason} (from {origin})")
+    found = shutil.which(argv0, path=path)
+    if found is None:
+        raise ConfigError(f"command {argv0!r} not found on PATH={path} (from {origin})")
+    return found
+
+
+def split_windows(text: str) -> list[str]:
+    """Split a command line as Windows programs do: backslashes are path separators, not escapes,
+    and double quotes group (``"C:\\Program Files\\x.exe" {client}``)."""
+    return [
+        item[1:-1] if len(item) >= 2 and item[0] == item[-1] == '"' else item for item in shlex.split(text, posix=False)
+    ]
+
+
+#: How a command given as one string (``RETRYQ_COMMAND``, ``command = "…"``) is split on this system.
+split_command = split_windows if sys.platform == "win32" else shlex.split
