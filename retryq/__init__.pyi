@@ -11,6 +11,7 @@ from .backoff import linear as linear
 from .config import Config as Config
 from .config import WorkflowSettings as WorkflowSettings
 from .config import load_config as load_config
+from .deferral import defer as defer
 from .errors import ConfigError as ConfigError
 from .errors import InvalidInput as InvalidInput
 from .errors import JobNotFound as JobNotFound
@@ -24,7 +25,6 @@ from .inprocess import RetryAttempt as RetryAttempt
 from .inprocess import RetryContext as RetryContext
 from .inprocess import Retrying as Retrying
 from .inprocess import RetryManager as RetryManager
-from .inprocess import defer as defer
 from .inprocess import retry as retry
 from .inprocess import retrying as retrying
 from .models import Attempt as Attempt

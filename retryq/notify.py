@@ -7,18 +7,20 @@ written and is never changed by it: the outcome is only logged.
 
 from __future__ import annotations
 
-__all__ = ["run_failure_hook"]
+__all__ = ["FailureHooks", "run_failure_hook"]
 
 import json
 import logging
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
 from . import _proc
 from .commands import invocation
+from .config import Config
 from .models import Job
 
 log = logging.getLogger("retryq")
@@ -74,3 +76,35 @@ def run_failure_hook(
         return False
     log.info("on_failure hook notified", extra={"job": job})
     return True
+
+
+class FailureHooks:
+    """Runs each failed job's ``on_failure`` beside the processor's loop, which never waits for one."""
+
+    def __init__(self, config: Config, *, queue_file: str) -> None:
+        self.config = config
+        self.queue_file = queue_file
+        self._threads: list[threading.Thread] = []
+
+    def notify(self, job: Job) -> None:
+        settings = self.config.settings_of(job.workflow)
+        if not settings.on_failure:
+            return
+        thread = threading.Thread(
+            target=run_failure_hook,
+            args=(job, settings.on_failure),
+            kwargs={
+                "timeout": self.config.on_failure_timeout,
+                "queue_file": self.queue_file,
+                "config_file": str(self.config.source) if self.config.source else None,
+                "env": settings.env,
+            },
+            name=f"retryq-hook-{job.id}",
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self) -> None:
+        """Wait for the hooks started; each bounds itself by ``on_failure_timeout``."""
+        for thread in self._threads:
+            thread.join()

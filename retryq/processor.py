@@ -29,7 +29,7 @@ from .config import Config, WorkflowSettings
 from .errors import ConfigError, InvalidInput, RetryqError
 from .housekeeping import Housekeeping
 from .models import Job, JobStatus, Outcome
-from .notify import run_failure_hook
+from .notify import FailureHooks
 from .runner import Runs, Supervisor
 from .stores import ClaimRequest, Mutation, Store
 from .summary import ProcessReport
@@ -126,7 +126,7 @@ class Processor:
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
-        self._hooks: list[threading.Thread] = []
+        self._hooks = FailureHooks(config, queue_file=store.location)
         self._batch: dict[str, _Pending] = {}  # written with the next claim: results, pid records, releases
         self._claimed: set[str] = set()  # a `process` run starts each job at most once
 
@@ -148,9 +148,7 @@ class Processor:
                 raise
         if self._stop_signal is None:
             self.housekeeping.prune(report)
-        for hook in self._hooks:
-            # Each hook bounds itself by on_failure_timeout; this only waits for them to end.
-            hook.join()
+        self._hooks.wait()
         report.stopped_by = self._stop_signal
         self.housekeeping.conclude(report)
         return report
@@ -346,7 +344,7 @@ class Processor:
         elif job.status is JobStatus.FAILED:
             report.failed += 1
             log.warning("%s; failed after %d attempt(s)", _first_line(job.last_error), attempt, extra={"job": shown})
-            self._notify(job)
+            self._hooks.notify(job)
         else:
             report.retrying += 1
             log.info(
@@ -359,25 +357,6 @@ class Processor:
         report.finished_jobs.append((job, outcome))
         if self.on_finished is not None:
             self.on_finished(job, outcome)
-
-    def _notify(self, job: Job) -> None:
-        """Run the workflow's on_failure command beside the loop, which must not wait for it."""
-        settings = self.config.settings_of(job.workflow)
-        if not settings.on_failure:
-            return
-        hook = threading.Thread(
-            target=run_failure_hook,
-            args=(job, settings.on_failure),
-            kwargs={
-                "timeout": self.config.on_failure_timeout,
-                "queue_file": self.store.location,
-                "config_file": str(self.config.source) if self.config.source else None,
-                "env": settings.env,
-            },
-            name=f"retryq-hook-{job.id}",
-        )
-        hook.start()
-        self._hooks.append(hook)
 
     # -- configuration -----------------------------------------------------------------------
 

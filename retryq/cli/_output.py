@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..config import Config
 from ..models import DEFAULT_WORKFLOW, Job, JobStatus
 from ..timeutil import format_duration, format_utc
 
@@ -139,6 +140,11 @@ class TimeFormat:
         local = value.astimezone(self.zone)
         shown = local.strftime("%H:%M %Z") if local.date() == value.date() else local.strftime("%Y-%m-%d %H:%M %Z")
         return f"{text} ({shown})"
+
+
+def time_format(config: Config, *, local: bool) -> TimeFormat:
+    """Times as ``list`` and ``show`` print them: UTC, and the machine's zone (--local) or ``display_tz``."""
+    return TimeFormat.local() if local else TimeFormat(config.display_tz)
 
 
 def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]]:

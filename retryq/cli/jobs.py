@@ -1,18 +1,15 @@
-"""Commands that add, read and mend jobs: schedule, report, list, show, cancel, requeue, prune."""
+"""Commands that read and mend jobs: list, show, cancel, requeue, prune."""
 
 from __future__ import annotations
 
-import logging
-import sys
-from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ExitCode, InvalidInput
+from ..errors import InvalidInput
 from ..models import DEFAULT_WORKFLOW, Job
 from ..stores import JobFilter
-from ..timeutil import format_duration, format_utc, parse_duration, parse_when, utcnow
+from ..timeutil import format_duration, parse_duration, utcnow
 from ._app import (
     ClientFilterOption,
     DryRunOption,
@@ -24,19 +21,12 @@ from ._app import (
     open_queue,
     warn,
 )
-from ._output import LogOutput, TimeFormat, job_rows, last_outcome, print_rows, print_table, when
+from ._output import TimeFormat, job_rows, last_outcome, print_rows, print_table, time_format, when
 
 if TYPE_CHECKING:
-    from ..queue import BulkResult, FetchReport, RetryQueue, ScheduleResult
+    from ..queue import BulkResult
 
-log = logging.getLogger("retryq")
-
-ClientArgument = Annotated[str, typer.Argument(help="Client id: letters, digits, '.', '_', '-' (at most 64).")]
-DateArgument = Annotated[str, typer.Argument(help="The date to fetch again, YYYY-MM-DD.")]
 IdArgument = Annotated[str, typer.Argument(help="A job id, or a unique prefix of one (as `retryq list` shows).")]
-BlockOption = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Print the whole job, as on a terminal [default: one line in a log].")
-]
 LocalOption = Annotated[
     bool, typer.Option("--local", help="Also show times in this machine's time zone [default: display_tz, if set].")
 ]
@@ -45,191 +35,8 @@ MaxAttemptsOption = Annotated[
 ]
 
 
-def _block_output(verbose: bool) -> bool:
-    """A terminal (or --verbose) gets the whole block; a log file (cron's `>> retry.log`) one line per event."""
-    return verbose or sys.stdout.isatty()
-
-
-# -- schedule ------------------------------------------------------------------------------------
-
-
-@app.command()
-def schedule(
-    ctx: typer.Context,
-    client: ClientArgument,
-    date: DateArgument,
-    delay: Annotated[
-        str | None,
-        typer.Argument(help="Minutes before the run, and between attempts: 60, 90m, 2h, 1h30m. [default: 60]"),
-    ] = None,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            "--at",
-            help="Run at this time instead ('2025-12-20 04:00'; no zone means local time, an offset or Z is exact).",
-        ),
-    ] = None,
-    max_attempts: Annotated[
-        int | None, typer.Option("--max-attempts", help="Attempts before giving up [default: from the config, 3].")
-    ] = None,
-    workflow: WorkflowOption = None,
-    as_json: JsonOption = False,
-    verbose: BlockOption = False,
-) -> None:
-    """Schedule a deferred retry of the workflow for CLIENT and DATE.
-
-    If a pending retry for the same client and date exists, nothing is added; if it is running
-    right now (the call comes from inside the run), its next attempt is requested instead.
-    In a log (stdout not a terminal) it prints one timestamped line; on a terminal, the job.
-
-    \b
-    Example:
-        retryq schedule balthazar 2025-12-19 60
-        retryq schedule balthazar 2025-12-19 1h30m --max-attempts 5
-        retryq schedule assurance 2025-12-22 60 --at '2025-12-22 04:00'
-    """
-    queue = open_queue(ctx)
-    now = utcnow()
-    moment = None
-    if at is not None:
-        # A job due before its own retention would look, once finished, as old as the jobs prune removes.
-        retention = timedelta(days=max(queue.config.scheduling_workflow(workflow).keep_days.values()))
-        moment = parse_when(at, now=now, oldest=now - retention, on_note=warn)
-    if as_json or _block_output(verbose):
-        result = queue.schedule(client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, now=now)
-    else:
-        with LogOutput():
-            result = queue.schedule(
-                client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, now=now
-            )
-    if as_json:
-        echo_json({"outcome": result.outcome, "job": result.job.to_json_dict()})
-    elif _block_output(verbose):
-        _print_schedule(queue, result)
-    if moment is not None and moment < now and result.created:
-        warn(f"{at!r} has already passed ({format_utc(moment)}): the job is due now")
-    settings = queue.config.workflows.get(result.job.workflow)
-    if settings is None or not settings.command:
-        warn(
-            f"no command is configured for workflow {result.job.workflow!r} (set [workflow] command in "
-            "retryq.toml, or RETRYQ_COMMAND): `retryq process` will leave this job pending"
-        )
-
-
-def _print_schedule(queue: RetryQueue, result: ScheduleResult) -> None:
-    job = result.job
-    limit = queue.config.attempts_limit(job)
-    if result.outcome == "created":
-        typer.echo("Retry scheduled")
-    elif result.outcome == "exists":
-        typer.echo(f"A pending retry already exists for {job.client_id} {job.date}; nothing added")
-    elif result.next_due is None:
-        typer.echo(f"The retry for {job.client_id} {job.date} is running its last attempt ({job.attempt} of {limit})")
-    else:
-        typer.echo(
-            f"The retry for {job.client_id} {job.date} is running now; its next attempt will be due "
-            f"{format_utc(result.next_due)} at the earliest ({job.follow_up_minutes} minutes after this one)"
-        )
-    print_rows(job_rows(job, limit, _times(queue, local=False)))
-
-
-# -- report --------------------------------------------------------------------------------------
-
-
-@app.command()
-def report(
-    ctx: typer.Context,
-    client: ClientArgument,
-    date: Annotated[str, typer.Argument(help="The date that was fetched, YYYY-MM-DD.")],
-    total: Annotated[int, typer.Option("--total", min=0, help="How many results the source announced.")],
-    fetched: Annotated[int, typer.Option("--fetched", min=0, help="How many results were actually fetched.")],
-    delay: Annotated[
-        str | None, typer.Option("--delay", help="Minutes before the retry [default: [report] delay, 60].")
-    ] = None,
-    workflow: WorkflowOption = None,
-    as_json: JsonOption = False,
-    verbose: BlockOption = False,
-) -> None:
-    """Judge a fetch and schedule a retry if anything is missing: for fetchers not written in Python.
-
-    Missing = total - fetched. Nothing missing: OK. At most 3 missing, or at most 0.5% of the
-    total: DEGRADED (tolerated). More: ERROR (critical). A retry is scheduled whenever something
-    is missing. Exits 0 for OK and DEGRADED, 3 for ERROR so that the fetcher can fail fast. More
-    fetched than announced is a warning, schedules nothing and exits 0.
-
-    \b
-    Example (at the end of a fetch, from any language):
-        retryq report balthazar 2025-12-19 --total 650 --fetched 647
-    """
-    from ..inconsistency import FetchStatus
-
-    queue = open_queue(ctx)
-    if as_json or _block_output(verbose):
-        result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
-    else:
-        with LogOutput():  # the one line the library logs
-            result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
-    if as_json:
-        retry = result.retry
-        echo_json(
-            {
-                **result.assessment.to_json_dict(),
-                "retry": None
-                if retry is None
-                else {
-                    "outcome": retry.outcome,
-                    "nextDue": None if retry.next_due is None else format_utc(retry.next_due),
-                    "job": retry.job.to_json_dict(),
-                },
-            }
-        )
-    elif _block_output(verbose):
-        with LogOutput():
-            _log_report(queue, client, date, result)
-    if result.assessment.status is FetchStatus.ERROR:
-        raise typer.Exit(ExitCode.CRITICAL)
-
-
-def _log_report(queue: RetryQueue, client: str, date: str, result: FetchReport) -> None:
-    """The detailed form of what `report` found: the counts, the verdict, the retry."""
-    from ..inconsistency import FetchStatus
-
-    found, limits = result.assessment, result.assessment.thresholds
-    label = {"label": f"{client} {date}"}
-    if found.status is FetchStatus.OK:
-        log.log(logging.WARNING if found.surplus else logging.INFO, "%s", found.describe(), extra=label)
-        return
-    log.warning(
-        "inconsistency: missing=%d total=%d fetched=%d ratio=%.2f%%",
-        found.missing,
-        found.total,
-        found.fetched,
-        found.ratio * 100,
-        extra=label,
-    )
-    if found.status is FetchStatus.DEGRADED:
-        log.warning(
-            "tolerated: %d missing is within the threshold (at most %d, or at most %.2f%%)",
-            found.missing,
-            limits.max_missing,
-            limits.max_ratio * 100,
-            extra=label,
-        )
-    else:
-        log.error(
-            "critical: %d missing exceeds the threshold (more than %d and more than %.2f%%)",
-            found.missing,
-            limits.max_missing,
-            limits.max_ratio * 100,
-            extra=label,
-        )
-    assert result.retry is not None  # something is missing, so a retry was asked for
-    log.info("%s", result.retry.describe(queue.config.attempts_limit(result.retry.job)), extra=label)
-
-
 # -- list and show -------------------------------------------------------------------------------
 
-SortKey = Literal["due", "scheduled", "queue", "status", "client"]
 _SORTS = {
     "due": lambda job: (job.execute_at, job.id),
     "scheduled": lambda job: (job.scheduled_at, job.id),
@@ -277,7 +84,7 @@ def list_jobs(
         filtered = status or client is not None or workflow is not None
         typer.echo(f"no {'matching ' if filtered else ''}jobs in {queue.store.location}")
         return
-    now, times = utcnow(), _times(queue, local=local)
+    now, times = utcnow(), time_format(queue.config, local=local)
     show_workflow = any(job.workflow != DEFAULT_WORKFLOW for job in jobs)
     headers = ["ID", *(["WORKFLOW"] if show_workflow else []), "CLIENT", "DATE", "STATUS", "ATTEMPT", "WHEN", "LAST"]
     rows = [
@@ -309,11 +116,7 @@ def show(ctx: typer.Context, ident: IdArgument, local: LocalOption = False, as_j
     if as_json:
         echo_json(job.to_json_dict())
         return
-    _print_job(job, queue.config.attempts_limit(job), _times(queue, local=local))
-
-
-def _times(queue: RetryQueue, *, local: bool) -> TimeFormat:
-    return TimeFormat.local() if local else TimeFormat(queue.config.display_tz)
+    _print_job(job, queue.config.attempts_limit(job), time_format(queue.config, local=local))
 
 
 def _print_job(job: Job, limit: int, times: TimeFormat) -> None:
@@ -434,7 +237,7 @@ def requeue(
         echo_json(job.to_json_dict())
         return
     typer.echo(f"requeued {job.id}")
-    print_rows(job_rows(job, queue.config.attempts_limit(job), _times(queue, local=False))[1:])
+    print_rows(job_rows(job, queue.config.attempts_limit(job), time_format(queue.config, local=False))[1:])
 
 
 _PAST = {"cancel": "cancelled", "requeue": "requeued"}
