@@ -21,7 +21,7 @@ __all__ = [
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta, tzinfo
 from pathlib import Path
@@ -33,7 +33,7 @@ from .backoff import Backoff, constant, exponential, jitter, linear
 from .commands import split_command
 from .errors import ConfigError, InvalidInput
 from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
-from .timeutil import parse_duration
+from .timeutil import format_duration, parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -220,6 +220,23 @@ class Config:
         if name is None and self.running_workflow in self.workflows:
             name = self.running_workflow
         return self.workflow(name)
+
+    def check_timeout_override(self, timeout: timedelta, workflows: Collection[str] | None = None) -> timedelta:
+        """A ``--timeout`` may shorten the timeout of the workflows run (``workflows``, or all), not lengthen it.
+
+        Other processes judge a run's lease by the configured timeout (a lease is never trusted
+        beyond it): a longer run would look abandoned to them and run twice.
+        """
+        if timeout <= timedelta(0):
+            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
+        for name, settings in self.workflows.items():
+            if settings.command and (workflows is None or name in workflows) and timeout > settings.timeout:
+                raise InvalidInput(
+                    f"--timeout {format_duration(timeout)} is longer than the timeout of workflow {name!r} "
+                    f"({format_duration(settings.timeout)}): other retryq processes would take the run for "
+                    "abandoned; raise `timeout` in the configuration instead"
+                )
+        return timeout
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with some top-level fields replaced (what command-line options do)."""

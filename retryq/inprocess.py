@@ -202,41 +202,42 @@ class RetryContext:
     def __repr__(self) -> str:
         return f"RetryContext({self.options!r})"
 
-    def __iter__(self) -> Iterator[RetryAttempt]:
-        options = self.options
-        name = options.name or "block"
-        pause = time.sleep if options.sleep is None else options.sleep
+    def _steps(self) -> Iterator[RetryAttempt | float]:
+        """Attempts, each followed by the wait before the next one while there is a next one."""
+        name = self.options.name or "block"
         number = 1
         while True:
-            attempt = RetryAttempt(number, options, name)
+            attempt = RetryAttempt(number, self.options, name)
             yield attempt
             delay = attempt._next()
             if delay is None:
                 return
-            pause(delay)
+            yield delay
             number += 1
+
+    def __iter__(self) -> Iterator[RetryAttempt]:
+        pause = time.sleep if self.options.sleep is None else self.options.sleep
+        for step in self._steps():
+            if isinstance(step, RetryAttempt):
+                yield step
+            else:
+                pause(step)
 
     def __aiter__(self) -> AsyncIterator[RetryAttempt]:
         return self._attempts_async()
 
     async def _attempts_async(self) -> AsyncIterator[RetryAttempt]:
-        options = self.options
-        name = options.name or "block"
-        if options.sleep is None:
+        if self.options.sleep is None:
             import asyncio
 
             nap: Callable[[float], Awaitable[object]] = asyncio.sleep
         else:
-            nap = options.sleep
-        number = 1
-        while True:
-            attempt = RetryAttempt(number, options, name)
-            yield attempt
-            delay = attempt._next()
-            if delay is None:
-                return
-            await nap(delay)
-            number += 1
+            nap = self.options.sleep
+        for step in self._steps():
+            if isinstance(step, RetryAttempt):
+                yield step
+            else:
+                await nap(step)
 
     def call(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``fn(*args, **kwargs)``, called again after each failure the options allow; its result."""

@@ -63,20 +63,18 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 def validate_client_id(value: str) -> str:
     """Accept letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most 64 characters."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidInput(
-            f"invalid client id {value!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return value
+    return _validate_name(value, "client id")
 
 
 def validate_workflow_name(value: str) -> str:
     """Workflow names follow the same rule as client ids."""
+    return _validate_name(value, "workflow name")
+
+
+def _validate_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInput(
-            f"invalid workflow name {value!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"invalid {what} {value!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
 

@@ -32,6 +32,7 @@ logger = logging.getLogger("retryq.retry")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
+_N = TypeVar("_N", int, float)
 
 ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
 OnRetry = Callable[[int, float, BaseException], object]
@@ -65,30 +66,28 @@ def _factor_error(name: str, value: object) -> ValueError:
     return ValueError(f"{name} must be a number from 1 to {MAX_BACKOFF_FACTOR:g}, not {value!r}")
 
 
-def _default_max_attempts() -> int:
-    text = os.environ.get(ENV_MAX_ATTEMPTS, "").strip()
+def _from_environment(
+    name: str, parse: Callable[[str], _N], default: _N, top: float, error: Callable[..., ValueError]
+) -> _N:
+    """The number in variable ``name`` (from 1 to ``top``), else ``default``; anything else is refused."""
+    text = os.environ.get(name, "").strip()
     if not text:
-        return 3
+        return default
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise _attempts_error(ENV_MAX_ATTEMPTS, text) from None
-    if not 1 <= value <= MAX_ATTEMPTS_LIMIT:
-        raise _attempts_error(ENV_MAX_ATTEMPTS, text)
+        raise error(name, text) from None
+    if not 1 <= value <= top:  # also refuses NaN
+        raise error(name, text)
     return value
+
+
+def _default_max_attempts() -> int:
+    return _from_environment(ENV_MAX_ATTEMPTS, int, 3, MAX_ATTEMPTS_LIMIT, _attempts_error)
 
 
 def _default_backoff_factor() -> float:
-    text = os.environ.get(ENV_BACKOFF_FACTOR, "").strip()
-    if not text:
-        return 2.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise _factor_error(ENV_BACKOFF_FACTOR, text) from None
-    if not 1 <= value <= MAX_BACKOFF_FACTOR:  # also refuses NaN
-        raise _factor_error(ENV_BACKOFF_FACTOR, text)
-    return value
+    return _from_environment(ENV_BACKOFF_FACTOR, float, 2.0, MAX_BACKOFF_FACTOR, _factor_error)
 
 
 class Escalation:

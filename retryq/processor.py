@@ -26,14 +26,14 @@ from . import _proc, lifecycle
 from .backoff import Backoff, RetryState, exponential
 from .commands import invocation, resolve_command
 from .config import Config, WorkflowSettings
-from .errors import ConfigError, InvalidInput, RetryqError
+from .errors import ConfigError, RetryqError
 from .housekeeping import Housekeeping
 from .models import Job, JobStatus, Outcome
 from .notify import FailureHooks
-from .runner import Runs, Supervisor
+from .runner import Supervisor
 from .stores import ClaimRequest, Mutation, Store
 from .summary import ProcessReport
-from .timeutil import format_duration, format_utc, utcnow
+from .timeutil import format_utc, utcnow
 
 log = logging.getLogger("retryq")
 output_log = logging.getLogger("retryq.output")
@@ -88,7 +88,7 @@ class Processor:
         store: Store,
         config: Config,
         *,
-        supervisor: Runs | None = None,
+        supervisor: Supervisor | None = None,
         concurrency: int | None = None,
         timeout: timedelta | None = None,
         workflows: list[str] | None = None,
@@ -106,7 +106,7 @@ class Processor:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.only = set(workflows) if workflows else None
-        self.timeout = self._checked_timeout(timeout)
+        self.timeout = None if timeout is None else config.check_timeout_override(timeout, self.only)
         self.on_finished = on_finished
         self.clock = clock
         self.monotonic = monotonic
@@ -121,7 +121,7 @@ class Processor:
             metrics_file=metrics_file if metrics_file is not None else config.metrics_file,
         )
         self.owner = _proc.current_owner()
-        self.supervisor: Runs = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
+        self.supervisor = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
         self._active: dict[str, _Active] = {}
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
@@ -359,22 +359,6 @@ class Processor:
             self.on_finished(job, outcome)
 
     # -- configuration -----------------------------------------------------------------------
-
-    def _checked_timeout(self, timeout: timedelta | None) -> timedelta | None:
-        if timeout is None:
-            return None
-        if timeout <= timedelta(0):
-            raise InvalidInput(f"timeout must be more than 0 seconds, not {format_duration(timeout)}")
-        for name, settings in self.config.workflows.items():
-            # Other processes judge a run's lease by the configured timeout (a lease is never
-            # trusted beyond it): a longer run would look abandoned to them and run twice.
-            if settings.command and (self.only is None or name in self.only) and timeout > settings.timeout:
-                raise InvalidInput(
-                    f"--timeout {format_duration(timeout)} is longer than the timeout of workflow {name!r} "
-                    f"({format_duration(settings.timeout)}): other retryq processes would take the run for "
-                    "abandoned; raise `timeout` in the configuration instead"
-                )
-        return timeout
 
     def _resolve_commands(self, report: ProcessReport) -> None:
         configured = {name: s for name, s in self.config.workflows.items() if s.command}

@@ -137,24 +137,8 @@ class RetryQueue:
         """Ask for the workflow to run for ``client`` and ``date`` in ``delay`` minutes (or ``at`` a time).
 
         ``delay`` is also the wait between attempts under the default ``fixed`` backoff. If a
-        pending job of the same workflow, client and date exists, nothing is added. Logs one line
-        (INFO) on the ``retryq`` logger.
+        pending job of the same workflow, client and date exists, nothing is added.
         """
-        result = self._schedule(client, date, delay, at=at, workflow=workflow, max_attempts=max_attempts, now=now)
-        log.info("%s", result.describe(self.config.attempts_limit(result.job)), extra={"label": str(result.job.key)})
-        return result
-
-    def _schedule(
-        self,
-        client: str,
-        date: str,
-        delay: int | str | timedelta | None = None,
-        *,
-        at: datetime | None = None,
-        workflow: str | None = None,
-        max_attempts: int | None = None,
-        now: datetime | None = None,
-    ) -> ScheduleResult:
         now = to_utc(now or utcnow())
         settings = self.config.scheduling_workflow(workflow)
         key = JobKey.of(client, date, settings.name)
@@ -200,7 +184,7 @@ class RetryQueue:
         retry = None
         if assessment.needs_retry:
             wait = self.config.thresholds.delay if delay is None else delay
-            retry = self._schedule(client, date, wait, workflow=workflow, now=now)
+            retry = self.schedule(client, date, wait, workflow=workflow, now=now)
         report = FetchReport(assessment, retry)
         level = {FetchStatus.OK: logging.INFO, FetchStatus.DEGRADED: logging.WARNING, FetchStatus.ERROR: logging.ERROR}
         text = assessment.describe()

@@ -3,7 +3,7 @@ output streamed and its tail kept, timeouts enforced by stopping then killing th
 
 from __future__ import annotations
 
-__all__ = ["RunResult", "Runs", "Supervisor", "run_workflow"]
+__all__ = ["RunResult", "Supervisor", "run_workflow"]
 
 import queue
 import subprocess
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from . import _proc
 from .commands import invocation, resolve_command
@@ -70,28 +70,8 @@ class _Run:
     stopped: bool = False
 
 
-class Runs(Protocol):
-    """What a processor needs of whatever runs its workflows (a :class:`Supervisor`, or a test's fake)."""
-
-    def start(
-        self,
-        key: str,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        *,
-        timeout: float,
-        kill_grace: float,
-        label: str = "",
-        capture: bool = True,
-    ) -> int: ...
-
-    def wait(self, timeout: float | None = None) -> list[tuple[str, RunResult]]: ...
-
-    def stop_all(self, *, immediately: bool = False) -> None: ...
-
-
 class Supervisor:
-    """Runs several workflows at once and reports each as it ends.
+    """Runs several workflows at once and reports each as it ends (a test may subclass it to run none).
 
     Output lines go to ``on_line(label, line)`` as they come (from reader threads); a signal
     handler may call :meth:`stop_all` and :meth:`wake`. Everything else runs in the caller's thread.

@@ -345,7 +345,8 @@ def test_write_dashboard_replaces_the_file_readable_by_all(
     target = tmp_path / "www" / "retryq.html"
     target.parent.mkdir()
     target.write_text("old")
-    data = write_dashboard(target, make_config(workflow.argv()), store, now=utcnow(), client="acme")
+    data = collect(make_config(workflow.argv()), store, now=utcnow(), client="acme")
+    write_dashboard(target, data)
     assert data.client == "acme"
     assert Page(target.read_text()).stats["chains"] == "4"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -12,12 +12,12 @@ from retryq import MemoryStore, Processor
 from retryq.backoff import constant
 from retryq.config import Config, WorkflowSettings
 from retryq.models import Job, JobStatus, Outcome
-from retryq.runner import RunResult
+from retryq.runner import RunResult, Supervisor
 
 from .helpers import T0, make_job
 
 
-class FakeRuns:
+class FakeRuns(Supervisor):
     """Runs nothing: a started run ends, at the next wait, with the exit code scripted for its client."""
 
     def __init__(self, exits: Mapping[str, Sequence[int]] | None = None, *, on_wait=None) -> None:  # type: ignore[no-untyped-def]

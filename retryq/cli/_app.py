@@ -166,6 +166,10 @@ ClientFilterOption = Annotated[str | None, typer.Option("--client", help="Only j
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be done; change nothing.")]
+ChainsSinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
+]
 
 
 @dataclass(frozen=True)

@@ -76,17 +76,16 @@ def schedule(
         # A job due before its own retention would look, once finished, as old as the jobs prune removes.
         retention = timedelta(days=max(queue.config.scheduling_workflow(workflow).keep_days.values()))
         moment = parse_when(at, now=now, oldest=now - retention, on_note=warn)
-    if as_json or _block_output(verbose):
-        result = queue.schedule(client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, now=now)
-    else:
-        with LogOutput():
-            result = queue.schedule(
-                client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, now=now
-            )
+    result = queue.schedule(client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, now=now)
     if as_json:
         echo_json({"outcome": result.outcome, "job": result.job.to_json_dict()})
     elif _block_output(verbose):
         _print_schedule(queue, result)
+    else:
+        with LogOutput():
+            log.info(
+                "%s", result.describe(queue.config.attempts_limit(result.job)), extra={"label": str(result.job.key)}
+            )
     if moment is not None and moment < now and result.created:
         warn(f"{at!r} has already passed ({format_utc(moment)}): the job is due now")
     settings = queue.config.workflows.get(result.job.workflow)

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import ExitCode
 from ..timeutil import parse_duration, utcnow
-from ._app import ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
+from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
 
 
 @app.command()
@@ -27,10 +27,7 @@ def dashboard(
             "--refresh", help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never]."
         ),
     ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
-    ] = None,
+    since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
 ) -> None:
@@ -46,7 +43,7 @@ def dashboard(
     """
     if (output is None) == (not serve):
         fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
-    from ..dashboard import collect, render, write_dashboard
+    from ..dashboard import DashboardData, collect, render, write_dashboard
     from ..dashboard import serve as serve_page
 
     queue = open_queue(ctx)
@@ -55,23 +52,17 @@ def dashboard(
         every = None if output is not None else timedelta(seconds=60)  # a served page is watched: keep it fresh
     else:
         every = parse_duration(refresh) or None  # 0 means never
+
+    def gather() -> DashboardData:
+        return collect(queue.config, queue.store, now=utcnow(), since=window, client=client, workflow=workflow)
+
     if output is not None:
-        write_dashboard(
-            output,
-            queue.config,
-            queue.store,
-            now=utcnow(),
-            since=window,
-            client=client,
-            workflow=workflow,
-            refresh=every,
-        )
+        write_dashboard(output, gather(), refresh=every)
         typer.echo(f"wrote {output}")
         return
 
     def build() -> str:
-        data = collect(queue.config, queue.store, now=utcnow(), since=window, client=client, workflow=workflow)
-        return render(data, refresh=every)
+        return render(gather(), refresh=every)
 
     build()  # a missing extra or a corrupt queue stops the command here, before it listens
 

@@ -8,16 +8,22 @@ import typer
 
 from ..errors import ConfigError, ExitCode
 from ..timeutil import parse_duration, utcnow
-from ._app import ClientFilterOption, JsonOption, WorkflowFilterOption, app, echo_json, fail, open_queue
+from ._app import (
+    ChainsSinceOption,
+    ClientFilterOption,
+    JsonOption,
+    WorkflowFilterOption,
+    app,
+    echo_json,
+    fail,
+    open_queue,
+)
 
 
 @app.command()
 def stats(
     ctx: typer.Context,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
-    ] = None,
+    since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
     as_json: JsonOption = False,

@@ -1,12 +1,12 @@
 """The dashboard: one self-contained HTML page about the queue and its archive.
 
 ``collect`` gathers what the page shows from any store, ``render`` turns it into HTML (it needs
-the ``dashboard`` extra: Jinja2), ``write_dashboard`` does both and replaces a file atomically,
+the ``dashboard`` extra: Jinja2), ``write_dashboard`` renders it into a file replaced atomically,
 and ``serve`` serves the page on the loopback interface::
 
-    from retryq.dashboard import write_dashboard
+    from retryq.dashboard import collect, write_dashboard
 
-    write_dashboard("report.html", queue.config, queue.store, now=utcnow())
+    write_dashboard("report.html", collect(queue.config, queue.store, now=utcnow()))
 
 Nothing here is imported by ``import retryq`` or by the other commands.
 """

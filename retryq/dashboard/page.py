@@ -21,12 +21,10 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from .._atomic import replace_file
-from ..config import Config
 from ..errors import ConfigError, StoreIOError
 from ..models import Job
-from ..stores import Store
 from ..timeutil import format_duration, format_utc
-from .data import DashboardData, collect
+from .data import DashboardData
 
 if TYPE_CHECKING:
     import jinja2
@@ -76,30 +74,17 @@ def render(data: DashboardData, *, refresh: timedelta | None = None) -> str:
     return _environment().get_template("dashboard.html.j2").render(context)
 
 
-def write_dashboard(
-    path: str | os.PathLike[str],
-    config: Config,
-    store: Store,
-    *,
-    now: datetime,
-    since: timedelta | None = None,
-    client: str | None = None,
-    workflow: str | None = None,
-    refresh: timedelta | None = None,
-) -> DashboardData:
-    """Collect, render and replace the file at ``path`` atomically (0644); return what the page shows.
+def write_dashboard(path: str | os.PathLike[str], data: DashboardData, *, refresh: timedelta | None = None) -> None:
+    """Render what :func:`collect` gathered and replace the file at ``path`` atomically (0644).
 
     Meant to be called after each ``process`` run as well as by ``retryq dashboard --output``.
     """
-    _environment()  # before any work: without the extra, say so at once
-    data = collect(config, store, now=now, since=since, client=client, workflow=workflow)
     target = Path(path)
     try:
         # Not durable: a page lost in a crash is written again by the next run.
         replace_file(target, render(data, refresh=refresh).encode("utf-8"), mode=DASHBOARD_FILE_MODE, durable=False)
     except OSError as error:
         raise StoreIOError(f"{target}: cannot write the dashboard: {error.strerror or error}") from None
-    return data
 
 
 def _content_security_policy(scripts: list[str], styles: list[str]) -> str:
