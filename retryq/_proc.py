@@ -154,7 +154,8 @@ def _group_has_live_member(pgid: int) -> bool:
 
 
 def hostname() -> str:
-    return socket.gethostname()
+    """This host's name as claims record it; ``RETRYQ_HOST`` overrides it (tests that simulate several hosts)."""
+    return os.environ.get("RETRYQ_HOST") or socket.gethostname()
 
 
 def boot_id() -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._proc import RUN_ID_VARIABLE
+from .address import is_database_url
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def invocation(
     key: JobKey,
     *,
     run_id: str,
-    queue_file: str,
+    queue: str | None,
     config_file: str | None,
     env: Mapping[str, str] | None = None,
     job: Job | None = None,
@@ -57,9 +58,12 @@ def invocation(
         "RETRYQ_MAX_ATTEMPTS": str(limit),
         "RETRYQ_JOB_ID": job_id,
         "RETRYQ_WORKFLOW": key.workflow,
-        "RETRYQ_QUEUE_FILE": os.path.abspath(queue_file),
         RUN_ID_VARIABLE: run_id,
     }
+    if queue is not None:  # where a nested `retryq schedule` finds the same queue, whatever its cwd
+        if not is_database_url(queue):
+            queue = variables["RETRYQ_QUEUE_FILE"] = os.path.abspath(queue)
+        variables["RETRYQ_QUEUE"] = queue
     if config_file is not None:
         variables["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
     return build_argv(command, values), {**os.environ, **variables}

@@ -29,11 +29,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from .address import is_database_url
 from .backoff import Backoff, constant, exponential, jitter, linear
 from .commands import split_command
 from .errors import ConfigError, InvalidInput
+from .inconsistency import InconsistencyThresholds
 from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
-from .timeutil import format_duration, parse_duration
+from .timeutil import format_duration, named_zone, parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -119,10 +121,16 @@ class ReportSection(_Section):
 class FileConfig(_WorkflowFields):
     """The whole file, as written."""
 
+    queue: str | None = None
     queue_file: str | None = None
+    # "schema" in the file: BaseModel has a method of that name.
+    database_schema: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = Field(
+        default=None, alias="schema"
+    )
     lock_timeout: Duration = timedelta(seconds=30)
     lease_grace: Duration = timedelta(seconds=60)
     due_window: Duration = timedelta(minutes=1)
+    global_concurrency: bool = False
     archive: bool = True
     metrics_file: str | None = None
     on_failure_timeout: Duration = timedelta(seconds=30)
@@ -133,15 +141,6 @@ class FileConfig(_WorkflowFields):
 
 
 _DEFAULTS = FileConfig.model_construct(report=ReportSection.model_construct())
-
-
-@dataclass(frozen=True)
-class InconsistencyThresholds:
-    """The BOAMP fetcher's tolerance: DEGRADED while missing <= max_missing or missing/total <= max_ratio."""
-
-    max_missing: int = 3
-    max_ratio: float = 0.005
-    delay: int = 60  # minutes before the retry
 
 
 @dataclass(frozen=True)
@@ -174,12 +173,17 @@ class WorkflowSettings:
 class Config:
     """Everything retryq needs to know besides the queue's contents."""
 
-    queue_file: Path = Path(DEFAULT_QUEUE_FILE)
+    #: Where the jobs are: a file path, or a PostgreSQL URL (see :func:`retryq.stores.open_store`).
+    queue: str = DEFAULT_QUEUE_FILE
+    #: For a PostgreSQL queue: the schema of its tables (several queues may share a database).
+    schema: str | None = None
     source: Path | None = None  # the file this came from, if any
     lock_timeout: timedelta = timedelta(seconds=30)
     lease_grace: timedelta = timedelta(seconds=60)
     #: A `process` run takes jobs due up to this long after it looks (cron ticks are whole minutes).
     due_window: timedelta = timedelta(minutes=1)
+    #: A workflow's own `concurrency` caps its runs across every process and host, not per process.
+    global_concurrency: bool = False
     archive: bool = True
     metrics_file: Path | None = None
     on_failure_timeout: timedelta = timedelta(seconds=30)
@@ -333,18 +337,22 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         if workflows[name].timeout <= timedelta(0):
             raise ConfigError(f"{where}: [{_table(name)}].timeout must be more than 0 seconds")
 
-    queue_file = Path(DEFAULT_QUEUE_FILE)
-    if parsed.queue_file:
-        queue_file = base_dir / parsed.queue_file  # relative to the file that names it, not to the cwd
-    if env.get("RETRYQ_QUEUE_FILE"):
-        queue_file = Path(env["RETRYQ_QUEUE_FILE"])
+    if parsed.queue and parsed.queue_file:
+        raise ConfigError(f"{where}: give `queue` or `queue_file`, not both")
+    queue = DEFAULT_QUEUE_FILE
+    if parsed.queue_file or parsed.queue:
+        queue = _queue_address(parsed.queue or parsed.queue_file or "", base_dir)
+    # RETRYQ_QUEUE names any queue; RETRYQ_QUEUE_FILE (retryq sets both for a file) only a file.
+    queue = env.get("RETRYQ_QUEUE") or env.get("RETRYQ_QUEUE_FILE") or queue
     metrics = base_dir / parsed.metrics_file if parsed.metrics_file else None
     return Config(
-        queue_file=queue_file,
+        queue=queue,
+        schema=parsed.database_schema,
         source=source,
         lock_timeout=parsed.lock_timeout,
         lease_grace=parsed.lease_grace,
         due_window=parsed.due_window,
+        global_concurrency=parsed.global_concurrency,
         archive=parsed.archive,
         metrics_file=metrics,
         on_failure_timeout=parsed.on_failure_timeout,
@@ -357,14 +365,15 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
 
 
 def _zone(name: str | None, where: str) -> tzinfo | None:
-    if name is None:
-        return None
-    from dateutil import tz
-
-    zone = tz.gettz(name)
-    if zone is None:
+    zone = None if name is None else named_zone(name)
+    if name is not None and zone is None:
         raise ConfigError(f"{where}: display_tz: unknown time zone {name!r} (for example 'Europe/Paris')")
     return zone
+
+
+def _queue_address(value: str, base_dir: Path) -> str:
+    """A database URL as it is; a path relative to the file that names it, not to the cwd."""
+    return value if is_database_url(value) else str(base_dir / value)
 
 
 def _table(name: str) -> str:

@@ -14,14 +14,36 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidInput, RetryqError
 from .policy import Call, Escalation
 from .timeutil import format_utc
 
 if TYPE_CHECKING:
-    from .queue import RetryQueue
+    from .config import Config
+    from .models import Job
+
+
+class Scheduled(Protocol):
+    """What scheduling answers (a :class:`~retryq.queue.ScheduleResult`): the job, and what was done."""
+
+    @property
+    def job(self) -> Job: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+
+class Schedules(Protocol):
+    """What :func:`defer` needs of a queue (:class:`~retryq.RetryQueue` is one): its configuration, and schedule."""
+
+    config: Config
+
+    def schedule(
+        self, client: str, date: str, delay: int | str | timedelta | None = ..., *, workflow: str | None = ...
+    ) -> Scheduled: ...
+
 
 logger = logging.getLogger("retryq.retry")
 
@@ -32,7 +54,7 @@ Source = str | Callable[[Mapping[str, Any]], str] | None
 
 
 def defer(
-    queue: RetryQueue,
+    queue: Schedules,
     client: Source = None,
     date: Source = None,
     delay: int | str | timedelta = 60,
@@ -56,7 +78,7 @@ class Deferral(Escalation):
     __slots__ = ("_client", "_date", "_delay", "_queue", "_workflow")
 
     def __init__(
-        self, queue: RetryQueue, client: Source, date: Source, delay: int | str | timedelta, *, workflow: str | None
+        self, queue: Schedules, client: Source, date: Source, delay: int | str | timedelta, *, workflow: str | None
     ) -> None:
         # Imported here: pydantic's models are a heavy import for a fetcher that only uses @retry.
         from .models import validate_client_id, validate_date

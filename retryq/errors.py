@@ -17,6 +17,7 @@ __all__ = [
     "QueueCorrupt",
     "RetryqError",
     "StoreIOError",
+    "StoreUnavailable",
 ]
 
 import enum
@@ -80,6 +81,12 @@ class StoreIOError(RetryqError, OSError):
     """The queue file or its directory cannot be read or written (permissions, disk full)."""
 
     exit_code = ExitCode.IOERR
+
+
+class StoreUnavailable(RetryqError):
+    """The queue's database cannot be reached (after a few tries); the next cron run tries again."""
+
+    exit_code = ExitCode.TEMPFAIL
 
 
 class LockTimeout(RetryqError, TimeoutError):

@@ -29,7 +29,7 @@ from . import _proc, lifecycle
 from .config import Config, WorkflowSettings
 from .errors import InvalidInput, RetryqError
 from .models import Job, JobStatus, Owner
-from .stores import Mutation, PruneRule, Store
+from .stores import JobFilter, Mutation, PruneRule, Store
 from .timeutil import format_utc, utcnow
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def recover_abandoned(
     returns how many jobs were recovered.
     """
     changes: dict[str, Mutation] = {}
-    for job in store.load(statuses={JobStatus.RUNNING}):
+    for job in store.load(JobFilter.of(status=JobStatus.RUNNING)):
         settings = config.settings_of(job.workflow)
         reason = stale_reason(job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=owner_alive)
         if reason is None:
@@ -196,7 +196,7 @@ class Housekeeping:
 
     def conclude(self, report: ProcessReport) -> None:
         """The run is over: what is left pending, when it ends, and the metrics."""
-        waiting = [job.execute_at for job in self.store.load({JobStatus.PENDING})]
+        waiting = [job.execute_at for job in self.store.load(JobFilter.of(status=JobStatus.PENDING))]
         report.pending, report.next_due = len(waiting), min(waiting, default=None)
         report.finished_at = self.clock()
         self.write_metrics(report)
@@ -209,13 +209,7 @@ class Housekeeping:
 
         self._metrics_written = self.monotonic()
         try:
-            text = render_metrics(
-                self.store.load(),
-                self.store.load_archive(),
-                now=self.clock(),
-                report=report,
-                workflows=self.config.workflows,
-            )
+            text = render_metrics(self.store.tally(), now=self.clock(), report=report, workflows=self.config.workflows)
             write_metrics(self.metrics_file, text)
         except RetryqError as error:
             log.error("metrics not written: %s", error)

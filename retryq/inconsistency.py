@@ -7,13 +7,21 @@ status, anything missing is worth a deferred retry: the source is often only lat
 
 from __future__ import annotations
 
-__all__ = ["Assessment", "FetchStatus", "assess"]
+__all__ = ["Assessment", "FetchStatus", "InconsistencyThresholds", "assess"]
 
 import enum
 from dataclasses import dataclass
 
-from .config import InconsistencyThresholds
 from .errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class InconsistencyThresholds:
+    """The BOAMP fetcher's tolerance: DEGRADED while missing <= max_missing or missing/total <= max_ratio."""
+
+    max_missing: int = 3
+    max_ratio: float = 0.005
+    delay: int = 60  # minutes before the retry
 
 
 class FetchStatus(str, enum.Enum):

@@ -2,7 +2,7 @@
 
 After each ``retryq process``, render the queue and write it into the collector's directory::
 
-    text = render_metrics(store.load(), store.load_archive(), now=now, report=report)
+    text = render_metrics(store.tally(), now=now, report=report)
     write_metrics("/var/lib/node_exporter/textfile/retryq.prom", text)
 
 Every value is computed afresh from the jobs at ``now``; nothing is kept between runs. The
@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 
 from ._atomic import new_file_owner, replace_file
 from .errors import StoreIOError
-from .models import Job, JobStatus, Outcome
+from .models import JobStatus, Outcome
 
 if TYPE_CHECKING:
+    from .stores import Tally
+
     # Only for the annotation: the report is what a process run did.
     from .summary import ProcessReport
 
@@ -63,25 +65,28 @@ class _Family:
 
 
 def render_metrics(
-    live: Iterable[Job],
-    archived: Iterable[Job] = (),
+    tally: Tally,
     *,
     now: datetime,
     report: ProcessReport | None = None,
     workflows: Iterable[str] = (),
 ) -> str:
-    """Render the queue's metrics: ``live`` are the queue file's jobs, ``archived`` the archive's.
+    """Render the queue's metrics from what the store counted (:meth:`~retryq.stores.Store.tally`).
 
-    An id found in both counts once, as its live copy. Gauges and counters get a zero sample for
-    every status, outcome and workflow known (those of the jobs, plus ``workflows``, meant for the
-    configured ones), so that alerts see a series from the start rather than none. Families with
-    no sample at all are left out: the text is empty for an empty queue without a report.
+    Gauges and counters get a zero sample for every status, outcome and workflow known (those of
+    the jobs, plus ``workflows``, meant for the configured ones), so that alerts see a series from
+    the start rather than none. Families with no sample at all are left out: the text is empty for
+    an empty queue without a report.
     """
-    from .stats import latest_copies
-
-    live_jobs = latest_copies(live)
-    everything = latest_copies([*archived, *live_jobs])
-    names = sorted({*workflows, *(job.workflow for job in everything)})
+    names = sorted(
+        {
+            *workflows,
+            *(workflow for workflow, _ in tally.jobs),
+            *(workflow for workflow, _ in tally.attempts),
+            *(workflow for workflow, _ in tally.resolutions),
+            *tally.failures,
+        }
+    )
 
     jobs = _Family("retryq_jobs", "gauge", "Jobs in the queue file, by status.", ("status", "workflow"))
     oldest = _Family(
@@ -118,19 +123,19 @@ def render_metrics(
         for family in (oldest, overdue, failures):
             family.add((name,), 0.0)
 
-    for job in live_jobs:
-        jobs.add((job.status.value, job.workflow))
-        if job.status is JobStatus.PENDING:
-            # Clamped at 0: a timestamp written by a host whose clock runs ahead is not "negative age".
-            oldest.keep_max((job.workflow,), max(0.0, (now - job.scheduled_at).total_seconds()))
-            overdue.keep_max((job.workflow,), max(0.0, (now - job.execute_at).total_seconds()))
-    for job in everything:
-        for entry in job.history:
-            attempts.add((job.workflow, entry.outcome.value))
-        if job.status is JobStatus.COMPLETED:
-            resolutions.add((job.workflow, str(job.attempt)))
-        elif job.status is JobStatus.FAILED:
-            failures.add((job.workflow,))
+    for (workflow, state), count in tally.jobs.items():
+        jobs.add((state, workflow), count)
+    # Clamped at 0: a timestamp written by a host whose clock runs ahead is not "negative age".
+    for workflow, scheduled in tally.oldest_scheduled.items():
+        oldest.keep_max((workflow,), max(0.0, (now - scheduled).total_seconds()))
+    for workflow, due in tally.earliest_due.items():
+        overdue.keep_max((workflow,), max(0.0, (now - due).total_seconds()))
+    for (workflow, ending), count in tally.attempts.items():
+        attempts.add((workflow, ending), count)
+    for (workflow, attempt), count in tally.resolutions.items():
+        resolutions.add((workflow, str(attempt)), count)
+    for workflow, count in tally.failures.items():
+        failures.add((workflow,), count)
 
     families = [jobs, oldest, overdue, attempts, resolutions, failures]
     if report is not None:

@@ -31,13 +31,13 @@ def run_failure_hook(
     command: tuple[str, ...],
     *,
     timeout: timedelta,
-    queue_file: str,
+    queue: str | None,
     config_file: str | None,
     env: Mapping[str, str] | None = None,
 ) -> bool:
     """Run ``command`` for a job that ended ``failed``; True when it exited 0 in time."""
     argv, variables = invocation(
-        command, job.key, job=job, run_id=uuid.uuid4().hex, queue_file=queue_file, config_file=config_file, env=env
+        command, job.key, job=job, run_id=uuid.uuid4().hex, queue=queue, config_file=config_file, env=env
     )
     variables.update(
         {
@@ -81,9 +81,9 @@ def run_failure_hook(
 class FailureHooks:
     """Runs each failed job's ``on_failure`` beside the processor's loop, which never waits for one."""
 
-    def __init__(self, config: Config, *, queue_file: str) -> None:
+    def __init__(self, config: Config, *, queue: str | None) -> None:
         self.config = config
-        self.queue_file = queue_file
+        self.queue = queue
         self._threads: list[threading.Thread] = []
 
     def notify(self, job: Job) -> None:
@@ -95,7 +95,7 @@ class FailureHooks:
             args=(job, settings.on_failure),
             kwargs={
                 "timeout": self.config.on_failure_timeout,
-                "queue_file": self.queue_file,
+                "queue": self.queue,
                 "config_file": str(self.config.source) if self.config.source else None,
                 "env": settings.env,
             },

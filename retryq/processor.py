@@ -17,7 +17,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from .housekeeping import Housekeeping
 from .models import Job, JobStatus, Outcome
 from .notify import FailureHooks
 from .runner import Supervisor
-from .stores import ClaimRequest, Mutation, Store
+from .stores import Claimant, ClaimRequest, JobFilter, Mutation, Store
 from .summary import ProcessReport
 from .timeutil import format_utc, utcnow
 
@@ -126,7 +125,7 @@ class Processor:
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
-        self._hooks = FailureHooks(config, queue_file=store.location)
+        self._hooks = FailureHooks(config, queue=store.address)
         self._batch: dict[str, _Pending] = {}  # written with the next claim: results, pid records, releases
         self._claimed: set[str] = set()  # a `process` run starts each job at most once
 
@@ -186,9 +185,7 @@ class Processor:
             return []
         now = self.clock()
         claimed, results = self.store.claim(
-            self._claim_request(now, slots, worker=worker),
-            self._claimer(now),
-            {job_id: pending.apply for job_id, pending in batch.items()},
+            self._claim_request(now, slots, worker=worker), {job_id: pending.apply for job_id, pending in batch.items()}
         )
         self._batch = {}  # written (until then, a failure leaves them for _abandon to give back)
         log.debug("wrote %d change(s), claimed %d job(s)", len(batch), len(claimed))
@@ -251,25 +248,33 @@ class Processor:
 
     def _claim_request(self, now: datetime, slots: dict[str, int], *, worker: bool) -> ClaimRequest:
         """What is due: for `process`, up to ``due_window`` ahead and not already run by this process;
-        a worker follows each job's own time, the same job again included."""
+        a worker follows each job's own time, the same job again included. A claim's lease covers
+        the run's timeout, kill grace and lease grace."""
+        settings = {name: self.config.settings_of(name) for name in slots}
+        claimant = Claimant(
+            owner=self.owner,
+            now=now,
+            leases={
+                name: self._timeout(each) + each.kill_grace + self.config.lease_grace for name, each in settings.items()
+            },
+            max_attempts={name: each.max_attempts for name, each in settings.items()},
+        )
+        caps = (
+            {name: each.concurrency for name, each in settings.items() if each.concurrency}
+            if self.config.global_concurrency
+            else {}
+        )
         limit = self.concurrency - len(self._active)
         if worker:
-            return ClaimRequest(due_by=now, limit=limit, slots=slots)
+            return ClaimRequest(due_by=now, limit=limit, claimant=claimant, slots=slots, caps=caps)
         return ClaimRequest(
-            due_by=now + self.config.due_window, limit=limit, slots=slots, exclude=frozenset(self._claimed)
+            due_by=now + self.config.due_window,
+            limit=limit,
+            claimant=claimant,
+            slots=slots,
+            exclude=frozenset(self._claimed),
+            caps=caps,
         )
-
-    def _claimer(self, now: datetime) -> Mutation:
-        """Mark a job claimed by this process; the lease covers its timeout, kill grace and lease grace."""
-
-        def mark(job: Job) -> Job:
-            settings = self.config.settings_of(job.workflow)
-            lease = self._timeout(settings) + settings.kill_grace + self.config.lease_grace
-            return lifecycle.claim(
-                owner=self.owner, run_id=uuid.uuid4().hex, now=now, lease=lease, max_attempts=settings.max_attempts
-            )(job)
-
-        return mark
 
     def _free_slots(self) -> dict[str, int]:
         free_total = self.concurrency - len(self._active)
@@ -294,7 +299,7 @@ class Processor:
             job.key,
             job=job,
             run_id=job.run_id,
-            queue_file=self.store.location,
+            queue=self.store.address,
             config_file=str(self.config.source) if self.config.source else None,
             env=settings.env,
         )
@@ -378,7 +383,7 @@ class Processor:
                 continue
             self._commands[name] = settings.command
         commandless: dict[str, int] = {}
-        for job in self.store.load(statuses={JobStatus.PENDING}):
+        for job in self.store.load(JobFilter.of(status=JobStatus.PENDING)):
             if job.workflow not in self.config.workflows:
                 report.unknown_workflows[job.workflow] = report.unknown_workflows.get(job.workflow, 0) + 1
             elif job.workflow not in configured and (self.only is None or job.workflow in self.only):

@@ -16,7 +16,7 @@ from .config import Config, load_config
 from .errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
 from .housekeeping import prune_rule
 from .models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
-from .stores import JobFilter, JsonFileStore, Store
+from .stores import JobFilter, Store, open_store
 from .timeutil import format_utc, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
@@ -102,21 +102,34 @@ class BulkResult:
 
 
 class RetryQueue:
-    """A deferred retry queue over a :class:`~retryq.store.Store`.
+    """A deferred retry queue over a :class:`~retryq.stores.Store`.
 
-    With no arguments it finds its configuration and queue file as the ``retryq`` command
-    does (``retryq.toml``, ``RETRYQ_*`` variables, ``.retry-queue.json``). Pass ``config=Config()``
-    to ignore the environment, and a path or a store to choose where jobs live.
+    With no arguments it finds its configuration and queue as the ``retryq`` command does
+    (``retryq.toml``, ``RETRYQ_*`` variables, ``.retry-queue.json``). Pass ``config=Config()`` to
+    ignore the environment, and a path, a ``postgresql://`` URL or a store to choose where jobs
+    live. Usable as a context manager, which closes the store.
     """
 
     def __init__(self, store: Store | str | os.PathLike[str] | None = None, *, config: Config | None = None) -> None:
         self.config = config if config is not None else load_config()
         if store is None or isinstance(store, (str, os.PathLike)):
-            path = store if store is not None else self.config.queue_file
-            store = JsonFileStore(
-                path, lock_timeout=self.config.lock_timeout.total_seconds(), archive=self.config.archive
+            store = open_store(
+                self.config.queue if store is None else store,
+                lock_timeout=self.config.lock_timeout.total_seconds(),
+                archive=self.config.archive,
+                schema=self.config.schema if store is None else None,
             )
         self.store: Store = store
+
+    def close(self) -> None:
+        """Release the store's resources (a database connection); the queue is not used afterwards."""
+        self.store.close()
+
+    def __enter__(self) -> RetryQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"RetryQueue({self.store!r})"
@@ -210,16 +223,28 @@ class RetryQueue:
 
     def select(self, query: JobFilter) -> list[Job]:
         """The jobs ``query`` matches, in queue order."""
-        return [job for job in self.store.load(query.statuses) if query.matches(job)]
+        return self.store.load(query)
 
     def get(self, ident: str) -> Job:
         """The job whose id is ``ident`` or starts with it (a unique prefix, as git takes them)."""
-        return _pick_by_prefix(self.store.load(), ident)
+        ident = ident.strip()
+        if not ident:
+            raise InvalidInput("a job id (or a unique prefix of one) is required")
+        matches = self.store.find(ident)
+        exact = [job for job in matches if job.id == ident]
+        if exact:
+            return exact[0]
+        if not matches:
+            raise JobNotFound(f"no job with id {ident!r}")
+        if len(matches) > 1:
+            shown = ", ".join(job.id for job in matches[:5])
+            raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
+        return matches[0]
 
     def due(self, now: datetime | None = None) -> list[Job]:
         """Pending jobs whose time has come, oldest first: what ``process`` would run."""
         now = to_utc(now or utcnow())
-        due = [job for job in self.store.load({JobStatus.PENDING}) if job.execute_at <= now]
+        due = [job for job in self.store.load(JobFilter.of(status=JobStatus.PENDING)) if job.execute_at <= now]
         return sorted(due, key=lambda job: job.execute_at)
 
     # -- changing ----------------------------------------------------------------------------
@@ -303,7 +328,7 @@ class RetryQueue:
         if not query.statuses or not query.statuses <= {JobStatus.FAILED, JobStatus.CANCELLED}:
             raise InvalidInput("only failed or cancelled jobs can be requeued")
         mutation = _requeue(now, delay, max_attempts)
-        open_keys = {job.key: job for job in self.store.load(OPEN_STATUSES)}
+        open_keys = {job.key: job for job in self.store.load(JobFilter(statuses=OPEN_STATUSES))}
         chosen: dict[tuple[str, str, str], Job] = {}
         skipped: list[Skipped] = []
         for job in sorted(self.select(query), key=_ended, reverse=True):
@@ -375,19 +400,3 @@ def _requeue(now: datetime, delay: int | str | timedelta, max_attempts: int | No
 
 def _ended(job: Job) -> datetime:
     return job.finished_at or job.started_at or job.execute_at
-
-
-def _pick_by_prefix(jobs: list[Job], ident: str) -> Job:
-    ident = ident.strip()
-    if not ident:
-        raise InvalidInput("a job id (or a unique prefix of one) is required")
-    exact = [job for job in jobs if job.id == ident]
-    if exact:
-        return exact[0]
-    matches = [job for job in jobs if job.id.startswith(ident)]
-    if not matches:
-        raise JobNotFound(f"no job with id {ident!r}")
-    if len(matches) > 1:
-        shown = ", ".join(job.id for job in matches[:5])
-        raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
-    return matches[0]

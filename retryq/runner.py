@@ -235,7 +235,7 @@ def run_workflow(
     config: Config,
     key: JobKey,
     *,
-    queue_file: str,
+    queue: str | None,
     timeout: timedelta | None = None,
     capture_output: bool = False,
     on_line: LineSink | None = None,
@@ -258,7 +258,7 @@ def run_workflow(
         key,
         max_attempts=settings.max_attempts,
         run_id=run_id,
-        queue_file=queue_file,
+        queue=queue,
         config_file=str(config.source) if config.source else None,
         env=settings.env,
     )

@@ -6,6 +6,7 @@ __all__ = [
     "MAX_DELAY",
     "format_duration",
     "format_utc",
+    "named_zone",
     "parse_delay",
     "parse_duration",
     "parse_utc",
@@ -152,6 +153,13 @@ def parse_when(
             "finished jobs): a retry that old is a typo"
         )
     return result
+
+
+def named_zone(name: str) -> tzinfo | None:
+    """The time zone called ``name`` (``Europe/Paris``, or a POSIX ``TZ`` string), None if there is none."""
+    from dateutil import tz
+
+    return tz.gettz(name)
 
 
 def _local_zone(on_note: Callable[[str], object] | None) -> tuple[tzinfo, str]:

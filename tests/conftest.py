@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from retryq import JsonFileStore, RetryQueue
 
-from .helpers import FakeWorkflow, fake_workflow, make_config
+from .helpers import FakeWorkflow, fake_workflow, make_config, unavailable
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +120,39 @@ def _run(argv: list[str], *, timeout: float) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         pytest.fail(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server: ``$RETRYQ_TEST_POSTGRES`` (what .ci/run starts), else a throwaway cluster started here."""
+    given = os.environ.get("RETRYQ_TEST_POSTGRES")
+    if given:
+        yield given
+        return
+    from . import postgres_cluster
+
+    directory = Path(tempfile.mkdtemp(prefix="retryq-pg-"))
+    try:
+        url = postgres_cluster.start(directory)
+    except RuntimeError as error:
+        shutil.rmtree(directory, ignore_errors=True)
+        unavailable(f"the PostgreSQL tests need a server: {error}")
+    os.environ["RETRYQ_TEST_POSTGRES_DIR"] = str(directory)  # for the tests that restart it
+    try:
+        yield url
+    finally:
+        postgres_cluster.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A schema of its own for one test, dropped after it."""
+    import uuid
+
+    import psycopg
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

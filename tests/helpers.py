@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from retryq import Config, Job, Processor, ProcessReport, RetryQueue, WorkflowSettings
@@ -131,3 +133,11 @@ def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> 
 def process(queue: RetryQueue, **options: Any) -> ProcessReport:
     """Run every due job once, as `retryq process` does (options as :class:`~retryq.Processor` takes)."""
     return Processor(queue.store, queue.config, **options).run()
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A test cannot run here: in CI (``CI=true``), where everything it needs is installed, that is a
+    failure; on a developer's machine, a skip with a one-line reason."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}: CI must run this test")
+    pytest.skip(reason)

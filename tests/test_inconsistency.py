@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from retryq import Config, MemoryStore, RetryQueue
-from retryq.config import InconsistencyThresholds
 from retryq.errors import InvalidInput
-from retryq.inconsistency import FetchStatus, assess
+from retryq.inconsistency import FetchStatus, InconsistencyThresholds, assess
 from retryq.models import JobStatus
 
 from .helpers import T0

@@ -13,6 +13,7 @@ from retryq.errors import StoreIOError
 from retryq.metrics import parse_metrics, render_metrics, write_metrics
 from retryq.models import Attempt, Job, JobStatus, Outcome
 from retryq.processor import ProcessReport
+from retryq.stores import Tally
 
 from .helpers import T0, make_job
 
@@ -87,7 +88,7 @@ def finished_report() -> ProcessReport:
 
 def test_the_values_of_a_small_queue() -> None:
     live, archived = small_queue()
-    found = parse_metrics(render_metrics(live, archived, now=NOW, report=finished_report()))
+    found = parse_metrics(render_metrics(Tally.of(live, archived), now=NOW, report=finished_report()))
     expected: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for workflow in ("default", "tenders"):
         for status in JobStatus:
@@ -128,7 +129,7 @@ def test_the_values_of_a_small_queue() -> None:
 
 
 def test_the_exact_text_of_one_pending_job() -> None:
-    text = render_metrics([make_job(execute_at=T0 + timedelta(hours=1))], now=T0 + timedelta(minutes=90))
+    text = render_metrics(Tally.of([make_job(execute_at=T0 + timedelta(hours=1))]), now=T0 + timedelta(minutes=90))
     assert text == (
         "# HELP retryq_attempts_total Attempts in the job histories (the last 10 of each job), queue and archive,"
         " by outcome.\n"
@@ -163,7 +164,7 @@ def test_the_exact_text_of_one_pending_job() -> None:
 
 def test_every_family_has_help_and_type_before_its_samples() -> None:
     live, archived = small_queue()
-    lines = render_metrics(live, archived, now=NOW, report=finished_report()).splitlines()
+    lines = render_metrics(Tally.of(live, archived), now=NOW, report=finished_report()).splitlines()
     declared: dict[str, str] = {}
     current = None
     for index, line in enumerate(lines):
@@ -195,8 +196,8 @@ def test_every_family_has_help_and_type_before_its_samples() -> None:
 
 def test_the_output_does_not_depend_on_the_input_order() -> None:
     live, archived = small_queue()
-    once = render_metrics(live, archived, now=NOW)
-    assert render_metrics(live[::-1], archived[::-1], now=NOW) == once
+    once = render_metrics(Tally.of(live, archived), now=NOW)
+    assert render_metrics(Tally.of(live[::-1], archived[::-1]), now=NOW) == once
     assert once.endswith("\n")
     assert not once.endswith("\n\n")
 
@@ -206,7 +207,9 @@ def test_attempt_labels_sort_as_numbers() -> None:
         make_job(id=f"c{n}", status=JobStatus.COMPLETED, attempt=n, max_attempts=12, finished_at=NOW)
         for n in (10, 9, 2)
     ]
-    lines = [line for line in render_metrics(jobs, now=NOW).splitlines() if line.startswith("retryq_resolutions")]
+    lines = [
+        line for line in render_metrics(Tally.of(jobs), now=NOW).splitlines() if line.startswith("retryq_resolutions")
+    ]
     assert lines == [
         'retryq_resolutions_total{workflow="default",attempt="2"} 1',
         'retryq_resolutions_total{workflow="default",attempt="9"} 1',
@@ -219,38 +222,38 @@ def test_label_values_are_escaped() -> None:
     # the renderer must still produce a valid file, whatever it is given.
     odd = 'a"b\\c\nd'
     job = Job.model_construct(**{**make_job().model_dump(), "workflow": odd})
-    text = render_metrics([job], now=NOW)
+    text = render_metrics(Tally.of([job]), now=NOW)
     assert 'retryq_jobs{status="pending",workflow="a\\"b\\\\c\\nd"} 1\n' in text
     assert parse_metrics(text)[sample("retryq_jobs", status="pending", workflow=odd)] == 1
 
 
 def test_the_report_is_optional() -> None:
     live, _ = small_queue()
-    names = {name for name, _ in parse_metrics(render_metrics(live, now=NOW))}
+    names = {name for name, _ in parse_metrics(render_metrics(Tally.of(live), now=NOW))}
     assert not any(name.startswith("retryq_last_run") for name in names)
     # A report without an end yet: its job counts, but no time or duration is invented.
     unfinished = ProcessReport(started_at=NOW, succeeded=1)
-    found = parse_metrics(render_metrics(live, now=NOW, report=unfinished))
+    found = parse_metrics(render_metrics(Tally.of(live), now=NOW, report=unfinished))
     assert found[sample("retryq_last_run_jobs", result="succeeded")] == 1
     assert sample("retryq_last_run_timestamp_seconds") not in found
     assert sample("retryq_last_run_duration_seconds") not in found
 
 
 def test_an_empty_queue() -> None:
-    assert render_metrics([], now=NOW) == ""
+    assert render_metrics(Tally(), now=NOW) == ""
     # Configured workflows get their zero series from the start, so alerts have something to watch.
-    found = parse_metrics(render_metrics([], now=NOW, workflows=["default"]))
+    found = parse_metrics(render_metrics(Tally(), now=NOW, workflows=["default"]))
     assert found[sample("retryq_jobs", status="pending", workflow="default")] == 0
     assert found[sample("retryq_overdue_seconds", workflow="default")] == 0
     assert found[sample("retryq_failures_total", workflow="default")] == 0
     assert not any(name == "retryq_resolutions_total" for name, _ in found)
-    text = render_metrics([], now=NOW, report=finished_report())
+    text = render_metrics(Tally(), now=NOW, report=finished_report())
     assert parse_metrics(text)[sample("retryq_last_run_jobs", result="pruned")] == 3
 
 
 def test_a_pending_job_from_the_future_is_not_negative() -> None:
     job = make_job(scheduled_at=NOW + timedelta(minutes=5), execute_at=NOW + timedelta(hours=1))
-    found = parse_metrics(render_metrics([job], now=NOW))
+    found = parse_metrics(render_metrics(Tally.of([job]), now=NOW))
     assert found[sample("retryq_oldest_pending_age_seconds", workflow="default")] == 0
     assert found[sample("retryq_overdue_seconds", workflow="default")] == 0
 

@@ -22,7 +22,7 @@ def test_placeholders_are_replaced_inside_items_and_nothing_else_is_interpreted(
 
 def test_the_environment_names_the_job() -> None:
     job = make_job(id="j", client_id="c", workflow="w", attempt=2, max_attempts=3)
-    _, env = invocation(["x"], job.key, job=job, run_id="r", queue_file="q.json", config_file=None)
+    _, env = invocation(["x"], job.key, job=job, run_id="r", queue="q.json", config_file=None)
     assert {key: env[key] for key in env if key.startswith("RETRYQ_")} == {
         "RETRYQ_CLIENT": "c",
         "RETRYQ_DATE": "2025-12-19",
@@ -31,10 +31,11 @@ def test_the_environment_names_the_job() -> None:
         "RETRYQ_JOB_ID": "j",
         "RETRYQ_WORKFLOW": "w",
         "RETRYQ_QUEUE_FILE": os.path.abspath("q.json"),
+        "RETRYQ_QUEUE": os.path.abspath("q.json"),
         "RETRYQ_RUN_ID": "r",
     }
     _, outside = invocation(
-        ["x"], JobKey.of("c", "2025-12-19"), max_attempts=3, run_id="r", queue_file="q", config_file=None
+        ["x"], JobKey.of("c", "2025-12-19"), max_attempts=3, run_id="r", queue="q", config_file=None
     )
     assert (outside["RETRYQ_ATTEMPT"], outside["RETRYQ_MAX_ATTEMPTS"], outside["RETRYQ_JOB_ID"]) == ("1", "3", "")
 

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from retryq import JsonFileStore, MemoryStore, Store
+from retryq import JsonFileStore, MemoryStore, Store, lifecycle
 from retryq.errors import OpenJobExists
-from retryq.models import Job, JobStatus
-from retryq.stores import ClaimRequest, PruneRule
+from retryq.models import Job, JobStatus, Owner
+from retryq.stores import Claimant, ClaimRequest, JobFilter, PruneRule, Tally
 
 from .helpers import T0, make_job
 
-BACKENDS = ["memory", "json"]
+BACKENDS = ["memory", "json", "postgres"]
 
 
-def build(kind: str, directory: Path, *, archive: bool = True) -> Store:
+def build(kind: str, request: pytest.FixtureRequest, *, archive: bool = True) -> Store:
     if kind == "memory":
         return MemoryStore(archive=archive)
-    return JsonFileStore(directory / "queue.json", archive=archive)
+    if kind == "json":
+        return JsonFileStore(request.getfixturevalue("tmp_path") / "queue.json", archive=archive)
+    from retryq.stores.postgres import PostgresStore
+
+    url, schema = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema")
+    return PostgresStore(url, schema=schema, archive=archive)
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    return build(request.param, tmp_path)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    chosen = build(request.param, request)
+    yield chosen
+    chosen.close()
 
 
 def unchanged(job: Job) -> Job:
@@ -42,9 +48,22 @@ def finished(status: JobStatus) -> Callable[[Job], Job]:
     return lambda job: job.model_copy(update={"status": status, "finished_at": T0})
 
 
+OWNER = Owner(host="h", pid=1)
+LEASE = timedelta(minutes=6)
+
+
+def claim_request(due: timedelta, limit: int = 10, *, caps: dict[str, int] | None = None, **slots: int) -> ClaimRequest:
+    chosen = slots or {"default": limit}
+    claimant = Claimant(
+        owner=OWNER, now=T0 + due, leases=dict.fromkeys(chosen, LEASE), max_attempts=dict.fromkeys(chosen, 4)
+    )
+    return ClaimRequest(due_by=T0 + due, limit=limit, claimant=claimant, slots=chosen, caps=caps or {})
+
+
 def test_satisfies_the_protocol(store: Store) -> None:
     assert isinstance(store, Store)
     assert store.location
+    store.close()
 
 
 def test_starts_empty(store: Store) -> None:
@@ -116,8 +135,8 @@ def test_update_to_none_removes_and_archives(store: Store) -> None:
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_archive_can_be_turned_off(tmp_path: Path, kind: str) -> None:
-    store = build(kind, tmp_path, archive=False)
+def test_archive_can_be_turned_off(request: pytest.FixtureRequest, kind: str) -> None:
+    store = build(kind, request, archive=False)
     store.add(make_job(id="a"), unchanged)
     store.update({"a": lambda job: None})
     assert store.load() == []
@@ -132,9 +151,19 @@ def test_unknown_keys_survive_updates(store: Store) -> None:
 
 
 def claim_all(store: Store, now_offset: timedelta, limit: int = 10, **slots: int) -> list[Job]:
-    request = ClaimRequest(due_by=T0 + now_offset, limit=limit, slots=slots or {"default": limit})
-    claimed, _ = store.claim(request, running)
+    claimed, _ = store.claim(claim_request(now_offset, limit, **slots))
     return claimed
+
+
+def test_a_claim_writes_what_the_lifecycle_says(store: Store) -> None:
+    legacy = Job.model_validate({k: v for k, v in make_job(id="a").to_json_dict().items() if k != "maxAttempts"})
+    store.add(legacy, unchanged)
+    [claimed] = claim_all(store, timedelta(hours=1))
+    expected = lifecycle.claim(
+        owner=OWNER, run_id=claimed.run_id or "", now=T0 + timedelta(hours=1), lease=LEASE, max_attempts=4
+    )(legacy)
+    assert claimed == expected
+    assert store.load() == [expected]
 
 
 def test_claim_takes_due_jobs_oldest_first(store: Store) -> None:
@@ -163,8 +192,7 @@ def test_claim_respects_the_limit_and_workflow_slots(store: Store) -> None:
             make_job(id=f"f{i}", client_id=f"c{i}", workflow="ftp", execute_at=T0 + timedelta(minutes=i)), unchanged
         )
     store.add(make_job(id="x", workflow="gone", execute_at=T0), unchanged)
-    request = ClaimRequest(due_by=T0 + timedelta(hours=1), limit=3, slots={"default": 1, "ftp": 5})
-    claimed, _ = store.claim(request, running)
+    claimed, _ = store.claim(claim_request(timedelta(hours=1), 3, default=1, ftp=5))
     assert [job.id for job in claimed] == ["d0", "f0", "f1"]
     pending = {job.id for job in store.load() if job.status is JobStatus.PENDING}
     assert pending == {"d1", "d2", "f2", "x"}  # a workflow without slots is never claimed
@@ -174,11 +202,7 @@ def test_claim_applies_changes_in_the_same_step(store: Store) -> None:
     store.add(make_job(id="a", client_id="c1"), unchanged)
     store.add(make_job(id="b", client_id="c2"), unchanged)
     store.update({"a": running})
-    claimed, results = store.claim(
-        ClaimRequest(due_by=T0 + timedelta(hours=1), limit=1, slots={"default": 1}),
-        running,
-        {"a": finished(JobStatus.COMPLETED)},
-    )
+    claimed, results = store.claim(claim_request(timedelta(hours=1), 1), {"a": finished(JobStatus.COMPLETED)})
     assert [job.id for job in claimed] == ["b"]
     assert results["a"] is not None
     assert results["a"].status is JobStatus.COMPLETED
@@ -186,7 +210,7 @@ def test_claim_applies_changes_in_the_same_step(store: Store) -> None:
 
 
 def test_claim_with_nothing_to_do_changes_nothing(store: Store) -> None:
-    assert store.claim(ClaimRequest(due_by=T0, limit=0), running) == ([], {})
+    assert store.claim(claim_request(timedelta(0), 0)) == ([], {})
     assert store.load() == []
 
 
@@ -226,13 +250,52 @@ def test_prune_removes_what_the_rule_expires_and_archives_it(store: Store) -> No
     assert store.prune(rule) == []
 
 
-def test_load_by_status(store: Store) -> None:
+def test_load_by_filter(store: Store) -> None:
     store.add(make_job(id="a", client_id="a"), unchanged)
-    store.add(make_job(id="b", client_id="b", status=JobStatus.FAILED), unchanged)
+    store.add(make_job(id="b", client_id="b", status=JobStatus.FAILED, finished_at=T0), unchanged)
     store.add(make_job(id="c", client_id="c", status=JobStatus.RUNNING), unchanged)
-    assert [job.id for job in store.load({JobStatus.PENDING, JobStatus.RUNNING})] == ["a", "c"]
-    assert [job.id for job in store.load([JobStatus.FAILED])] == ["b"]
-    assert store.load(set()) == []
+    store.add(make_job(id="d", client_id="a", date="2025-12-20", workflow="ftp"), unchanged)
+    ids = lambda query: [job.id for job in store.load(query)]  # noqa: E731
+    assert ids(JobFilter.of(status=["pending", "running"])) == ["a", "c", "d"]
+    assert ids(JobFilter.of(status="failed")) == ["b"]
+    assert ids(JobFilter(statuses=frozenset())) == []
+    assert ids(JobFilter.of(client="a")) == ["a", "d"]
+    assert ids(JobFilter.of(client="a", workflow="ftp", date="2025-12-20")) == ["d"]
+    assert ids(JobFilter.of(since=T0 + timedelta(seconds=1))) == []  # all were scheduled (or ended) at T0
+
+
+def test_find_by_id_prefix(store: Store) -> None:
+    for ident in ("aaa1", "aaa2", "abc", "zzz"):
+        store.add(make_job(id=ident, client_id=ident), unchanged)
+    assert [job.id for job in store.find("aa")] == ["aaa1", "aaa2"]
+    assert [job.id for job in store.find("a", limit=2)] == ["aaa1", "aaa2"]
+    assert [job.id for job in store.find("zzz")] == ["zzz"]
+    assert store.find("q") == []
+
+
+def test_tally_counts_the_queue_and_its_archive(store: Store) -> None:
+    done = make_job(id="done", client_id="a", status=JobStatus.COMPLETED, attempt=2, finished_at=T0)
+    store.add(done, unchanged)
+    store.add(make_job(id="p1", client_id="b", scheduled_at=T0 - timedelta(hours=2)), unchanged)
+    store.add(make_job(id="p2", client_id="c", execute_at=T0 - timedelta(minutes=5)), unchanged)
+    store.add(make_job(id="bad", client_id="d", status=JobStatus.FAILED, finished_at=T0), unchanged)
+    store.update({"done": lambda job: None})  # to the archive
+    expected = Tally.of(store.load(), store.load_archive())
+    assert store.tally() == expected
+    assert expected.resolutions == {("default", 2): 1}
+    assert expected.failures == {"default": 1}
+    assert expected.jobs == {("default", "pending"): 2, ("default", "failed"): 1}
+    assert expected.oldest_scheduled == {"default": T0 - timedelta(hours=2)}
+    assert expected.earliest_due == {"default": T0 - timedelta(minutes=5)}
+
+
+def test_a_cap_counts_what_runs_in_the_whole_store(store: Store) -> None:
+    store.add(make_job(id="elsewhere", client_id="x", status=JobStatus.RUNNING), unchanged)
+    for n in range(3):
+        store.add(make_job(id=f"d{n}", client_id=f"c{n}", execute_at=T0 + timedelta(minutes=n)), unchanged)
+    claimed, _ = store.claim(claim_request(timedelta(hours=1), 3, caps={"default": 2}))
+    assert [job.id for job in claimed] == ["d0"]  # one of the two is taken by a run of another process
+    assert store.claim(claim_request(timedelta(hours=1), 3, caps={"default": 2})) == ([], {})
 
 
 def test_a_write_never_leaves_two_open_jobs_for_one_key(store: Store) -> None:
@@ -250,3 +313,64 @@ def test_a_write_never_leaves_two_open_jobs_for_one_key(store: Store) -> None:
     assert [job.status for job in store.load()] == [JobStatus.FAILED, JobStatus.PENDING]  # nothing written
     store.update({"b": finished(JobStatus.CANCELLED)})
     assert store.update({"a": reopen})["a"] is not None  # once the other is settled, it may reopen
+
+
+def another_handle(store: Store, request: pytest.FixtureRequest) -> Store:
+    """The same jobs through a handle of their own: another file lock, another database connection."""
+    if isinstance(store, JsonFileStore):
+        return JsonFileStore(store.path)
+    if isinstance(store, MemoryStore):
+        return store
+    from retryq.stores.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(store.address, schema=store.schema)
+
+
+def test_claimants_at_once_never_get_the_same_job(store: Store, request: pytest.FixtureRequest) -> None:
+    for n in range(120):
+        store.add(make_job(id=f"j{n:03}", client_id=f"c{n}", execute_at=T0 + timedelta(seconds=n)), unchanged)
+    handles = [another_handle(store, request) for _ in range(4)]
+    start = threading.Barrier(len(handles))
+    taken: list[list[str]] = [[] for _ in handles]
+
+    def claim_until_empty(number: int) -> None:
+        start.wait()
+        while True:
+            claimed, _ = handles[number].claim(claim_request(timedelta(hours=1), 3))
+            if not claimed:
+                return
+            taken[number].extend(job.id for job in claimed)
+
+    threads = [threading.Thread(target=claim_until_empty, args=(number,)) for number in range(len(handles))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    every = [ident for ids in taken for ident in ids]
+    assert sorted(every) == [f"j{n:03}" for n in range(120)], "a job was claimed twice, or never"
+    for handle in handles:
+        if handle is not store:
+            handle.close()
+
+
+def test_racing_adds_for_one_key_create_one_job(store: Store, request: pytest.FixtureRequest) -> None:
+    handles = [another_handle(store, request) for _ in range(6)]
+    start = threading.Barrier(len(handles))
+    created: list[bool] = []
+
+    def add(number: int) -> None:
+        start.wait()
+        _, new = handles[number].add(make_job(id=f"racer{number}"), unchanged)
+        created.append(new)
+
+    threads = [threading.Thread(target=add, args=(number,)) for number in range(len(handles))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(created) == [False] * 5 + [True]
+    assert len(store.load()) == 1
+    for handle in handles:
+        if handle is not store:
+            handle.close()

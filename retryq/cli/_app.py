@@ -37,10 +37,10 @@ COMMAND_ORDER = [
 ]
 
 #: The options of the root command that may also be given after the command (`retryq list --config X`).
-GLOBAL_OPTIONS = ("config", "queue_file", "lock_timeout")
+GLOBAL_OPTIONS = ("config", "queue", "queue_file", "lock_timeout")
 GLOBAL_HELP = (
-    "Options of every command, before or after its name: --config PATH, --queue-file PATH, "
-    "--lock-timeout SECONDS (see retryq --help)."
+    "Options of every command, before or after its name: --config PATH, --queue PATH-OR-URL, "
+    "--queue-file PATH, --lock-timeout SECONDS (see retryq --help)."
 )
 
 
@@ -175,7 +175,7 @@ ChainsSinceOption = Annotated[
 @dataclass(frozen=True)
 class GlobalOptions:
     config: Path | None = None
-    queue_file: Path | None = None
+    queue: str | None = None
     lock_timeout: float | None = None
 
 
@@ -185,7 +185,7 @@ def open_queue(ctx: typer.Context) -> RetryQueue:
     if not isinstance(options, GlobalOptions):  # a command invoked without the root callback (tests of one command)
         options = GlobalOptions()
     settings = load_config(options.config).with_overrides(
-        queue_file=options.queue_file,
+        queue=options.queue,
         lock_timeout=timedelta(seconds=options.lock_timeout) if options.lock_timeout is not None else None,
     )
     return RetryQueue(config=settings)
@@ -213,13 +213,18 @@ def _root(
             show_default=False,
         ),
     ] = None,
-    queue_file: Annotated[
-        Path | None,
+    queue: Annotated[
+        str | None,
         typer.Option(
-            "--queue-file",
-            help="Queue file [default: $RETRYQ_QUEUE_FILE, else queue_file of the config, else .retry-queue.json].",
+            "--queue",
+            help="The queue: a file path, or a postgresql:// URL [default: $RETRYQ_QUEUE, else queue of the config, "
+            "else .retry-queue.json].",
             show_default=False,
         ),
+    ] = None,
+    queue_file: Annotated[
+        Path | None,
+        typer.Option("--queue-file", help="The queue file (as --queue, for a file).", show_default=False),
     ] = None,
     lock_timeout: Annotated[
         float | None,
@@ -238,7 +243,9 @@ def _root(
 
     The options below may also be given after the command: `retryq list --config X` is `retryq --config X list`.
     """
-    ctx.obj = GlobalOptions(config, queue_file, lock_timeout)
+    if queue is not None and queue_file is not None:
+        raise typer.BadParameter("give --queue or --queue-file, not both")
+    ctx.obj = GlobalOptions(config, queue or (str(queue_file) if queue_file is not None else None), lock_timeout)
     if ctx.invoked_subcommand is None:  # `retryq` alone: the help, as a usage error
         typer.echo(ctx.get_help(), err=True)
         raise typer.Exit(ExitCode.USAGE)

@@ -8,15 +8,27 @@ own lock or transaction, and may apply them again if it has to start the transac
 
 from __future__ import annotations
 
-__all__ = ["ClaimRequest", "Finding", "InvalidJob", "JobFilter", "Mutation", "PruneRule", "Store"]
+__all__ = [
+    "ClaimRequest",
+    "Claimant",
+    "Finding",
+    "InvalidJob",
+    "JobFilter",
+    "Mutation",
+    "PruneRule",
+    "Store",
+    "Tally",
+]
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
 from ..errors import InvalidInput
-from ..models import Job, JobStatus, parse_statuses
+from ..models import Job, JobStatus, Owner, parse_statuses
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
@@ -62,19 +74,36 @@ class JobFilter:
 
 
 @dataclass(frozen=True)
+class Claimant:
+    """Who claims, and what a claim writes on each job (as :func:`retryq.lifecycle.claim` says).
+
+    ``leases[w]`` is how long a claim of workflow ``w`` holds (timeout + kill grace + lease
+    grace); ``max_attempts[w]`` the limit a job without its own takes.
+    """
+
+    owner: Owner
+    now: datetime
+    leases: Mapping[str, timedelta]
+    max_attempts: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class ClaimRequest:
     """Which due jobs to claim: at most ``limit`` in all and ``slots[w]`` of workflow ``w``.
 
     Due means pending with ``executeAt <= due_by``. Jobs of a workflow absent from ``slots`` are
     never claimed (their workflow is unknown to this process); they stay pending for a process
     that knows it. Jobs whose id is in ``exclude`` are not claimed either (a ``process`` run
-    starts each job at most once).
+    starts each job at most once). ``caps[w]``, when given, bounds the jobs of ``w`` running at
+    once in the whole store, whoever runs them (checked in the claim's own transaction).
     """
 
     due_by: datetime
     limit: int
+    claimant: Claimant
     slots: Mapping[str, int] = field(default_factory=dict)
     exclude: frozenset[str] = frozenset()
+    caps: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,47 @@ class InvalidJob:
         return f"{self.where}: job #{self.position} ({self.ident}) is invalid: {self.reason}"
 
 
+@dataclass
+class Tally:
+    """What metrics count, counted by the store: the live jobs by workflow and status, the pending
+    ones' oldest ``scheduledAt`` and earliest ``executeAt``, and over the archive and the queue alike
+    (the latest copy of each job) the attempts by outcome, the resolutions by attempt, the failures."""
+
+    jobs: Counter[tuple[str, str]] = field(default_factory=Counter)  # (workflow, status)
+    oldest_scheduled: dict[str, datetime] = field(default_factory=dict)
+    earliest_due: dict[str, datetime] = field(default_factory=dict)
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (workflow, outcome)
+    resolutions: Counter[tuple[str, int]] = field(default_factory=Counter)  # (workflow, attempt)
+    failures: Counter[str] = field(default_factory=Counter)  # workflow
+
+    @classmethod
+    def of(cls, live: Iterable[Job], archived: Iterable[Job] = ()) -> Tally:
+        """Count jobs given as models (what a store that holds documents does)."""
+        tally = cls()
+        live_by_id = {job.id: job for job in live}
+        for job in live_by_id.values():
+            tally.jobs[(job.workflow, job.status.value)] += 1
+            if job.status is JobStatus.PENDING:
+                _keep_min(tally.oldest_scheduled, job.workflow, job.scheduled_at)
+                _keep_min(tally.earliest_due, job.workflow, job.execute_at)
+        for job in {**{job.id: job for job in archived}, **live_by_id}.values():
+            tally.add_history(job)
+        return tally
+
+    def add_history(self, job: Job) -> None:
+        for entry in job.history:
+            self.attempts[(job.workflow, entry.outcome.value)] += 1
+        if job.status is JobStatus.COMPLETED:
+            self.resolutions[(job.workflow, job.attempt)] += 1
+        elif job.status is JobStatus.FAILED:
+            self.failures[job.workflow] += 1
+
+
+def _keep_min(values: dict[str, datetime], key: str, value: datetime) -> None:
+    if key not in values or value < values[key]:
+        values[key] = value
+
+
 @dataclass(frozen=True)
 class Finding:
     """One line of a health check; a ``problem`` needs a human."""
@@ -119,26 +189,36 @@ class Finding:
 
 @runtime_checkable
 class Store(Protocol):
-    """Where jobs live. Each method is atomic with respect to every other process."""
+    """Where jobs live. Each method is atomic with respect to every other process and host."""
 
     @property
     def location(self) -> str:
-        """Where the jobs are, for messages (a path, a URL without password)."""
+        """Where the jobs are, for messages (a path, a URL without its password)."""
 
-    def load(self, statuses: Collection[JobStatus] | None = None) -> list[Job]:
-        """The valid jobs (only those in ``statuses``, if given), in queue order, as one consistent snapshot."""
+    @property
+    def address(self) -> str | None:
+        """Where a child process finds the same jobs again (``RETRYQ_QUEUE``); None if it cannot."""
+
+    def load(self, query: JobFilter | None = None) -> list[Job]:
+        """The valid jobs ``query`` matches (all without one), in queue order, as one consistent snapshot."""
+
+    def find(self, prefix: str, limit: int = 6) -> list[Job]:
+        """The jobs whose id starts with ``prefix`` (at most ``limit``, in id order)."""
 
     def invalid(self) -> list[InvalidJob]:
         """The records that are not valid jobs; every other operation leaves them exactly as they are."""
 
     def load_archive(self) -> Iterator[Job]:
-        """Jobs removed by pruning, oldest first (empty when archiving is off)."""
+        """Jobs removed by pruning, the latest copy of each, oldest first (empty when archiving is off)."""
+
+    def tally(self) -> Tally:
+        """The counts metrics need, over the queue and its archive."""
 
     def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
         """Insert ``job`` unless an open (pending or running) job has the same key.
 
         If one has, ``on_open`` is applied to it instead and ``(that job, False)`` is returned;
-        otherwise ``(job, True)``.
+        otherwise ``(job, True)``. Racing adds for one key create exactly one job.
         """
 
     def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
@@ -150,13 +230,13 @@ class Store(Protocol):
         """
 
     def claim(
-        self, request: ClaimRequest, mark: Mutation, changes: Mapping[str, Mutation] | None = None
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
-        """Apply ``changes`` as :meth:`update` does, then claim due jobs: ``mark`` each and return them.
+        """Apply ``changes`` as :meth:`update` does, then claim due jobs for ``request.claimant``; return both.
 
         Due means pending with ``executeAt <= request.due_by``; the oldest ``executeAt`` comes
-        first. Doing both in one step lets a processor write the results of finished runs and
-        claim the next jobs with a single write.
+        first. Two claimants never get the same job. Doing both in one step lets a processor write
+        the results of finished runs and claim the next jobs with a single write.
         """
 
     def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
@@ -167,3 +247,9 @@ class Store(Protocol):
 
     def check(self) -> list[Finding]:
         """What ``doctor`` should know about the storage itself: can it be written, is anything left over."""
+
+    def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
+        """Wait up to ``seconds`` for a job to become due (or ``stop`` to be set); an idle worker's wait."""
+
+    def close(self) -> None:
+        """Release what the store holds (connections); it is not used afterwards."""

@@ -12,7 +12,9 @@ __all__ = ["DocumentStore", "MemoryStore"]
 import json
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,15 +22,17 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from .. import lifecycle
 from ..errors import InvalidInput, OpenJobExists, QueueCorrupt
 from ..models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error
 from ..timeutil import parse_utc
-from .base import ClaimRequest, Finding, InvalidJob, Mutation, PruneRule
+from .base import ClaimRequest, Finding, InvalidJob, JobFilter, Mutation, PruneRule, Tally
 
 R = TypeVar("R")
 
 # Plain strings: a scan compares them for every job on every write, where enum lookups add up.
 _PENDING = JobStatus.PENDING.value
+_RUNNING = JobStatus.RUNNING.value
 _OPEN = frozenset({JobStatus.PENDING.value, JobStatus.RUNNING.value})
 _FINISHED = frozenset(status.value for status in JobStatus if status.is_finished)
 
@@ -157,6 +161,7 @@ class DocumentStore:
     """
 
     location: str = "memory"
+    address: str | None = None
 
     def _transact(self, transaction: Transaction[R]) -> R:
         raise NotImplementedError
@@ -167,17 +172,45 @@ class DocumentStore:
     def load_archive(self) -> Iterator[Job]:
         raise NotImplementedError
 
-    def load(self, statuses: Collection[JobStatus] | None = None) -> list[Job]:
-        wanted = None if statuses is None else {JobStatus(status).value for status in statuses}
-        jobs = (entry.decoded() for entry in self._read() if wanted is None or entry.status in wanted)
-        return [job for job in jobs if job is not None]
+    def load(self, query: JobFilter | None = None) -> list[Job]:
+        if query is None:
+            jobs = (entry.decoded() for entry in self._read())
+            return [job for job in jobs if job is not None]
+        wanted = None if query.statuses is None else {status.value for status in query.statuses}
+        found = []
+        for entry in self._read():
+            workflow, client, date = entry.key
+            # Compared on the scanned fields first: only the records that may match are validated.
+            if (
+                (wanted is None or entry.status in wanted)
+                and (query.workflow is None or workflow == query.workflow)
+                and (query.client is None or client == query.client)
+                and (query.date is None or date == query.date)
+            ):
+                job = entry.decoded()
+                if job is not None and query.matches(job):
+                    found.append(job)
+        return found
+
+    def find(self, prefix: str, limit: int = 6) -> list[Job]:
+        jobs = (entry.decoded() for entry in self._read() if (entry.job_id() or "").startswith(prefix))
+        return sorted((job for job in jobs if job is not None), key=lambda job: job.id)[:limit]
 
     def invalid(self) -> list[InvalidJob]:
         found = (entry.invalid(self.location) for entry in self._read())
         return [problem for problem in found if problem is not None]
 
+    def tally(self) -> Tally:
+        return Tally.of(self.load(), self.load_archive())
+
     def check(self) -> list[Finding]:
         return []
+
+    def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(seconds)  # a file cannot tell when a job is added: polling it is
+
+    def close(self) -> None:
+        """Nothing is held between operations."""
 
     def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
         def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
@@ -211,15 +244,21 @@ class DocumentStore:
         return self._transact(transaction)
 
     def claim(
-        self, request: ClaimRequest, mark: Mutation, changes: Mapping[str, Mutation] | None = None
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
+        claimant = request.claimant
+
         def transaction(current: list[_Entry]) -> tuple[tuple[list[Job], dict[str, Job | None]], _Write | None]:
             entries, results, removed, changed = self._apply(current, changes or {})
             claimed: list[Job] = []
             for position, job in self._due(entries, request):
-                new = mark(job)
-                if new is None:
-                    raise ValueError("mark must return a job")
+                new = lifecycle.claim(
+                    owner=claimant.owner,
+                    run_id=uuid.uuid4().hex,
+                    now=claimant.now,
+                    lease=claimant.leases[job.workflow],
+                    max_attempts=claimant.max_attempts[job.workflow],
+                )(job)
                 entries[position] = _Entry.of(new)
                 claimed.append(new)
                 changed = True
@@ -314,6 +353,11 @@ class DocumentStore:
                 due.append((execute_at, position))
         due.sort()
         free = dict(slots)
+        if request.caps:  # a cap on the whole store: what already runs, by whoever, takes its share
+            running = Counter(entry.key[0] for entry in entries if entry.status == _RUNNING)
+            for workflow, cap in request.caps.items():
+                if workflow in free:
+                    free[workflow] = min(free[workflow], cap - running[workflow])
         chosen: list[tuple[int, Job]] = []
         for _, position in due:
             if len(chosen) >= request.limit:

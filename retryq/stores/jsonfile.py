@@ -58,6 +58,7 @@ class JsonFileStore(DocumentStore):
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 30.0, archive: bool = True) -> None:
         self.location = str(path)  # the name the user gave, for messages
         self.path = Path(os.path.realpath(path))  # resolved once: a write replaces the file, never the link
+        self.address = str(self.path)
         self.lock_path = Path(f"{self.path}.lock")
         # Messages name the lock as the user knows the queue, unless it is reached through a link.
         self.lock_name = f"{path}.lock" if os.path.abspath(path) == str(self.path) else str(self.lock_path)

@@ -1,0 +1,28 @@
+"""What a queue's address names: a file, or a PostgreSQL database; and how to show one without its password."""
+
+from __future__ import annotations
+
+__all__ = ["display_address", "is_database_url"]
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+_DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(address: str | os.PathLike[str]) -> bool:
+    """Whether ``address`` names a PostgreSQL database rather than a file."""
+    return os.fspath(address).startswith(_DATABASE_SCHEMES)
+
+
+def display_address(address: str) -> str:
+    """``address`` as messages show it: a URL's password (and any ``password=`` parameter) is never shown."""
+    if not is_database_url(address):
+        return address
+    parts = urlsplit(address)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        netloc = f"{credentials.split(':', 1)[0]}@{host}"
+    query = "&".join(item for item in parts.query.split("&") if item and not item.startswith("password="))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

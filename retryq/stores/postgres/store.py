@@ -1,0 +1,420 @@
+"""The PostgreSQL store: one queue shared by several hosts, claimed with ``FOR UPDATE SKIP LOCKED``.
+
+Each job is a row: the columns a query needs, and the record as the JSON file would hold it
+(``json``, kept as written: unknown keys and their order survive). A claim is one statement that
+changes only the claim's columns; on reading, those columns are laid over the record. Every
+other change is a mutation applied in Python to the job read ``FOR UPDATE``, in one transaction.
+One open job per key is a partial unique index. Connections lost are retried a few times with
+backoff (the in-process toolkit); past that, :class:`~retryq.errors.StoreUnavailable` (exit 75).
+"""
+
+from __future__ import annotations
+
+__all__ = ["PostgresStore"]
+
+import contextlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Json, Jsonb
+
+from ...address import display_address
+from ...errors import LockTimeout, OpenJobExists, StoreUnavailable
+from ...inprocess import retrying
+from ...models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
+from ...timeutil import utcnow
+from ..base import ClaimRequest, Finding, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from .queries import CLAIM, COLUMNS, condition, count, decode, dumps, record_of, search_path, values_of
+from .schema import migrate
+
+log = logging.getLogger("retryq")
+R = TypeVar("R")
+
+DEFAULT_SCHEMA = "retryq"
+
+
+class PostgresStore:
+    """Jobs in a PostgreSQL database, safe across hosts, processes and restarts of the server.
+
+    ``url`` is a libpq URL (``postgresql://user@host/db``; libpq's variables such as ``PGHOST``,
+    ``PGPASSWORD`` or ``PGSERVICE`` fill in what it leaves out). The tables live in ``schema``
+    (default ``retryq``, or the first schema of ``options=-csearch_path=…`` in the URL); they are
+    created, and upgraded, on first use. ``lock_timeout`` bounds the wait for a row lock.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lock_timeout: float = 30.0,
+        archive: bool = True,
+        schema: str | None = None,
+        connect_attempts: int = 5,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.address = url
+        self.location = display_address(url)
+        self.schema = schema or search_path(url) or DEFAULT_SCHEMA
+        self.lock_timeout = lock_timeout
+        self.archive = archive
+        self.channel = f"retryq_{self.schema}"
+        self._retry = retrying(
+            max_attempts=connect_attempts,
+            initial_delay=0.5,
+            max_delay=8.0,
+            retry_if=_connection_lost,
+            sleep=sleep,
+            name=f"connecting to {self.location}",
+        )
+        self._names = {"schema": sql.Identifier(self.schema)}
+        self._connection: psycopg.Connection[dict[str, Any]] | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._lock = threading.RLock()  # one connection, one transaction at a time
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.location!r}, schema={self.schema!r})"
+
+    # -- connections and transactions --------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(self.address, row_factory=dict_row, connect_timeout=10)
+        if not self._ready:
+            migrate(self._connection, self.schema, self.location)
+            self._ready = True
+        return self._connection
+
+    def _transact(self, work: Callable[[psycopg.Connection[dict[str, Any]]], R]) -> R:
+        """Run ``work`` in one transaction, again from the start on a new connection if the old one was lost.
+
+        ``work`` only reads and applies pure mutations, so running it again is safe; a commit whose
+        outcome was lost is made again on what it left (claims it made stay claimed until their
+        lease ends, and are then recovered as interrupted).
+        """
+        with self._lock:
+            try:
+                for attempt in self._retry:
+                    with attempt:
+                        connection = self._connect()
+                        try:
+                            with connection.transaction():
+                                connection.execute(
+                                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                                        sql.Literal(f"{int(self.lock_timeout * 1000)}ms")
+                                    )
+                                )
+                                return work(connection)
+                        except psycopg.OperationalError as error:
+                            if _connection_lost(error):
+                                self._drop()
+                            raise
+            except psycopg.errors.LockNotAvailable:
+                raise LockTimeout(
+                    f"{self.location}: could not lock the jobs within {self.lock_timeout:g}s "
+                    "(another retryq holds them)"
+                ) from None
+            except psycopg.OperationalError as error:
+                raise StoreUnavailable(f"{self.location}: cannot reach the database: {_first_line(error)}") from None
+        raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.close()
+        self._connection = None
+
+    def _sql(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(**self._names)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def load(self, query: JobFilter | None = None) -> list[Job]:
+        where, values = condition(query)
+        rows = self._transact(
+            lambda c: c.execute(
+                self._sql(f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE {where} ORDER BY position"), values
+            ).fetchall()
+        )
+        jobs = (decode(row) for row in rows)
+        return [job for job in jobs if job is not None and (query is None or query.matches(job))]
+
+    def find(self, prefix: str, limit: int = 6) -> list[Job]:
+        rows = self._transact(
+            lambda c: c.execute(
+                self._sql(f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE starts_with(id, %s) ORDER BY id LIMIT %s"),
+                (prefix, limit),
+            ).fetchall()
+        )
+        return [job for job in map(decode, rows) if job is not None]
+
+    def invalid(self) -> list[InvalidJob]:
+        """Rows whose record is not a valid job (written by hand: retryq writes only valid jobs)."""
+        rows = self._transact(
+            lambda c: c.execute(
+                self._sql(f"SELECT position, {COLUMNS} FROM {{schema}}.jobs ORDER BY position")
+            ).fetchall()
+        )
+        found = []
+        for number, row in enumerate(rows, 1):
+            try:
+                Job.model_validate(record_of(row))
+            except ValueError as error:
+                found.append(InvalidJob(number, row["id"], _first_line(error), self.location))
+        return found
+
+    def load_archive(self) -> Iterator[Job]:
+        if not self.archive:
+            return iter(())
+        rows = self._transact(
+            lambda c: c.execute(self._sql("SELECT record FROM {schema}.archive ORDER BY position")).fetchall()
+        )
+        return iter([Job.model_validate(row["record"]) for row in rows])
+
+    def tally(self) -> Tally:
+        return self._transact(lambda connection: count(connection, self._sql))
+
+    def check(self) -> list[Finding]:
+        try:
+            version = self._transact(
+                lambda c: c.execute(self._sql("SELECT value FROM {schema}.meta WHERE key = 'version'")).fetchone()
+            )
+        except (StoreUnavailable, LockTimeout) as error:
+            return [Finding("problem", f"queue: {error}")]
+        number = version["value"] if version else "?"
+        return [Finding("ok", f"queue: database reachable, schema {self.schema} at version {number}")]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
+        def insert(connection: psycopg.Connection[dict[str, Any]]) -> tuple[Job, bool]:
+            while True:
+                inserted = connection.execute(
+                    self._sql(
+                        "INSERT INTO {schema}.jobs (id, workflow, client_id, date, status, scheduled_at, execute_at, "
+                        "started_at, finished_at, lease_until, run_id, owner, workflow_pid, follow_up_minutes, "
+                        "max_attempts, record) VALUES (%(id)s, %(workflow)s, %(client_id)s, %(date)s, %(status)s, "
+                        "%(scheduled_at)s, %(execute_at)s, %(started_at)s, %(finished_at)s, %(lease_until)s, "
+                        "%(run_id)s, %(owner)s, %(workflow_pid)s, %(follow_up_minutes)s, %(max_attempts)s, %(record)s) "
+                        "ON CONFLICT DO NOTHING RETURNING id"
+                    ),
+                    values_of(job),
+                ).fetchone()
+                if inserted is not None:
+                    self._notify_if_due(connection, [job])
+                    return job, True
+                existing = connection.execute(
+                    self._sql(
+                        f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE workflow = %s AND client_id = %s AND date = %s "
+                        "AND status IN ('pending', 'running') FOR UPDATE"
+                    ),
+                    job.key,
+                ).fetchone()
+                if existing is None:
+                    continue  # the open job ended meanwhile: add again
+                found = decode(existing)
+                assert found is not None
+                if found.id == job.id:  # our own insert, whose commit's outcome an earlier try lost
+                    return found, True
+                updated = on_open(found)
+                if updated is None:
+                    raise ValueError("on_open must return a job")
+                if updated is not found:
+                    self._write(connection, [updated])
+                return updated, False
+
+        return self._transact(insert)
+
+    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
+        if not changes:
+            return {}
+        return self._transact(lambda connection: self._apply(connection, changes))
+
+    def claim(
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
+    ) -> tuple[list[Job], dict[str, Job | None]]:
+        def claim(connection: psycopg.Connection[dict[str, Any]]) -> tuple[list[Job], dict[str, Job | None]]:
+            results = self._apply(connection, changes) if changes else {}
+            free = dict(request.slots)
+            if request.caps:
+                # Counted and claimed under a lock per capped workflow: two hosts never both see room.
+                for workflow in sorted(request.caps):
+                    connection.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"retryq cap {self.schema} {workflow}",)
+                    )
+                running = connection.execute(
+                    self._sql(
+                        "SELECT workflow, count(*) AS n FROM {schema}.jobs WHERE status = 'running' "
+                        "AND workflow = ANY(%s) GROUP BY workflow"
+                    ),
+                    (list(request.caps),),
+                ).fetchall()
+                busy = Counter({row["workflow"]: row["n"] for row in running})
+                for workflow, cap in request.caps.items():
+                    if workflow in free:
+                        free[workflow] = min(free[workflow], cap - busy[workflow])
+            workflows = [name for name, room in free.items() if room > 0]
+            if request.limit <= 0 or not workflows:
+                return [], results
+            claimant = request.claimant
+            rows = connection.execute(
+                self._sql(CLAIM),
+                {
+                    "workflows": workflows,
+                    "free": [free[name] for name in workflows],
+                    "leases": [claimant.leases[name].total_seconds() for name in workflows],
+                    "limits": [claimant.max_attempts[name] for name in workflows],
+                    "due_by": request.due_by,
+                    "exclude": list(request.exclude),
+                    "limit": request.limit,
+                    "owner": Jsonb(claimant.owner.to_json_dict()),
+                    "now": claimant.now,
+                },
+            ).fetchall()
+            rows.sort(key=lambda row: (row["execute_at"], row["position"]))
+            claimed = [decode(row) for row in rows]
+            return [job for job in claimed if job is not None], results
+
+        return self._transact(claim)
+
+    def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
+        def prune(connection: psycopg.Connection[dict[str, Any]]) -> list[Job]:
+            rows = connection.execute(
+                self._sql(
+                    f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE status = ANY(%s) ORDER BY position"
+                    + ("" if dry_run else " FOR UPDATE SKIP LOCKED")
+                ),
+                ([status.value for status in FINISHED_STATUSES],),
+            ).fetchall()
+            doomed = []
+            for row in rows:
+                job = decode(row)
+                if job is not None and rule.expired(
+                    job.workflow, job.status, job.finished_at or job.started_at or job.execute_at
+                ):
+                    doomed.append(job)
+            if doomed and not dry_run:
+                self._remove(connection, doomed)
+            return doomed
+
+        return self._transact(prune)
+
+    def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
+        """Wait for a schedule's NOTIFY (a job due now) or ``seconds``; a lost listener falls back to waiting."""
+        deadline = utcnow().timestamp() + seconds
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = psycopg.connect(self.address, autocommit=True, connect_timeout=10)
+                self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            while not stop.is_set():
+                left = deadline - utcnow().timestamp()
+                if left <= 0:
+                    return
+                for _ in self._listener.notifies(timeout=min(left, 0.5), stop_after=1):
+                    return
+        except psycopg.Error:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            stop.wait(max(0.0, deadline - utcnow().timestamp()))
+
+    # -- the parts of a transaction ------------------------------------------------------------
+
+    def _apply(
+        self, connection: psycopg.Connection[dict[str, Any]], changes: Mapping[str, Mutation]
+    ) -> dict[str, Job | None]:
+        rows = connection.execute(
+            self._sql(f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE id = ANY(%s) ORDER BY position FOR UPDATE"),
+            (list(changes),),
+        ).fetchall()
+        results: dict[str, Job | None] = {}
+        removed: list[Job] = []
+        changed: list[Job] = []
+        for row in rows:
+            job = decode(row)
+            if job is None:
+                continue  # not a valid job: never changed
+            new = changes[job.id](job)
+            results[job.id] = new
+            if new is None:
+                removed.append(job)
+            elif new is not job:
+                changed.append(new)
+        if removed:
+            self._remove(connection, removed)
+        if changed:
+            try:
+                with connection.transaction():  # a savepoint: a key conflict leaves the transaction usable
+                    self._write(connection, changed)
+            except psycopg.errors.UniqueViolation:
+                raise self._open_job_exists(connection, changed) from None
+            self._notify_if_due(connection, changed)
+        return results
+
+    def _write(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                self._sql(
+                    "UPDATE {schema}.jobs SET status = %(status)s, scheduled_at = %(scheduled_at)s, "
+                    "execute_at = %(execute_at)s, started_at = %(started_at)s, finished_at = %(finished_at)s, "
+                    "lease_until = %(lease_until)s, run_id = %(run_id)s, owner = %(owner)s, "
+                    "workflow_pid = %(workflow_pid)s, follow_up_minutes = %(follow_up_minutes)s, "
+                    "max_attempts = %(max_attempts)s, record = %(record)s WHERE id = %(id)s"
+                ),
+                [values_of(job) for job in jobs],
+            )
+
+    def _remove(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
+        """Remove jobs; with archiving on, they move to the archive in the same transaction."""
+        if self.archive:
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    self._sql(
+                        "INSERT INTO {schema}.archive (id, record) VALUES (%s, %s) "
+                        "ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, archived_at = now()"
+                    ),
+                    [(job.id, Json(job.to_json_dict(), dumps=dumps)) for job in jobs],
+                )
+        connection.execute(self._sql("DELETE FROM {schema}.jobs WHERE id = ANY(%s)"), ([job.id for job in jobs],))
+
+    def _open_job_exists(self, connection: psycopg.Connection[dict[str, Any]], changed: list[Job]) -> OpenJobExists:
+        for job in changed:
+            holder = connection.execute(
+                self._sql(
+                    "SELECT id FROM {schema}.jobs WHERE workflow = %s AND client_id = %s AND date = %s "
+                    "AND status IN ('pending', 'running') AND id <> %s"
+                ),
+                (*job.key, job.id),
+            ).fetchone()
+            if holder is not None and job.status in OPEN_STATUSES:
+                return OpenJobExists(
+                    f"job {holder['id']} is already open for {job.client_id} {job.date}", (job.id, holder["id"])
+                )
+        return OpenJobExists("a change would open a second job for one workflow, client and date")
+
+    def _notify_if_due(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
+        """Wake idle workers (LISTEN) when a job is due now; one sent at commit, whatever the number."""
+        now = utcnow()
+        if any(job.status is JobStatus.PENDING and job.execute_at <= now for job in jobs):
+            connection.execute("SELECT pg_notify(%s, 'due')", (self.channel,))
+
+
+def _connection_lost(error: BaseException) -> bool:
+    return isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.LockNotAvailable)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
