@@ -23,13 +23,13 @@ from datetime import datetime, timedelta
 
 from . import _proc, lifecycle
 from .backoff import Backoff, RetryState, exponential
-from .commands import invocation, resolve_command
+from .commands import invocation
 from .config import Config, WorkflowSettings
-from .errors import ConfigError, RetryqError
+from .errors import RetryqError, StoreUnavailable
 from .housekeeping import Housekeeping
 from .models import Job, JobStatus, Outcome
 from .notify import FailureHooks
-from .runner import Supervisor
+from .runner import Supervisor, runnable_commands
 from .stores import Claimant, ClaimRequest, JobFilter, Mutation, Store
 from .summary import ProcessReport
 from .timeutil import format_utc, utcnow
@@ -41,6 +41,8 @@ output_log = logging.getLogger("retryq.output")
 FLUSH_INTERVAL = 0.2
 #: The worker's polling backoff, as job workers commonly poll: 2 s, × 1.5 after each idle poll, at most 30 s.
 WORKER_POLL = exponential(initial=2.0, factor=1.5, max=30.0)
+#: How long to wait before writing again when the store is out of reach (its own retries came first).
+OUTAGE_WAIT = exponential(initial=2.0, factor=2.0, max=30.0)
 
 
 class Change(enum.Enum):
@@ -162,10 +164,18 @@ class Processor:
     # -- the loop ----------------------------------------------------------------------------
 
     def _loop(self, report: ProcessReport, *, worker: bool, poll: Backoff) -> None:
-        idle_polls = 0
+        idle_polls = outages = 0
         while True:
-            if self._write_and_claim(report, worker=worker):
-                idle_polls = 0
+            try:
+                if self._write_and_claim(report, worker=worker):
+                    idle_polls = 0
+                outages = 0
+            except StoreUnavailable as error:
+                outages += 1
+                if not self._active and not worker:
+                    raise  # nothing runs, nothing to keep: exit 75, the next cron run tries again
+                self._ride_out(error, OUTAGE_WAIT(RetryState(outages)))
+                continue
             if self._active:
                 self._collect(self._wait_time(poll))
                 continue
@@ -174,8 +184,23 @@ class Processor:
             if self._stop_event.is_set() or not worker:
                 return
             idle_polls += 1
-            self.housekeeping.idle(report, idle_polls)
+            try:
+                self.housekeeping.idle(report, idle_polls)
+            except StoreUnavailable as error:
+                log.warning("%s; housekeeping waits for the next idle poll", error)
             self._sleep(poll(RetryState(idle_polls)))
+
+    def _ride_out(self, error: StoreUnavailable, pause: float) -> None:
+        """The store is out of reach: the runs go on, their results wait in the batch until it is back.
+
+        A job whose lease ends meanwhile is recovered by another process (as after a crash), and
+        its late result is then discarded: the job never runs twice at once.
+        """
+        log.warning("%s; %d run(s) go on, their results are written once it is back", error, len(self._active))
+        if self._active:
+            self._collect(pause)
+        else:
+            self._sleep(pause)
 
     def _write_and_claim(self, report: ProcessReport, *, worker: bool) -> list[Job]:
         """One store write: the changes waiting, and claims for the free slots. Returns the jobs claimed."""
@@ -240,7 +265,8 @@ class Processor:
 
     def _sleep(self, seconds: float) -> None:
         if self.sleep is None:
-            self._stop_event.wait(seconds)  # a stop request ends the wait at once
+            # A stop request ends the wait at once; so does a job scheduled due now, where the store can tell.
+            self.store.wait_for_work(seconds, self._stop_event)
         else:
             self.sleep(seconds)
 
@@ -366,35 +392,11 @@ class Processor:
     # -- configuration -----------------------------------------------------------------------
 
     def _resolve_commands(self, report: ProcessReport) -> None:
-        configured = {name: s for name, s in self.config.workflows.items() if s.command}
-        if not configured:
-            raise ConfigError(
-                "no workflow command configured: set [workflow] command in retryq.toml, or RETRYQ_COMMAND"
-            )
-        for name, settings in configured.items():
-            if self.only is not None and name not in self.only:
-                continue
-            assert settings.command is not None
-            try:
-                resolve_command(settings.command[0], settings.command_origin, settings.path)
-            except ConfigError as error:
-                report.config_errors.append(str(error))
-                log.error("%s; its jobs stay pending", error)
-                continue
-            self._commands[name] = settings.command
-        commandless: dict[str, int] = {}
-        for job in self.store.load(JobFilter.of(status=JobStatus.PENDING)):
-            if job.workflow not in self.config.workflows:
-                report.unknown_workflows[job.workflow] = report.unknown_workflows.get(job.workflow, 0) + 1
-            elif job.workflow not in configured and (self.only is None or job.workflow in self.only):
-                commandless[job.workflow] = commandless.get(job.workflow, 0) + 1
-        for name, count in sorted(report.unknown_workflows.items()):
-            log.warning("%d pending job(s) of workflow %r, which is not configured; left pending", count, name)
-        for name, count in sorted(commandless.items()):
-            # Configured but with nothing to run: a configuration error, not a retired workflow.
-            message = f"{count} pending job(s) of workflow {name!r}, which has no command configured; left pending"
-            report.config_errors.append(message)
-            log.error("%s", message)
+        pending = self.store.load(JobFilter.of(status=JobStatus.PENDING))
+        runnable = runnable_commands(self.config, self.only, pending)
+        self._commands = runnable.commands
+        report.config_errors.extend(runnable.config_errors)
+        report.unknown_workflows.update(runnable.unknown_workflows)
 
     def _timeout(self, settings: WorkflowSettings) -> timedelta:
         return self.timeout if self.timeout is not None else settings.timeout

@@ -3,15 +3,16 @@ output streamed and its tail kept, timeouts enforced by stopping then killing th
 
 from __future__ import annotations
 
-__all__ = ["RunResult", "Supervisor", "run_workflow"]
+__all__ = ["RunResult", "Runnable", "Supervisor", "run_workflow", "runnable_commands"]
 
+import logging
 import queue
 import subprocess
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,7 +25,9 @@ from .timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
     from .config import Config
-    from .models import JobKey
+    from .models import Job, JobKey
+
+log = logging.getLogger("retryq")
 
 #: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
 TAIL_LINES = 20
@@ -229,6 +232,53 @@ class Supervisor:
             pid=run.process.pid,
             leftovers=leftovers,
         )
+
+
+@dataclass
+class Runnable:
+    """What a run may start, and what it may not (each reason once, to be logged and reported)."""
+
+    commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    config_errors: list[str] = field(default_factory=list)
+    #: Pending jobs of workflows not configured here, by workflow (left pending for a process that knows them).
+    unknown_workflows: Counter[str] = field(default_factory=Counter)
+
+
+def runnable_commands(config: Config, only: Collection[str] | None, pending: Iterable[Job]) -> Runnable:
+    """The commands of the workflows a run may start (``only`` those, if given), found on their PATH.
+
+    What cannot run is logged and returned: a command not found, pending jobs of a workflow not
+    configured, pending jobs of a workflow configured without a command (a configuration error).
+    """
+    configured = {name: settings for name, settings in config.workflows.items() if settings.command}
+    if not configured:
+        raise ConfigError("no workflow command configured: set [workflow] command in retryq.toml, or RETRYQ_COMMAND")
+    runnable = Runnable()
+    for name, settings in configured.items():
+        if only is not None and name not in only:
+            continue
+        assert settings.command is not None
+        try:
+            resolve_command(settings.command[0], settings.command_origin, settings.path)
+        except ConfigError as error:
+            runnable.config_errors.append(str(error))
+            log.error("%s; its jobs stay pending", error)
+            continue
+        runnable.commands[name] = settings.command
+    commandless: Counter[str] = Counter()
+    for job in pending:
+        if job.workflow not in config.workflows:
+            runnable.unknown_workflows[job.workflow] += 1
+        elif job.workflow not in configured and (only is None or job.workflow in only):
+            commandless[job.workflow] += 1
+    for name, count in sorted(runnable.unknown_workflows.items()):
+        log.warning("%d pending job(s) of workflow %r, which is not configured; left pending", count, name)
+    for name, count in sorted(commandless.items()):
+        # Configured but with nothing to run: a configuration error, not a retired workflow.
+        message = f"{count} pending job(s) of workflow {name!r}, which has no command configured; left pending"
+        runnable.config_errors.append(message)
+        log.error("%s", message)
+    return runnable
 
 
 def run_workflow(
