@@ -11,7 +11,7 @@ import pytest
 from retryq import JsonFileStore, MemoryStore, Store, lifecycle
 from retryq.errors import OpenJobExists
 from retryq.models import Job, JobStatus, Owner
-from retryq.stores import Claimant, ClaimRequest, JobFilter, PruneRule, Tally
+from retryq.stores import Claimant, ClaimRequest, Insertion, JobFilter, PruneRule, Tally
 
 from .helpers import T0, make_job
 
@@ -313,6 +313,47 @@ def test_a_write_never_leaves_two_open_jobs_for_one_key(store: Store) -> None:
     assert [job.status for job in store.load()] == [JobStatus.FAILED, JobStatus.PENDING]  # nothing written
     store.update({"b": finished(JobStatus.CANCELLED)})
     assert store.update({"a": reopen})["a"] is not None  # once the other is settled, it may reopen
+
+
+def test_insert_adds_jobs_as_they_are_once(store: Store) -> None:
+    store.add(make_job(id="here", client_id="a"), unchanged)
+    odd = Job.model_validate({**make_job(id="odd", client_id="o").to_json_dict(), "legacyNote": "kept"})
+    jobs = [
+        make_job(id="here", client_id="a", date="2025-12-01"),  # its id is taken: skipped, whatever it holds
+        make_job(id="run", client_id="b", status=JobStatus.RUNNING, run_id="r9", started_at=T0),
+        make_job(id="done", client_id="a", status=JobStatus.COMPLETED, attempt=3, finished_at=T0),
+        odd,
+    ]
+    old = make_job(id="old", client_id="z", status=JobStatus.FAILED, finished_at=T0 - timedelta(days=9))
+    assert store.insert(jobs, [old], dry_run=True) == Insertion(("run", "done", "odd"), ("old",))
+    assert [job.id for job in store.load()] == ["here"]
+    assert list(store.load_archive()) == []
+    assert store.insert(jobs, [old]) == Insertion(("run", "done", "odd"), ("old",))
+    assert store.load() == [make_job(id="here", client_id="a"), *jobs[1:]]
+    assert store.load()[-1].extra_keys == {"legacyNote": "kept"}
+    assert list(store.load_archive()) == [old]
+    assert store.insert(jobs, [old]) == Insertion()  # again: nothing new
+    assert len(store.load()) == 4
+
+
+def test_insert_refuses_a_second_open_job_for_a_key_and_adds_nothing(store: Store) -> None:
+    store.add(make_job(id="open"), unchanged)
+    batch = [make_job(id="fine", client_id="other"), make_job(id="clash", status=JobStatus.RUNNING)]
+    with pytest.raises(OpenJobExists, match="job open is already open for balthazar 2025-12-19") as raised:
+        store.insert(batch)
+    assert set(raised.value.job_ids) == {"clash", "open"}
+    assert [job.id for job in store.load()] == ["open"]
+    finished_one = make_job(id="settled", status=JobStatus.FAILED, finished_at=T0)
+    assert store.insert([finished_one]) == Insertion(("settled",))  # a finished job of the key is no clash
+
+
+def test_insert_archives_nothing_when_archiving_is_off(request: pytest.FixtureRequest) -> None:
+    for kind in ("memory", "json") + (("postgres",) if "postgres" in request.keywords else ()):
+        chosen = build(kind, request, archive=False)
+        old = make_job(id="old", status=JobStatus.FAILED, finished_at=T0)
+        assert chosen.insert([], [old]) == Insertion()
+        assert list(chosen.load_archive()) == []
+        chosen.close()
 
 
 def another_handle(store: Store, request: pytest.FixtureRequest) -> Store:

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from ..address import is_database_url
-from .base import Claimant, ClaimRequest, Finding, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
+from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
 from .document import DocumentStore, MemoryStore
 from .jsonfile import JsonFileStore
 
@@ -19,6 +19,7 @@ __all__ = [
     "Claimant",
     "DocumentStore",
     "Finding",
+    "Insertion",
     "InvalidJob",
     "JobFilter",
     "JsonFileStore",

@@ -12,23 +12,25 @@ __all__ = [
     "ClaimRequest",
     "Claimant",
     "Finding",
+    "Insertion",
     "InvalidJob",
     "JobFilter",
     "Mutation",
     "PruneRule",
     "Store",
     "Tally",
+    "open_job_exists",
 ]
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
-from ..errors import InvalidInput
-from ..models import Job, JobStatus, Owner, parse_statuses
+from ..errors import InvalidInput, OpenJobExists
+from ..models import DEFAULT_WORKFLOW, Job, JobStatus, Owner, parse_statuses
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
@@ -138,6 +140,14 @@ class InvalidJob:
         return f"{self.where}: job #{self.position} ({self.ident}) is invalid: {self.reason}"
 
 
+@dataclass(frozen=True)
+class Insertion:
+    """What :meth:`Store.insert` added: the ids of the jobs, and of the archived jobs (in their order)."""
+
+    added: tuple[str, ...] = ()
+    archived: tuple[str, ...] = ()
+
+
 @dataclass
 class Tally:
     """What metrics count, counted by the store: the live jobs by workflow and status, the pending
@@ -177,6 +187,12 @@ class Tally:
 def _keep_min(values: dict[str, datetime], key: str, value: datetime) -> None:
     if key not in values or value < values[key]:
         values[key] = value
+
+
+def open_job_exists(job: Job, holders: list[str]) -> OpenJobExists:
+    """The error of a write that would open ``job`` beside the open jobs ``holders`` of its key."""
+    where = f" (workflow {job.workflow})" if job.workflow != DEFAULT_WORKFLOW else ""
+    return OpenJobExists(f"job {holders[0]} is already open for {job.client_id} {job.date}{where}", (job.id, *holders))
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,16 @@ class Store(Protocol):
 
         If one has, ``on_open`` is applied to it instead and ``(that job, False)`` is returned;
         otherwise ``(job, True)``. Racing adds for one key create exactly one job.
+        """
+
+    def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
+        """Add jobs exactly as they are (a queue moved from another store), in one step.
+
+        A job whose id the queue holds is skipped, as is an archived job whose id the archive holds
+        (or every archived job, when archiving is off): inserting twice adds nothing the second
+        time. An open job whose key another open job of the queue holds raises
+        :class:`~retryq.errors.OpenJobExists`, and nothing is added. With ``dry_run``, nothing is
+        added either way. The caller makes sure ``jobs`` itself holds one id and one open job per key.
         """
 
     def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:

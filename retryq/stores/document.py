@@ -14,7 +14,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from .. import lifecycle
-from ..errors import InvalidInput, OpenJobExists, QueueCorrupt
+from ..errors import InvalidInput, QueueCorrupt
 from ..models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error
 from ..timeutil import parse_utc
-from .base import ClaimRequest, Finding, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
 
 R = TypeVar("R")
 
@@ -166,6 +166,11 @@ class DocumentStore:
     def _transact(self, transaction: Transaction[R]) -> R:
         raise NotImplementedError
 
+    @property
+    def _archives(self) -> bool:
+        """Whether removed jobs are archived."""
+        raise NotImplementedError
+
     def _read(self) -> list[_Entry]:
         raise NotImplementedError
 
@@ -230,6 +235,20 @@ class DocumentStore:
                 entries[position] = _Entry.of(updated)
                 return (updated, False), _Write(entries, [])
             return (job, True), _Write([*current, _Entry.of(job)], [])
+
+        return self._transact(transaction)
+
+    def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
+        def transaction(current: list[_Entry]) -> tuple[Insertion, _Write | None]:
+            present = {entry.job_id() for entry in current}
+            new = [job for job in jobs if job.id not in present]
+            self._check_one_open_per_key(current, [job for job in new if job.status.is_open])
+            kept = {job.id for job in self.load_archive()} if archived and self._archives else set()
+            new_archived = [job for job in archived if job.id not in kept] if self._archives else []
+            insertion = Insertion(tuple(job.id for job in new), tuple(job.id for job in new_archived))
+            if dry_run or not (new or new_archived):
+                return insertion, None
+            return insertion, _Write([*current, *map(_Entry.of, new)], new_archived)
 
         return self._transact(transaction)
 
@@ -332,12 +351,7 @@ class DocumentStore:
         for job in opened:
             others = [ident for ident in holders.get(job.key, []) if ident != job.id]
             if others:
-                workflow, client, date = job.key
-                raise OpenJobExists(
-                    f"job {others[0]} is already open for {client} {date}"
-                    + (f" (workflow {workflow})" if workflow != DEFAULT_WORKFLOW else ""),
-                    (job.id, *others),
-                )
+                raise open_job_exists(job, others)
 
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[tuple[int, Job]]:
         """The records to claim, oldest ``executeAt`` first, within the request's limits."""
@@ -378,6 +392,10 @@ class MemoryStore(DocumentStore):
         self._entries = [_Entry.of(job) for job in jobs]
         self._archive: list[Job] | None = [] if archive else None
         self._lock = threading.RLock()
+
+    @property
+    def _archives(self) -> bool:
+        return self._archive is not None
 
     def _read(self) -> list[_Entry]:
         with self._lock:

@@ -143,6 +143,10 @@ class JsonFileStore(DocumentStore):
         if not self.path.parent.is_dir():
             raise StoreIOError(f"{self.location}: directory {str(self.path.parent)!r} does not exist")
 
+    @property
+    def _archives(self) -> bool:
+        return self.archive_path is not None
+
     def load_archive(self) -> Iterator[Job]:
         """Archived jobs, the last copy of each id; a torn or foreign line is skipped with a warning."""
         if self.archive_path is None:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "COLUMNS", "condition", "count", "decode", "dumps", "record_of", "search_path", "values_of"]
+__all__ = [
+    "CLAIM",
+    "COLUMNS",
+    "INSERT",
+    "condition",
+    "count",
+    "decode",
+    "dumps",
+    "record_of",
+    "search_path",
+    "values_of",
+]
 
 import json
 import logging
@@ -38,6 +49,15 @@ _OVERLAY = (
 COLUMNS = (
     "id, workflow, client_id, date, status, scheduled_at, execute_at, started_at, finished_at, lease_until, "
     "run_id, owner, workflow_pid, follow_up_minutes, max_attempts, record"
+)
+
+# A new row; a job whose id is there is left alone (the caller tells which by what it returns).
+INSERT = (
+    "INSERT INTO {schema}.jobs (id, workflow, client_id, date, status, scheduled_at, execute_at, started_at, "
+    "finished_at, lease_until, run_id, owner, workflow_pid, follow_up_minutes, max_attempts, record) "
+    "VALUES (%(id)s, %(workflow)s, %(client_id)s, %(date)s, %(status)s, %(scheduled_at)s, %(execute_at)s, "
+    "%(started_at)s, %(finished_at)s, %(lease_until)s, %(run_id)s, %(owner)s, %(workflow_pid)s, "
+    "%(follow_up_minutes)s, %(max_attempts)s, %(record)s) ON CONFLICT DO NOTHING"
 )
 
 # One statement: lock the oldest due jobs of each workflow (up to its free slots) that no other

@@ -12,31 +12,29 @@ from __future__ import annotations
 
 __all__ = ["PostgresStore"]
 
-import contextlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
 from ...address import display_address
 from ...errors import LockTimeout, OpenJobExists, StoreUnavailable
-from ...inprocess import retrying
 from ...models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
 from ...timeutil import utcnow
-from ..base import ClaimRequest, Finding, InvalidJob, JobFilter, Mutation, PruneRule, Tally
-from .queries import CLAIM, COLUMNS, condition, count, decode, dumps, record_of, search_path, values_of
-from .schema import migrate
+from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
+from .connection import Database, first_line
+from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, search_path, values_of
 
 log = logging.getLogger("retryq")
 R = TypeVar("R")
 
 DEFAULT_SCHEMA = "retryq"
+RACE = "a change would open a second job for one workflow, client and date"
 
 
 class PostgresStore:
@@ -64,81 +62,20 @@ class PostgresStore:
         self.lock_timeout = lock_timeout
         self.archive = archive
         self.channel = f"retryq_{self.schema}"
-        self._retry = retrying(
-            max_attempts=connect_attempts,
-            initial_delay=0.5,
-            max_delay=8.0,
-            retry_if=_connection_lost,
-            sleep=sleep,
-            name=f"connecting to {self.location}",
-        )
         self._names = {"schema": sql.Identifier(self.schema)}
-        self._connection: psycopg.Connection[dict[str, Any]] | None = None
-        self._listener: psycopg.Connection[Any] | None = None
-        self._lock = threading.RLock()  # one connection, one transaction at a time
-        self._ready = False
+        self._db = Database(
+            url, self.location, self.schema, lock_timeout=lock_timeout, connect_attempts=connect_attempts, sleep=sleep
+        )
+        self._transact = self._db.transact
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r}, schema={self.schema!r})"
-
-    # -- connections and transactions --------------------------------------------------------
-
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(self.address, row_factory=dict_row, connect_timeout=10)
-        if not self._ready:
-            migrate(self._connection, self.schema, self.location)
-            self._ready = True
-        return self._connection
-
-    def _transact(self, work: Callable[[psycopg.Connection[dict[str, Any]]], R]) -> R:
-        """Run ``work`` in one transaction, again from the start on a new connection if the old one was lost.
-
-        ``work`` only reads and applies pure mutations, so running it again is safe; a commit whose
-        outcome was lost is made again on what it left (claims it made stay claimed until their
-        lease ends, and are then recovered as interrupted).
-        """
-        with self._lock:
-            try:
-                for attempt in self._retry:
-                    with attempt:
-                        connection = self._connect()
-                        try:
-                            with connection.transaction():
-                                connection.execute(
-                                    sql.SQL("SET LOCAL lock_timeout = {}").format(
-                                        sql.Literal(f"{int(self.lock_timeout * 1000)}ms")
-                                    )
-                                )
-                                return work(connection)
-                        except psycopg.OperationalError as error:
-                            if _connection_lost(error):
-                                self._drop()
-                            raise
-            except psycopg.errors.LockNotAvailable:
-                raise LockTimeout(
-                    f"{self.location}: could not lock the jobs within {self.lock_timeout:g}s "
-                    "(another retryq holds them)"
-                ) from None
-            except psycopg.OperationalError as error:
-                raise StoreUnavailable(f"{self.location}: cannot reach the database: {_first_line(error)}") from None
-        raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
-
-    def _drop(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._connection.close()
-        self._connection = None
 
     def _sql(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(**self._names)
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+        self._db.close()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -173,7 +110,7 @@ class PostgresStore:
             try:
                 Job.model_validate(record_of(row))
             except ValueError as error:
-                found.append(InvalidJob(number, row["id"], _first_line(error), self.location))
+                found.append(InvalidJob(number, row["id"], first_line(error), self.location))
         return found
 
     def load_archive(self) -> Iterator[Job]:
@@ -202,17 +139,7 @@ class PostgresStore:
     def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
         def insert(connection: psycopg.Connection[dict[str, Any]]) -> tuple[Job, bool]:
             while True:
-                inserted = connection.execute(
-                    self._sql(
-                        "INSERT INTO {schema}.jobs (id, workflow, client_id, date, status, scheduled_at, execute_at, "
-                        "started_at, finished_at, lease_until, run_id, owner, workflow_pid, follow_up_minutes, "
-                        "max_attempts, record) VALUES (%(id)s, %(workflow)s, %(client_id)s, %(date)s, %(status)s, "
-                        "%(scheduled_at)s, %(execute_at)s, %(started_at)s, %(finished_at)s, %(lease_until)s, "
-                        "%(run_id)s, %(owner)s, %(workflow_pid)s, %(follow_up_minutes)s, %(max_attempts)s, %(record)s) "
-                        "ON CONFLICT DO NOTHING RETURNING id"
-                    ),
-                    values_of(job),
-                ).fetchone()
+                inserted = connection.execute(self._sql(INSERT + " RETURNING id"), values_of(job)).fetchone()
                 if inserted is not None:
                     self._notify_if_due(connection, [job])
                     return job, True
@@ -235,6 +162,29 @@ class PostgresStore:
                 if updated is not found:
                     self._write(connection, [updated])
                 return updated, False
+
+        return self._transact(insert)
+
+    def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
+        def insert(connection: psycopg.Connection[dict[str, Any]]) -> Insertion:
+            # Inserts wait for each other, so that what one reports added is what it added.
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"retryq insert {self.schema}",))
+            present = self._ids(connection, "jobs", [job.id for job in jobs])
+            new = [job for job in jobs if job.id not in present]
+            kept = self._ids(connection, "archive", [job.id for job in archived]) if self.archive else set()
+            new_archived = [job for job in archived if job.id not in kept] if self.archive else []
+            opened = [job for job in new if job.status in OPEN_STATUSES]
+            if opened and (conflict := self._open_job_exists(connection, opened)) is not None:
+                raise conflict
+            if not dry_run:
+                try:
+                    with connection.transaction(), connection.cursor() as cursor:
+                        cursor.executemany(self._sql(INSERT), [values_of(job) for job in new])
+                except psycopg.errors.UniqueViolation:  # an open job added since the check
+                    raise self._open_job_exists(connection, opened) or OpenJobExists(RACE) from None
+                self._archive_rows(connection, new_archived, replace=False)
+                self._notify_if_due(connection, new)
+            return Insertion(tuple(job.id for job in new), tuple(job.id for job in new_archived))
 
         return self._transact(insert)
 
@@ -313,23 +263,8 @@ class PostgresStore:
         return self._transact(prune)
 
     def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
-        """Wait for a schedule's NOTIFY (a job due now) or ``seconds``; a lost listener falls back to waiting."""
-        deadline = utcnow().timestamp() + seconds
-        try:
-            if self._listener is None or self._listener.closed:
-                self._listener = psycopg.connect(self.address, autocommit=True, connect_timeout=10)
-                self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            while not stop.is_set():
-                left = deadline - utcnow().timestamp()
-                if left <= 0:
-                    return
-                for _ in self._listener.notifies(timeout=min(left, 0.5), stop_after=1):
-                    return
-        except psycopg.Error:
-            if self._listener is not None:
-                self._listener.close()
-            self._listener = None
-            stop.wait(max(0.0, deadline - utcnow().timestamp()))
+        """Wait for a schedule's NOTIFY (a job due now), ``stop``, or ``seconds``."""
+        self._db.wait(self.channel, seconds, stop)
 
     # -- the parts of a transaction ------------------------------------------------------------
 
@@ -360,7 +295,7 @@ class PostgresStore:
                 with connection.transaction():  # a savepoint: a key conflict leaves the transaction usable
                     self._write(connection, changed)
             except psycopg.errors.UniqueViolation:
-                raise self._open_job_exists(connection, changed) from None
+                raise self._open_job_exists(connection, changed) or OpenJobExists(RACE) from None
             self._notify_if_due(connection, changed)
         return results
 
@@ -380,17 +315,31 @@ class PostgresStore:
     def _remove(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
         """Remove jobs; with archiving on, they move to the archive in the same transaction."""
         if self.archive:
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    self._sql(
-                        "INSERT INTO {schema}.archive (id, record) VALUES (%s, %s) "
-                        "ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, archived_at = now()"
-                    ),
-                    [(job.id, Json(job.to_json_dict(), dumps=dumps)) for job in jobs],
-                )
+            self._archive_rows(connection, jobs, replace=True)
         connection.execute(self._sql("DELETE FROM {schema}.jobs WHERE id = ANY(%s)"), ([job.id for job in jobs],))
 
-    def _open_job_exists(self, connection: psycopg.Connection[dict[str, Any]], changed: list[Job]) -> OpenJobExists:
+    def _archive_rows(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job], *, replace: bool) -> None:
+        """Archive jobs; a job archived before is replaced by this copy (or, without ``replace``, kept)."""
+        on_conflict = "DO UPDATE SET record = EXCLUDED.record, archived_at = now()" if replace else "DO NOTHING"
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                self._sql(
+                    f"INSERT INTO {{schema}}.archive (id, record) VALUES (%s, %s) ON CONFLICT (id) {on_conflict}"
+                ),
+                [(job.id, Json(job.to_json_dict(), dumps=dumps)) for job in jobs],
+            )
+
+    def _ids(self, connection: psycopg.Connection[dict[str, Any]], table: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the table holds."""
+        if not ids:
+            return set()
+        rows = connection.execute(self._sql(f"SELECT id FROM {{schema}}.{table} WHERE id = ANY(%s)"), (ids,))
+        return {row["id"] for row in rows}
+
+    def _open_job_exists(
+        self, connection: psycopg.Connection[dict[str, Any]], changed: list[Job]
+    ) -> OpenJobExists | None:
+        """The error naming an open job of the queue that holds the key of an open job of ``changed``, if any."""
         for job in changed:
             holder = connection.execute(
                 self._sql(
@@ -400,21 +349,11 @@ class PostgresStore:
                 (*job.key, job.id),
             ).fetchone()
             if holder is not None and job.status in OPEN_STATUSES:
-                return OpenJobExists(
-                    f"job {holder['id']} is already open for {job.client_id} {job.date}", (job.id, holder["id"])
-                )
-        return OpenJobExists("a change would open a second job for one workflow, client and date")
+                return open_job_exists(job, [holder["id"]])
+        return None
 
     def _notify_if_due(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
         """Wake idle workers (LISTEN) when a job is due now; one sent at commit, whatever the number."""
         now = utcnow()
         if any(job.status is JobStatus.PENDING and job.execute_at <= now for job in jobs):
             connection.execute("SELECT pg_notify(%s, 'due')", (self.channel,))
-
-
-def _connection_lost(error: BaseException) -> bool:
-    return isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.LockNotAvailable)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,132 @@
+"""A PostgreSQL queue's connections: transactions run again on a new connection when one is lost
+(a few times, with backoff, by the in-process toolkit), and a listener for the queue's channel."""
+
+from __future__ import annotations
+
+__all__ = ["Database", "first_line"]
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ...errors import LockTimeout, StoreUnavailable
+from ...inprocess import retrying
+from .schema import migrate
+
+R = TypeVar("R")
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+class Database:
+    """One connection at a time to the database at ``url`` (shown as ``location``), its schema ready."""
+
+    def __init__(
+        self,
+        url: str,
+        location: str,
+        schema: str,
+        *,
+        lock_timeout: float,
+        connect_attempts: int,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.url, self.location, self.schema, self.lock_timeout = url, location, schema, lock_timeout
+        self._retry = retrying(
+            max_attempts=connect_attempts,
+            initial_delay=0.5,
+            max_delay=8.0,
+            retry_if=connection_lost,
+            sleep=sleep,
+            name=f"connecting to {location}",
+        )
+        self._connection: Connection | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._lock = threading.RLock()  # one connection, one transaction at a time
+        self._ready = False
+
+    def _connect(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
+        if not self._ready:
+            migrate(self._connection, self.schema, self.location)
+            self._ready = True
+        return self._connection
+
+    def transact(self, work: Callable[[Connection], R]) -> R:
+        """Run ``work`` in one transaction, again from the start on a new connection if the old one was lost.
+
+        ``work`` only reads and applies pure mutations, so running it again is safe; a commit whose
+        outcome was lost is made again on what it left (claims it made stay claimed until their
+        lease ends, and are then recovered as interrupted).
+        """
+        with self._lock:
+            try:
+                for attempt in self._retry:
+                    with attempt:
+                        connection = self._connect()
+                        try:
+                            with connection.transaction():
+                                connection.execute(
+                                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                                        sql.Literal(f"{int(self.lock_timeout * 1000)}ms")
+                                    )
+                                )
+                                return work(connection)
+                        except psycopg.OperationalError as error:
+                            if connection_lost(error):
+                                self._drop()
+                            raise
+            except psycopg.errors.LockNotAvailable:
+                raise LockTimeout(
+                    f"{self.location}: could not lock the jobs within {self.lock_timeout:g}s "
+                    "(another retryq holds them)"
+                ) from None
+            except psycopg.OperationalError as error:
+                raise StoreUnavailable(f"{self.location}: cannot reach the database: {first_line(error)}") from None
+        raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+    def wait(self, channel: str, seconds: float, stop: threading.Event) -> None:
+        """Wait for a NOTIFY on ``channel``, ``stop``, or ``seconds``; a lost listener falls back to waiting."""
+        deadline = time.monotonic() + seconds
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            while not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                for _ in self._listener.notifies(timeout=min(left, 0.5), stop_after=1):
+                    return
+        except psycopg.Error:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            stop.wait(max(0.0, deadline - time.monotonic()))
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.close()
+        self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+
+def connection_lost(error: BaseException) -> bool:
+    return isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.LockNotAvailable)
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
