@@ -27,13 +27,13 @@ from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
 
 from .address import is_database_url
 from .backoff import Backoff, constant, exponential, jitter, linear
 from .commands import split_command
 from .errors import ConfigError, InvalidInput
-from .inconsistency import InconsistencyThresholds
+from .inconsistency import DelayPolicy, InconsistencyThresholds, parse_delay_policy
 from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
 from .timeutil import format_duration, named_zone, parse_duration
 
@@ -115,7 +115,7 @@ class WorkflowSection(_WorkflowFields):
 class ReportSection(_Section):
     max_missing: Annotated[int, Field(ge=0)] = 3
     max_ratio: Annotated[float, Field(ge=0, le=1)] = 0.005
-    delay: Annotated[int, Field(ge=0, le=30 * 24 * 60)] = 60
+    delay: Annotated[DelayPolicy, PlainValidator(parse_delay_policy)] = DelayPolicy()  # minutes, per status, bands
 
 
 class FileConfig(_WorkflowFields):

@@ -14,6 +14,7 @@ __all__ = [
     "MAX_ATTEMPTS",
     "OPEN_STATUSES",
     "Attempt",
+    "Detection",
     "Job",
     "JobKey",
     "JobStatus",
@@ -35,7 +36,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import date as date_type
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -221,6 +222,20 @@ class Attempt(_Record):
     output_tail: str | None = None
 
 
+class Detection(_Record):
+    """The verdict of ``report`` that asked for a chain's retry, and the delay it chose (the first one is kept)."""
+
+    model_config = ConfigDict(extra="allow")  # as for jobs: keys of a later version are kept on rewrite
+
+    status: Literal["OK", "DEGRADED", "ERROR"]
+    total: int = Field(ge=0)
+    missing: int = Field(ge=0)
+    ratio: float = Field(ge=0, le=1)
+    delay_minutes: int = Field(ge=0, le=30 * 24 * 60)
+    reason: str | None = None  # why that delay ("delay for ERROR"); None when the one configured delay applied
+    attempt: int = Field(default=1, ge=1)  # the retry it scheduled: 1 when the verdict started the chain
+
+
 class Job(_Record):
     """A deferred run of one workflow for one client and date, and its attempts so far."""
 
@@ -250,6 +265,8 @@ class Job(_Record):
     workflow_pid: int | None = Field(default=None, gt=1)  # a process group; 0, 1 and negatives mean others
     follow_up_minutes: int | None = Field(default=None, ge=0, le=30 * 24 * 60)
     history: tuple[Attempt, ...] = ()
+    # None for chains scheduled without `report` (and in files written before it was recorded).
+    detection: Detection | None = None
 
     @model_validator(mode="before")
     @classmethod

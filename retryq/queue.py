@@ -20,7 +20,7 @@ from .stores import JobFilter, Store, open_store
 from .timeutil import format_utc, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
-    from .inconsistency import Assessment
+    from .inconsistency import Assessment, Decision
 
 log = logging.getLogger("retryq")
 
@@ -35,12 +35,13 @@ class ScheduleResult:
     already there (nothing added); ``follow_up``: that job is running right now, and its next
     attempt was requested for when the run ends. ``next_due`` is when the job runs next: its
     ``executeAt``, or for a follow-up the earliest time of the next attempt (None when the
-    running attempt is the last: the job will end failed).
+    running attempt is the last: the job will end failed). ``reason``: why that delay, when a verdict chose it.
     """
 
     job: Job
     outcome: Literal["created", "exists", "follow_up"]
     next_due: datetime | None = None
+    reason: str = ""
 
     @property
     def created(self) -> bool:
@@ -50,26 +51,29 @@ class ScheduleResult:
         """One line saying what was done, for logs (``limit``: the job's number of attempts)."""
         job = self.job
         if self.outcome == "created":
+            why = f" ({self.reason})" if self.reason else ""
             return (
-                f"retry scheduled in {job.delay_minutes} minutes: job {job.id}, due {format_utc(job.execute_at)}, "
+                f"retry scheduled in {job.delay_minutes} minutes{why}: job {job.id}, due {format_utc(job.execute_at)}, "
                 f"attempt {job.attempt} of {limit}"
             )
         if self.outcome == "exists":
             return f"a retry is already pending: job {job.id}, due {format_utc(job.execute_at)}; nothing added"
         if self.next_due is None:
             return f"running its last attempt ({job.attempt} of {limit}): job {job.id} will end failed"
+        why = f", {self.reason}" if self.reason else ""
         return (
             f"running now: attempt {job.attempt + 1} of {limit} will be due {format_utc(self.next_due)} at the "
-            f"earliest ({job.follow_up_minutes} minutes after this one; job {job.id})"
+            f"earliest ({job.follow_up_minutes} minutes after this one{why}; job {job.id})"
         )
 
 
 @dataclass(frozen=True)
 class FetchReport:
-    """What :meth:`RetryQueue.report_fetch` found and did: the assessment, and the retry if one was needed."""
+    """What :meth:`RetryQueue.report_fetch` found and did: the assessment, the retry and the delay chosen for it."""
 
     assessment: Assessment
     retry: ScheduleResult | None
+    decision: Decision | None = None  # None when nothing is missing; a retry already pending keeps its own time
 
     @property
     def delay_minutes(self) -> int | None:
@@ -185,20 +189,31 @@ class RetryQueue:
     ) -> FetchReport:
         """Judge a fetch (``fetched`` of ``total``) and schedule a retry whenever something is missing.
 
-        The delay defaults to ``[report] delay`` of the config (60 minutes). Called from inside a
-        retry run, the retry becomes that run's follow-up, so the chain goes on without a duplicate.
-        Logs one line on the ``retryq`` logger: INFO when complete, WARNING when something is
-        missing within the tolerance (or the source returned more than it announced), ERROR beyond it.
+        Without ``delay``, ``[report] delay`` picks it for the verdict; from inside a retry run, the retry is that
+        run's follow-up (no duplicate), spaced by the workflow's backoff (:func:`~retryq.inconsistency.decide_delay`).
+        The chain's first verdict is recorded on its job. Logs one line on the ``retryq`` logger: INFO when
+        complete, WARNING when something is missing within the tolerance (or more came than announced), ERROR beyond.
         """
-        from .inconsistency import FetchStatus, assess
+        from .inconsistency import Decision, FetchStatus, assess, decide_delay, record_detection
 
         JobKey.of(client, date)  # refused before anything is judged
         assessment = assess(total, fetched, self.config.thresholds)
-        retry = None
+        retry = decision = None
         if assessment.needs_retry:
-            wait = self.config.thresholds.delay if delay is None else delay
-            retry = self.schedule(client, date, wait, workflow=workflow, now=now)
-        report = FetchReport(assessment, retry)
+            settings = self.config.scheduling_workflow(workflow)
+            # The retry is the next attempt of a run in progress for this key (a follow-up), else the first.
+            running = self.store.load(JobFilter.of(status="running", workflow=settings.name, client=client, date=date))
+            attempt = running[0].attempt + 1 if running else 1
+            if delay is None:
+                decision = decide_delay(assessment, self.config.thresholds.policy, attempt, settings.backoff)
+            else:
+                decision = Decision(parse_delay(delay), "as asked")
+            retry = self.schedule(client, date, decision.minutes, workflow=workflow, now=now)
+            if retry.outcome != "exists":  # a pending retry keeps what it was scheduled with
+                mark = record_detection(assessment, decision, retry.job.attempt + int(retry.outcome == "follow_up"))
+                marked = self.store.update({retry.job.id: mark}).get(retry.job.id)
+                retry = replace(retry, job=marked or retry.job, reason=decision.reason)
+        report = FetchReport(assessment, retry, decision)
         level = {FetchStatus.OK: logging.INFO, FetchStatus.DEGRADED: logging.WARNING, FetchStatus.ERROR: logging.ERROR}
         text = assessment.describe()
         if retry is not None:

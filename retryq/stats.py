@@ -4,15 +4,19 @@ A chain is one job: an inconsistency detected at ``scheduled_at``, then attempts
 is resolved at retry *n* when it completed with ``attempt == n``, persistent when it failed, open
 while pending or running. These are the follow-up metrics of the original BOAMP retry, computed from the queue and
 its archive. Besides the totals, the result breaks the chains down by day of detection and by
-client, and bins the times to resolution, so that a report or a dashboard never counts again.
+client, by status at detection (what ``report`` judged when it asked for the chain), and bins the
+times to resolution, so that a report or a dashboard never counts again.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "UNKNOWN_STATUS",
     "DayCounts",
     "DelayBin",
     "ResolutionStats",
+    "detection_status",
+    "format_by_status",
     "format_stats",
     "job_history",
     "latest_copies",
@@ -41,6 +45,9 @@ _BIN_WIDTHS = tuple(
     timedelta(seconds=seconds) // _MICROSECOND for seconds in (*_BIN_SECONDS, *(60 * m for m in _BIN_MINUTES))
 )
 _MAX_BINS = 12
+#: The group of chains whose job records no verdict: scheduled without ``report`` (or before verdicts were kept).
+UNKNOWN_STATUS = "unknown"
+_STATUS_ORDER = ("OK", "DEGRADED", "ERROR", UNKNOWN_STATUS)
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,8 @@ class DelayBin:
 class ResolutionStats:
     """Counts of retry chains by how they ended, and the time they took to resolve.
 
-    ``by_day``, ``by_client`` and ``delay_histogram`` break the same chains down; the
-    statistics of each client carry no breakdown of their own.
+    ``by_day``, ``by_client``, ``by_status`` and ``delay_histogram`` break the same chains down;
+    the statistics of each client or status carry no breakdown of their own.
     """
 
     chains: int
@@ -96,6 +103,8 @@ class ResolutionStats:
     by_day: tuple[DayCounts, ...] = ()  # every UTC day from the first detection to today, in order
     by_client: Mapping[str, ResolutionStats] = field(default_factory=dict)  # most chains first, then by name
     delay_histogram: tuple[DelayBin, ...] = ()  # contiguous bins from 0 (or the lowest delay) to the max
+    #: Status at detection (OK, DEGRADED, ERROR, then "unknown") -> its chains' statistics; groups with chains only.
+    by_status: Mapping[str, ResolutionStats] = field(default_factory=dict)
 
     @property
     def resolved(self) -> int:
@@ -112,6 +121,7 @@ class ResolutionStats:
         if breakdowns:
             data["byDay"] = [day.to_json_dict() for day in self.by_day]
             data["byClient"] = {client: stats._summary_json() for client, stats in self.by_client.items()}
+            data["byStatus"] = {status: stats._summary_json() for status, stats in self.by_status.items()}
             data["delayHistogram"] = [bin_.to_json_dict() for bin_ in self.delay_histogram]
         return data
 
@@ -187,8 +197,10 @@ def resolution_stats(
     """
     chains = select_chains(jobs, now=now, since=since, client=client, workflow=workflow)
     per_client: defaultdict[str, list[Job]] = defaultdict(list)
+    per_status: defaultdict[str, list[Job]] = defaultdict(list)
     for job in chains:
         per_client[job.client_id].append(job)
+        per_status[detection_status(job)].append(job)
     ranked = sorted(per_client.items(), key=lambda item: (-len(item[1]), item[0]))
     summary = _summarize(chains)
     return ResolutionStats(
@@ -196,7 +208,15 @@ def resolution_stats(
         by_day=_by_day(chains, today=now.astimezone(timezone.utc).date()),
         by_client={name: ResolutionStats(**_summarize(jobs_of)) for name, jobs_of in ranked},
         delay_histogram=_histogram(_delays(chains)),
+        by_status={
+            name: ResolutionStats(**_summarize(per_status[name])) for name in _STATUS_ORDER if name in per_status
+        },
     )
+
+
+def detection_status(job: Job) -> str:
+    """The status ``report`` judged when it asked for ``job``'s chain: OK, DEGRADED, ERROR, or "unknown"."""
+    return job.detection.status if job.detection is not None else UNKNOWN_STATUS
 
 
 def format_stats(stats: ResolutionStats) -> list[str]:
@@ -219,6 +239,16 @@ def format_stats(stats: ResolutionStats) -> list[str]:
             f"time to resolution: mean {format_duration(stats.delay_mean)}, "
             f"median {format_duration(stats.delay_median)}, max {format_duration(stats.delay_max)}"
         )
+    return lines
+
+
+def format_by_status(stats: ResolutionStats) -> list[str]:
+    """The statistics of each status at detection, as indented blocks under a heading, for ``stats --by status``."""
+    lines = ["by status at detection:" + ("" if stats.by_status else " no chains")]
+    for status, group in stats.by_status.items():
+        label = "unknown (scheduled without report)" if status == UNKNOWN_STATUS else status
+        lines.append(f"{label}: {group.chains} {'chain' if group.chains == 1 else 'chains'}")
+        lines += [f"  {line}" for line in format_stats(group)[1:]]  # the count is on the heading
     return lines
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
@@ -49,7 +50,7 @@ def test_a_critical_inconsistency_exits_3_and_still_schedules(cli: CliRunner) ->
     assert result.exit_code == 3
     assert lines(result.stdout)[0].startswith(
         "balthazar 2025-12-19 error: ERROR: 50 of 650 missing (7.69%), beyond the threshold "
-        "(more than 3 and more than 0.50%); retry scheduled in 90 minutes: "
+        "(more than 3 and more than 0.50%); retry scheduled in 90 minutes (as asked): "
     )
     [job] = json.loads(Path(".retry-queue.json").read_text())
     assert job["delayMinutes"] == 90
@@ -108,7 +109,7 @@ exec retryq report "$1" "$2" --total 650 --fetched "$fetched" --delay 0
     result = invoke(cli, "process", env=env)
     assert result.exit_code == 0, result.output
     assert "running now: attempt 2 of 3 will be due " in result.stdout
-    assert "at the earliest (0 minutes after this one; job " in result.stdout
+    assert "at the earliest (0 minutes after this one, as asked; job " in result.stdout
     again = invoke(cli, "process", env=env)  # the next cron tick runs attempt 2
     assert again.exit_code == 0, again.output
     [job] = JsonFileStore(".retry-queue.json").load()
@@ -162,3 +163,90 @@ def test_report_fetch_logs_what_the_command_prints(tmp_path: Path, caplog: pytes
         "DEGRADED: 3 of 650 missing (0.46%), tolerated (at most 3, or at most 0.50%); retry scheduled in 60 "
         f"minutes: job {report.retry.job.id}, due {format_utc(report.next_due)}, attempt 1 of 3",
     )
+
+
+# -- adaptive delays -------------------------------------------------------------------------------------
+
+BY_STATUS = '[report]\ndelay = { degraded = "60m", error = "20m" }\n'
+
+
+@freeze_time("2025-12-19T10:00:00Z")
+def test_a_degraded_and_an_error_fetch_are_scheduled_at_their_configured_delays(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text(BY_STATUS)
+    degraded = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "647")
+    error = invoke(cli, "report", "acme", "2025-12-19", "--total", "650", "--fetched", "600")
+    assert (degraded.exit_code, error.exit_code) == (0, 3)
+    jobs = {job["clientId"]: job for job in json.loads(Path(".retry-queue.json").read_text())}
+    assert {client: (job["delayMinutes"], job["executeAt"]) for client, job in jobs.items()} == {
+        "balthazar": (60, "2025-12-19T11:00:00.000Z"),
+        "acme": (20, "2025-12-19T10:20:00.000Z"),
+    }
+    assert degraded.stdout == (
+        "2025-12-19T10:00:00.000Z balthazar 2025-12-19 warning: DEGRADED: 3 of 650 missing (0.46%), tolerated "
+        "(at most 3, or at most 0.50%); retry scheduled in 60 minutes (delay for DEGRADED): "
+        f"job {jobs['balthazar']['id']}, due 2025-12-19T11:00:00.000Z, attempt 1 of 3\n"
+    )
+    assert error.stdout == (
+        "2025-12-19T10:00:00.000Z acme 2025-12-19 error: ERROR: 50 of 650 missing (7.69%), beyond the threshold "
+        "(more than 3 and more than 0.50%); retry scheduled in 20 minutes (delay for ERROR): "
+        f"job {jobs['acme']['id']}, due 2025-12-19T10:20:00.000Z, attempt 1 of 3\n"
+    )
+    assert jobs["acme"]["detection"] == {
+        "status": "ERROR",
+        "total": 650,
+        "missing": 50,
+        "ratio": 50 / 650,
+        "delayMinutes": 20,
+        "reason": "delay for ERROR",
+        "attempt": 1,
+    }
+
+
+@freeze_time("2025-12-19T10:00:00Z")
+def test_bands_of_missing_ratio_from_the_config(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text(
+        '[report]\ndelay = [ { up_to = 0.005, delay = "60m" }, { up_to = 0.05, delay = "30m" }, { delay = "15m" } ]\n'
+    )
+    for client, fetched in [("a", 648), ("b", 630), ("c", 600)]:
+        invoke(cli, "report", client, "2025-12-19", "--total", "650", "--fetched", str(fetched))
+    jobs = json.loads(Path(".retry-queue.json").read_text())
+    assert [(job["clientId"], job["delayMinutes"], job["detection"]["reason"]) for job in jobs] == [
+        ("a", 60, "delay for missing up to 0.5%"),
+        ("b", 30, "delay for missing up to 5%"),
+        ("c", 15, "delay for missing over 5%"),
+    ]
+
+
+def test_the_delay_option_still_overrides_the_policy(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text(BY_STATUS)
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "600", "--delay", "5")
+    assert "; retry scheduled in 5 minutes (as asked): job " in result.stdout
+    [job] = json.loads(Path(".retry-queue.json").read_text())
+    assert (job["delayMinutes"], job["detection"]["delayMinutes"], job["detection"]["reason"]) == (5, 5, "as asked")
+
+
+def test_the_decision_in_detail_and_in_json(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text(BY_STATUS)
+    verbose = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "600", "--verbose")
+    [job] = json.loads(Path(".retry-queue.json").read_text())
+    assert lines(verbose.stdout)[-1] == (
+        f"balthazar 2025-12-19 retry scheduled in 20 minutes (delay for ERROR): job {job['id']}, "
+        f"due {job['executeAt']}, attempt 1 of 3"
+    )
+    printed = json.loads(
+        invoke(cli, "report", "acme", "2025-12-19", "--total", "650", "--fetched", "649", "--json").stdout
+    )
+    assert printed["decision"] == {"delayMinutes": 60, "reason": "delay for DEGRADED"}
+    assert printed["retry"]["job"]["detection"]["status"] == "DEGRADED"
+    complete = invoke(cli, "report", "acme", "2025-12-20", "--total", "650", "--fetched", "650", "--json")
+    assert json.loads(complete.stdout)["decision"] is None
+
+
+def test_a_nonsensical_delay_in_the_config_is_one_line_and_exit_78(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text('[report]\ndelay = [ { delay = "15m" }, { up_to = 0.05, delay = "30m" } ]\n')
+    result = invoke(cli, "report", "balthazar", "2025-12-19", "--total", "650", "--fetched", "600")
+    assert result.exit_code == 78
+    assert result.stderr == (
+        "retryq: error: retryq.toml: report.delay: band 1: only the last band may leave out up_to\n"
+    )
+    assert not Path(".retry-queue.json").exists()

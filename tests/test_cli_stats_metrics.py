@@ -106,3 +106,37 @@ def test_since_without_a_unit_means_days(cli: CliRunner) -> None:
     assert json.loads(invoke(cli, "stats", "--since", "1", "--json").stdout)["chains"] == 1
     assert json.loads(invoke(cli, "stats", "--since", "3", "--json").stdout)["chains"] == 4
     assert json.loads(invoke(cli, "stats", "--since", "99999999d", "--json").stdout)["chains"] == 4
+
+
+def test_stats_by_status_at_detection(cli: CliRunner) -> None:
+    """Chains from `report` carry the verdict that started them; the others are "unknown"."""
+    recorded_history()  # four chains scheduled without report
+    invoke(cli, "report", "e", "2025-12-19", "--total", "650", "--fetched", "600")
+    invoke(cli, "report", "f", "2025-12-19", "--total", "650", "--fetched", "648")
+    result = invoke(cli, "stats", "--by", "status")
+    assert result.exit_code == 0
+    text = result.stdout.splitlines()
+    assert text[: text.index("by status at detection:")] == invoke(cli, "stats").stdout.splitlines()
+    headings = [line for line in text if not line.startswith("  ")][text.index("by status at detection:") :]
+    assert headings == [
+        "by status at detection:",
+        "DEGRADED: 1 chain",
+        "ERROR: 1 chain",
+        "unknown (scheduled without report): 4 chains",
+    ]
+    data = json.loads(invoke(cli, "stats", "--json").stdout)
+    assert {status: group["chains"] for status, group in data["byStatus"].items()} == {
+        "DEGRADED": 1,
+        "ERROR": 1,
+        "unknown": 4,
+    }
+    assert data["byStatus"]["unknown"]["resolvedByAttempt"] == {
+        "1": {"count": 1, "percent": 25.0},
+        "2": {"count": 1, "percent": 25.0},
+    }
+    assert json.loads(invoke(cli, "stats", "--by", "status", "--json").stdout)["byStatus"] == data["byStatus"]
+
+
+def test_stats_by_something_else_is_refused(cli: CliRunner) -> None:
+    result = invoke(cli, "stats", "--by", "client")
+    assert (result.exit_code, result.stderr) == (2, "retryq: error: unknown breakdown 'client' (known: status)\n")

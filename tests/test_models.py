@@ -115,3 +115,27 @@ def test_label_names_client_date_and_attempt() -> None:
 def test_key_is_workflow_client_and_date() -> None:
     assert make_job().key == ("default", "balthazar", "2025-12-19")
     assert make_job(scheduled_at=T0).key == make_job(scheduled_at=T0 + timedelta(days=1)).key
+
+
+DETECTION = {"status": "ERROR", "total": 650, "missing": 50, "ratio": 50 / 650, "delayMinutes": 20, "attempt": 1}
+
+
+def test_the_verdict_at_detection_is_optional_and_round_trips() -> None:
+    [raw] = json.loads(LEGACY_FILE)
+    assert Job.model_validate(raw).detection is None  # files without the key load
+    job = Job.model_validate({**make_job().to_json_dict(), "detection": {**DETECTION, "reason": "delay for ERROR"}})
+    assert job.detection is not None
+    assert (job.detection.status, job.detection.delay_minutes, job.detection.reason) == ("ERROR", 20, "delay for ERROR")
+    assert job.to_json_dict()["detection"] == {**DETECTION, "reason": "delay for ERROR"}
+    # A key written by a later version inside the record is kept too.
+    later = Job.model_validate({**make_job().to_json_dict(), "detection": {**DETECTION, "source": "boamp"}})
+    assert later.to_json_dict()["detection"]["source"] == "boamp"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("status", "LATE"), ("status", "error"), ("missing", -1), ("ratio", 1.5), ("delayMinutes", -1), ("attempt", 0)],
+)
+def test_an_invalid_verdict_is_refused(key: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        Job.model_validate({**make_job().to_json_dict(), "detection": {**DETECTION, key: value}})

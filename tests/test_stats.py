@@ -9,11 +9,13 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.models import Job, JobStatus
+from retryq.models import Detection, Job, JobStatus
 from retryq.stats import (
     DayCounts,
     DelayBin,
     ResolutionStats,
+    detection_status,
+    format_by_status,
     format_stats,
     job_history,
     resolution_stats,
@@ -291,6 +293,7 @@ def test_no_chains_no_breakdowns() -> None:
         "byDay": [],
         "byClient": {},
         "delayHistogram": [],
+        "byStatus": {},
     }
 
 
@@ -328,3 +331,87 @@ def test_stats_json_prints_the_breakdowns(cli: CliRunner) -> None:
     assert sum(day["chains"] for day in data["byDay"]) == 1
     assert data["byClient"]["balthazar"]["delaySeconds"]["mean"] == 3660.0
     assert data["delayHistogram"][-1] == {"fromSeconds": 3600.0, "toSeconds": 4200.0, "count": 1}
+
+
+# -- by status at detection ----------------------------------------------------------------------------------
+
+
+def detected(status: str, missing: int = 50, delay: int = 20) -> Detection:
+    return Detection(status=status, total=650, missing=missing, ratio=missing / 650, delay_minutes=delay)  # type: ignore[arg-type]
+
+
+def by_status_example() -> list[Job]:
+    """Three DEGRADED chains (2 resolved at retry 1, 1 open), two ERROR (1 at retry 2, 1 failed), one unknown."""
+    return [
+        chain("d1", JobStatus.COMPLETED, took=minutes(60), detection=detected("DEGRADED", 3, 60)),
+        chain("d2", JobStatus.COMPLETED, took=minutes(70), detection=detected("DEGRADED", 2, 60)),
+        chain("d3", JobStatus.PENDING, detection=detected("DEGRADED", 1, 60)),
+        chain("e1", JobStatus.COMPLETED, attempt=2, took=minutes(40), detection=detected("ERROR")),
+        chain("e2", JobStatus.FAILED, attempt=3, took=minutes(60), detection=detected("ERROR")),
+        chain("s1", JobStatus.CANCELLED),  # scheduled with `schedule`: no verdict recorded
+    ]
+
+
+def test_chains_are_grouped_by_their_status_at_detection() -> None:
+    jobs = by_status_example()
+    stats = resolution_stats(jobs, now=NOW)
+    assert [detection_status(job) for job in jobs] == ["DEGRADED"] * 3 + ["ERROR"] * 2 + ["unknown"]
+    assert list(stats.by_status) == ["DEGRADED", "ERROR", "unknown"]  # by severity, unknown last
+    degraded, error, unknown = stats.by_status.values()
+    assert (degraded.chains, degraded.resolved_by_attempt, degraded.open) == (3, {1: 2}, 1)
+    assert degraded.delay_mean == minutes(65)
+    assert (error.chains, error.resolved_by_attempt, error.persistent, error.delay_max) == (2, {2: 1}, 1, minutes(40))
+    assert (unknown.chains, unknown.cancelled) == (1, 1)
+    assert sum(group.chains for group in stats.by_status.values()) == stats.chains
+    for group in stats.by_status.values():
+        assert (group.by_day, group.by_client, group.by_status, group.delay_histogram) == ((), {}, {}, ())
+
+
+def test_each_status_group_counts_as_its_chains_alone_would() -> None:
+    jobs = by_status_example()
+    stats = resolution_stats(jobs, now=NOW, since=timedelta(days=2), client="balthazar")
+    for status, group in stats.by_status.items():
+        alone = resolution_stats([job for job in jobs if detection_status(job) == status], now=NOW)
+        assert group.to_json_dict() == alone.to_json_dict()
+
+
+def test_groups_follow_the_filters_and_leave_out_empty_statuses() -> None:
+    jobs = [*by_status_example(), chain("x", JobStatus.COMPLETED, client_id="acme", detection=detected("OK", 0, 0))]
+    assert list(resolution_stats(jobs, now=NOW).by_status) == ["OK", "DEGRADED", "ERROR", "unknown"]
+    assert list(resolution_stats(jobs, now=NOW, client="acme").by_status) == ["OK"]
+    assert resolution_stats([], now=NOW).by_status == {}
+
+
+def test_the_groups_as_json_add_a_key_and_keep_the_others() -> None:
+    stats = resolution_stats(by_status_example(), now=NOW)
+    data = stats.to_json_dict(breakdowns=True)
+    assert list(data["byStatus"]) == ["DEGRADED", "ERROR", "unknown"]
+    assert data["byStatus"]["ERROR"] == stats.by_status["ERROR"].to_json_dict()
+    assert data["byStatus"]["ERROR"]["resolvedByAttempt"] == {"2": {"count": 1, "percent": 50.0}}
+    assert set(data) == {*stats.to_json_dict(), "byDay", "byClient", "delayHistogram", "byStatus"}
+    assert "byStatus" not in stats.to_json_dict()  # the summary keeps its keys
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_the_groups_as_text() -> None:
+    assert format_by_status(resolution_stats(by_status_example(), now=NOW)) == [
+        "by status at detection:",
+        "DEGRADED: 3 chains",
+        "  resolved at retry 1: 2 (66.7%)",
+        "  persistent (failed): 0 (0.0%)",
+        "  still open: 1",
+        "  cancelled: 0",
+        "  time to resolution: mean 1h5m, median 1h5m, max 1h10m",
+        "ERROR: 2 chains",
+        "  resolved at retry 2: 1 (50.0%)",
+        "  persistent (failed): 1 (50.0%)",
+        "  still open: 0",
+        "  cancelled: 0",
+        "  time to resolution: mean 40m, median 40m, max 40m",
+        "unknown (scheduled without report): 1 chain",
+        "  persistent (failed): 0 (0.0%)",
+        "  still open: 0",
+        "  cancelled: 1",
+        "  time to resolution: none resolved",
+    ]
+    assert format_by_status(resolution_stats([], now=NOW)) == ["by status at detection: no chains"]

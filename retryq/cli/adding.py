@@ -124,7 +124,8 @@ def report(
     total: Annotated[int, typer.Option("--total", min=0, help="How many results the source announced.")],
     fetched: Annotated[int, typer.Option("--fetched", min=0, help="How many results were actually fetched.")],
     delay: Annotated[
-        str | None, typer.Option("--delay", help="Minutes before the retry [default: [report] delay, 60].")
+        str | None,
+        typer.Option("--delay", help="Minutes before the retry, whatever the verdict [default: [report] delay, 60]."),
     ] = None,
     workflow: WorkflowOption = None,
     as_json: JsonOption = False,
@@ -134,7 +135,8 @@ def report(
 
     Missing = total - fetched. Nothing missing: OK. At most 3 missing, or at most 0.5% of the
     total: DEGRADED (tolerated). More: ERROR (critical). A retry is scheduled whenever something
-    is missing. Exits 0 for OK and DEGRADED, 3 for ERROR so that the fetcher can fail fast. More
+    is missing, after the delay `[report] delay` gives for the verdict (or --delay); the line
+    says why. Exits 0 for OK and DEGRADED, 3 for ERROR so that the fetcher can fail fast. More
     fetched than announced is a warning, schedules nothing and exits 0.
 
     \b
@@ -150,10 +152,13 @@ def report(
         with LogOutput():  # the one line the library logs
             result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
     if as_json:
-        retry = result.retry
+        retry, decision = result.retry, result.decision
         echo_json(
             {
                 **result.assessment.to_json_dict(),
+                "decision": None
+                if decision is None
+                else {"delayMinutes": decision.minutes, "reason": decision.reason or None},
                 "retry": None
                 if retry is None
                 else {

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ConfigError, ExitCode
+from ..errors import ConfigError, ExitCode, InvalidInput
 from ..timeutil import parse_duration, utcnow
 from ._app import (
     ChainsSinceOption,
@@ -26,6 +26,14 @@ def stats(
     since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="status: also break the figures down by the status `report` judged at detection "
+            "(DEGRADED, ERROR; unknown: scheduled without report). --json always has byStatus.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """How inconsistencies resolve: at which retry, how many persist, how long it takes.
@@ -36,10 +44,13 @@ def stats(
     \b
     Example:
         retryq stats --since 30d
+        retryq stats --by status
         retryq stats --client balthazar --json
     """
-    from ..stats import format_stats, job_history, resolution_stats
+    from ..stats import format_by_status, format_stats, job_history, resolution_stats
 
+    if by not in (None, "status"):
+        raise InvalidInput(f"unknown breakdown {by!r} (known: status)")
     queue = open_queue(ctx)
     jobs = job_history(queue.store)
     window = parse_duration(since, unit="d") if since is not None else None
@@ -47,7 +58,7 @@ def stats(
     if as_json:
         echo_json(result.to_json_dict(breakdowns=True))
         return
-    for line in format_stats(result):
+    for line in format_stats(result) + (format_by_status(result) if by == "status" else []):
         typer.echo(line)
 
 
