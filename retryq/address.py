@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["display_address", "is_database_url"]
+__all__ = ["display_address", "is_database_url", "without_secrets"]
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 _DATABASE_SCHEMES = ("postgresql://", "postgres://")
 
@@ -26,3 +26,16 @@ def display_address(address: str) -> str:
         netloc = f"{credentials.split(':', 1)[0]}@{host}"
     query = "&".join(item for item in parts.query.split("&") if item and not item.startswith("password="))
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def without_secrets(text: str, address: str) -> str:
+    """``text`` (an error message of a driver, say) with the password of ``address`` masked wherever it appears."""
+    if not is_database_url(address):
+        return text
+    parts = urlsplit(address)
+    secrets = [parts.password or ""]
+    secrets += [value for key, value in parse_qsl(parts.query) if key == "password"]
+    for secret in filter(None, secrets):
+        for form in {secret, unquote(secret)}:
+            text = text.replace(form, "***")
+    return text

@@ -31,6 +31,7 @@ __all__ = [
 
 import enum
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Iterable
@@ -200,6 +201,10 @@ class _Record(BaseModel):
         """The record as the queue file stores it (camelCase keys, UTC timestamps)."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def to_json_line(self) -> str:
+        """The record as one line of JSON, as the queue file, its archive and ``retryq export`` write it."""
+        return json_line(self.to_json_dict())
+
 
 class Owner(_Record):
     """The process that claimed a job: host, pid, and what tells a reused pid apart."""
@@ -294,6 +299,11 @@ class Job(_Record):
     def extra_keys(self) -> dict[str, Any]:
         """Keys found in the file that retryq does not know."""
         return dict(self.__pydantic_extra__ or {})
+
+
+def json_line(record: Any) -> str:
+    """A record as one line of JSON (non-ASCII text kept as it is)."""
+    return json.dumps(record, ensure_ascii=False)
 
 
 def new_job_id() -> str:

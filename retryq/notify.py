@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = ["FailureHooks", "run_failure_hook"]
 
-import json
 import logging
 import subprocess
 import tempfile
@@ -46,7 +45,7 @@ def run_failure_hook(
             "RETRYQ_LAST_ERROR": (job.last_error or "").split("\n", 1)[0],
         }
     )
-    payload = json.dumps(job.to_json_dict(), ensure_ascii=False).encode("utf-8")
+    payload = job.to_json_line().encode("utf-8")
     # Files, not pipes, on both ends: a hook that leaves a child behind (a daemon, `setsid cmd &`)
     # keeps a pipe open forever, and waiting for its end would hang; waiting for the hook does not.
     with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as output:

@@ -126,6 +126,8 @@ class RetryOptions:
     respect_retry_after: bool = True
     sleep: Sleep | None = None
     name: str | None = None
+    #: Where failed attempts are logged (a warning each, an error on giving up); None logs nothing.
+    logger: logging.Logger | None = logger
 
     def __post_init__(self) -> None:
         # Kept cheap: code that builds a loop inside a function, as most does, pays this on every call.
@@ -169,6 +171,8 @@ class RetryOptions:
             raise ValueError(f"respect_retry_after must be True or False, not {self.respect_retry_after!r}")
         if self.name is not None and not isinstance(self.name, str):
             raise ValueError(f"name must be a string, not {self.name!r}")
+        if self.logger is not None and not isinstance(self.logger, logging.Logger):
+            raise ValueError(f"logger must be a logging.Logger or None, not {self.logger!r}")
 
     def copy(self, **changes: Any) -> RetryOptions:
         """These options with ``changes``, checked again; the environment is not read again."""
@@ -186,7 +190,7 @@ class RetryOptions:
         if self.retry_if is not None and not self.retry_if(exc):
             return None
         if attempt >= self.max_attempts:
-            logger.error("%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
+            self._log(logging.ERROR, "%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
             self._exhausted(exc, attempt, call)
             return None
         delay = min(self.strategy()(RetryState(attempt)), self.max_delay)
@@ -194,7 +198,8 @@ class RetryOptions:
             asked = retry_after(exc)
             if asked is not None:
                 if asked > self.max_delay:
-                    logger.error(
+                    self._log(
+                        logging.ERROR,
                         "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
                         name,
                         attempt,
@@ -206,10 +211,22 @@ class RetryOptions:
                     self._exhausted(exc, attempt, call)
                     return None
                 delay = max(delay, asked)
-        logger.warning("%s: attempt %d/%d failed: %r; retrying in %.2fs", name, attempt, self.max_attempts, exc, delay)
+        self._log(
+            logging.WARNING,
+            "%s: attempt %d/%d failed: %r; retrying in %.2fs",
+            name,
+            attempt,
+            self.max_attempts,
+            exc,
+            delay,
+        )
         if self.on_retry is not None:
             self.on_retry(attempt, delay, exc)
         return delay
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        if self.logger is not None:
+            self.logger.log(level, message, *args)
 
     def _exhausted(self, exc: BaseException, attempts: int, call: Call | None) -> None:
         escalate = self.on_exhausted

@@ -156,3 +156,10 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
     yield schema
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_queue(postgres_url: str, postgres_schema: str) -> str:
+    """A queue address of its own: the server's URL, its tables in this test's schema."""
+    separator = "&" if "?" in postgres_url else "?"
+    return f"{postgres_url}{separator}options=-csearch_path%3D{postgres_schema}"

@@ -356,6 +356,23 @@ def test_one_warning_per_retry_and_one_error_when_exhausted(
     ]
 
 
+def test_the_attempts_go_to_the_logger_given_or_nowhere(caplog: pytest.LogCaptureFixture, sleeps: list[float]) -> None:
+    caplog.set_level(logging.DEBUG)
+    mine = logging.getLogger("myapp.fetch")
+    with pytest.raises(ConnectionError):
+        retry(sleep=sleeps.append, max_attempts=2, logger=mine, name="fetch")(failing(5, ConnectionError))()
+    assert [(name, level) for name, level, _ in caplog.record_tuples] == [
+        ("myapp.fetch", logging.WARNING),
+        ("myapp.fetch", logging.ERROR),
+    ]
+    caplog.clear()
+    with pytest.raises(ConnectionError):
+        retry(sleep=sleeps.append, max_attempts=2, logger=None)(failing(5, ConnectionError))()
+    assert caplog.records == []
+    with pytest.raises(ValueError, match=r"logger must be a logging\.Logger or None"):
+        retry(logger="retryq")  # type: ignore[call-overload]
+
+
 def test_nothing_is_logged_on_success_nor_for_an_unretried_exception(
     caplog: pytest.LogCaptureFixture, sleeps: list[float]
 ) -> None:

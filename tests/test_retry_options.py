@@ -89,6 +89,7 @@ def test_every_form_takes_exactly_the_options() -> None:
         "respect_retry_after",
         "sleep",
         "name",
+        "logger",
     }
     chosen = {
         "max_attempts": 5,
@@ -103,6 +104,7 @@ def test_every_form_takes_exactly_the_options() -> None:
         "respect_retry_after": False,
         "sleep": print,
         "name": "x",
+        "logger": None,
     }
     assert set(chosen) == names
     assert retrying(**chosen).options == RetryOptions(**chosen)

@@ -347,13 +347,13 @@ def test_insert_refuses_a_second_open_job_for_a_key_and_adds_nothing(store: Stor
     assert store.insert([finished_one]) == Insertion(("settled",))  # a finished job of the key is no clash
 
 
-def test_insert_archives_nothing_when_archiving_is_off(request: pytest.FixtureRequest) -> None:
-    for kind in ("memory", "json") + (("postgres",) if "postgres" in request.keywords else ()):
-        chosen = build(kind, request, archive=False)
-        old = make_job(id="old", status=JobStatus.FAILED, finished_at=T0)
-        assert chosen.insert([], [old]) == Insertion()
-        assert list(chosen.load_archive()) == []
-        chosen.close()
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_insert_archives_nothing_when_archiving_is_off(kind: str, request: pytest.FixtureRequest) -> None:
+    chosen = build(kind, request, archive=False)
+    old = make_job(id="old", status=JobStatus.FAILED, finished_at=T0)
+    assert chosen.insert([], [old]) == Insertion()
+    assert list(chosen.load_archive()) == []
+    chosen.close()
 
 
 def another_handle(store: Store, request: pytest.FixtureRequest) -> Store:

@@ -7,7 +7,7 @@ no traceback reaches the user. The library never imports this package.
 from __future__ import annotations
 
 # Importing the command modules registers their commands on the app, in this order in --help.
-from . import adding, dashboard, health, jobs, running  # noqa: F401
+from . import adding, dashboard, health, jobs, running, transfer  # noqa: F401
 from ._app import app, main
 
 __all__ = ["app", "main"]

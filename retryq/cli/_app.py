@@ -34,6 +34,8 @@ COMMAND_ORDER = [
     "stats",
     "doctor",
     "dashboard",
+    "export",
+    "import",
 ]
 
 #: The options of the root command that may also be given after the command (`retryq list --config X`).

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from .. import lifecycle
 from ..errors import InvalidInput, QueueCorrupt
-from ..models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error
+from ..models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
 from ..timeutil import parse_utc
 from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
 
@@ -112,7 +112,7 @@ class _Entry:
     def line(self) -> bytes:
         """The record as one line of UTF-8 JSON, as the file holds it."""
         if self._line is None:
-            self._line = json.dumps(self.doc, ensure_ascii=False).encode("utf-8")
+            self._line = json_line(self.doc).encode("utf-8")
         return self._line
 
     @property

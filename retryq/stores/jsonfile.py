@@ -282,7 +282,7 @@ class JsonFileStore(DocumentStore):
     def _append_archive(self, jobs: list[Job]) -> None:
         """Append whole lines or nothing: an append cut short (disk full) is truncated back to where it began."""
         assert self.archive_path is not None
-        data = "".join(json.dumps(job.to_json_dict(), ensure_ascii=False) + "\n" for job in jobs).encode("utf-8")
+        data = "".join(job.to_json_line() + "\n" for job in jobs).encode("utf-8")
         try:
             fd = os.open(self.archive_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
         except OSError as error:

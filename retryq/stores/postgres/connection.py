@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = ["Database", "first_line"]
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +16,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ...errors import LockTimeout, StoreUnavailable
+from ...address import without_secrets
+from ...errors import ConfigError, LockTimeout, StoreUnavailable
 from ...inprocess import retrying
 from .schema import migrate
 
+log = logging.getLogger("retryq")
 R = TypeVar("R")
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -43,16 +46,27 @@ class Database:
             max_delay=8.0,
             retry_if=connection_lost,
             sleep=sleep,
-            name=f"connecting to {location}",
+            logger=None,  # one line of ours each time instead, and one error line in the end
+            on_retry=self._retrying,
         )
         self._connection: Connection | None = None
         self._listener: psycopg.Connection[Any] | None = None
         self._lock = threading.RLock()  # one connection, one transaction at a time
         self._ready = False
 
+    def _retrying(self, attempt: int, delay: float, error: BaseException) -> None:
+        log.info("%s: cannot reach the database (%s); trying again in %.1fs", self.location, self._said(error), delay)
+
+    def _said(self, error: BaseException) -> str:
+        """The first line of a driver's error, any password masked."""
+        return without_secrets(first_line(error), self.url)
+
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
+            try:
+                self._connection = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
+            except psycopg.ProgrammingError as error:  # the address itself is wrong: trying again cannot help
+                raise ConfigError(f"{self.location}: not a valid PostgreSQL address: {self._said(error)}") from None
         if not self._ready:
             migrate(self._connection, self.schema, self.location)
             self._ready = True
@@ -88,25 +102,27 @@ class Database:
                     "(another retryq holds them)"
                 ) from None
             except psycopg.OperationalError as error:
-                raise StoreUnavailable(f"{self.location}: cannot reach the database: {first_line(error)}") from None
+                raise StoreUnavailable(f"{self.location}: cannot reach the database: {self._said(error)}") from None
         raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
 
     def wait(self, channel: str, seconds: float, stop: threading.Event) -> None:
         """Wait for a NOTIFY on ``channel``, ``stop``, or ``seconds``; a lost listener falls back to waiting."""
         deadline = time.monotonic() + seconds
+        listener = self._listener
         try:
-            if self._listener is None or self._listener.closed:
-                self._listener = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-                self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            if listener is None or listener.closed:
+                listener = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                self._listener = listener  # kept from one wait to the next: no notification falls between
             while not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                for _ in self._listener.notifies(timeout=min(left, 0.5), stop_after=1):
+                for _ in listener.notifies(timeout=min(left, 0.5), stop_after=1):
                     return
         except psycopg.Error:
-            if self._listener is not None:
-                self._listener.close()
+            if listener is not None:
+                listener.close()
             self._listener = None
             stop.wait(max(0.0, deadline - time.monotonic()))
 

@@ -15,24 +15,22 @@ __all__ = [
     "values_of",
 ]
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
-from ...models import Job
+from ...models import Job, json_line
 from ...timeutil import format_utc
 from ..base import JobFilter, Tally
 
 log = logging.getLogger("retryq")
 
-dumps = partial(json.dumps, ensure_ascii=False)
+dumps = json_line
 
 # The columns a claim may change, and the record keys they stand for (laid over the record on reading).
 _OVERLAY = (
