@@ -39,11 +39,11 @@ log = logging.getLogger("retryq")
 
 #: A hundred years: finished jobs kept longer than that are kept for ever in practice.
 MAX_KEEP_DAYS = 36_500
-#: A worker looks for runs abandoned by other processes every this many idle polls.
-RECOVER_EVERY = 10
-#: A worker prunes finished jobs at most this often while idle (seconds).
+#: A worker looks for runs abandoned by other processes (and hosts) this often, busy or idle (seconds).
+RECOVER_EVERY = 30.0
+#: A worker prunes finished jobs this often (seconds).
 PRUNE_EVERY = 600.0
-#: A worker refreshes its metrics file at most this often while idle (seconds).
+#: A worker refreshes its metrics file this often (seconds).
 METRICS_EVERY = 30.0
 
 OwnerCheck = Callable[[Owner], "bool | None"]
@@ -152,7 +152,7 @@ def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> P
 
 
 class Housekeeping:
-    """Recovery, pruning and metrics for a processor: at the start and end of a run, and while a worker idles."""
+    """Recovery, pruning and metrics for a processor: at the start and end of a run, and now and then in a worker."""
 
     def __init__(
         self,
@@ -174,8 +174,10 @@ class Housekeeping:
         self.metrics_file = metrics_file
         self._pruned_at = -math.inf
         self._metrics_written = -math.inf
+        self._recovered_at = -math.inf
 
     def recover(self, report: ProcessReport) -> None:
+        self._recovered_at = self.monotonic()
         report.recovered += recover_abandoned(self.store, self.config, now=self.clock())
 
     def prune(self, report: ProcessReport) -> None:
@@ -185,9 +187,13 @@ class Housekeeping:
         rule = prune_rule(self.config, self.clock(), self.keep_days)
         report.pruned += len(self.store.prune(rule))
 
-    def idle(self, report: ProcessReport, idle_polls: int) -> None:
-        """A worker found nothing to do: now and then, look for abandoned runs, prune, refresh metrics."""
-        if idle_polls % RECOVER_EVERY == 0:
+    def periodic(self, report: ProcessReport) -> None:
+        """A worker's chores, busy or idle, each at its own pace: abandoned runs, pruning, metrics.
+
+        Recovery does not wait for the worker to be idle: on a queue shared by busy hosts, a job
+        whose host died is taken up again soon after its lease ends.
+        """
+        if self.monotonic() - self._recovered_at >= RECOVER_EVERY:
             self.recover(report)
         if self.monotonic() - self._pruned_at >= PRUNE_EVERY:
             self.prune(report)

@@ -167,6 +167,8 @@ class Processor:
         idle_polls = outages = 0
         while True:
             try:
+                if worker and not self._stop_event.is_set():
+                    self.housekeeping.periodic(report)
                 if self._write_and_claim(report, worker=worker):
                     idle_polls = 0
                 outages = 0
@@ -184,10 +186,6 @@ class Processor:
             if self._stop_event.is_set() or not worker:
                 return
             idle_polls += 1
-            try:
-                self.housekeeping.idle(report, idle_polls)
-            except StoreUnavailable as error:
-                log.warning("%s; housekeeping waits for the next idle poll", error)
             self._sleep(poll(RetryState(idle_polls)))
 
     def _ride_out(self, error: StoreUnavailable, pause: float) -> None:

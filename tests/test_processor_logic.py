@@ -11,7 +11,7 @@ import pytest
 from retryq import MemoryStore, Processor
 from retryq.backoff import constant
 from retryq.config import Config, WorkflowSettings
-from retryq.models import Job, JobStatus, Outcome
+from retryq.models import Job, JobStatus, Outcome, Owner
 from retryq.runner import RunResult, Supervisor
 
 from .helpers import T0, make_job
@@ -156,6 +156,49 @@ def test_the_pid_is_recorded_while_the_job_runs() -> None:
     run(store, runs)
     assert seen == [None, 4243]  # written with the next write, and the result replaced it
     assert store.load()[0].status is JobStatus.COMPLETED
+
+
+def test_a_busy_worker_takes_up_a_job_whose_host_died_once_its_lease_ends() -> None:
+    """On a queue shared by hosts that are never idle, recovery must not wait for idleness."""
+    now, ticks = [NOW], [0.0]
+    orphan = make_job(
+        id="orphan",
+        client_id="orphan",
+        status=JobStatus.RUNNING,
+        owner=Owner(host="a-host-that-died", pid=4321),
+        run_id="dead-run",
+        started_at=NOW - timedelta(minutes=1),
+        lease_until=NOW + timedelta(minutes=1),
+        delay_minutes=0,  # its next attempt is due as soon as it is recovered
+    )
+    store = MemoryStore([orphan, *(due(f"busy{n}", minutes_ago=n) for n in range(40, 0, -1))])
+    seen_idle: list[dict[str, JobStatus]] = []
+
+    def ten_seconds_per_run(runs: FakeRuns) -> None:
+        now[0] += timedelta(seconds=10)
+        ticks[0] += 10
+
+    def sleep(seconds: float) -> None:
+        seen_idle.append(statuses(store))
+        processor.request_stop()
+
+    settings = WorkflowSettings("default", command=("true", "{client}"), command_origin="test", max_attempts=3)
+    processor = Processor(
+        store,
+        Config(workflows={"default": settings}, lease_grace=timedelta(seconds=30)),
+        supervisor=FakeRuns(on_wait=ten_seconds_per_run),
+        clock=lambda: now[0],
+        monotonic=lambda: ticks[0],
+        sleep=sleep,
+        prune=False,
+    )
+    report = processor.run(worker=True, handle_signals=False)
+    assert report.recovered == 1
+    recovered = store.find("orphan")[0]
+    assert recovered.history[0].outcome is Outcome.INTERRUPTED
+    assert recovered.status is JobStatus.COMPLETED  # taken up and run again, all while the worker was busy
+    assert len(seen_idle) == 1
+    assert set(seen_idle[0].values()) == {JobStatus.COMPLETED}
 
 
 def test_a_worker_runs_the_next_attempt_at_its_own_time() -> None:

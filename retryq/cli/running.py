@@ -112,7 +112,9 @@ def worker(
     """Run due retries as they come, until stopped: an alternative to cron.
 
     Polls the queue every 2 s, waiting 1.5 times longer after each idle poll up to 30 s, and
-    back to 2 s as soon as it ran a job. Each job runs at its own time (no due window), the
+    back to 2 s as soon as it ran a job; on a PostgreSQL queue it also wakes at once when a job
+    is scheduled due now. Every 30 s, busy or not, it takes up jobs whose process (or host)
+    died once their lease has ended. Each job runs at its own time (no due window), the
     next attempt of a job included. SIGTERM or SIGINT stop it as they stop `process`: running
     workflows are terminated and their jobs given back. Restart it after changing retryq.toml.
     See retryq.service.example for systemd.
