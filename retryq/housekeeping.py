@@ -29,7 +29,7 @@ from . import _proc, lifecycle
 from .config import Config, WorkflowSettings
 from .errors import InvalidInput, RetryqError
 from .models import Job, JobStatus, Owner
-from .stores import JobFilter, Mutation, PruneRule, Store
+from .stores import JobFilter, PruneRule, Store
 from .timeutil import format_utc, utcnow
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def recover_abandoned(
     Each counts as an interrupted attempt (a job that kills its runner cannot loop for ever);
     returns how many jobs were recovered.
     """
-    changes: dict[str, Mutation] = {}
+    stale: dict[str, tuple[Job, str]] = {}
     for job in store.load(JobFilter.of(status=JobStatus.RUNNING)):
         settings = config.settings_of(job.workflow)
         reason = stale_reason(job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=owner_alive)
@@ -129,12 +129,26 @@ def recover_abandoned(
         if not run_is_over(job, settings, now, owner_alive=owner_alive):
             log.error("%s, but its workflow may still run here; left running", reason, extra={"job": job})
             continue
-        log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
-        changes[job.id] = lifecycle.recover(job.run_id, now, settings, reason, due_window=config.due_window)
-    if not changes:
+        stale[job.id] = (job, reason)
+    if not stale:
         return 0
-    results = store.update(changes)
-    return sum(1 for job in results.values() if job is not None and job.status is not JobStatus.RUNNING)
+    recovered: set[str] = set()  # as the last application of each mutation said (a store may apply one again)
+
+    def recovering(job: Job) -> Job:
+        seen, reason = stale[job.id]
+        settings = config.settings_of(job.workflow)
+        new = lifecycle.recover(seen.run_id, now, settings, reason, due_window=config.due_window)(job)
+        if new is job:  # recovered meanwhile by another process, or ended
+            recovered.discard(job.id)
+        else:
+            recovered.add(job.id)
+        return new
+
+    store.update(dict.fromkeys(stale, recovering))
+    for ident in sorted(recovered, key=list(stale).index):  # only what this process recovered: another may have
+        job, reason = stale[ident]
+        log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
+    return len(recovered)
 
 
 def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> PruneRule:

@@ -122,27 +122,41 @@ def _run(argv: list[str], *, timeout: float) -> None:
         pytest.fail(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    """A PostgreSQL server for the tests, and its cluster's directory when the tests may restart it."""
+
+    url: str
+    directory: Path | None
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server: ``$RETRYQ_TEST_POSTGRES`` (what .ci/run starts), else a throwaway cluster started here."""
+def postgres_server() -> Iterator[PostgresServer]:
+    """``$RETRYQ_TEST_POSTGRES`` (what .ci/run starts, its cluster in ``$RETRYQ_TEST_POSTGRES_DIR``),
+    else a throwaway cluster started here."""
     given = os.environ.get("RETRYQ_TEST_POSTGRES")
     if given:
-        yield given
+        directory = os.environ.get("RETRYQ_TEST_POSTGRES_DIR")
+        yield PostgresServer(given, Path(directory) if directory else None)
         return
     from . import postgres_cluster
 
-    directory = Path(tempfile.mkdtemp(prefix="retryq-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="retryq-pg-"))
     try:
-        url = postgres_cluster.start(directory)
+        url = postgres_cluster.start(root)
     except RuntimeError as error:
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
         unavailable(f"the PostgreSQL tests need a server: {error}")
-    os.environ["RETRYQ_TEST_POSTGRES_DIR"] = str(directory)  # for the tests that restart it
     try:
-        yield url
+        yield PostgresServer(url, root)
     finally:
-        postgres_cluster.stop(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+        postgres_cluster.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.url
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from retryq._proc import current_owner, process_start
 from retryq.backoff import constant
 from retryq.errors import ConfigError
 from retryq.models import JobStatus, Outcome, Owner
+from retryq.timeutil import utcnow
 
 from .helpers import LEGACY_FILE, FakeWorkflow, fake_workflow, make_config, make_job, process, write_script
 
@@ -242,6 +243,30 @@ def test_an_expired_lease_on_another_host_is_recovered(tmp_path: Path, workflow:
     assert report.recovered == 1
     statuses = {job.id: job.status for job in store.load()}
     assert statuses == {"job1": JobStatus.COMPLETED, "j2": JobStatus.RUNNING}
+
+
+def test_a_job_two_processes_recover_at_once_is_counted_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from retryq.housekeeping import recover_abandoned
+
+    store = JsonFileStore(tmp_path / ".retry-queue.json")
+    store.add(_running_job(Owner(host="another-host", pid=1), lease=-timedelta(minutes=1)), lambda job: job)
+    config = make_config(["true"])
+
+    class SeenBeforeTheOtherWrote(JsonFileStore):
+        """Both processes read the job running; the other one writes its recovery first."""
+
+        def load(self, query=None):  # type: ignore[no-untyped-def]
+            snapshot = super().load(query)
+            assert recover_abandoned(store, config, now=utcnow()) == 1
+            return snapshot
+
+    caplog.set_level(logging.WARNING, logger="retryq")
+    assert recover_abandoned(SeenBeforeTheOtherWrote(store.path), config, now=utcnow()) == 0
+    assert len([r for r in caplog.records if "counted as interrupted" in r.getMessage()]) == 1
+    [job] = store.load()
+    assert [entry.outcome for entry in job.history] == [Outcome.INTERRUPTED]
 
 
 def test_a_follow_up_from_inside_the_run_continues_the_chain(tmp_path: Path, retryq_bin: str) -> None:
