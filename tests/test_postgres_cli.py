@@ -17,7 +17,9 @@ import pytest
 from retryq import Processor, RetryQueue
 from retryq.backoff import constant
 
-from .helpers import FakeWorkflow, make_config, write_script
+from . import postgres_cluster
+from .conftest import PostgresServer
+from .helpers import FakeWorkflow, make_config, unavailable, write_script
 
 pytestmark = pytest.mark.postgres
 
@@ -162,3 +164,29 @@ def test_an_idle_worker_wakes_when_a_job_is_scheduled_due_now(
     queue.schedule("acme", "2025-12-19", 0)  # and again, on the same listening connection
     wait_for(lambda: len(workflow.calls()) == 2, "the worker to run the second job", timeout=120)
     queue.store.close()
+
+
+@pytest.mark.slow
+def test_a_server_restart_during_a_run_loses_nothing(
+    tmp_path: Path, retryq_bin: str, postgres_server: PostgresServer, postgres_queue: str
+) -> None:
+    """The connection is lost while the workflow runs; the server is back before the lease ends: the result is kept."""
+    if postgres_server.directory is None:
+        unavailable("this test restarts the server: set RETRYQ_TEST_POSTGRES_DIR to its cluster directory")
+    write_script(tmp_path / "fetch.sh", "touch started\nwhile [ ! -f go ]; do sleep 0.05; done\n")
+    (tmp_path / "retryq.toml").write_text(
+        f'queue = "{postgres_queue}"\n[workflow]\ncommand = ["{tmp_path / "fetch.sh"}"]\ntimeout = "10m"\n'
+    )
+    assert retryq(retryq_bin, "schedule", "balthazar", "2025-12-19", "0", cwd=tmp_path).returncode == 0
+    env = {**os.environ, "PATH": f"{Path(retryq_bin).parent}:/usr/bin:/bin"}
+    with subprocess.Popen(
+        [retryq_bin, "process"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as running:
+        wait_for((tmp_path / "started").exists, "the workflow to start")
+        postgres_cluster.restart(postgres_server.directory)
+        (tmp_path / "go").touch()
+        output, _ = running.communicate(timeout=300)
+    assert running.returncode == 0, output
+    assert "cannot reach the database" in output  # the connection was lost, and found again
+    [job] = json.loads(retryq(retryq_bin, "list", "--json", cwd=tmp_path).stdout)
+    assert (job["status"], [entry["outcome"] for entry in job["history"]]) == ("completed", ["succeeded"])

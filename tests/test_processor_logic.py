@@ -201,6 +201,24 @@ def test_a_busy_worker_takes_up_a_job_whose_host_died_once_its_lease_ends() -> N
     assert set(seen_idle[0].values()) == {JobStatus.COMPLETED}
 
 
+@pytest.mark.parametrize(("shared", "expected"), [(False, 1), (True, 0)])
+def test_global_concurrency_counts_the_runs_of_other_processes(shared: bool, expected: int) -> None:
+    elsewhere = make_job(
+        id="elsewhere",
+        client_id="elsewhere",
+        status=JobStatus.RUNNING,
+        owner=Owner(host="another-host", pid=99),
+        run_id="theirs",
+        started_at=NOW,
+        lease_until=NOW + timedelta(minutes=5),
+    )
+    store = MemoryStore([elsewhere, due("a")])
+    settings = WorkflowSettings("default", command=("true", "{client}"), command_origin="test", concurrency=1)
+    cfg = Config(workflows={"default": settings}, concurrency=4, global_concurrency=shared)
+    _, report = run(store, FakeRuns(), cfg)
+    assert report.processed == expected  # with the cap global, the other host's run takes the one slot
+
+
 def test_a_worker_runs_the_next_attempt_at_its_own_time() -> None:
     now = [NOW]
     store = MemoryStore([due("a", delay_minutes=0, minutes_ago=0)])
