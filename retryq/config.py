@@ -133,6 +133,7 @@ class FileConfig(_WorkflowFields):
     global_concurrency: bool = False
     archive: bool = True
     metrics_file: str | None = None
+    dashboard: str | None = None
     on_failure_timeout: Duration = timedelta(seconds=30)
     display_tz: str | None = None
     workflow: WorkflowSection | None = None
@@ -186,6 +187,8 @@ class Config:
     global_concurrency: bool = False
     archive: bool = True
     metrics_file: Path | None = None
+    #: The dashboard page that `process` rewrites after each run (and `worker` every minute).
+    dashboard_file: Path | None = None
     on_failure_timeout: timedelta = timedelta(seconds=30)
     #: Where `list` and `show` also show times, besides UTC (None: UTC only, unless --local).
     display_tz: tzinfo | None = None
@@ -355,6 +358,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         global_concurrency=parsed.global_concurrency,
         archive=parsed.archive,
         metrics_file=metrics,
+        dashboard_file=base_dir / parsed.dashboard if parsed.dashboard else None,
         on_failure_timeout=parsed.on_failure_timeout,
         display_tz=_zone(parsed.display_tz, where),
         workflows=workflows,

@@ -45,6 +45,8 @@ RECOVER_EVERY = 30.0
 PRUNE_EVERY = 600.0
 #: A worker refreshes its metrics file this often (seconds).
 METRICS_EVERY = 30.0
+#: A worker refreshes its dashboard page this often (seconds); `process` does at the end of each run.
+DASHBOARD_EVERY = 60.0
 
 OwnerCheck = Callable[[Owner], "bool | None"]
 
@@ -178,6 +180,7 @@ class Housekeeping:
         keep_days: int | None = None,
         prune: bool = True,
         metrics_file: str | os.PathLike[str] | None = None,
+        dashboard_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -186,6 +189,8 @@ class Housekeeping:
         self.keep_days = keep_days
         self.pruning = prune
         self.metrics_file = metrics_file
+        self.dashboard_file = dashboard_file
+        self._dashboard_written = -math.inf
         self._pruned_at = -math.inf
         self._metrics_written = -math.inf
         self._recovered_at = -math.inf
@@ -202,7 +207,7 @@ class Housekeeping:
         report.pruned += len(self.store.prune(rule))
 
     def periodic(self, report: ProcessReport) -> None:
-        """A worker's chores, busy or idle, each at its own pace: abandoned runs, pruning, metrics.
+        """A worker's chores, busy or idle, each at its own pace: abandoned runs, pruning, metrics, dashboard.
 
         Recovery does not wait for the worker to be idle: on a queue shared by busy hosts, a job
         whose host died is taken up again soon after its lease ends.
@@ -213,13 +218,28 @@ class Housekeeping:
             self.prune(report)
         if self.monotonic() - self._metrics_written >= METRICS_EVERY:
             self.write_metrics(report)
+        if self.monotonic() - self._dashboard_written >= DASHBOARD_EVERY:
+            self.write_dashboard()
 
     def conclude(self, report: ProcessReport) -> None:
-        """The run is over: what is left pending, when it ends, and the metrics."""
+        """The run is over: what is left pending, when it ends, the metrics and the dashboard."""
         waiting = [job.execute_at for job in self.store.load(JobFilter.of(status=JobStatus.PENDING))]
         report.pending, report.next_due = len(waiting), min(waiting, default=None)
         report.finished_at = self.clock()
         self.write_metrics(report)
+        self.write_dashboard()
+
+    def write_dashboard(self) -> None:
+        """Refresh the dashboard page, if one is configured; a failure is logged, never fatal."""
+        if self.dashboard_file is None:
+            return
+        from .dashboard import collect, write_dashboard
+
+        self._dashboard_written = self.monotonic()
+        try:
+            write_dashboard(self.dashboard_file, collect(self.config, self.store, now=self.clock()))
+        except RetryqError as error:
+            log.error("dashboard not written: %s", error)
 
     def write_metrics(self, report: ProcessReport) -> None:
         """Refresh the Prometheus file, if one is configured; a failure is logged, never fatal."""

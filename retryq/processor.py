@@ -79,9 +79,11 @@ class Processor:
     """Runs the due jobs of ``store`` with the workflows of ``config``.
 
     ``concurrency`` caps runs at once (a workflow may also cap its own); ``timeout`` shortens every
-    workflow's timeout. ``supervisor`` runs the workflows (a :class:`~retryq.runner.Supervisor` by
-    default; tests may give a fake). ``clock``, ``monotonic`` and ``sleep`` (the worker's idle wait;
-    by default an interruptible wait) are injectable so that tests never wait for real time.
+    workflow's timeout; ``metrics_file`` and ``dashboard_file`` (default: the configuration's) are
+    rewritten at the end of a run, and now and then by a worker. ``supervisor`` runs the workflows
+    (a :class:`~retryq.runner.Supervisor` by default; tests may give a fake). ``clock``,
+    ``monotonic`` and ``sleep`` (the worker's idle wait; by default an interruptible wait) are
+    injectable so that tests never wait for real time.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Processor:
         prune: bool = True,
         on_finished: Callable[[Job, Outcome], None] | None = None,
         metrics_file: str | os.PathLike[str] | None = None,
+        dashboard_file: str | os.PathLike[str] | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
@@ -120,6 +123,7 @@ class Processor:
             keep_days=keep_days,
             prune=prune,
             metrics_file=metrics_file if metrics_file is not None else config.metrics_file,
+            dashboard_file=dashboard_file if dashboard_file is not None else config.dashboard_file,
         )
         self.owner = _proc.current_owner()
         self.supervisor = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)

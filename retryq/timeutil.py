@@ -35,8 +35,10 @@ _EXAMPLES = {"s": "300, 90s, 5m, 1h", "m": "60, 90m, 2h, 1h30m", "d": "30, 30d, 
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(timezone.utc)
+    """The current time, timezone-aware, in UTC, to the millisecond (what the queue keeps: a job is
+    the same in memory as once written and read back)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def to_utc(value: datetime) -> datetime:

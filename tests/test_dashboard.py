@@ -417,6 +417,42 @@ def test_without_the_extra_one_line_says_what_to_install(tmp_path: Path) -> None
     assert not (tmp_path / "x.html").exists()
 
 
+def test_process_rewrites_the_dashboard_after_each_run(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    Path("retryq.toml").write_text(
+        f'dashboard = "pages/retryq.html"\n[workflow]\ncommand = {workflow.argv()!r}\n'.replace("'", '"')
+    )
+    Path("pages").mkdir()
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0")
+    assert invoke(cli, "process").exit_code == 0
+    first = Page(Path("pages/retryq.html").read_text())
+    assert first.stats["chains"] == "1"
+    invoke(cli, "schedule", "acme", "2025-12-19", "0")
+    other = Path("elsewhere.html")
+    assert invoke(cli, "process", "--dashboard", str(other)).exit_code == 0  # the option wins over the key
+    assert Page(other.read_text()).stats["chains"] == "2"
+    stats = json.loads(invoke(cli, "stats", "--json").stdout)
+    [embedded] = [text for attrs, text in Page(other.read_text()).scripts if attrs.get("id") == "retryq-stats"]
+    assert {**json.loads(embedded), "byDay": None} == {**stats, "byDay": None}
+
+
+def test_a_dashboard_that_cannot_be_written_never_fails_the_run(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env={"RETRYQ_COMMAND": workflow.command})
+    result = invoke(cli, "process", "--dashboard", "missing/x.html", env={"RETRYQ_COMMAND": workflow.command})
+    assert result.exit_code == 0
+    assert "error: dashboard not written: missing/x.html: cannot write the dashboard" in result.stdout
+    assert [job.status for job in JsonFileStore(".retry-queue.json").load()] == [JobStatus.COMPLETED]
+
+
+def test_process_without_the_extra_says_so_and_runs_the_jobs(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    code = "import sys; sys.modules['jinja2'] = None; from retryq.cli import main; sys.argv[0] = 'retryq'; main()"
+    env_command = f"import os; os.environ['RETRYQ_COMMAND'] = {workflow.command!r}; "
+    assert run_python(env_command + code, "schedule", "balthazar", "2025-12-19", "0", cwd=tmp_path).returncode == 0
+    result = run_python(env_command + code, "process", "--dashboard", "x.html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "dashboard not written: the dashboard needs Jinja2" in result.stdout
+    assert "succeeded 1" in result.stdout
+
+
 @pytest.mark.parametrize("args", [["--help"], ["schedule", "balthazar", "2025-12-19", "60"], ["stats", "--json"]])
 def test_other_commands_import_neither_jinja2_nor_the_dashboard(tmp_path: Path, args: list[str]) -> None:
     code = (

@@ -140,3 +140,11 @@ def test_a_time_older_than_the_retention_is_refused() -> None:
     assert parse_when("2025-12-13 04:00Z", now=NOW, oldest=week_ago) == datetime(2025, 12, 13, 4, tzinfo=timezone.utc)
     with pytest.raises(InvalidInput, match="is more than 7 days in the past"):
         parse_when("1970-01-01", now=NOW, oldest=week_ago)
+
+
+def test_now_is_to_the_millisecond_the_queue_keeps() -> None:
+    from retryq.timeutil import format_utc, parse_utc, utcnow
+
+    now = utcnow()
+    assert now.microsecond % 1000 == 0
+    assert parse_utc(format_utc(now)) == now  # a job in memory is the job written and read back

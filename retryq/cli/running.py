@@ -33,6 +33,14 @@ MetricsOption = Annotated[
         "--metrics-file", help="Write Prometheus metrics here (node_exporter textfile) [default: metrics_file]."
     ),
 ]
+DashboardOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dashboard",
+        help="Rewrite this HTML dashboard after the run (worker: every minute); needs retryq[dashboard] "
+        "[default: dashboard].",
+    ),
+]
 OnlyWorkflowOption = Annotated[
     list[str] | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow (repeatable).")
 ]
@@ -45,6 +53,7 @@ def process(
     timeout: TimeoutOption = None,
     workflow: OnlyWorkflowOption = None,
     metrics_file: MetricsOption = None,
+    dashboard: DashboardOption = None,
     keep_days: Annotated[
         int | None,
         typer.Option(
@@ -72,6 +81,7 @@ def process(
     Example (crontab):
         */5 * * * * cd /srv/app && retryq process >> retry.log 2>&1
         */5 * * * * cd /srv/app && retryq process --quiet
+        */5 * * * * cd /srv/app && retryq process --dashboard /var/www/retryq.html >> retry.log 2>&1
     """
     queue = open_queue(ctx)
     run_timeout = parse_duration(timeout) if timeout is not None else None
@@ -93,6 +103,7 @@ def process(
             workflows=workflow,
             on_finished=output.advance,
             metrics_file=metrics_file,
+            dashboard_file=dashboard,
         ).run()
         if report.eventful or not quiet:
             log.log(NOTICE, _summary(report))
@@ -106,6 +117,7 @@ def worker(
     timeout: TimeoutOption = None,
     workflow: OnlyWorkflowOption = None,
     metrics_file: MetricsOption = None,
+    dashboard: DashboardOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -135,6 +147,7 @@ def worker(
             timeout=parse_duration(timeout) if timeout is not None else None,
             workflows=workflow,
             metrics_file=metrics_file,
+            dashboard_file=dashboard,
         ).run(worker=True)
         log.log(NOTICE, "worker stopped; %s", _summary(report))
     _exit(report)
