@@ -180,7 +180,7 @@ class Housekeeping:
         keep_days: int | None = None,
         prune: bool = True,
         metrics_file: str | os.PathLike[str] | None = None,
-        dashboard_file: str | os.PathLike[str] | None = None,
+        dashboard: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -189,7 +189,7 @@ class Housekeeping:
         self.keep_days = keep_days
         self.pruning = prune
         self.metrics_file = metrics_file
-        self.dashboard_file = dashboard_file
+        self.dashboard = dashboard  # rewrites the dashboard page (given by the processor)
         self._dashboard_written = -math.inf
         self._pruned_at = -math.inf
         self._metrics_written = -math.inf
@@ -230,14 +230,12 @@ class Housekeeping:
         self.write_dashboard()
 
     def write_dashboard(self) -> None:
-        """Refresh the dashboard page, if one is configured; a failure is logged, never fatal."""
-        if self.dashboard_file is None:
+        """Refresh the dashboard page, if there is one; a failure is logged, never fatal."""
+        if self.dashboard is None:
             return
-        from .dashboard import collect, write_dashboard
-
         self._dashboard_written = self.monotonic()
         try:
-            write_dashboard(self.dashboard_file, collect(self.config, self.store, now=self.clock()))
+            self.dashboard()
         except RetryqError as error:
             log.error("dashboard not written: %s", error)
 

@@ -12,6 +12,7 @@ __all__ = ["Change", "Processor"]
 
 import contextlib
 import enum
+import functools
 import logging
 import os
 import signal
@@ -78,12 +79,10 @@ class _Active:
 class Processor:
     """Runs the due jobs of ``store`` with the workflows of ``config``.
 
-    ``concurrency`` caps runs at once (a workflow may also cap its own); ``timeout`` shortens every
-    workflow's timeout; ``metrics_file`` and ``dashboard_file`` (default: the configuration's) are
-    rewritten at the end of a run, and now and then by a worker. ``supervisor`` runs the workflows
-    (a :class:`~retryq.runner.Supervisor` by default; tests may give a fake). ``clock``,
-    ``monotonic`` and ``sleep`` (the worker's idle wait; by default an interruptible wait) are
-    injectable so that tests never wait for real time.
+    ``concurrency`` caps runs at once (a workflow may cap its own); ``timeout`` shortens workflows'
+    timeouts; ``metrics_file`` and ``dashboard_file`` (default: the configuration's) are rewritten
+    after a run, and now and then by a worker. ``supervisor`` runs the workflows (tests give a
+    fake); ``clock``, ``monotonic`` and ``sleep`` are injectable: tests never wait for real time.
     """
 
     def __init__(
@@ -115,6 +114,7 @@ class Processor:
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
+        page = dashboard_file or config.dashboard_file
         self.housekeeping = Housekeeping(
             store,
             config,
@@ -123,7 +123,7 @@ class Processor:
             keep_days=keep_days,
             prune=prune,
             metrics_file=metrics_file if metrics_file is not None else config.metrics_file,
-            dashboard_file=dashboard_file if dashboard_file is not None else config.dashboard_file,
+            dashboard=None if page is None else functools.partial(_write_page, page, config, store, clock),
         )
         self.owner = _proc.current_owner()
         self.supervisor = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
@@ -193,11 +193,8 @@ class Processor:
             self._sleep(poll(RetryState(idle_polls)))
 
     def _ride_out(self, error: StoreUnavailable, pause: float) -> None:
-        """The store is out of reach: the runs go on, their results wait in the batch until it is back.
-
-        A job whose lease ends meanwhile is recovered by another process (as after a crash), and
-        its late result is then discarded: the job never runs twice at once.
-        """
+        """The store is out of reach: runs go on, their results wait until it is back (a job recovered
+        meanwhile by another process, its lease over, has its late result discarded: never two runs at once)."""
         log.warning("%s; %d run(s) go on, their results are written once it is back", error, len(self._active))
         if self._active:
             self._collect(pause)
@@ -413,3 +410,9 @@ class Processor:
 
 def _first_line(text: str | None) -> str:
     return (text or "").split("\n", 1)[0]
+
+
+def _write_page(path: str | os.PathLike[str], config: Config, store: Store, clock: Callable[[], datetime]) -> None:
+    from .dashboard import collect, write_dashboard  # only where a page is asked for: Jinja2 is an extra
+
+    write_dashboard(path, collect(config, store, now=clock()))

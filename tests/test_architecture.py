@@ -63,6 +63,40 @@ def test_the_package_has_no_import_cycle() -> None:
     assert cycles == []
 
 
+def readme_layers() -> dict[str, int]:
+    """The top-level modules of the README's architecture list, by line (0 for the first)."""
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = text.split("### Architecture", 1)[1].split("```\n", 2)[1]
+    layers: dict[str, int] = {}
+    line_number = -1
+    continued = False  # a first column ending in "," goes on on the next line
+    for line in block.splitlines():
+        column = line[:22].strip()
+        if not column:
+            continue
+        if not continued:
+            line_number += 1
+        for name in filter(None, (part.strip().rstrip("/") for part in column.split(","))):
+            layers[name] = line_number
+        continued = column.endswith(",")
+    return layers
+
+
+def test_each_layer_imports_only_the_layers_above_it_as_the_readme_lists_them() -> None:
+    known = modules()
+    layers = readme_layers()
+    top = {name: name.split(".")[1] for name in known if name.count(".") >= 1}
+    assert set(top.values()) - {"__main__"} <= set(layers), "a module missing from the README's list"
+    wrong = [
+        f"{name} imports {target}"
+        for name, path in known.items()
+        if name in top and top[name] != "__main__"
+        for target in imports(name, path, known)
+        if target in top and layers.get(top[target], -1) > layers[top[name]]
+    ]
+    assert wrong == []
+
+
 def test_the_core_never_imports_the_command_line() -> None:
     known = modules()
     offenders = {}
