@@ -75,6 +75,7 @@ def import_jobs(
 
     \b
     Example:
+        retryq import queue.jsonl --dry-run
         retryq --queue .retry-queue.json export --archive --output queue.jsonl
         retryq --queue postgresql://retryq@db/jobs import queue.jsonl
     """
