@@ -49,6 +49,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import TzInfo
 
 from .errors import InvalidInput
 from .timeutil import format_utc, to_utc
@@ -124,8 +125,11 @@ class JobKey(NamedTuple):
 
 
 def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is None:
         raise ValueError("timestamp must carry a time zone, as in 2025-12-19T10:00:00.000Z")
+    if zone.__class__ is TzInfo and not value.microsecond % 1000 and not zone.utcoffset(None):
+        return value  # "…Z" as the file writes it: a fixed UTC offset already (50,000 times per 10,000 jobs)
     return to_utc(value)
 
 

@@ -34,6 +34,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "d": "days"}
 _EXAMPLES = {"s": "300, 90s, 5m, 1h", "m": "60, 90m, 2h, 1h30m", "d": "30, 30d, 12h"}
 
 
+_ZERO = timedelta(0)
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC, to the millisecond (what the queue keeps: a job is
     the same in memory as once written and read back)."""
@@ -43,16 +46,20 @@ def utcnow() -> datetime:
 
 def to_utc(value: datetime) -> datetime:
     """Convert an aware datetime to UTC, truncated to the millisecond the queue file keeps."""
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is timezone.utc and not value.microsecond % 1000:
+        return value  # what the queue holds (50,000 times in a 10,000-job queue): nothing to do
+    if tz is None:
         raise InvalidInput(f"timestamp {value.isoformat()} has no time zone")
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=timezone.utc, microsecond=value.microsecond // 1000 * 1000)
 
 
 def format_utc(value: datetime) -> str:
     """Format as the queue file does: ``2025-12-19T10:00:00.000Z``."""
     value = to_utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
 
 
 def parse_utc(text: str) -> datetime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = ["JsonFileStore"]
 
+import functools
 import json
 import logging
 import os
@@ -25,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from pydantic import TypeAdapter, ValidationError
 
 from .._atomic import new_file_owner, replace_file
 from ..errors import ConfigError, LockTimeout, QueueCorrupt, RetryqError, StoreIOError
 from ..models import Job
-from .base import Finding
+from .base import Finding, InvalidJob, JobFilter
 from .document import DocumentStore, R, Transaction, _Entry, _Write
 
 log = logging.getLogger("retryq")
@@ -78,20 +80,57 @@ class JsonFileStore(DocumentStore):
         # The bytes we last read or wrote, and their entries: when the file still holds exactly
         # those bytes, nothing needs to be parsed again, and unchanged jobs need no new JSON.
         self._cache: tuple[bytes, list[_Entry]] | None = None
+        # The same bytes validated whole, for reading (None: some record is not a valid job).
+        self._jobs: tuple[bytes, list[Job] | None] | None = None
 
     def __repr__(self) -> str:
         return f"JsonFileStore({self.location!r})"
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self) -> list[_Entry]:
+    def load(self, query: JobFilter | None = None) -> list[Job]:
+        jobs = self._every_job()
+        if jobs is None:
+            return super().load(query)
+        return [job for job in jobs if query.matches(job)] if query is not None else jobs
+
+    def invalid(self) -> list[InvalidJob]:
+        return [] if self._every_job() is not None else super().invalid()
+
+    def _every_job(self) -> list[Job] | None:
+        """Every record as a job, validated in one pass over the bytes (no JSON objects in between:
+        what reading a large queue costs); None when a record is not a valid job, or the file is not
+        a JSON array, which the record-by-record reading then reports precisely."""
+        raw = self._read_bytes()
+        if raw is None:
+            return []
+        known = self._jobs
+        if known is None or known[0] != raw:
+            try:
+                known = (raw, _every_job_of(raw))
+            except ValidationError:
+                known = (raw, None)
+            self._jobs = known
+        return None if known[1] is None else list(known[1])
+
+    def _read_bytes(self) -> bytes | None:
+        """The file's bytes (None if there is no file yet); the copy already held, when they have not changed."""
         self._check_path()
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return []
+            return None
         except OSError as error:
             raise StoreIOError(f"{self.location}: cannot read the queue file: {error.strerror}") from None
+        for held in (self._cache, self._jobs):
+            if held is not None and held[0] == raw:
+                return held[0]  # one copy of a large file in memory, not two
+        return raw
+
+    def _read(self) -> list[_Entry]:
+        raw = self._read_bytes()
+        if raw is None:
+            return []
         cache = self._cache
         if cache is not None and cache[0] == raw:
             return list(cache[1])
@@ -157,15 +196,20 @@ class JsonFileStore(DocumentStore):
             return iter(())
         except (OSError, UnicodeDecodeError) as error:
             raise StoreIOError(f"{self.archive_path}: cannot read the archive: {error}") from None
+        records = [line for line in lines if line.strip()]
+        try:
+            every = _every_job_of(("[" + ",".join(records) + "]").encode("utf-8"))  # in one pass, as the queue
+        except ValidationError:  # a torn or foreign line: line by line, to skip just that one
+            every = []
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    every.append(Job.model_validate_json(line))
+                except ValueError:
+                    log.warning("%s: line %d is not a job; skipped", self.archive_path, number)
         jobs: dict[str, Job] = {}
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                job = Job.model_validate_json(line)
-            except ValueError:
-                log.warning("%s: line %d is not a job; skipped", self.archive_path, number)
-                continue
+        for job in every:
             jobs.pop(job.id, None)  # a crash between archiving and rewriting can archive a job twice
             jobs[job.id] = job
         return iter(jobs.values())
@@ -371,6 +415,16 @@ def _parse_lines(raw: bytes) -> list[_Entry] | None:
             return None
         entries.append(_Entry(index, doc=doc, line=line))
     return entries
+
+
+@functools.cache
+def _job_list() -> TypeAdapter[list[Job]]:
+    return TypeAdapter(list[Job])  # built on first use: a command that reads no queue never pays for it
+
+
+def _every_job_of(raw: bytes) -> list[Job]:
+    """A JSON array of jobs, validated in one pass; raises ValidationError (also for what is not JSON)."""
+    return _job_list().validate_json(raw)
 
 
 def _write_all(fd: int, data: bytes) -> None:
