@@ -70,6 +70,30 @@ def test_a_legacy_file_is_read_and_rewritten_without_loss(path: Path) -> None:
     assert rewritten["id"] == job.id
 
 
+@pytest.mark.parametrize("with_invalid", [False, True])
+def test_reading_in_one_pass_gives_what_reading_record_by_record_gives(path: Path, with_invalid: bool) -> None:
+    """A queue of valid jobs is validated whole; any invalid record falls back to reading each on its own."""
+    from retryq.stores import DocumentStore
+
+    legacy = json.loads(LEGACY_FILE)[0]
+    odd = {
+        **make_job(id="odd", client_id="o").to_json_dict(),
+        "note": "kept",
+        "scheduledAt": "2025-12-19T12:00:00+02:00",
+    }
+    records = [legacy, odd, make_job(id="plain", client_id="p").to_json_dict()]
+    if with_invalid:
+        records.append({"clientId": "x", "date": "2025-02-30", "status": "pending"})
+    path.write_text("[\n" + ",\n".join(json.dumps(record) for record in records) + "\n]\n")
+    store = JsonFileStore(path)
+    whole, each = store.load(), DocumentStore.load(store)
+    assert whole == each
+    assert [job.id for job in whole][1:] == ["odd", "plain"]
+    assert [str(problem) for problem in store.invalid()] == [str(p) for p in DocumentStore.invalid(store)]
+    assert len(store.invalid()) == int(with_invalid)
+    assert whole[1].scheduled_at.isoformat() == "2025-12-19T10:00:00+00:00"  # converted to UTC either way
+
+
 def test_changes_by_another_writer_are_seen(path: Path) -> None:
     store = JsonFileStore(path)
     store.add(make_job(id="a"), unchanged)
