@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -45,6 +46,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -303,6 +305,17 @@ class Job(_Record):
     def extra_keys(self) -> dict[str, Any]:
         """Keys found in the file that retryq does not know."""
         return dict(self.__pydantic_extra__ or {})
+
+
+@functools.cache
+def job_list() -> TypeAdapter[list[Job]]:
+    """Validation and serialization of a list of jobs in one pass (built on first use)."""
+    return TypeAdapter(list[Job])
+
+
+def jobs_json(jobs: list[Job]) -> str:
+    """Jobs as one indented JSON array, as ``list --json`` prints them: what ``to_json_dict`` gives, for each."""
+    return job_list().dump_json(jobs, indent=2, by_alias=True).decode("utf-8")
 
 
 def json_line(record: Any) -> str:

@@ -58,8 +58,7 @@ def to_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """Format as the queue file does: ``2025-12-19T10:00:00.000Z``."""
-    value = to_utc(value)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
+    return to_utc(value).isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
 def parse_utc(text: str) -> datetime:

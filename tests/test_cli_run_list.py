@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pytest
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
@@ -105,3 +107,30 @@ def test_a_fifo_is_not_a_queue_file(cli: CliRunner, tmp_path: Path) -> None:
     os.mkfifo(fifo)
     result = invoke(cli, "list", "--queue-file", str(fifo))
     assert (result.exit_code, result.stderr) == (74, f"retryq: error: {fifo}: is not a regular file\n")
+
+
+def test_short_commands_run_without_the_cycle_collector_and_runs_with_it(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import gc
+
+    from retryq import JsonFileStore
+
+    seen: list[tuple[str, bool]] = []
+    real_load = JsonFileStore.load
+
+    def load(self: JsonFileStore, query=None):  # type: ignore[no-untyped-def]
+        seen.append((sys._getframe(1).f_code.co_name, gc.isenabled()))
+        return real_load(self, query)
+
+    monkeypatch.setattr(JsonFileStore, "load", load)
+    env = {"RETRYQ_COMMAND": "true"}
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env=env)
+    assert invoke(cli, "list", env=env).exit_code == 0
+    assert invoke(cli, "process", env=env).exit_code == 0
+    assert gc.isenabled()  # given back after each command
+    listed = [enabled for caller, enabled in seen if caller == "select"]
+    processed = [enabled for caller, enabled in seen if caller != "select"]
+    assert listed == [False]
+    assert processed
+    assert all(processed)

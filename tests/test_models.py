@@ -139,3 +139,20 @@ def test_the_verdict_at_detection_is_optional_and_round_trips() -> None:
 def test_an_invalid_verdict_is_refused(key: str, value: object) -> None:
     with pytest.raises(ValidationError):
         Job.model_validate({**make_job().to_json_dict(), "detection": {**DETECTION, key: value}})
+
+
+def test_a_list_of_jobs_prints_as_each_job_does_in_one_pass() -> None:
+    import json
+
+    from retryq.models import Detection, jobs_json
+
+    jobs = [
+        make_job(id="a", client_id="zoe", last_error="é 647/650 <b>", history=()),
+        Job.model_validate({**make_job(id="b").to_json_dict(), "extra": {"nested": [1, 2.5, None]}, "note": "ü"}),
+        make_job(
+            id="c",
+            detection=Detection(status="DEGRADED", total=650, missing=3, ratio=3 / 650, delay_minutes=60),
+        ),
+    ]
+    assert jobs_json(jobs) == json.dumps([job.to_json_dict() for job in jobs], indent=2, ensure_ascii=False)
+    assert jobs_json([]) == "[]"

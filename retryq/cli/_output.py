@@ -109,11 +109,9 @@ class _ConsoleHandler(logging.Handler):
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Columns padded to their widest cell; plain text, so that it greps and pipes well."""
     widths = [max(map(len, column)) for column in zip(headers, *rows, strict=False)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
-        for row in [headers, *rows]
-    ]
-    typer.echo("\n".join(lines))  # one write: a table of 100,000 rows is not 100,000 calls
+    line = "  ".join(f"{{:<{width}}}" for width in widths).format
+    # One write: a table of 100,000 rows is not 100,000 calls.
+    typer.echo("\n".join([line(*row).rstrip() for row in [headers, *rows]]))
 
 
 def print_rows(rows: Sequence[tuple[str, object]], indent: str = "  ") -> None:

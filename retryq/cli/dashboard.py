@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -65,6 +66,8 @@ def dashboard(
         return render(gather(), refresh=every)
 
     build()  # a missing extra or a corrupt queue stops the command here, before it listens
+
+    gc.enable()  # the server may run for days: its garbage is collected as usual
 
     def ready(url: str) -> None:
         typer.echo(f"serving the dashboard of {queue.store.location} at {url} (Ctrl-C to stop)")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import InvalidInput
-from ..models import DEFAULT_WORKFLOW, Job
+from ..models import DEFAULT_WORKFLOW, Job, jobs_json
 from ..stores import JobFilter
 from ..timeutil import format_duration, parse_duration, utcnow
 from ._app import (
@@ -78,7 +78,7 @@ def list_jobs(
     if sort != "queue":
         jobs.sort(key=_SORTS[sort])
     if as_json:
-        echo_json([job.to_json_dict() for job in jobs])
+        typer.echo(jobs_json(jobs))
         return
     if not jobs:
         filtered = status or client is not None or workflow is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shlex
@@ -83,6 +84,7 @@ def process(
         */5 * * * * cd /srv/app && retryq process --quiet
         */5 * * * * cd /srv/app && retryq process --dashboard /var/www/retryq.html >> retry.log 2>&1
     """
+    gc.enable()  # a run may last: its garbage is collected as usual
     queue = open_queue(ctx)
     run_timeout = parse_duration(timeout) if timeout is not None else None
     if dry_run:
@@ -137,6 +139,7 @@ def worker(
     """
     from ..processor import Processor
 
+    gc.enable()  # a run may last: its garbage is collected as usual
     queue = open_queue(ctx)
     with LogOutput(quiet=quiet, verbose=verbose):
         log.info("worker started on %s (pid %d)", queue.store.location, os.getpid())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["JsonFileStore"]
 
-import functools
+import gc
 import json
 import logging
 import os
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from .._atomic import new_file_owner, replace_file
 from ..errors import ConfigError, LockTimeout, QueueCorrupt, RetryqError, StoreIOError
-from ..models import Job
+from ..models import Job, job_list
 from .base import Finding, InvalidJob, JobFilter
 from .document import DocumentStore, R, Transaction, _Entry, _Write
 
@@ -417,14 +417,19 @@ def _parse_lines(raw: bytes) -> list[_Entry] | None:
     return entries
 
 
-@functools.cache
-def _job_list() -> TypeAdapter[list[Job]]:
-    return TypeAdapter(list[Job])  # built on first use: a command that reads no queue never pays for it
-
-
 def _every_job_of(raw: bytes) -> list[Job]:
-    """A JSON array of jobs, validated in one pass; raises ValidationError (also for what is not JSON)."""
-    return _job_list().validate_json(raw)
+    """A JSON array of jobs, validated in one pass; raises ValidationError (also for what is not JSON).
+
+    The cyclic garbage collector is paused meanwhile: the jobs hold no cycles, and its passes over
+    every object made so far would double the time at 100,000 jobs (measured: 2.7 s against 1.2 s).
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return job_list().validate_json(raw)
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _write_all(fd: int, data: bytes) -> None:
