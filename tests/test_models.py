@@ -156,3 +156,13 @@ def test_a_list_of_jobs_prints_as_each_job_does_in_one_pass() -> None:
     ]
     assert jobs_json(jobs) == json.dumps([job.to_json_dict() for job in jobs], indent=2, ensure_ascii=False)
     assert jobs_json([]) == "[]"
+
+
+def test_records_given_the_same_fields_share_one_set_and_copies_get_their_own() -> None:
+    first, second = make_job(id="a"), make_job(id="b")
+    assert first.model_fields_set is second.model_fields_set
+    changed = first.model_copy(update={"last_error": "x"})
+    assert "last_error" in changed.model_fields_set
+    assert "last_error" not in first.model_fields_set
+    assert "last_error" not in second.model_fields_set
+    assert make_job(id="c", last_error="y").model_fields_set is not first.model_fields_set
