@@ -317,23 +317,27 @@ def main() -> None:
             report.print_group(group)
     report.readme = [
         ReadmeRow(
-            "4 processes × 1,000 schedules through the library, PostgreSQL",
+            "retryq on PostgreSQL: 4 processes × 1,000 schedules through the library",
             "schedules",
             "retryq-pg",
             "procrastinate",
-            "procrastinate (`defer`, `schedule_in`)",
+            "procrastinate (`defer` with `schedule_in`), same server",
         ),
         ReadmeRow("the same", "schedules", "retryq-pg", "huey", "huey's SqliteHuey"),
         ReadmeRow("the same", "schedules", "retryq-pg", "retryq", "retryq on its JSON file"),
         ReadmeRow(
-            "`Processor` on PostgreSQL, 2,000 due jobs running `true`, concurrency 4",
+            "retryq on PostgreSQL: `Processor`, 2,000 due jobs running `true`, concurrency 4",
             "processing",
             "retryq-pg",
             "procrastinate",
-            "procrastinate's worker, concurrency 4",
+            "procrastinate's worker, concurrency 4, a task starting `true`",
         ),
         ReadmeRow(
-            "`retryq schedule --queue postgresql://…`", "commands", "postgres", "json", "the same on the JSON file"
+            "`retryq schedule --queue postgresql://…`",
+            "commands",
+            "postgres",
+            "json",
+            "`retryq schedule --queue-file …`",
         ),
     ]
     report.finish(args.json)
