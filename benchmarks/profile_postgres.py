@@ -12,7 +12,8 @@ counted statement by statement), each scenario runs on a new schema, in this pro
 Per job: wall time, round trips (the Query and Sync messages the client sends, read from
 libpq's trace of every connection), transactions committed and WAL flushes (the server's own
 counters), time spent executing statements on the server, and the statements that took it.
-Then ``EXPLAIN ANALYZE`` of retryq's claim on a full queue and on a drained one.
+Then ``EXPLAIN ANALYZE`` of retryq's claim on a full queue and on a drained one, and a what-if:
+``Processor.run`` without its scan of /proc after each run, beside procrastinate's worker.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import ctypes
 import logging
 import os
 import re
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -31,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
-from _common import describe_machine, machine
+from _common import describe_machine, interleave, machine
 from _pgserver import create_schema, describe, drop_schema, in_schema, new_schema, server, settings
 from _procrastinate_queue import open_app
 from _workers import DATE
@@ -201,6 +203,50 @@ def command_connections(url: str, count: int) -> None:
     in_new_schema(url, "rq", retryq)
 
 
+def without_scan(url: str, rounds: int) -> None:
+    """Jobs per second of ``Processor.run``, as it is and without its scan of /proc after each run, and procrastinate's.
+
+    A what-if, patched here and nowhere else: after each run, retryq reads the environment of
+    every process of the host to stop what the run left behind (``_proc.stop_leftovers``).
+    """
+    from bench_postgres import process_procrastinate, process_retryq
+
+    from retryq import _proc
+
+    scan = _proc.stop_leftovers
+
+    def skipping() -> float:
+        _proc.stop_leftovers = lambda run_id, grace: 0
+        try:
+            return process_retryq(url)
+        finally:
+            _proc.stop_leftovers = scan
+
+    runs = interleave(
+        {
+            "as it is": lambda: process_retryq(url),
+            "no scan": skipping,
+            "procrastinate": lambda: process_procrastinate(url),
+        },
+        rounds,
+        compare=[("as it is", "procrastinate"), ("no scan", "procrastinate"), ("no scan", "as it is")],
+        label="what-if",
+    )
+    print(f"\n### What if each run's end did not scan /proc ({rounds} rounds, rotated order)\n")
+    print("| variant | median jobs/s | ÷ procrastinate | ÷ as it is |\n| --- | --- | --- | --- |")
+    for name in ("as it is", "no scan", "procrastinate"):
+        ratios = [
+            f"{statistics.median(runs.ratios(name, base)):.2f}" if (name, base) in runs.partners else ""
+            for base in ("procrastinate", "as it is")
+        ]
+        print(f"| {name} | {statistics.median(runs.samples[name]):.0f} | {ratios[0]} | {ratios[1]} |")
+    print(f"\n(one scan of /proc with {sum(1 for entry in os.listdir('/proc') if entry.isdigit())} processes: ", end="")
+    start = time.perf_counter()
+    for _ in range(20):
+        _proc.processes_with_run_id("none")
+    print(f"{(time.perf_counter() - start) / 20 * 1000:.2f} ms)")
+
+
 def shown(plan: list[Any]) -> str:
     """A plan's lines, each cut at 160 characters (a list of a thousand ids reads no better whole)."""
     return "\n".join(row[0] if len(row[0]) <= 160 else row[0][:157] + "..." for row in plan)
@@ -240,14 +286,17 @@ def explain_claim(url: str, jobs: int) -> None:
     in_new_schema(url, "rq", explain)
 
 
+SCENARIOS = ["schedules", "processing", "command", "explain", "what-if"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500, help="jobs per scenario [default: 500]")
     parser.add_argument(
-        "--only", choices=["schedules", "processing", "command", "explain"], action="append", help="[default: all]"
+        "--only", choices=SCENARIOS, action="append", help="a scenario to run (repeatable) [default: all]"
     )
     args = parser.parse_args()
-    chosen = set(args.only or ["schedules", "processing", "command", "explain"])
+    chosen = set(args.only or SCENARIOS)
     logging.getLogger("retryq").setLevel(logging.WARNING)
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
     options = ("-c shared_preload_libraries=pg_stat_statements", "-c pg_stat_statements.track=all")
@@ -265,6 +314,8 @@ def main() -> None:
             command_connections(url, 50)
         if "explain" in chosen:
             explain_claim(url, 2_000)
+        if "what-if" in chosen:
+            without_scan(url, 4)
 
 
 if __name__ == "__main__":
