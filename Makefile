@@ -25,11 +25,12 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 ## bench: run every benchmark (prints its tables, saves benchmarks/results/*.json), then rewrite the README's table
-## (not part of the tests; tenacity and huey are installed into the venv only as peers to compare with)
+## (not part of the tests; tenacity, huey and procrastinate are installed into the venv only as peers to compare
+## with; bench_postgres uses RETRYQ_TEST_POSTGRES, else starts a throwaway cluster with fsync on and stops it)
 BENCH_RESULTS := benchmarks/results
 bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey
-	@for name in startup schedule concurrent process; do \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey procrastinate
+	@for name in startup schedule concurrent process postgres; do \
 		$(BIN)/python benchmarks/bench_$$name.py --json $(BENCH_RESULTS)/$$name.json || exit 1; \
 	done
 	$(BIN)/python benchmarks/bench_retry.py

@@ -230,11 +230,15 @@ def paired(
 
 @dataclass(frozen=True)
 class Goal:
-    """A target on one metric of a row: ``value``, ``ratio:<baseline>`` or ``derived:<name>``, at most ``limit``."""
+    """A target on one metric of a row: ``value``, ``ratio:<baseline>`` or ``derived:<name>``, at most ``limit``.
+
+    With ``at_least``, the median must reach ``limit`` instead (a throughput, a ratio of throughputs).
+    """
 
     metric: str
     limit: float
     text: str
+    at_least: bool = False
 
 
 @dataclass
@@ -261,7 +265,8 @@ class Row:
     def goal_met(self) -> bool | None:
         if self.goal is None:
             return None
-        return self.metric(self.goal.metric).median <= self.goal.limit
+        median = self.metric(self.goal.metric).median
+        return median >= self.goal.limit if self.goal.at_least else median <= self.goal.limit
 
 
 @dataclass
@@ -374,7 +379,8 @@ def _row_json(row: Row) -> dict[str, Any]:
     data["derived"] = {name: {"unit": unit, **stats.to_json()} for name, (unit, stats) in row.derived.items()}
     data["extras"] = row.extras
     if row.goal is not None:
-        data["goal"] = {**vars(row.goal), "met": row.goal_met()}
+        goal = {key: value for key, value in vars(row.goal).items() if key != "at_least" or value}
+        data["goal"] = {**goal, "met": row.goal_met()}
     data["samples"] = [round(value, 6) for value in row.samples]
     return data
 

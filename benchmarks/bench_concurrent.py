@@ -16,14 +16,11 @@ processes are set up. Lost = scheduled − distinct jobs found afterwards (must 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
-    BENCHMARKS,
     Group,
     ReadmeRow,
     Report,
@@ -33,9 +30,9 @@ from _common import (
     interleave,
     rows_from,
     scaled,
-    timed,
     versions,
 )
+from _workers import race
 
 from retryq import JsonFileStore
 
@@ -66,32 +63,7 @@ def run(kind: str, directory: Path, each: int, counts: dict[str, list[int]]) -> 
         path = Path(name) / ("huey.db" if kind.startswith("huey") else ".retry-queue.json")
         if kind.startswith("huey"):
             open_queue(str(path))[0].pending_count()  # creates the tables before four processes race to
-        processes = [
-            subprocess.Popen(
-                [sys.executable, str(BENCHMARKS / "_workers.py"), kind, str(path), str(worker), str(each)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=name,
-                env=clean_env(),
-                text=True,
-            )
-            for worker in range(WORKERS)
-        ]
-        for process in processes:
-            assert process.stdout is not None
-            if process.stdout.readline().strip() != "ready":
-                raise SystemExit(f"a {kind} worker failed to start")
-
-        def go() -> None:
-            for process in processes:
-                assert process.stdin is not None
-                process.stdin.write("go\n")
-                process.stdin.close()
-            for process in processes:
-                if process.wait() != 0:
-                    raise SystemExit(f"a {kind} worker exited {process.returncode}")
-
-        elapsed = timed(go)
+        elapsed = race(kind, str(path), WORKERS, each, name, clean_env())
         scheduled, lost = counts.setdefault(kind, [0, 0])
         counts[kind] = [scheduled + WORKERS * each, lost + WORKERS * each - len(clients_in(kind, path))]
     return WORKERS * each / elapsed

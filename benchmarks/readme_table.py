@@ -21,7 +21,7 @@ END = "<!-- benchmarks:end -->"
 RESULTS = BENCHMARKS / "results"
 README = ROOT / "README.md"
 #: The order of the table; results of other benchmarks follow, by name.
-ORDER = ["startup", "schedule", "concurrent", "process"]
+ORDER = ["startup", "schedule", "concurrent", "process", "postgres"]
 
 
 def load_results(directory: Path = RESULTS) -> list[dict[str, Any]]:
@@ -56,6 +56,9 @@ def _line(data: Mapping[str, Any], entry: Mapping[str, Any]) -> list[str]:
     details = [f"{name} {fmt_range(stats, stats['unit'])}" for name, stats in row["derived"].items()]
     details += [f"{name}: {value}" for name, value in row["extras"].items()]
     goal = row.get("goal")
+    kind, _, baseline = goal["metric"].partition(":") if goal else ("", "", "")
+    if kind == "ratio" and baseline != versus:
+        goal = None  # a target against one baseline says nothing of the lines against the others
     return [
         entry["what"],
         compared,
