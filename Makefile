@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 BENCH_RESULTS := benchmarks/results
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey procrastinate
-	@for name in startup schedule concurrent process postgres; do \
+	@for name in startup schedule concurrent process read postgres; do \
 		$(BIN)/python benchmarks/bench_$$name.py --json $(BENCH_RESULTS)/$$name.json || exit 1; \
 	done
 	$(BIN)/python benchmarks/bench_retry.py

@@ -198,7 +198,7 @@ class Supervisor:
                 run.kill_at = now + 3600  # sent; do not resend in a busy loop
 
     def _collect(self) -> list[tuple[str, RunResult]]:
-        finished = []
+        ended: list[tuple[_Run, int]] = []
         for key, run in list(self._runs.items()):
             code = run.process.poll()
             if code is None:
@@ -206,15 +206,18 @@ class Supervisor:
             del self._runs[key]
             # Whatever the workflow left behind in its group must not outlive it: it would hold
             # the output pipe open, and could run beside the next attempt of the same job.
-            grace = min(run.kill_grace, 5.0)
             if _proc.group_alive(run.process.pid):
-                _proc.stop_group(run.process.pid, grace)
-            # What left the group (`setsid`, a daemon) carries the run's id on Linux: it is found and
-            # stopped too, at every end of a run, so that it never runs beside the job's next attempt.
-            leftovers = _proc.stop_leftovers(run.key, grace)
+                _proc.stop_group(run.process.pid, min(run.kill_grace, 5.0))
+            ended.append((run, code))
+        # What left the group (`setsid`, a daemon) carries the run's id on Linux: it is found and
+        # stopped too, at every end of a run, so that it never runs beside the job's next attempt
+        # (one scan of the host's processes for all the runs that ended together).
+        leftovers = _proc.stop_leftovers({run.key: min(run.kill_grace, 5.0) for run, _ in ended})
+        finished = []
+        for run, code in ended:
             if run.reader is not None:
                 run.reader.join(timeout=5)
-            finished.append((key, self._result(run, code, leftovers)))
+            finished.append((run.key, self._result(run, code, leftovers[run.key])))
         return finished
 
     def _result(self, run: _Run, code: int, leftovers: int) -> RunResult:

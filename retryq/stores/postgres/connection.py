@@ -64,9 +64,14 @@ class Database:
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed:
             try:
-                self._connection = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
+                connection = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
             except psycopg.ProgrammingError as error:  # the address itself is wrong: trying again cannot help
                 raise ConfigError(f"{self.location}: not a valid PostgreSQL address: {self._said(error)}") from None
+            with connection.transaction():  # for the session: every transaction waits this long for a row
+                connection.execute(
+                    sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms"))
+                )
+            self._connection = connection
         if not self._ready:
             migrate(self._connection, self.schema, self.location)
             self._ready = True
@@ -86,11 +91,6 @@ class Database:
                         connection = self._connect()
                         try:
                             with connection.transaction():
-                                connection.execute(
-                                    sql.SQL("SET LOCAL lock_timeout = {}").format(
-                                        sql.Literal(f"{int(self.lock_timeout * 1000)}ms")
-                                    )
-                                )
                                 return work(connection)
                         except psycopg.OperationalError as error:
                             if connection_lost(error):

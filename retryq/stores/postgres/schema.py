@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ...errors import StoreUnavailable
+from ...errors import ConfigError
 
 log = logging.getLogger("retryq")
 
@@ -51,12 +51,23 @@ MIGRATIONS = {
 
 
 def migrate(connection: psycopg.Connection[Any], schema: str, location: str) -> None:
-    """Create or upgrade ``schema``; hosts starting at once wait for each other on an advisory lock."""
+    """Create or upgrade ``schema``; hosts starting at once wait for each other on an advisory lock.
+
+    A schema already at this version (every connection but the first) costs one read, no lock
+    and no write.
+    """
     names = {"schema": sql.Identifier(schema)}
 
     def run(text: str, values: tuple[Any, ...] = ()) -> Any:
         return connection.execute(sql.SQL(text).format(**names), values)
 
+    with connection.transaction():
+        if connection.execute(
+            "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'meta'", (schema,)
+        ).fetchone():
+            found = run("SELECT value FROM {schema}.meta WHERE key = 'version'").fetchone()
+            if found and int(found["value"] if isinstance(found, dict) else found[0]) == SCHEMA_VERSION:
+                return
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"retryq schema {schema}",))
         run("CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -64,9 +75,9 @@ def migrate(connection: psycopg.Connection[Any], schema: str, location: str) -> 
         found = run("SELECT value FROM {schema}.meta WHERE key = 'version'").fetchone()
         version = int(found["value"] if isinstance(found, dict) else found[0]) if found else 0
         if version > SCHEMA_VERSION:
-            raise StoreUnavailable(
+            raise ConfigError(
                 f"{location}: schema {schema} is at version {version}, newer than this retryq "
-                f"({SCHEMA_VERSION}): upgrade retryq"
+                f"({SCHEMA_VERSION}): upgrade retryq on this host"
             )
         for number in range(version + 1, SCHEMA_VERSION + 1):
             for statement in filter(str.strip, MIGRATIONS[number].split(";")):

@@ -290,7 +290,9 @@ class PostgresStore:
                 changed.append(new)
         if removed:
             self._remove(connection, removed)
-        if changed:
+        if changed and not any(job.status in OPEN_STATUSES for job in changed):
+            self._write(connection, changed)  # results, mostly: no key can clash, no savepoint needed
+        elif changed:
             try:
                 with connection.transaction():  # a savepoint: a key conflict leaves the transaction usable
                     self._write(connection, changed)
