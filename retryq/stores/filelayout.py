@@ -1,0 +1,107 @@
+"""The queue file's bytes: a JSON array with one record per line, read record by record (each line
+kept, for a later write to reuse) or validated whole (for reading), and written back."""
+
+from __future__ import annotations
+
+__all__ = ["every_job_of", "layout", "parse", "parse_lines"]
+
+import gc
+import json
+from json.scanner import make_scanner
+from typing import Any
+
+from ..errors import QueueCorrupt
+from ..models import Job, job_list
+from .document import _Entry
+
+_SCANNER = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed mistypes its argument
+
+
+def parse(raw: bytes, where: str) -> list[_Entry]:
+    """The records of a queue file, each kept as it is, job or not; raises QueueCorrupt naming where it breaks."""
+    entries = parse_lines(raw)
+    if entries is not None:
+        return entries
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise QueueCorrupt(f"{where}: not UTF-8 text (byte {error.start})") from None
+    if not text.strip():
+        raise QueueCorrupt(f"{where}: the file is empty; a queue file holds a JSON array (write [] to start afresh)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise QueueCorrupt(
+            f"{where}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    if not isinstance(data, list):
+        raise QueueCorrupt(f"{where}: expected a JSON array of jobs, found a JSON {_json_type(data)}")
+    # Each element is kept, job or not: a record that is not a valid job is reported, never dropped.
+    return [_Entry(index, doc=doc) for index, doc in enumerate(data)]
+
+
+def layout(lines: list[bytes]) -> bytes:
+    """The file's bytes: ``[``, one job per line separated by commas, ``]``.
+
+    Built with a single join, so that a 10,000-job queue is not copied twice in memory on every write.
+    """
+    if not lines:
+        return b"[]\n"
+    parts = [b"[\n"]
+    for line in lines:
+        parts.append(line)
+        parts.append(b",\n")
+    parts[-1] = b"\n]\n"
+    return b"".join(parts)
+
+
+def parse_lines(raw: bytes) -> list[_Entry] | None:
+    """Read a file in retryq's own layout (one record per line) record by record, keeping each line's bytes.
+
+    Keeping the lines means a later write re-serializes only the jobs it changed, and the file
+    is never held twice in memory as bytes and text. Anything else (a file written by other
+    tools, or damaged) returns None and is parsed as a whole, which also gives the exact
+    position of an error.
+    """
+    if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
+        return None
+    lines = raw[2:-3].split(b"\n")
+    last = len(lines) - 1
+    entries = []
+    scan = _SCANNER  # json's own C scanner, without json.loads' per-call encoding detection
+    for index, chunk in enumerate(lines):
+        if index < last:
+            if not chunk.endswith(b","):
+                return None  # not valid JSON: the whole-file parse says where
+            line = chunk[:-1]
+        else:
+            line = chunk
+        try:
+            text = line.decode("utf-8")
+            doc, end = scan(text, 0)
+        except (ValueError, StopIteration):  # also UnicodeDecodeError
+            return None
+        if end != len(text):
+            return None
+        entries.append(_Entry(index, doc=doc, line=line))
+    return entries
+
+
+def every_job_of(raw: bytes) -> list[Job]:
+    """A JSON array of jobs, validated in one pass; raises ValidationError (also for what is not JSON).
+
+    The cyclic garbage collector is paused meanwhile: the jobs hold no cycles, and its passes over
+    every object made so far would double the time at 100,000 jobs (measured: 2.7 s against 1.2 s).
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return job_list().validate_json(raw)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
