@@ -193,7 +193,9 @@ class Outcome(str, enum.Enum):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # Validators are built on first use, not at import: `import retryq` and `retryq --help` never
+    # build one, and a command builds only the records it reads or writes.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the queue file stores it (camelCase keys, UTC timestamps)."""

@@ -62,6 +62,11 @@ def test_a_command_imports_no_other_command(tmp_path: Path, args: tuple[str, ...
     assert unused.isdisjoint(found["modules"])
 
 
+def test_schedule_builds_only_the_record_it_writes(tmp_path: Path) -> None:
+    found = probe(tmp_path, *SCHEDULE)
+    assert found["built"] == ["Job"]  # attempts and owners are validated inside jobs, never on their own
+
+
 def test_help_imports_no_command_and_no_pydantic_model(tmp_path: Path) -> None:
     found = probe(tmp_path, "--help")
     assert command_modules(found["modules"]) == set()
@@ -98,3 +103,12 @@ def test_help_lists_the_commands_as_typer_would_from_the_built_commands() -> Non
     assert from_summaries.getvalue() == from_commands.getvalue()
     rows = [line.split(maxsplit=1) for line in from_summaries.getvalue().splitlines()[1:]]
     assert [name for name, _ in rows] == list(COMMANDS)
+
+
+def test_importing_retryq_builds_no_validator() -> None:
+    code = (
+        "import sys; from retryq import RetryQueue; from retryq.models import Job; "
+        "print(Job.__pydantic_complete__, 'pydantic.plugin._loader' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "False False\n"
