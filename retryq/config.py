@@ -37,11 +37,6 @@ from .inconsistency import InconsistencyThresholds
 from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
 from .timeutil import format_duration, named_zone, parse_duration
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
 CONFIG_FILE = "retryq.toml"
 DEFAULT_QUEUE_FILE = ".retry-queue.json"
 #: What may appear inside the workflow command's argv items, replaced per job.
@@ -285,6 +280,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported here: without a configuration file, a command never parses TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         with path.open("rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)

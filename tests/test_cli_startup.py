@@ -65,6 +65,7 @@ def test_a_command_imports_no_other_command(tmp_path: Path, args: tuple[str, ...
 def test_schedule_builds_only_the_record_it_writes(tmp_path: Path) -> None:
     found = probe(tmp_path, *SCHEDULE)
     assert found["built"] == ["Job"]  # attempts and owners are validated inside jobs, never on their own
+    assert "tomllib" not in found["modules"]  # no configuration file here
 
 
 def test_help_imports_no_command_and_no_pydantic_model(tmp_path: Path) -> None:
