@@ -310,7 +310,8 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         if name in sections:
             raise ConfigError(f"{where}: the default workflow is set twice ([workflow] and [workflows.default])")
         sections[name] = section
-    sections.setdefault(DEFAULT_WORKFLOW, WorkflowSection())
+    # Defaults need no validation: model_construct() keeps the validators unbuilt when nothing was read.
+    sections.setdefault(DEFAULT_WORKFLOW, WorkflowSection.model_construct())
 
     defaults = WorkflowSettings(DEFAULT_WORKFLOW)
     workflows = {}
@@ -329,7 +330,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
             no_retry_exit_codes=frozenset(
                 _pick(section.no_retry_exit_codes, parsed.no_retry_exit_codes, defaults.no_retry_exit_codes)
             ),
-            backoff=_pick(section.backoff, parsed.backoff, BackoffSection()).build(),
+            backoff=_pick(section.backoff, parsed.backoff, BackoffSection.model_construct()).build(),
             keep_days=_keep_days(_pick(section.keep_days, parsed.keep_days, 7)),
             on_failure=_optional_tuple(_pick(section.on_failure, parsed.on_failure, None)),
             env={**(parsed.env or {}), **(section.env or {})},  # the workflow's own values win

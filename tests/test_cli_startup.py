@@ -20,11 +20,14 @@ PROBE = """
 import atexit, json, sys
 
 def report():
-    models = sys.modules.get("retryq.models")
-    built = [] if models is None else [
-        name for name in ("Job", "Attempt", "Owner") if getattr(models, name).__pydantic_complete__
-    ]
-    print(json.dumps({"modules": sorted(sys.modules), "built": built}), file=sys.stderr)
+    modules = sorted(sys.modules)
+    built = sorted(
+        f"{module}.{name}"
+        for module in ("retryq.models", "retryq.config") if module in sys.modules
+        for name, value in vars(sys.modules[module]).items()
+        if getattr(value, "__pydantic_complete__", False) and value.__module__ == module
+    )
+    print(json.dumps({"modules": modules, "built": built}), file=sys.stderr)
 
 atexit.register(report)
 from retryq.cli import main
@@ -64,7 +67,8 @@ def test_a_command_imports_no_other_command(tmp_path: Path, args: tuple[str, ...
 
 def test_schedule_builds_only_the_record_it_writes(tmp_path: Path) -> None:
     found = probe(tmp_path, *SCHEDULE)
-    assert found["built"] == ["Job"]  # attempts and owners are validated inside jobs, never on their own
+    # Attempts and owners are validated inside jobs, never on their own; without a file, no configuration is.
+    assert found["built"] == ["retryq.models.Job"]
     assert "tomllib" not in found["modules"]  # no configuration file here
 
 
