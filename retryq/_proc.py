@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import Owner
+
+if TYPE_CHECKING:
+    import subprocess
 
 PROC = Path("/proc")
 #: The variable that marks every process of a run, wherever it goes (recovery finds them by it).
@@ -91,9 +92,11 @@ class _Windows:
     """
 
     def __init__(self, run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None) -> None:
-        self.run = run or (lambda argv: subprocess.run(argv, capture_output=True, text=True, check=False))
+        self.run = run or _run_captured
 
     def popen_options(self) -> dict[str, Any]:
+        import subprocess
+
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
 
     def terminate_group(self, pgid: int) -> bool:
@@ -110,6 +113,13 @@ class _Windows:
             return False
         listed = self.run(["tasklist", "/FI", f"PID eq {pid}", "/NH", "/FO", "CSV"])
         return f'"{pid}"' in listed.stdout
+
+
+def _run_captured(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    # subprocess is imported here, not at the top: scheduling a job never starts a process.
+    import subprocess
+
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
 #: This system's way, chosen once (as filelock chooses its lock class).
@@ -155,7 +165,11 @@ def _group_has_live_member(pgid: int) -> bool:
 
 def hostname() -> str:
     """This host's name as claims record it; ``RETRYQ_HOST`` overrides it (tests that simulate several hosts)."""
-    return os.environ.get("RETRYQ_HOST") or socket.gethostname()
+    if os.environ.get("RETRYQ_HOST"):
+        return os.environ["RETRYQ_HOST"]
+    import socket  # only a claim needs it: `retryq schedule` never does
+
+    return socket.gethostname()
 
 
 def boot_id() -> str | None:

@@ -37,11 +37,6 @@ from .inconsistency import DelayPolicy, InconsistencyThresholds, parse_delay_pol
 from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
 from .timeutil import format_duration, named_zone, parse_duration
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
 CONFIG_FILE = "retryq.toml"
 DEFAULT_QUEUE_FILE = ".retry-queue.json"
 #: What may appear inside the workflow command's argv items, replaced per job.
@@ -288,6 +283,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # Imported here: without a configuration file, a command never parses TOML.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         with path.open("rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)
@@ -313,7 +313,8 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         if name in sections:
             raise ConfigError(f"{where}: the default workflow is set twice ([workflow] and [workflows.default])")
         sections[name] = section
-    sections.setdefault(DEFAULT_WORKFLOW, WorkflowSection())
+    # Defaults need no validation: model_construct() keeps the validators unbuilt when nothing was read.
+    sections.setdefault(DEFAULT_WORKFLOW, WorkflowSection.model_construct())
 
     defaults = WorkflowSettings(DEFAULT_WORKFLOW)
     workflows = {}
@@ -332,7 +333,7 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
             no_retry_exit_codes=frozenset(
                 _pick(section.no_retry_exit_codes, parsed.no_retry_exit_codes, defaults.no_retry_exit_codes)
             ),
-            backoff=_pick(section.backoff, parsed.backoff, BackoffSection()).build(),
+            backoff=_pick(section.backoff, parsed.backoff, BackoffSection.model_construct()).build(),
             keep_days=_keep_days(_pick(section.keep_days, parsed.keep_days, 7)),
             on_failure=_optional_tuple(_pick(section.on_failure, parsed.on_failure, None)),
             env={**(parsed.env or {}), **(section.env or {})},  # the workflow's own values win

@@ -205,7 +205,9 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # Validators are built on first use, not at import: `import retryq` and `retryq --help` never
+    # build one, and a command builds only the records it reads or writes.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True)
 
     @model_validator(mode="after")
     def _share_fields_set(self) -> Any:

@@ -2,12 +2,26 @@
 
 Every error the library raises becomes one line on stderr and the exit code of the README;
 no traceback reaches the user. The library never imports this package.
+
+``main`` imports only the command it runs (see ``COMMANDS`` in ``_app``); ``app`` is the typer
+application with every command registered, for tests and for embedding.
 """
 
 from __future__ import annotations
 
-# Importing the command modules registers their commands on the app, in this order in --help.
-from . import adding, dashboard, health, jobs, running, transfer  # noqa: F401
-from ._app import app, main
+from typing import TYPE_CHECKING, Any
+
+from ._app import main
+
+if TYPE_CHECKING:
+    from ._app import app
 
 __all__ = ["app", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from ._app import load_commands
+
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,41 +3,53 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_from_info, get_command_name
 
 from .. import __version__
-from ..config import load_config
 from ..errors import ExitCode, RetryqError
-from ..queue import RetryQueue
 
-#: The order of `retryq --help`: the daily loop first, then inspection and repair.
-COMMAND_ORDER = [
-    "schedule",
-    "report",
-    "process",
-    "run",
-    "worker",
-    "list",
-    "show",
-    "cancel",
-    "requeue",
-    "prune",
-    "stats",
-    "doctor",
-    "dashboard",
-    "export",
-    "import",
-]
+if TYPE_CHECKING:
+    from ..queue import RetryQueue
+
+#: Each command, in the order of `retryq --help` (the daily loop first, then inspection and repair):
+#: the module that defines it, and the summary --help lists (its docstring's first paragraph; a test
+#: keeps the two equal). A command's module is imported, and the command built, only when it runs:
+#: `retryq schedule` builds no other command, and `retryq --help` none.
+COMMANDS = {
+    "schedule": ("adding", "Schedule a deferred retry of the workflow for CLIENT and DATE."),
+    "report": (
+        "adding",
+        "Judge a fetch and schedule a retry if anything is missing: for fetchers not written in Python.",
+    ),
+    "process": ("running", "Run every due retry: the cron entry point."),
+    "run": ("running", "Run the workflow for CLIENT and DATE now, and exit with its exit code."),
+    "worker": ("running", "Run due retries as they come, until stopped: an alternative to cron."),
+    "list": ("jobs", "List the jobs in the queue, soonest due first."),
+    "show": ("jobs", "Show one job: its fields, its attempts and the tail of each attempt's output."),
+    "cancel": ("jobs", "Cancel pending jobs; they stay in the queue as `cancelled`, for the record."),
+    "requeue": ("jobs", "Put failed or cancelled jobs back to pending, with a fresh count of attempts."),
+    "prune": ("jobs", "Remove completed, failed and cancelled jobs that ended long enough ago (as `process` does)."),
+    "stats": ("health", "How inconsistencies resolve: at which retry, how many persist, how long it takes."),
+    "doctor": (
+        "health",
+        "Check the configuration, the workflow commands, the queue file and the lock; flag stuck jobs.",
+    ),
+    "dashboard": ("dashboard", "One HTML page about the queue: how retries resolve, open and failed jobs, health."),
+    "export": ("transfer", "Write every job of the queue as JSON lines, to move it to another store."),
+    "import": ("transfer", "Add the jobs of an export to the queue: all of them or, on a conflict, none."),
+}
 
 #: The options of the root command that may also be given after the command (`retryq list --config X`).
 GLOBAL_OPTIONS = ("config", "queue", "queue_file", "lock_timeout")
@@ -47,20 +59,76 @@ GLOBAL_HELP = (
 )
 
 
-class _Group(TyperGroup):
-    """Turns every failure into one line on stderr and a documented exit code."""
+def load_commands() -> typer.Typer:
+    """The application with every command registered (what tests and embedders see as ``retryq.cli.app``)."""
+    for module, _ in COMMANDS.values():
+        importlib.import_module(f".{module}", __package__)
+    return app
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        names = super().list_commands(ctx)
-        return sorted(
-            names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
-        )
 
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None and not command.epilog:
+def _build_command(name: str) -> TyperCommand | None:
+    """Import the module of command ``name`` (which registers it on ``app``) and build that command alone."""
+    importlib.import_module(f".{COMMANDS[name][0]}", __package__)
+    for info in app.registered_commands:
+        if (info.name or get_command_name(getattr(info.callback, "__name__", ""))) == name:
+            command = get_command_from_info(
+                info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
+            )
+            assert isinstance(command, TyperCommand)
+            return command
+    return None
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The group's commands by name, in the order of :data:`COMMANDS`, each built on first access.
+
+    Its keys are known without importing anything, so that a typo still gets typer's "Did you mean".
+    """
+
+    def __init__(self, built: Mapping[str, Any]) -> None:
+        self._built = dict(built)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            command = _build_command(name) if name in COMMANDS else None
+            if command is None:
+                raise KeyError(name)
+            self._built[name] = command
+        command = self._built[name]
+        if not command.epilog:
             command.epilog = GLOBAL_HELP
         return command
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*COMMANDS, *self._built]))
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self._built))
+
+
+class _Group(TyperGroup):
+    """Builds only the command that runs; turns every failure into one line on stderr and a documented exit code."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands(self.commands)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """List the commands from their summaries in :data:`COMMANDS`, building none of them."""
+        # A stand-in command that carries only the summary shortens it as typer shortens the real one's.
+        rows = {
+            name: TyperCommand(name=name, help=COMMANDS[name][1]) if name in COMMANDS else self.commands[name]
+            for name in self.commands
+        }
+        limit = formatter.width - 6 - max(len(name) for name in rows)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in rows.items()])
 
     def main(  # type: ignore[override]
         self,
@@ -190,6 +258,9 @@ class GlobalOptions:
 
 def open_queue(ctx: typer.Context) -> RetryQueue:
     """The queue the global options designate, with the configuration they designate."""
+    from ..config import load_config
+    from ..queue import RetryQueue
+
     options = ctx.find_root().obj
     if not isinstance(options, GlobalOptions):  # a command invoked without the root callback (tests of one command)
         options = GlobalOptions()
