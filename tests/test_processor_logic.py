@@ -67,6 +67,18 @@ def run(store: MemoryStore, runs: FakeRuns, cfg: Config | None = None, **options
     return processor, processor.run(handle_signals=False)
 
 
+def held_elsewhere(ident: str, **fields: object) -> Job:
+    """A job running on another host: nothing here can check its owner, its lease decides."""
+    return make_job(
+        id=ident,
+        client_id=ident,
+        status=JobStatus.RUNNING,
+        owner=Owner(host="another-host", pid=99),
+        run_id=ident,
+        **fields,
+    )
+
+
 def statuses(store: MemoryStore) -> dict[str, JobStatus]:
     return {job.id: job.status for job in store.load()}
 
@@ -161,12 +173,8 @@ def test_the_pid_is_recorded_while_the_job_runs() -> None:
 def test_a_busy_worker_takes_up_a_job_whose_host_died_once_its_lease_ends() -> None:
     """On a queue shared by hosts that are never idle, recovery must not wait for idleness."""
     now, ticks = [NOW], [0.0]
-    orphan = make_job(
-        id="orphan",
-        client_id="orphan",
-        status=JobStatus.RUNNING,
-        owner=Owner(host="a-host-that-died", pid=4321),
-        run_id="dead-run",
+    orphan = held_elsewhere(
+        "orphan",
         started_at=NOW - timedelta(minutes=1),
         lease_until=NOW + timedelta(minutes=1),
         delay_minutes=0,  # its next attempt is due as soon as it is recovered
@@ -203,12 +211,8 @@ def test_a_busy_worker_takes_up_a_job_whose_host_died_once_its_lease_ends() -> N
 
 @pytest.mark.parametrize(("shared", "expected"), [(False, 1), (True, 0)])
 def test_global_concurrency_counts_the_runs_of_other_processes(shared: bool, expected: int) -> None:
-    elsewhere = make_job(
-        id="elsewhere",
-        client_id="elsewhere",
-        status=JobStatus.RUNNING,
-        owner=Owner(host="another-host", pid=99),
-        run_id="theirs",
+    elsewhere = held_elsewhere(
+        "elsewhere",
         started_at=NOW,
         lease_until=NOW + timedelta(minutes=5),
     )
