@@ -287,17 +287,22 @@ def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
     if not found or not PROC.is_dir():
         return found
     needles = {f"{RUN_ID_VARIABLE}={run_id}".encode(): run_id for run_id in found}
-    for pid in (int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()):
-        if pid == os.getpid():
+    marker = f"{RUN_ID_VARIABLE}=".encode()
+    me = str(os.getpid())
+    for name in os.listdir(PROC):  # plain strings and one read each: this runs after every run
+        if not name.isdigit() or name == me:
             continue
         try:
-            environ = (PROC / str(pid) / "environ").read_bytes()
+            with open(f"{PROC}/{name}/environ", "rb") as handle:
+                environ = handle.read()
         except OSError:
+            continue
+        if marker not in environ:  # most processes (and every kernel thread) carry no run id at all
             continue
         for variable in environ.split(b"\0"):
             run_id = needles.get(variable)
-            if run_id is not None and pid_alive(pid):
-                found[run_id].append(pid)
+            if run_id is not None and pid_alive(int(name)):
+                found[run_id].append(int(name))
     return found
 
 

@@ -76,8 +76,8 @@ class JsonFileStore(DocumentStore):
         # The bytes we last read or wrote, and their entries: when the file still holds exactly
         # those bytes, nothing needs to be parsed again, and unchanged jobs need no new JSON.
         self._cache: tuple[bytes, list[_Entry]] | None = None
-        # The same bytes validated whole, for reading (None: some record is not a valid job).
-        self._jobs: tuple[bytes, list[Job] | None] | None = None
+        # Whether every record of those bytes is a valid job, as validating them whole found.
+        self._verdict: tuple[bytes, bool] | None = None
 
     def __repr__(self) -> str:
         return f"JsonFileStore({self.location!r})"
@@ -85,29 +85,34 @@ class JsonFileStore(DocumentStore):
     # -- reading -----------------------------------------------------------------------------
 
     def load(self, query: JobFilter | None = None) -> list[Job]:
-        jobs = self._every_job()
-        if jobs is None:
+        if query is not None:  # record by record: only the records whose scanned fields match are validated
             return super().load(query)
-        return [job for job in jobs if query.matches(job)] if query is not None else jobs
+        jobs = self._every_job()
+        return super().load() if jobs is None else jobs
 
     def invalid(self) -> list[InvalidJob]:
-        return [] if self._every_job() is not None else super().invalid()
+        raw = self._read_bytes()
+        if raw is None or (self._verdict is not None and self._verdict[0] is raw and self._verdict[1]):
+            return []
+        return [] if self._every_job(raw) is not None else super().invalid()
 
-    def _every_job(self) -> list[Job] | None:
+    def _every_job(self, raw: bytes | None = None) -> list[Job] | None:
         """Every record as a job, validated in one pass over the bytes (no JSON objects in between:
         what reading a large queue costs); None when a record is not a valid job, or the file is not
-        a JSON array, which the record-by-record reading then reports precisely."""
-        raw = self._read_bytes()
+        a JSON array, which the record-by-record reading then reports precisely. Only the verdict
+        is kept, not the jobs: a `process` run that checks the file need not hold them all."""
+        raw = self._read_bytes() if raw is None else raw
         if raw is None:
             return []
-        known = self._jobs
-        if known is None or known[0] != raw:
-            try:
-                known = (raw, every_job_of(raw))
-            except ValidationError:
-                known = (raw, None)
-            self._jobs = known
-        return None if known[1] is None else list(known[1])
+        if self._verdict is not None and self._verdict[0] is raw and not self._verdict[1]:
+            return None
+        try:
+            jobs = every_job_of(raw)
+        except ValidationError:
+            self._verdict = (raw, False)
+            return None
+        self._verdict = (raw, True)
+        return jobs
 
     def _read_bytes(self) -> bytes | None:
         """The file's bytes (None if there is no file yet); the copy already held, when they have not changed."""
@@ -118,7 +123,7 @@ class JsonFileStore(DocumentStore):
             return None
         except OSError as error:
             raise StoreIOError(f"{self.location}: cannot read the queue file: {error.strerror}") from None
-        for held in (self._cache, self._jobs):
+        for held in (self._cache, self._verdict):
             if held is not None and held[0] == raw:
                 return held[0]  # one copy of a large file in memory, not two
         return raw
