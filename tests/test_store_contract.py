@@ -415,3 +415,10 @@ def test_racing_adds_for_one_key_create_one_job(store: Store, request: pytest.Fi
     for handle in handles:
         if handle is not store:
             handle.close()
+
+
+def test_a_filter_with_nothing_set_selects_all() -> None:
+    assert JobFilter.of().selects_all
+    assert JobFilter.of(status=None, client=None).selects_all
+    assert not JobFilter.of(status="pending").selects_all
+    assert not JobFilter(statuses=frozenset()).selects_all  # no status at all: selects nothing

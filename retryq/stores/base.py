@@ -65,6 +65,11 @@ class JobFilter:
             raise InvalidInput("`since` must carry a time zone")
         return cls(parse_statuses(status), workflow, client, date, since)
 
+    @property
+    def selects_all(self) -> bool:
+        """Whether every job matches (no field is set)."""
+        return self == _EVERYTHING
+
     def matches(self, job: Job) -> bool:
         return (
             (self.statuses is None or job.status in self.statuses)
@@ -73,6 +78,9 @@ class JobFilter:
             and (self.date is None or job.date == self.date)
             and (self.since is None or (job.finished_at or job.started_at or job.scheduled_at) >= self.since)
         )
+
+
+_EVERYTHING = JobFilter()
 
 
 @dataclass(frozen=True)

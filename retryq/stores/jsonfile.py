@@ -85,8 +85,8 @@ class JsonFileStore(DocumentStore):
     # -- reading -----------------------------------------------------------------------------
 
     def load(self, query: JobFilter | None = None) -> list[Job]:
-        if query is not None:  # record by record: only the records whose scanned fields match are validated
-            return super().load(query)
+        if query is not None and not query.selects_all:
+            return super().load(query)  # record by record: only the records whose scanned fields match are validated
         jobs = self._every_job()
         return super().load() if jobs is None else jobs
 
