@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,52 @@ def test_reading_in_one_pass_gives_what_reading_record_by_record_gives(path: Pat
     assert [str(problem) for problem in store.invalid()] == [str(p) for p in DocumentStore.invalid(store)]
     assert len(store.invalid()) == int(with_invalid)
     assert whole[1].scheduled_at.isoformat() == "2025-12-19T10:00:00+00:00"  # converted to UTC either way
+
+
+def test_checking_a_large_queue_never_holds_all_its_jobs_at_once(path: Path) -> None:
+    """`process` checks the whole file for invalid records at each start: a slice of jobs at a time,
+    so that its peak memory does not grow by one model per job of the queue."""
+    import tracemalloc
+
+    line = json.dumps(make_job().to_json_dict())
+    records = [line.replace('"balthazar"', f'"client{number}"') for number in range(6_000)]
+    path.write_text("[\n" + ",\n".join(records) + "\n]\n")
+    assert len(JsonFileStore(path).load()) == 6_000
+
+    def peak_above_the_file(call: Callable[[JsonFileStore], object]) -> int:
+        store = JsonFileStore(path)
+        tracemalloc.start()
+        try:
+            call(store)
+            return tracemalloc.get_traced_memory()[1] - path.stat().st_size
+        finally:
+            tracemalloc.stop()
+
+    loading, checking = peak_above_the_file(JsonFileStore.load), peak_above_the_file(JsonFileStore.invalid)
+    assert checking < loading / 4, (checking, loading)
+    for where, broken in [
+        (1, ["42", *records[1:]]),
+        (6_000, [*records[:-1], "42"]),
+        (3_000, [*records[:2999], "42", *records[3000:]]),
+    ]:
+        path.write_text("[\n" + ",\n".join(broken) + "\n]\n")
+        [problem] = JsonFileStore(path).invalid()
+        assert f"job #{where} (?) is invalid: not a JSON object" in str(problem)
+
+
+def test_the_check_follows_the_file_across_writes(path: Path) -> None:
+    """A store that found every record valid, then wrote, still sees a bad record another writer adds,
+    and a store that found one keeps reporting it after its own writes."""
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    assert store.invalid() == []
+    store.add(make_job(id="b", client_id="other"), unchanged)
+    assert store.invalid() == []
+    path.write_text(path.read_text().replace("\n]\n", ',\n{"clientId": "x", "date": "2025-02-30"}\n]\n'))
+    [problem] = store.invalid()
+    store.add(make_job(id="c", client_id="third"), unchanged)
+    assert [str(p) for p in store.invalid()] == [str(problem)]
+    assert [job.id for job in store.load()] == ["a", "b", "c"]
 
 
 def test_changes_by_another_writer_are_seen(path: Path) -> None:

@@ -3,12 +3,14 @@ kept, for a later write to reuse) or validated whole (for reading), and written 
 
 from __future__ import annotations
 
-__all__ = ["every_job_of", "layout", "parse", "parse_lines"]
+__all__ = ["all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
 
 import gc
 import json
 from json.scanner import make_scanner
 from typing import Any
+
+from pydantic import ValidationError
 
 from ..errors import QueueCorrupt
 from ..models import Job, job_list
@@ -100,6 +102,42 @@ def every_job_of(raw: bytes) -> list[Job]:
     finally:
         if paused:
             gc.enable()
+
+
+def all_jobs_valid(raw: bytes, *, slice_of: int = 500) -> bool:
+    """Whether every record of a queue file is a valid job, validated ``slice_of`` records at a time.
+
+    What `process` checks at each start: each slice's jobs are dropped before the next is read, so
+    the check holds a few hundred models and a few hundred lines' bytes, never one per job. A file
+    not in retryq's layout is validated whole; so is one whose lines do not split into records (a
+    pretty-printed object spans lines), which then fails here and is read record by record, as
+    any invalid file is.
+    """
+    if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
+        return _valid(raw)
+    view = memoryview(raw)
+    start, body_end = 2, len(raw) - 3  # raw[start:body_end]: the records, one per line
+    while start <= body_end:
+        stop = start - 1
+        for _ in range(slice_of):
+            stop = raw.find(b"\n", stop + 1, body_end)
+            if stop < 0:
+                stop = body_end
+                break
+        # Every line but the file's last ends with the comma that separates it from the next.
+        end = stop - 1 if stop > start and raw[stop - 1] == 0x2C else stop
+        if not _valid(b"".join((b"[", view[start:end], b"]"))):
+            return False
+        start = stop + 1
+    return True
+
+
+def _valid(raw: bytes) -> bool:
+    try:
+        every_job_of(raw)
+    except ValidationError:
+        return False
+    return True
 
 
 def _json_type(value: Any) -> str:

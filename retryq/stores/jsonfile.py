@@ -29,7 +29,7 @@ from ..errors import ConfigError, LockTimeout, RetryqError, StoreIOError
 from ..models import Job
 from .base import Finding, InvalidJob, JobFilter
 from .document import DocumentStore, R, Transaction, _Entry, _Write
-from .filelayout import every_job_of, layout, parse
+from .filelayout import all_jobs_valid, every_job_of, layout, parse
 
 log = logging.getLogger("retryq")
 
@@ -92,15 +92,17 @@ class JsonFileStore(DocumentStore):
 
     def invalid(self) -> list[InvalidJob]:
         raw = self._read_bytes()
-        if raw is None or (self._verdict is not None and self._verdict[0] is raw and self._verdict[1]):
+        if raw is None:
             return []
-        return [] if self._every_job(raw) is not None else super().invalid()
+        if self._verdict is None or self._verdict[0] is not raw:
+            self._verdict = (raw, all_jobs_valid(raw))  # a slice at a time: `process` checks at each start
+        return [] if self._verdict[1] else super().invalid()
 
     def _every_job(self, raw: bytes | None = None) -> list[Job] | None:
         """Every record as a job, validated in one pass over the bytes (no JSON objects in between:
         what reading a large queue costs); None when a record is not a valid job, or the file is not
         a JSON array, which the record-by-record reading then reports precisely. Only the verdict
-        is kept, not the jobs: a `process` run that checks the file need not hold them all."""
+        is kept, not the jobs."""
         raw = self._read_bytes() if raw is None else raw
         if raw is None:
             return []
@@ -298,6 +300,11 @@ class JsonFileStore(DocumentStore):
             replace_file(self.path, raw, mode=mode, owner=new_file_owner(self.path), before_replace=self._verify_lock)
         except OSError as error:
             raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
+        # A write keeps the records it read and adds validated jobs: what was all valid stays so, and
+        # the verdict moves to the new bytes rather than holding on to a copy of the old ones.
+        verdict, base = self._verdict, self._cache
+        still_valid = verdict is not None and verdict[1] and base is not None and verdict[0] is base[0]
+        self._verdict = (raw, True) if still_valid else None
         self._cache = (raw, write.entries)
 
     def _append_archive(self, jobs: list[Job]) -> None:
