@@ -30,10 +30,9 @@ lint: $(VENV)/.installed
 BENCH_RESULTS := benchmarks/results
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey procrastinate
-	@for name in startup schedule concurrent process read postgres; do \
+	@for name in startup schedule concurrent process read postgres retry; do \
 		$(BIN)/python benchmarks/bench_$$name.py --json $(BENCH_RESULTS)/$$name.json || exit 1; \
 	done
-	$(BIN)/python benchmarks/bench_retry.py
 	@$(MAKE) --no-print-directory bench-table
 
 ## bench-table: rewrite the README's benchmark table from the saved results, measuring nothing

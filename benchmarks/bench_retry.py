@@ -17,24 +17,24 @@ Each run times a batch of calls of the plain function, then of both sides, in al
 both sides alike. A side's overhead in a run is its time per call minus the plain call's in the
 same run; the table gives the medians over all runs, and the min / median / max of the time per
 call. Target: retryq's overhead at most half of tenacity's. tenacity is needed only here:
-``pip install tenacity`` (``make bench`` installs it).
+``pip install tenacity`` (``make bench`` installs it). ``--json PATH`` saves the results for the
+README's table; ``--rounds N`` sets the runs per case.
 """
 
 from __future__ import annotations
 
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from _common import header, table
+from _common import Goal, Group, ReadmeRow, Report, Row, Stats, arguments, versions
 
 from retryq import __version__
 from retryq.inprocess import RetryContext, retry, retrying
 
-RUNS = 21  # pairs of batches per case
+RUNS = 21  # runs per case, each a batch of the plain call and of both sides
 BATCH_SECONDS = 0.05  # each batch lasts about this long
 
 
@@ -143,12 +143,14 @@ def cases(tenacity: Any) -> list[Case]:
     ]
 
 
-def measure(plain: Callable[[], object], ours: Callable[[], object], theirs: Callable[[], object]) -> dict[str, Any]:
-    """Interleaved runs of the three; seconds per call of each, and each side's overhead, per run."""
+def measure(
+    plain: Callable[[], object], ours: Callable[[], object], theirs: Callable[[], object], runs: int
+) -> dict[str, list[float]]:
+    """Interleaved runs of the three: seconds per call of the plain function, and each side's overhead, per run."""
     stmts = {"plain": plain, "ours": ours, "theirs": theirs}
     numbers = {name: calibrate(stmt) for name, stmt in stmts.items()}
     times: dict[str, list[float]] = {name: [] for name in stmts}
-    for run in range(RUNS):
+    for run in range(runs):
         # A, B then B, A: whichever side runs second in a pair, the other does in the next.
         for name in ("plain", "ours", "theirs") if run % 2 == 0 else ("plain", "theirs", "ours"):
             times[name].append(batch(stmts[name], numbers[name]))
@@ -156,61 +158,73 @@ def measure(plain: Callable[[], object], ours: Callable[[], object], theirs: Cal
         side: [spent - base for spent, base in zip(times[side], times["plain"], strict=True)]
         for side in ("ours", "theirs")
     }
-    return {"times": times, "over": over, "numbers": numbers}
+    return {"plain": times["plain"], "ours": over["ours"], "theirs": over["theirs"]}
 
 
-def spread(values: list[float]) -> str:
-    """min / median / max in nanoseconds, or microseconds past 10 µs."""
-    low, mid, high = min(values), statistics.median(values), max(values)
-    if mid >= 10e-6:
-        return f"{low * 1e6:.1f} / {mid * 1e6:.1f} / {high * 1e6:.1f} µs"
-    return f"{low * 1e9:.0f} / {mid * 1e9:.0f} / {high * 1e9:.0f} ns"
+def group_of(name: str, label: str, found: dict[str, list[float]], runs: int) -> Group:
+    """One case as a table: the plain call, then each side's overhead (ns); retryq's ÷ tenacity's, run by run."""
+    ns = {key: [value * 1e9 for value in values] for key, values in found.items()}
+    ratios = [ours / theirs for ours, theirs in zip(ns["ours"], ns["theirs"], strict=True)]
+    rows = [
+        Row("plain", "the plain call", Stats.of(ns["plain"]), samples=ns["plain"]),
+        Row(
+            "retryq",
+            "retryq's overhead per call",
+            Stats.of(ns["ours"]),
+            {"tenacity": Stats.of(ratios)},
+            goal=Goal("ratio:tenacity", 0.5, "≤ 0.5 × tenacity"),
+            samples=ns["ours"],
+        ),
+        Row("tenacity", "tenacity's overhead per call", Stats.of(ns["theirs"]), samples=ns["theirs"]),
+    ]
+    method = (
+        f"{runs} interleaved runs, each a batch of about {BATCH_SECONDS * 1000:.0f} ms per side (plain, A, B; then "
+        "plain, B, A); a side's overhead is its time per call minus the plain call's in the same run"
+    )
+    return Group(name, label, "ns", rows, method)
 
 
 def main() -> None:
+    options = arguments(__doc__, RUNS)
     try:
         import tenacity
     except ImportError:
         print("tenacity is not installed: pip install tenacity (it is needed only for this comparison)")
         sys.exit(0)
 
-    header(f"Overhead of a successful call: retryq {__version__} beside tenacity {tenacity_version()}")
-    print(
-        f"Python {platform.python_version()} ({platform.python_implementation()}); {RUNS} interleaved runs per case, "
-        f"each a batch of about {BATCH_SECONDS * 1000:.0f} ms per side; medians of paired differences\n"
-    )
-    print("tenacity's side: stop_after_attempt(3), wait_exponential(multiplier=1, max=60); retryq's defaults\n")
-    rows = []
-    for label, plain, ours, theirs in cases(tenacity):
-        found = measure(plain, ours, theirs)
-        ours_over = statistics.median(found["over"]["ours"])
-        theirs_over = statistics.median(found["over"]["theirs"])
-        ratio = ours_over / theirs_over
-        rows.append(
-            [
-                label,
-                f"{statistics.median(found['times']['plain']) * 1e9:.0f} ns",
-                spread(found["times"]["ours"]),
-                spread(found["times"]["theirs"]),
-                f"{ours_over * 1e9:.0f} ns",
-                f"{theirs_over * 1e9:.0f} ns",
-                f"{ratio:.3f}",
-                "met" if ratio <= 0.5 else "NOT met",
-            ]
-        )
-    table(
-        [
-            "case",
-            "plain, median",
-            "retryq per call, min / median / max",
-            "tenacity per call, min / median / max",
-            "retryq overhead",
-            "tenacity overhead",
-            "retryq / tenacity",
-            "target ≤ 0.5",
+    report = Report(
+        "retry",
+        f"Overhead of a successful call: retryq {__version__} beside tenacity {tenacity_version()}",
+        versions=versions("tenacity"),
+        notes=[
+            f"Python {platform.python_version()} ({platform.python_implementation()}); tenacity's side: "
+            "stop_after_attempt(3), wait_exponential(multiplier=1, max=60); retryq's defaults."
         ],
-        rows,
     )
+    report.header()
+    names = ["decorated", "block-per-call", "block-reused", "call-per-call", "call-reused", "async"]
+    for name, (label, plain, ours, theirs) in zip(names, cases(tenacity), strict=True):
+        group = group_of(name, label, measure(plain, ours, theirs, options.rounds), options.rounds)
+        report.groups.append(group)
+        report.print_group(group)
+    report.readme = [
+        ReadmeRow(
+            "`@retry`: overhead of a call that succeeds",
+            "decorated",
+            "retryq",
+            "tenacity",
+            "`@tenacity.retry`, the same policy",
+        ),
+        ReadmeRow(
+            "`for attempt in retrying():`, built per call",
+            "block-per-call",
+            "retryq",
+            "tenacity",
+            "`for attempt in tenacity.Retrying(...)`, built per call",
+        ),
+        ReadmeRow("`@retry` on an `async def`", "async", "retryq", "tenacity", "`@tenacity.retry` on an `async def`"),
+    ]
+    report.finish(options.json)
 
 
 def tenacity_version() -> str:

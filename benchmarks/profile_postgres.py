@@ -216,7 +216,7 @@ def without_scan(url: str, rounds: int) -> None:
     scan = _proc.stop_leftovers
 
     def skipping() -> float:
-        _proc.stop_leftovers = lambda run_id, grace: 0
+        _proc.stop_leftovers = lambda graces: dict.fromkeys(graces, 0)
         try:
             return process_retryq(url)
         finally:
