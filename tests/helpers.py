@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import stat
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -141,3 +144,29 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}: CI must run this test")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def served_dashboard(retryq_bin: str, cwd: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`retryq dashboard --serve --port 0 …` started in ``cwd`` (no RETRYQ_* from the outer environment),
+    with the address it says it serves; killed on the way out if the test has not stopped it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RETRYQ_")}
+    server = subprocess.Popen(
+        [retryq_bin, "dashboard", "--serve", "--port", "0", *options],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        served = r"serving the dashboard of \.retry-queue\.json at (http://127\.0\.0\.1:\d+/) \(Ctrl-C to stop\)\n"
+        match = re.fullmatch(served, line)
+        assert match, line + (server.stderr.read() if server.stderr else "")
+        yield server, match.group(1)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -30,7 +30,7 @@ from retryq.models import Attempt, Job, JobStatus, Outcome
 from retryq.stats import job_history, resolution_stats
 from retryq.timeutil import format_duration, utcnow
 
-from .helpers import FakeWorkflow, invoke, make_config, make_job
+from .helpers import FakeWorkflow, invoke, make_config, make_job, served_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "retryq" / "dashboard"
@@ -526,32 +526,13 @@ def test_serve_builds_the_page_for_each_request_until_stopped() -> None:
 def test_the_served_dashboard_stops_on_a_signal(
     retryq_bin: str, store: JsonFileStore, tmp_path: Path, sig: int, code: int
 ) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RETRYQ_")}
-    server = subprocess.Popen(
-        [retryq_bin, "dashboard", "--serve", "--port", "0", "--refresh", "5m"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = re.fullmatch(
-            r"serving the dashboard of \.retry-queue\.json at (http://127\.0\.0\.1:\d+/) \(Ctrl-C to stop\)\n", line
-        )
-        assert match, line + (server.stderr.read() if server.stderr else "")
-        status, _, body = fetch(match.group(1))
+    with served_dashboard(retryq_bin, tmp_path, "--refresh", "5m") as (server, url):
+        status, _, body = fetch(url)
         assert status == 200
         assert '<meta http-equiv="refresh" content="300">' in body
         assert Page(body).stats["chains"] == "11"
         server.send_signal(sig)
         out, err = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     assert (server.returncode, out, err) == (code, "dashboard server stopped\n", "")
 
 

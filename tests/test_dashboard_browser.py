@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from retryq.timeutil import format_duration, utcnow
 
+from .helpers import served_dashboard
 from .test_dashboard import recorded_history
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -221,20 +221,7 @@ def test_the_page_from_disk(browser: Any, retryq_bin: str, history: Path, filter
 
 def test_the_served_page(browser: Any, retryq_bin: str, history: Path) -> None:
     stats = json.loads(run_retryq(retryq_bin, "stats", "--json", cwd=history))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RETRYQ_")}
-    server = subprocess.Popen(
-        [retryq_bin, "dashboard", "--serve", "--port", "0"],
-        cwd=history,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        found = re.search(r"at (http://127\.0\.0\.1:\d+/) ", server.stdout.readline())
-        assert found, "the server did not say where it listens"
-        url = found.group(1)
+    with served_dashboard(retryq_bin, history) as (server, url):
         for name, width in WIDTHS.items():
             visit = Visit(browser, width)
             try:
@@ -247,8 +234,4 @@ def test_the_served_page(browser: Any, retryq_bin: str, history: Path) -> None:
             assert visit.requests == [url]
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     assert (server.returncode, out, err) == (143, "dashboard server stopped\n", "")
