@@ -403,7 +403,8 @@ def fmt_range(stats: Mapping[str, float] | Stats, unit: str) -> str:
     values = stats.to_json() if isinstance(stats, Stats) else stats
     low, mid, high = values["min"], values["median"], values["max"]
     if unit == "×":
-        return f"{mid:.2f} ({low:.2f}–{high:.2f})"
+        digits = 3 if mid < 0.1 else 2  # 0.007 × is not 0.01 ×
+        return f"{mid:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
     return f"{fmt(mid, unit)} ({fmt(low, unit).removesuffix(' ' + unit)}–{fmt(high, unit)})"
 
 
