@@ -32,7 +32,7 @@ from typing import Any
 from _common import Goal, Group, ReadmeRow, Report, Row, Stats, arguments, versions
 
 from retryq import __version__
-from retryq.inprocess import RetryContext, retry, retrying
+from retryq.inprocess.forms import RetryContext, retry, retrying
 
 RUNS = 21  # runs per case, each a batch of the plain call and of both sides
 BATCH_SECONDS = 0.05  # each batch lasts about this long

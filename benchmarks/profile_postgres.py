@@ -207,20 +207,20 @@ def without_scan(url: str, rounds: int) -> None:
     """Jobs per second of ``Processor.run``, as it is and without its scan of /proc after each run, and procrastinate's.
 
     A what-if, patched here and nowhere else: after each run, retryq reads the environment of
-    every process of the host to stop what the run left behind (``_proc.stop_leftovers``).
+    every process of the host to stop what the run left behind (``platform.stop_leftovers``).
     """
     from bench_postgres import process_procrastinate, process_retryq
 
-    from retryq import _proc
+    from retryq.running import platform
 
-    scan = _proc.stop_leftovers
+    scan = platform.stop_leftovers
 
     def skipping() -> float:
-        _proc.stop_leftovers = lambda graces: dict.fromkeys(graces, 0)
+        platform.stop_leftovers = lambda graces: dict.fromkeys(graces, 0)
         try:
             return process_retryq(url)
         finally:
-            _proc.stop_leftovers = scan
+            platform.stop_leftovers = scan
 
     runs = interleave(
         {
@@ -243,7 +243,7 @@ def without_scan(url: str, rounds: int) -> None:
     print(f"\n(one scan of /proc with {sum(1 for entry in os.listdir('/proc') if entry.isdigit())} processes: ", end="")
     start = time.perf_counter()
     for _ in range(20):
-        _proc.processes_with_run_id("none")
+        platform.processes_with_run_id("none")
     print(f"{(time.perf_counter() - start) / 20 * 1000:.2f} ms)")
 
 

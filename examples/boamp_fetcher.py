@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from retryq import RetryQueue, defer, is_recoverable, retry
-from retryq.inconsistency import FetchStatus
+from retryq.record.inconsistency import FetchStatus
 
 RECORDS_PATH = "/api/explore/v2.1/catalog/datasets/boamp/records"
 PAGE = 100

@@ -11,16 +11,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from . import lifecycle
-from .config import Config, load_config
-from .errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
-from .housekeeping import prune_rule
-from .models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
+from .record import lifecycle
+from .record.errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
+from .record.models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
+from .record.timeutil import format_utc, parse_delay, to_utc, utcnow
+from .running.housekeeping import prune_rule
+from .settings.config import Config, load_config
 from .stores import JobFilter, Store, open_store
-from .timeutil import format_utc, parse_delay, to_utc, utcnow
 
 if TYPE_CHECKING:
-    from .inconsistency import Assessment, Decision
+    from .record.inconsistency import Assessment, Decision
 
 log = logging.getLogger("retryq")
 
@@ -190,11 +190,12 @@ class RetryQueue:
         """Judge a fetch (``fetched`` of ``total``) and schedule a retry whenever something is missing.
 
         Without ``delay``, ``[report] delay`` picks it for the verdict; from inside a retry run, the retry is that
-        run's follow-up (no duplicate), spaced by the workflow's backoff (:func:`~retryq.inconsistency.decide_delay`).
+        run's follow-up (no duplicate), spaced by the workflow's backoff
+        (:func:`~retryq.record.inconsistency.decide_delay`).
         The chain's first verdict is recorded on its job. Logs one line on the ``retryq`` logger: INFO when
         complete, WARNING when something is missing within the tolerance (or more came than announced), ERROR beyond.
         """
-        from .inconsistency import Decision, FetchStatus, assess, decide_delay, record_detection
+        from .record.inconsistency import Decision, FetchStatus, assess, decide_delay, record_detection
 
         JobKey.of(client, date)  # refused before anything is judged
         assessment = assess(total, fetched, self.config.thresholds)

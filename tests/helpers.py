@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 
 from retryq import Config, Job, Processor, ProcessReport, RetryQueue, WorkflowSettings
 from retryq.cli import app
-from retryq.models import DEFAULT_WORKFLOW
+from retryq.record.models import DEFAULT_WORKFLOW
 
 T0 = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from retryq.backoff import RetryState, constant, exponential, fixed, jitter, linear
+from retryq.record.backoff import RetryState, constant, exponential, fixed, jitter, linear
 
 
 def test_exponential_defaults_give_1_2_4_seconds() -> None:

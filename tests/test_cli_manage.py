@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.models import Attempt, JobStatus, Outcome
+from retryq.record.models import Attempt, JobStatus, Outcome
 
 from .helpers import T0, invoke, make_job
 

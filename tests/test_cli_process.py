@@ -125,6 +125,6 @@ def test_keep_days_prunes(cli: CliRunner, workflow: FakeWorkflow) -> None:
 
 
 def _legacy_id() -> str:
-    from retryq.models import Job
+    from retryq.record.models import Job
 
     return Job.model_validate(json.loads(LEGACY_FILE)[0]).id

@@ -11,8 +11,8 @@ from freezegun import freeze_time
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.models import JobStatus
-from retryq.timeutil import format_utc
+from retryq.record.models import JobStatus
+from retryq.record.timeutil import format_utc
 
 from .helpers import invoke
 

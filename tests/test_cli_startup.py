@@ -23,7 +23,7 @@ def report():
     modules = sorted(sys.modules)
     built = sorted(
         f"{module}.{name}"
-        for module in ("retryq.models", "retryq.config") if module in sys.modules
+        for module in ("retryq.record.models", "retryq.settings.config") if module in sys.modules
         for name, value in vars(sys.modules[module]).items()
         if getattr(value, "__pydantic_complete__", False) and value.__module__ == module
     )
@@ -61,21 +61,21 @@ def command_modules(modules: list[str]) -> set[str]:
 def test_a_command_imports_no_other_command(tmp_path: Path, args: tuple[str, ...], module: str) -> None:
     found = probe(tmp_path, *args)
     assert command_modules(found["modules"]) == {f"retryq.cli.{module}", "retryq.cli._output"}
-    unused = {"retryq.processor", "retryq.runner", "retryq.dashboard", "retryq.stats", "retryq.doctor", "rich"}
+    unused = {"retryq.running.processor", "retryq.running.runner", "retryq.reporting.dashboard", "retryq.reporting.stats", "retryq.reporting.doctor", "rich"}
     assert unused.isdisjoint(found["modules"])
 
 
 def test_schedule_builds_only_the_record_it_writes(tmp_path: Path) -> None:
     found = probe(tmp_path, *SCHEDULE)
     # Attempts and owners are validated inside jobs, never on their own; without a file, no configuration is.
-    assert found["built"] == ["retryq.models.Job"]
+    assert found["built"] == ["retryq.record.models.Job"]
     assert "tomllib" not in found["modules"]  # no configuration file here
 
 
 def test_help_imports_no_command_and_no_pydantic_model(tmp_path: Path) -> None:
     found = probe(tmp_path, "--help")
     assert command_modules(found["modules"]) == set()
-    assert {"retryq.models", "retryq.config", "pydantic.main"}.isdisjoint(found["modules"])
+    assert {"retryq.record.models", "retryq.settings.config", "pydantic.main"}.isdisjoint(found["modules"])
 
 
 def test_a_mistyped_command_is_still_told_the_right_name(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_help_lists_the_commands_as_typer_would_from_the_built_commands() -> Non
 
 def test_importing_retryq_builds_no_validator() -> None:
     code = (
-        "import sys; from retryq import RetryQueue; from retryq.models import Job; "
+        "import sys; from retryq import RetryQueue; from retryq.record.models import Job; "
         "print(Job.__pydantic_complete__, 'pydantic.plugin._loader' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.metrics import parse_metrics
-from retryq.models import JobStatus
-from retryq.timeutil import utcnow
+from retryq.record.models import JobStatus
+from retryq.record.timeutil import utcnow
+from retryq.reporting.metrics import parse_metrics
 
 from .helpers import FakeWorkflow, invoke, make_job
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore
-from retryq.models import JobStatus
+from retryq.record.models import JobStatus
 
 from .helpers import write_script
 
@@ -37,7 +37,7 @@ PROCESSOR = textwrap.dedent(
     import sys, time
     from datetime import timedelta
     from retryq import JobStatus, Processor, RetryQueue
-    from retryq.config import Config, WorkflowSettings
+    from retryq.settings.config import Config, WorkflowSettings
     path, command, expected, concurrency = sys.argv[1], sys.argv[2:-2], int(sys.argv[-2]), int(sys.argv[-1])
     settings = WorkflowSettings("default", command=tuple(command), command_origin="test", concurrency=concurrency)
     queue = RetryQueue(path, config=Config(workflows={"default": settings}, concurrency=concurrency))

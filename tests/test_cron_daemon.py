@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore
-from retryq.models import JobStatus
-from retryq.timeutil import parse_utc
+from retryq.record.models import JobStatus
+from retryq.record.timeutil import parse_utc
 
 from .conftest import Installed
 from .helpers import write_script

@@ -18,8 +18,8 @@ from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory
 
 from retryq import JsonFileStore, RetryQueue
-from retryq.backoff import fixed
-from retryq.models import JobStatus
+from retryq.record.backoff import fixed
+from retryq.record.models import JobStatus
 
 from .helpers import FakeWorkflow, make_config, process
 

@@ -23,17 +23,17 @@ import pytest
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.dashboard import DashboardData, collect, render, serve, write_dashboard
-from retryq.doctor import diagnose
-from retryq.errors import QueueCorrupt
-from retryq.models import Attempt, Job, JobStatus, Outcome
-from retryq.stats import job_history, resolution_stats
-from retryq.timeutil import format_duration, utcnow
+from retryq.record.errors import QueueCorrupt
+from retryq.record.models import Attempt, Job, JobStatus, Outcome
+from retryq.record.timeutil import format_duration, utcnow
+from retryq.reporting.dashboard import DashboardData, collect, render, serve, write_dashboard
+from retryq.reporting.doctor import diagnose
+from retryq.reporting.stats import job_history, resolution_stats
 
 from .helpers import FakeWorkflow, invoke, make_config, make_job, served_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "retryq" / "dashboard"
+PACKAGE = ROOT / "retryq" / "reporting" / "dashboard"
 #: Arbitrary text from a workflow's output: it must show as text and run nothing.
 HOSTILE = '</script><script>window.pwned = true</script><img src=x onerror="window.pwned = true"> & "done"'
 
@@ -333,7 +333,7 @@ def test_the_package_data_covers_every_asset() -> None:
         if path.is_file() and path.suffix not in {".py", ".pyc"}
     }
     assert files, "no asset found"
-    assert {path for path in files if not any(path.match(p) for p in patterns["retryq.dashboard"])} == set()
+    assert {path for path in files if not any(path.match(p) for p in patterns["retryq.reporting.dashboard"])} == set()
 
 
 # -- write_dashboard and the command -----------------------------------------------------------------
@@ -458,7 +458,7 @@ def test_other_commands_import_neither_jinja2_nor_the_dashboard(tmp_path: Path, 
     code = (
         "import atexit, sys\n"
         "atexit.register(lambda: print(sorted(m for m in sys.modules if m.split('.')[0] == 'jinja2'"
-        " or m.startswith('retryq.dashboard')), file=sys.stderr))\n"
+        " or m.startswith('retryq.reporting.dashboard')), file=sys.stderr))\n"
         "from retryq.cli import main\n"
         "sys.argv[0] = 'retryq'\n"
         "main()\n"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from retryq.timeutil import format_duration, utcnow
+from retryq.record.timeutil import format_duration, utcnow
 
 from .helpers import served_dashboard
 from .test_dashboard import recorded_history

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from retryq import Config, InvalidInput, RetryContext, RetryManager, RetryQueue, defer, is_recoverable, retry, retrying
-from retryq.inprocess import Deferral
+from retryq.inprocess.forms import Deferral
 
 LOGGER = "retryq.retry"
 HAS_NOTES = sys.version_info >= (3, 11)

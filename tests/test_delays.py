@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retryq.backoff import constant, exponential, jitter, linear
-from retryq.config import load_config
-from retryq.errors import ConfigError, ExitCode, InvalidInput
-from retryq.inconsistency import (
+from retryq.record.backoff import constant, exponential, jitter, linear
+from retryq.record.errors import ConfigError, ExitCode, InvalidInput
+from retryq.record.inconsistency import (
     MAX_DELAY_MINUTES,
     Assessment,
     Decision,
@@ -25,6 +24,7 @@ from retryq.inconsistency import (
     decide_delay,
     parse_delay_policy,
 )
+from retryq.settings.config import load_config
 
 DEGRADED = assess(650, 647)  # 3 missing, 0.46 %
 ERROR = assess(650, 600)  # 50 missing, 7.69 %

@@ -12,9 +12,9 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq._proc import current_owner
-from retryq.models import JobStatus, Owner
-from retryq.timeutil import utcnow
+from retryq.record.models import JobStatus, Owner
+from retryq.record.timeutil import utcnow
+from retryq.running.platform import current_owner
 
 from .helpers import LEGACY_FILE, FakeWorkflow, invoke, make_job, write_script
 

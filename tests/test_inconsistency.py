@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from retryq import Config, JsonFileStore, MemoryStore, RetryQueue, Store, lifecycle
-from retryq.backoff import exponential
-from retryq.errors import InvalidInput
-from retryq.inconsistency import Decision, DelayPolicy, FetchStatus, InconsistencyThresholds, assess
-from retryq.models import Detection, Job, JobStatus, Owner
-from retryq.runner import RunResult
-from retryq.timeutil import format_utc
+from retryq import Config, JsonFileStore, MemoryStore, RetryQueue, Store
+from retryq.record import lifecycle
+from retryq.record.backoff import exponential
+from retryq.record.errors import InvalidInput
+from retryq.record.inconsistency import Decision, DelayPolicy, FetchStatus, InconsistencyThresholds, assess
+from retryq.record.models import Detection, Job, JobStatus, Owner
+from retryq.record.timeutil import format_utc
+from retryq.running.runner import RunResult
 
 from .helpers import T0, make_config
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from retryq import Config, InvalidInput, MemoryStore, RetryQueue, StoreIOError
-from retryq.backoff import RetryState, constant, exponential, jitter
-from retryq.inprocess import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
-from retryq.models import Job
-from retryq.timeutil import format_utc
+from retryq.inprocess.forms import RetryAttempt, Retrying, defer, is_recoverable, retry, retry_after, retrying
+from retryq.record.backoff import RetryState, constant, exponential, jitter
+from retryq.record.models import Job
+from retryq.record.timeutil import format_utc
 
 LOGGER = "retryq.retry"
 
@@ -697,13 +697,13 @@ def test_a_client_error_status_wins_over_a_rate_limit_name() -> None:
 
 def test_the_http_helpers_live_in_their_own_module_and_keep_their_old_addresses() -> None:
     import retryq
-    import retryq.recoverable
+    import retryq.inprocess.recoverable
 
-    assert is_recoverable is retryq.recoverable.is_recoverable is retryq.is_recoverable
-    assert retry_after is retryq.recoverable.retry_after is retryq.retry_after
-    from retryq.inprocess import RECOVERABLE_STATUS_CODES
+    assert is_recoverable is retryq.inprocess.recoverable.is_recoverable is retryq.is_recoverable
+    assert retry_after is retryq.inprocess.recoverable.retry_after is retryq.retry_after
+    from retryq.inprocess.forms import RECOVERABLE_STATUS_CODES
 
-    assert RECOVERABLE_STATUS_CODES is retryq.recoverable.RECOVERABLE_STATUS_CODES
+    assert RECOVERABLE_STATUS_CODES is retryq.inprocess.recoverable.RECOVERABLE_STATUS_CODES
 
 
 # -- retry_after ------------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest
 from filelock import FileLock
 
 from retryq import JsonFileStore
-from retryq.errors import LockTimeout, QueueCorrupt, StoreIOError
-from retryq.models import Job, JobStatus
+from retryq.record.errors import LockTimeout, QueueCorrupt, StoreIOError
+from retryq.record.models import Job, JobStatus
 
 from .helpers import LEGACY_FILE, make_job
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore
-from retryq.models import JobStatus, Outcome
+from retryq.record.models import JobStatus, Outcome
 
 from .test_concurrency import FileWatcher
 

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from retryq import lifecycle
-from retryq.backoff import exponential
-from retryq.config import WorkflowSettings
-from retryq.models import HISTORY_LIMIT, JobStatus, Outcome, Owner
-from retryq.runner import RunResult
+from retryq.record import lifecycle
+from retryq.record.backoff import exponential
+from retryq.record.models import HISTORY_LIMIT, JobStatus, Outcome, Owner
+from retryq.running.runner import RunResult
+from retryq.settings.config import WorkflowSettings
 
 from .helpers import T0, make_job
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from retryq.errors import StoreIOError
-from retryq.metrics import parse_metrics, render_metrics, write_metrics
-from retryq.models import Attempt, Job, JobStatus, Outcome
-from retryq.processor import ProcessReport
+from retryq.record.errors import StoreIOError
+from retryq.record.models import Attempt, Job, JobStatus, Outcome
+from retryq.reporting.metrics import parse_metrics, render_metrics, write_metrics
+from retryq.running.processor import ProcessReport
 from retryq.stores import Tally
 
 from .helpers import T0, make_job

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from retryq.errors import InvalidInput
-from retryq.models import Job, JobStatus, validate_client_id, validate_date, validate_workflow_name
+from retryq.record.errors import InvalidInput
+from retryq.record.models import Job, JobStatus, validate_client_id, validate_date, validate_workflow_name
 
 from .helpers import LEGACY_FILE, T0, make_job
 
@@ -144,7 +144,7 @@ def test_an_invalid_verdict_is_refused(key: str, value: object) -> None:
 def test_a_list_of_jobs_prints_as_each_job_does_in_one_pass() -> None:
     import json
 
-    from retryq.models import Detection, jobs_json
+    from retryq.record.models import Detection, jobs_json
 
     jobs = [
         make_job(id="a", client_id="zoe", last_error="é 647/650 <b>", history=()),

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from retryq import RetryQueue
-from retryq.errors import StoreUnavailable
-from retryq.models import JobStatus, Outcome
+from retryq.record.errors import StoreUnavailable
+from retryq.record.models import JobStatus, Outcome
 from retryq.stores.postgres import PostgresStore
 
 from . import postgres_cluster

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore, RetryQueue
-from retryq.models import JobStatus
+from retryq.record.models import JobStatus
 
 from .helpers import FakeWorkflow, make_config, process, write_script
 
@@ -65,7 +65,7 @@ def test_a_hanging_hook_is_stopped_after_its_timeout(
     with caplog.at_level(logging.INFO, logger="retryq"):
         process(queue)
     assert "on_failure hook timed out after 0.5s and was stopped" in caplog.messages
-    from retryq._proc import pid_alive
+    from retryq.running.platform import pid_alive
 
     assert not pid_alive(int(marker.read_text()))
     assert queue.jobs()[0].status is JobStatus.FAILED

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from retryq import _proc
-from retryq.commands import split_windows
+from retryq.running import platform
+from retryq.settings.commandline import split_windows
 
 
 class Recorder:
@@ -31,8 +31,8 @@ class Recorder:
 def test_a_forced_stop_on_windows_really_forces(monkeypatch: pytest.MonkeyPatch) -> None:
     """The group ignores the polite taskkill: after the grace, taskkill /F ends the whole tree."""
     recorder = Recorder(alive={4242})
-    monkeypatch.setattr(_proc, "PLATFORM", _proc._Windows(run=recorder))
-    assert _proc.stop_group(4242, 0.0, sleep=lambda seconds: None)
+    monkeypatch.setattr(platform, "PLATFORM", platform._Windows(run=recorder))
+    assert platform.stop_group(4242, 0.0, sleep=lambda seconds: None)
     assert recorder.commands[0] == ["taskkill", "/T", "/PID", "4242"]
     assert ["taskkill", "/T", "/F", "/PID", "4242"] in recorder.commands
     assert recorder.commands[-1][0] == "tasklist"  # and it checked that the tree is gone
@@ -40,7 +40,7 @@ def test_a_forced_stop_on_windows_really_forces(monkeypatch: pytest.MonkeyPatch)
 
 def test_windows_liveness_reads_tasklist() -> None:
     recorder = Recorder(alive={10})
-    windows = _proc._Windows(run=recorder)
+    windows = platform._Windows(run=recorder)
     assert (windows.pid_alive(10), windows.pid_alive(100), windows.pid_alive(0)) == (True, False, False)
     assert windows.popen_options()["creationflags"] == getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
 
@@ -61,7 +61,7 @@ def test_windows_paths_keep_their_backslashes(text: str, argv: list[str]) -> Non
 
 
 def test_posix_groups_refuse_groups_that_are_not_a_workflows() -> None:
-    posix = _proc._Posix()
+    posix = platform._Posix()
     assert not posix.terminate_group(0)
     assert not posix.kill_group(1)
     assert not posix.kill_group(-1)

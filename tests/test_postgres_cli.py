@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from retryq import Processor, RetryQueue
-from retryq.backoff import constant
+from retryq.record.backoff import constant
 
 from . import postgres_cluster
 from .conftest import PostgresServer

@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from retryq.errors import ConfigError
+from retryq.record.errors import ConfigError
 from retryq.stores.postgres import PostgresStore
 from retryq.stores.postgres.schema import SCHEMA_VERSION
 

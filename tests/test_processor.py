@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore, Processor, RetryQueue
-from retryq._proc import current_owner, process_start
-from retryq.backoff import constant
-from retryq.errors import ConfigError
-from retryq.models import JobStatus, Outcome, Owner
-from retryq.timeutil import utcnow
+from retryq.record.backoff import constant
+from retryq.record.errors import ConfigError
+from retryq.record.models import JobStatus, Outcome, Owner
+from retryq.record.timeutil import utcnow
+from retryq.running.platform import current_owner, process_start
 
 from .helpers import LEGACY_FILE, FakeWorkflow, fake_workflow, make_config, make_job, process, write_script
 
@@ -248,7 +248,7 @@ def test_an_expired_lease_on_another_host_is_recovered(tmp_path: Path, workflow:
 def test_a_job_two_processes_recover_at_once_is_counted_and_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from retryq.housekeeping import recover_abandoned
+    from retryq.running.housekeeping import recover_abandoned
 
     store = JsonFileStore(tmp_path / ".retry-queue.json")
     store.add(_running_job(Owner(host="another-host", pid=1), lease=-timedelta(minutes=1)), lambda job: job)
@@ -372,19 +372,19 @@ def _running_job(owner: Owner, *, run_id: str = "r" * 32, lease: timedelta = tim
 
 
 def _ago(**delta: float):  # type: ignore[no-untyped-def]
-    from retryq.timeutil import utcnow
+    from retryq.record.timeutil import utcnow
 
     return utcnow() - timedelta(**delta)
 
 
 def _ts(text: str):  # type: ignore[no-untyped-def]
-    from retryq.timeutil import parse_utc
+    from retryq.record.timeutil import parse_utc
 
     return parse_utc(text)
 
 
 def _alive(pid: int) -> bool:
-    from retryq._proc import pid_alive
+    from retryq.running.platform import pid_alive
 
     return pid_alive(pid)
 
@@ -425,7 +425,7 @@ def test_two_jobs_of_a_command_that_cannot_start_both_stay_pending(tmp_path: Pat
 
 
 def test_a_store_failure_mid_run_stops_the_workflows_and_gives_their_jobs_back(tmp_path: Path) -> None:
-    from retryq.errors import StoreIOError
+    from retryq.record.errors import StoreIOError
 
     marker = tmp_path / "workflow.pid"
     script = write_script(tmp_path / "slow.sh", f"echo $$ > {marker}\nsleep 60\n")
@@ -489,7 +489,7 @@ def test_the_overall_concurrency_applies_when_a_workflow_sets_none(tmp_path: Pat
 
 
 def test_a_worker_prunes_while_idle(tmp_path: Path, workflow: FakeWorkflow, monkeypatch: pytest.MonkeyPatch) -> None:
-    from retryq import housekeeping
+    from retryq.running import housekeeping
 
     monkeypatch.setattr(housekeeping, "PRUNE_EVERY", 0.0)
     store = JsonFileStore(tmp_path / ".retry-queue.json")
@@ -520,7 +520,7 @@ def test_a_configured_workflow_without_a_command_is_a_config_error(tmp_path: Pat
 
 
 def test_an_owner_in_another_pid_namespace_is_judged_by_its_lease() -> None:
-    from retryq._proc import hostname, owner_alive
+    from retryq.running.platform import hostname, owner_alive
 
     assert owner_alive(Owner(host=hostname(), pid=os.getpid(), pid_ns="pid:[1]")) is None
     assert owner_alive(current_owner()) is True

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from retryq import MemoryStore, Processor
-from retryq.backoff import constant
-from retryq.config import Config, WorkflowSettings
-from retryq.models import Job, JobStatus, Outcome, Owner
-from retryq.runner import RunResult, Supervisor
+from retryq.record.backoff import constant
+from retryq.record.models import Job, JobStatus, Outcome, Owner
+from retryq.running.runner import RunResult, Supervisor
+from retryq.settings.config import Config, WorkflowSettings
 
 from .helpers import T0, make_job
 

@@ -17,10 +17,10 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from retryq import Config, JsonFileStore, RetryQueue
-from retryq._proc import pid_alive
-from retryq.errors import LockTimeout
-from retryq.models import JobStatus, Outcome, Owner
-from retryq.timeutil import format_utc, utcnow
+from retryq.record.errors import LockTimeout
+from retryq.record.models import JobStatus, Outcome, Owner
+from retryq.record.timeutil import format_utc, utcnow
+from retryq.running.platform import pid_alive
 
 from .conftest import Installed
 from .helpers import invoke, make_config, make_job, process, write_script
@@ -95,7 +95,7 @@ PRUNE_UNDER_LIMIT = textwrap.dedent(
     limit = int(sys.argv[2])
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     from retryq import Config, RetryQueue
-    from retryq.errors import RetryqError
+    from retryq.record.errors import RetryqError
     try:
         RetryQueue(sys.argv[1], config=Config()).prune(keep_days=0)
     except RetryqError as error:

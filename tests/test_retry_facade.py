@@ -23,7 +23,7 @@ from retryq import (
     retry,
     retrying,
 )
-from retryq.backoff import constant, exponential, linear
+from retryq.record.backoff import constant, exponential, linear
 
 LOGGER = "retryq.retry"
 HAS_NOTES = sys.version_info >= (3, 11)

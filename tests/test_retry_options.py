@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from retryq.backoff import RetryState, constant
-from retryq.inprocess import RetryContext, RetryManager, retry, retrying
-from retryq.policy import RetryOptions
+from retryq.inprocess.forms import RetryContext, RetryManager, retry, retrying
+from retryq.inprocess.policy import RetryOptions
+from retryq.record.backoff import RetryState, constant
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from retryq.commands import build_argv, invocation
-from retryq.models import JobKey
-from retryq.runner import Supervisor
+from retryq.record.models import JobKey
+from retryq.running.commands import build_argv, invocation
+from retryq.running.runner import Supervisor
 
 from .helpers import make_job
 

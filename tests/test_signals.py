@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore
-from retryq._proc import pid_alive
-from retryq.models import JobStatus, Outcome
+from retryq.record.models import JobStatus, Outcome
+from retryq.running.platform import pid_alive
 
 from .helpers import write_script
 

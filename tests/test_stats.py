@@ -9,8 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.models import Detection, Job, JobStatus
-from retryq.stats import (
+from retryq.record.models import Detection, Job, JobStatus
+from retryq.reporting.stats import (
     DayCounts,
     DelayBin,
     ResolutionStats,

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from retryq import JsonFileStore, MemoryStore, Store, lifecycle
-from retryq.errors import OpenJobExists
-from retryq.models import Job, JobStatus, Owner
+from retryq import JsonFileStore, MemoryStore, Store
+from retryq.record import lifecycle
+from retryq.record.errors import OpenJobExists
+from retryq.record.models import Job, JobStatus, Owner
 from retryq.stores import Claimant, ClaimRequest, Insertion, JobFilter, PruneRule, Tally
 
 from .helpers import T0, make_job

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from retryq.errors import InvalidInput
-from retryq.timeutil import format_duration, format_utc, parse_delay, parse_duration, parse_utc, parse_when
+from retryq.record.errors import InvalidInput
+from retryq.record.timeutil import format_duration, format_utc, parse_delay, parse_duration, parse_utc, parse_when
 
 NOW = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
 
@@ -143,7 +143,7 @@ def test_a_time_older_than_the_retention_is_refused() -> None:
 
 
 def test_now_is_to_the_millisecond_the_queue_keeps() -> None:
-    from retryq.timeutil import format_utc, parse_utc, utcnow
+    from retryq.record.timeutil import format_utc, parse_utc, utcnow
 
     now = utcnow()
     assert now.microsecond % 1000 == 0

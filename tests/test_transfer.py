@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
-from retryq.models import Attempt, Job, JobStatus, Outcome, Owner
-from retryq.transfer import ARCHIVE_MARKER
+from retryq.record.models import Attempt, Job, JobStatus, Outcome, Owner
+from retryq.stores.transfer import ARCHIVE_MARKER
 
 from .helpers import LEGACY_FILE, T0, invoke, make_job
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from retryq import JsonFileStore, Processor, RetryQueue
-from retryq.models import JobStatus
+from retryq.record.models import JobStatus
 
 from .helpers import FakeWorkflow, make_config, write_script
 

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore, RetryQueue, load_config
-from retryq.backoff import constant
-from retryq.errors import ConfigError, InvalidInput
-from retryq.models import JobStatus, Outcome
+from retryq.record.backoff import constant
+from retryq.record.errors import ConfigError, InvalidInput
+from retryq.record.models import JobStatus, Outcome
 
 from .helpers import fake_workflow, invoke, make_config, process
 

@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 from typer.main import get_command_from_info, get_command_name
 
 from .. import __version__
-from ..errors import ExitCode, RetryqError
+from ..record.errors import ExitCode, RetryqError
 
 if TYPE_CHECKING:
     from ..queue import RetryQueue
@@ -258,8 +258,8 @@ class GlobalOptions:
 
 def open_queue(ctx: typer.Context) -> RetryQueue:
     """The queue the global options designate, with the configuration they designate."""
-    from ..config import load_config
     from ..queue import RetryQueue
+    from ..settings.config import load_config
 
     options = ctx.find_root().obj
     if not isinstance(options, GlobalOptions):  # a command invoked without the root callback (tests of one command)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..config import Config
-from ..models import DEFAULT_WORKFLOW, Job, JobStatus
-from ..timeutil import format_duration, format_utc
+from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus
+from ..record.timeutil import format_duration, format_utc
+from ..settings.config import Config
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

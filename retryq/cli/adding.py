@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ExitCode
-from ..timeutil import format_utc, parse_when, utcnow
+from ..record.errors import ExitCode
+from ..record.timeutil import format_utc, parse_when, utcnow
 from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn
 from ._output import LogOutput, job_rows, print_rows, time_format
 
@@ -143,7 +143,7 @@ def report(
     Example (at the end of a fetch, from any language):
         retryq report balthazar 2025-12-19 --total 650 --fetched 647
     """
-    from ..inconsistency import FetchStatus
+    from ..record.inconsistency import FetchStatus
 
     queue = open_queue(ctx)
     if as_json or _block_output(verbose):
@@ -177,7 +177,7 @@ def report(
 
 def _log_report(queue: RetryQueue, client: str, date: str, result: FetchReport) -> None:
     """The detailed form of what `report` found: the counts, the verdict, the retry."""
-    from ..inconsistency import FetchStatus
+    from ..record.inconsistency import FetchStatus
 
     found, limits = result.assessment, result.assessment.thresholds
     label = {"label": f"{client} {date}"}

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ExitCode
-from ..timeutil import parse_duration, utcnow
+from ..record.errors import ExitCode
+from ..record.timeutil import parse_duration, utcnow
 from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
 
 
@@ -44,8 +44,8 @@ def dashboard(
     """
     if (output is None) == (not serve):
         fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
-    from ..dashboard import DashboardData, collect, render, write_dashboard
-    from ..dashboard import serve as serve_page
+    from ..reporting.dashboard import DashboardData, collect, render, write_dashboard
+    from ..reporting.dashboard import serve as serve_page
 
     queue = open_queue(ctx)
     window = parse_duration(since, unit="d") if since is not None else None

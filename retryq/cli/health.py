@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ConfigError, ExitCode, InvalidInput
-from ..timeutil import parse_duration, utcnow
+from ..record.errors import ConfigError, ExitCode, InvalidInput
+from ..record.timeutil import parse_duration, utcnow
 from ._app import (
     ChainsSinceOption,
     ClientFilterOption,
@@ -47,7 +47,7 @@ def stats(
         retryq stats --by status
         retryq stats --client balthazar --json
     """
-    from ..stats import format_by_status, format_stats, job_history, resolution_stats
+    from ..reporting.stats import format_by_status, format_stats, job_history, resolution_stats
 
     if by not in (None, "status"):
         raise InvalidInput(f"unknown breakdown {by!r} (known: status)")
@@ -87,7 +87,7 @@ def doctor(
             echo_json([{"level": "problem", "message": str(problem)}])
             raise typer.Exit(ExitCode.FAILURE) from None
         fail(f"problem: {problem}", ExitCode.FAILURE)
-    from ..doctor import diagnose
+    from ..reporting.doctor import diagnose
 
     findings = diagnose(queue.config, queue.store, now=utcnow(), overdue=parse_duration(overdue))
     if as_json:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import InvalidInput
-from ..models import DEFAULT_WORKFLOW, Job, jobs_json
+from ..record.errors import InvalidInput
+from ..record.models import DEFAULT_WORKFLOW, Job, jobs_json
+from ..record.timeutil import format_duration, parse_duration, utcnow
 from ..stores import JobFilter
-from ..timeutil import format_duration, parse_duration, utcnow
 from ._app import (
     ClientFilterOption,
     DryRunOption,

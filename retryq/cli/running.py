@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ExitCode
-from ..timeutil import format_utc, parse_duration, utcnow
+from ..record.errors import ExitCode
+from ..record.timeutil import format_utc, parse_duration, utcnow
 from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app, error, open_queue, warn
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
     from ..queue import RetryQueue
-    from ..summary import ProcessReport
+    from ..running.summary import ProcessReport
 
 log = logging.getLogger("retryq")
 
@@ -90,7 +90,8 @@ def process(
     if dry_run:
         _dry_run(queue, keep_days, prune=not no_prune)
         return
-    from ..processor import Processor
+    from ..reporting.writers import reporters_for
+    from ..running.processor import Processor
 
     with LogOutput(quiet=quiet, verbose=verbose, progress=True) as output:
         if output.show_progress:
@@ -104,8 +105,7 @@ def process(
             prune=not no_prune,
             workflows=workflow,
             on_finished=output.advance,
-            metrics_file=metrics_file,
-            dashboard_file=dashboard,
+            reporters=reporters_for(queue.config, queue.store, metrics_file=metrics_file, dashboard_file=dashboard),
         ).run()
         if report.eventful or not quiet:
             log.log(NOTICE, _summary(report))
@@ -137,7 +137,8 @@ def worker(
     Example:
         retryq worker --concurrency 4
     """
-    from ..processor import Processor
+    from ..reporting.writers import reporters_for
+    from ..running.processor import Processor
 
     gc.enable()  # a run may last: its garbage is collected as usual
     queue = open_queue(ctx)
@@ -149,8 +150,7 @@ def worker(
             concurrency=concurrency,
             timeout=parse_duration(timeout) if timeout is not None else None,
             workflows=workflow,
-            metrics_file=metrics_file,
-            dashboard_file=dashboard,
+            reporters=reporters_for(queue.config, queue.store, metrics_file=metrics_file, dashboard_file=dashboard),
         ).run(worker=True)
         log.log(NOTICE, "worker stopped; %s", _summary(report))
     _exit(report)
@@ -174,8 +174,8 @@ def run(
     Example:
         retryq run balthazar 2025-12-19
     """
-    from ..models import JobKey
-    from ..runner import run_workflow
+    from ..record.models import JobKey
+    from ..running.runner import run_workflow
 
     queue = open_queue(ctx)
     key = JobKey.of(client, date, queue.config.workflow(workflow).name)
@@ -216,7 +216,7 @@ def _exit(report: ProcessReport) -> None:
 
 
 def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
-    from ..commands import invocation
+    from ..running.commands import invocation
 
     now = utcnow()
     due = queue.due(now + queue.config.due_window)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InvalidInput, StoreIOError
+from ..record.errors import InvalidInput, StoreIOError
 from ._app import DryRunOption, JsonOption, app, echo_json, open_queue, warn
 
 
@@ -34,9 +34,9 @@ def export(
         retryq export --archive --output queue.jsonl
         retryq --queue postgresql://retryq@db/jobs import queue.jsonl
     """
-    from .._atomic import replace_file
-    from ..models import JobStatus
-    from ..transfer import ARCHIVE_MARKER, dump
+    from ..record.models import JobStatus
+    from ..stores._atomic import replace_file
+    from ..stores.transfer import ARCHIVE_MARKER, dump
 
     queue = open_queue(ctx)
     lines = list(dump(queue.store, archive=archive, skip_invalid=skip_invalid))
@@ -79,7 +79,7 @@ def import_jobs(
         retryq --queue .retry-queue.json export --archive --output queue.jsonl
         retryq --queue postgresql://retryq@db/jobs import queue.jsonl
     """
-    from ..transfer import load, parse
+    from ..stores.transfer import load, parse
 
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")

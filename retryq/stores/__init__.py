@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..address import is_database_url
+from .address import is_database_url
 from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
 from .document import DocumentStore, MemoryStore
-from .jsonfile import JsonFileStore
+from .file.store import JsonFileStore
 
 __all__ = [
     "ClaimRequest",

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
-from ..errors import InvalidInput, OpenJobExists
-from ..models import DEFAULT_WORKFLOW, Job, JobStatus, Owner, parse_statuses
+from ..record.errors import InvalidInput, OpenJobExists
+from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, Owner, parse_statuses
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
@@ -85,7 +85,7 @@ _EVERYTHING = JobFilter()
 
 @dataclass(frozen=True)
 class Claimant:
-    """Who claims, and what a claim writes on each job (as :func:`retryq.lifecycle.claim` says).
+    """Who claims, and what a claim writes on each job (as :func:`retryq.record.lifecycle.claim` says).
 
     ``leases[w]`` is how long a claim of workflow ``w`` holds (timeout + kill grace + lease
     grace); ``max_attempts[w]`` the limit a job without its own takes.
@@ -251,7 +251,7 @@ class Store(Protocol):
         A job whose id the queue holds is skipped, as is an archived job whose id the archive holds
         (or every archived job, when archiving is off): inserting twice adds nothing the second
         time. An open job whose key another open job of the queue holds raises
-        :class:`~retryq.errors.OpenJobExists`, and nothing is added. With ``dry_run``, nothing is
+        :class:`~retryq.record.errors.OpenJobExists`, and nothing is added. With ``dry_run``, nothing is
         added either way. The caller makes sure ``jobs`` itself holds one id and one open job per key.
         """
 
@@ -259,7 +259,7 @@ class Store(Protocol):
         """Apply each mutation to the job with that id; return the results (ids not found are left out).
 
         A job removed (mutation returned None) is archived first when archiving is on. A change
-        that would leave two open jobs with one key raises :class:`~retryq.errors.OpenJobExists`
+        that would leave two open jobs with one key raises :class:`~retryq.record.errors.OpenJobExists`
         and writes nothing.
         """
 

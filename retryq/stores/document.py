@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from .. import lifecycle
-from ..errors import InvalidInput, QueueCorrupt
-from ..models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
-from ..timeutil import parse_utc
+from ..record import lifecycle
+from ..record.errors import InvalidInput, QueueCorrupt
+from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
+from ..record.timeutil import parse_utc
 from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
 
 R = TypeVar("R")

@@ -16,9 +16,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ...address import without_secrets
-from ...errors import ConfigError, LockTimeout, StoreUnavailable
-from ...inprocess import retrying
+from ...inprocess.forms import retrying
+from ...record.errors import ConfigError, LockTimeout, StoreUnavailable
+from ..address import without_secrets
 from .schema import migrate
 
 log = logging.getLogger("retryq")

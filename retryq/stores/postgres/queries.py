@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
-from ...models import Job, json_line
-from ...timeutil import format_utc
+from ...record.models import Job, json_line
+from ...record.timeutil import format_utc
 from ..base import JobFilter, Tally
 
 log = logging.getLogger("retryq")

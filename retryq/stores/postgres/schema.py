@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ...errors import ConfigError
+from ...record.errors import ConfigError
 
 log = logging.getLogger("retryq")
 

@@ -5,7 +5,7 @@ Each job is a row: the columns a query needs, and the record as the JSON file wo
 changes only the claim's columns; on reading, those columns are laid over the record. Every
 other change is a mutation applied in Python to the job read ``FOR UPDATE``, in one transaction.
 One open job per key is a partial unique index. Connections lost are retried a few times with
-backoff (the in-process toolkit); past that, :class:`~retryq.errors.StoreUnavailable` (exit 75).
+backoff (the in-process toolkit); past that, :class:`~retryq.record.errors.StoreUnavailable` (exit 75).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
-from ...address import display_address
-from ...errors import LockTimeout, OpenJobExists, StoreUnavailable
-from ...models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
-from ...timeutil import utcnow
+from ...record.errors import LockTimeout, OpenJobExists, StoreUnavailable
+from ...record.models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
+from ...record.timeutil import utcnow
+from ..address import display_address
 from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
 from .connection import Database, first_line
 from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, search_path, values_of

@@ -12,28 +12,27 @@ __all__ = ["Change", "Processor"]
 
 import contextlib
 import enum
-import functools
 import logging
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from . import _proc, lifecycle
-from .backoff import Backoff, RetryState, exponential
+from ..record import lifecycle
+from ..record.backoff import Backoff, RetryState, exponential
+from ..record.errors import RetryqError, StoreUnavailable
+from ..record.models import Job, JobStatus, Outcome
+from ..record.timeutil import format_utc, utcnow
+from ..settings.config import Config, WorkflowSettings
+from ..stores import Claimant, ClaimRequest, JobFilter, Mutation, Store
+from . import platform
 from .commands import invocation
-from .config import Config, WorkflowSettings
-from .errors import RetryqError, StoreUnavailable
-from .housekeeping import Housekeeping
-from .models import Job, JobStatus, Outcome
+from .housekeeping import Housekeeping, Reporter
 from .notify import FailureHooks
 from .runner import Supervisor, runnable_commands
-from .stores import Claimant, ClaimRequest, JobFilter, Mutation, Store
 from .summary import ProcessReport
-from .timeutil import format_utc, utcnow
 
 log = logging.getLogger("retryq")
 output_log = logging.getLogger("retryq.output")
@@ -80,8 +79,8 @@ class Processor:
     """Runs the due jobs of ``store`` with the workflows of ``config``.
 
     ``concurrency`` caps runs at once (a workflow may cap its own); ``timeout`` shortens workflows'
-    timeouts; ``metrics_file`` and ``dashboard_file`` (default: the configuration's) are rewritten
-    after a run, and now and then by a worker. ``supervisor`` runs the workflows (tests give a
+    timeouts; ``reporters`` get the report after a run, and now and then in a worker (see
+    :func:`retryq.reporting.writers.reporters_for`). ``supervisor`` runs the workflows (tests give a
     fake); ``clock``, ``monotonic`` and ``sleep`` are injectable: tests never wait for real time.
     """
 
@@ -97,8 +96,7 @@ class Processor:
         keep_days: int | None = None,
         prune: bool = True,
         on_finished: Callable[[Job, Outcome], None] | None = None,
-        metrics_file: str | os.PathLike[str] | None = None,
-        dashboard_file: str | os.PathLike[str] | None = None,
+        reporters: Sequence[Reporter] = (),
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
@@ -114,7 +112,6 @@ class Processor:
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
-        page = dashboard_file or config.dashboard_file
         self.housekeeping = Housekeeping(
             store,
             config,
@@ -122,10 +119,9 @@ class Processor:
             monotonic=monotonic,
             keep_days=keep_days,
             prune=prune,
-            metrics_file=metrics_file if metrics_file is not None else config.metrics_file,
-            dashboard=None if page is None else functools.partial(_write_page, page, config, store, clock),
+            reporters=reporters,
         )
-        self.owner = _proc.current_owner()
+        self.owner = platform.current_owner()
         self.supervisor = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
         self._active: dict[str, _Active] = {}
         self._stop_signal: int | None = None
@@ -140,7 +136,7 @@ class Processor:
     def run(self, *, worker: bool = False, poll: Backoff = WORKER_POLL, handle_signals: bool = True) -> ProcessReport:
         """Run due jobs until none is left (or, as a worker, until stopped); return the report."""
         report = ProcessReport(started_at=self.clock())
-        with _proc.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
+        with platform.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
             report.invalid = self.store.invalid()
             for problem in report.invalid:
                 log.warning("%s; left as it is", problem)
@@ -410,9 +406,3 @@ class Processor:
 
 def _first_line(text: str | None) -> str:
     return (text or "").split("\n", 1)[0]
-
-
-def _write_page(path: str | os.PathLike[str], config: Config, store: Store, clock: Callable[[], datetime]) -> None:
-    from .dashboard import collect, write_dashboard  # only where a page is asked for: Jinja2 is an extra
-
-    write_dashboard(path, collect(config, store, now=clock()))

@@ -246,7 +246,7 @@ def record_detection(assessment: Assessment, decision: Decision, attempt: int) -
 
     The first verdict of a chain is the one kept: later follow-ups are logged, not recorded.
     """
-    from .models import Detection  # here: judging a fetch needs no pydantic
+    from .models import Detection
 
     found = Detection(
         status=assessment.status.value,

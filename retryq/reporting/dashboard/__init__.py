@@ -30,4 +30,4 @@ def __getattr__(name: str) -> Any:
         from .server import serve
 
         return serve
-    raise AttributeError(f"module 'retryq.dashboard' has no attribute {name!r}")
+    raise AttributeError(f"module 'retryq.reporting.dashboard' has no attribute {name!r}")

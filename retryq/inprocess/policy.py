@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from .backoff import Backoff, RetryState, exponential
+from ..record.backoff import Backoff, RetryState, exponential
 from .recoverable import retry_after
 
 logger = logging.getLogger("retryq.retry")

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .. import _proc
-from ..errors import RetryqError
+from ...record.errors import RetryqError
+from ...running import platform
 
 log = logging.getLogger("retryq")
 
@@ -89,7 +89,7 @@ def serve(
     server.daemon_threads = True  # a browser keeping a connection open must not hold up the stop
     stopped_by: list[int] = []
     # The handler only records the signal: it runs in the main thread, which must not block on a lock.
-    with server, _proc.stop_signals(stopped_by.append):
+    with server, platform.stop_signals(stopped_by.append):
         worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         worker.start()
         if on_ready is not None:

@@ -7,21 +7,19 @@ and never becomes an option (client ids and job ids start with a letter or a dig
 
 from __future__ import annotations
 
-__all__ = ["invocation", "resolve_command", "split_command"]
+__all__ = ["invocation", "resolve_command"]
 
 import os
-import shlex
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ._proc import RUN_ID_VARIABLE
-from .address import is_database_url
-from .errors import ConfigError
+from ..record.errors import ConfigError
+from ..stores.address import is_database_url
+from .platform import RUN_ID_VARIABLE
 
 if TYPE_CHECKING:
-    from .models import Job, JobKey
+    from ..record.models import Job, JobKey
 
 
 def invocation(
@@ -94,15 +92,3 @@ def resolve_command(argv0: str, origin: str, path: str | None = None) -> str:
     if found is None:
         raise ConfigError(f"command {argv0!r} not found on PATH={path} (from {origin})")
     return found
-
-
-def split_windows(text: str) -> list[str]:
-    """Split a command line as Windows programs do: backslashes are path separators, not escapes,
-    and double quotes group (``"C:\\Program Files\\x.exe" {client}``)."""
-    return [
-        item[1:-1] if len(item) >= 2 and item[0] == item[-1] == '"' else item for item in shlex.split(text, posix=False)
-    ]
-
-
-#: How a command given as one string (``RETRYQ_COMMAND``, ``command = "…"``) is split on this system.
-split_command = split_windows if sys.platform == "win32" else shlex.split

@@ -19,11 +19,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import __version__
-from .._atomic import replace_file
-from ..errors import ConfigError, StoreIOError
-from ..models import Job
-from ..timeutil import format_duration, format_utc
+from ... import __version__
+from ...record.errors import ConfigError, StoreIOError
+from ...record.models import Job
+from ...record.timeutil import format_duration, format_utc
+from ...stores._atomic import replace_file
 from .data import DashboardData
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def _environment() -> jinja2.Environment:
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader(__package__ or "retryq.dashboard", "templates"),
+        loader=jinja2.PackageLoader(__package__ or "retryq.reporting.dashboard", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -123,7 +123,7 @@ def _environment() -> jinja2.Environment:
 
 @functools.cache
 def _asset(name: str) -> str:
-    text = (resources.files(__package__ or "retryq.dashboard") / "assets" / name).read_text(encoding="utf-8")
+    text = (resources.files(__package__ or "retryq.reporting.dashboard") / "assets" / name).read_text(encoding="utf-8")
     text = _SOURCE_MAP.sub("\n", text)  # the map is not shipped: a browser's developer tools would ask for it
     if _CLOSES_SCRIPT.search(text):  # inlined as is, it would end its own element early
         raise RuntimeError(f"asset {name} cannot be inlined: it contains '</script' or '<!--'")

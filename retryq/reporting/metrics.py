@@ -23,15 +23,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._atomic import new_file_owner, replace_file
-from .errors import StoreIOError
-from .models import JobStatus, Outcome
+from ..record.errors import StoreIOError
+from ..record.models import JobStatus, Outcome
+from ..stores._atomic import new_file_owner, replace_file
 
 if TYPE_CHECKING:
-    from .stores import Tally
-
     # Only for the annotation: the report is what a process run did.
-    from .summary import ProcessReport
+    from ..running.summary import ProcessReport
+    from ..stores import Tally
 
 #: The mode of the metrics file: node_exporter usually runs as another user and must read it.
 METRICS_FILE_MODE = 0o644

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import _proc
+from ..record.errors import ConfigError, InvalidInput
+from ..record.timeutil import format_duration, utcnow
+from . import platform
 from .commands import invocation, resolve_command
-from .errors import ConfigError, InvalidInput
-from .timeutil import format_duration, utcnow
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .models import Job, JobKey
+    from ..record.models import Job, JobKey
+    from ..settings.config import Config
 
 log = logging.getLogger("retryq")
 
@@ -113,14 +113,14 @@ class Supervisor:
             stderr=subprocess.STDOUT if capture else None,
             env=dict(env),
             close_fds=True,
-            **_proc.popen_group_options(),
+            **platform.popen_group_options(),
         )
         run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace)
         self._runs[key] = run
         if self._stop_requested:
             # A stop that came while this run was starting found nothing to stop: stop it now.
             run.stopped = True
-            _proc.terminate_group(process.pid)
+            platform.terminate_group(process.pid)
             run.kill_at = self._monotonic() + kill_grace
         if capture:
             run.reader = threading.Thread(target=self._read, args=(run,), name=f"retryq-out-{key}", daemon=True)
@@ -158,10 +158,10 @@ class Supervisor:
         for run in list(self._runs.values()):
             run.stopped = True
             if immediately:
-                _proc.kill_group(run.process.pid)
+                platform.kill_group(run.process.pid)
                 run.kill_at = now
             elif run.kill_at is None:
-                _proc.terminate_group(run.process.pid)
+                platform.terminate_group(run.process.pid)
                 run.kill_at = now + run.kill_grace
         self.wake()
 
@@ -191,10 +191,10 @@ class Supervisor:
                 continue
             if run.kill_at is None and now >= run.deadline:
                 run.timed_out = True
-                _proc.terminate_group(run.process.pid)
+                platform.terminate_group(run.process.pid)
                 run.kill_at = now + run.kill_grace
             elif run.kill_at is not None and now >= run.kill_at:
-                _proc.kill_group(run.process.pid)
+                platform.kill_group(run.process.pid)
                 run.kill_at = now + 3600  # sent; do not resend in a busy loop
 
     def _collect(self) -> list[tuple[str, RunResult]]:
@@ -206,13 +206,13 @@ class Supervisor:
             del self._runs[key]
             # Whatever the workflow left behind in its group must not outlive it: it would hold
             # the output pipe open, and could run beside the next attempt of the same job.
-            if _proc.group_alive(run.process.pid):
-                _proc.stop_group(run.process.pid, min(run.kill_grace, 5.0))
+            if platform.group_alive(run.process.pid):
+                platform.stop_group(run.process.pid, min(run.kill_grace, 5.0))
             ended.append((run, code))
         # What left the group (`setsid`, a daemon) carries the run's id on Linux: it is found and
         # stopped too, at every end of a run, so that it never runs beside the job's next attempt
         # (one scan of the host's processes for all the runs that ended together).
-        leftovers = _proc.stop_leftovers({run.key: min(run.kill_grace, 5.0) for run, _ in ended})
+        leftovers = platform.stop_leftovers({run.key: min(run.kill_grace, 5.0) for run, _ in ended})
         finished = []
         for run, code in ended:
             if run.reader is not None:
@@ -322,7 +322,7 @@ def run_workflow(
         received.append(signum)
         supervisor.stop_all(immediately=len(received) > 1)
 
-    with _proc.stop_signals(on_signal) if handle_signals else nullcontext():
+    with platform.stop_signals(on_signal) if handle_signals else nullcontext():
         try:
             supervisor.start(
                 run_id,

@@ -6,7 +6,7 @@ the deferred queue instead, with ``on_exhausted=defer(queue)`` (:mod:`retryq.def
 
 The waits come from the same strategies as the queue's (:mod:`retryq.backoff`); by default
 ``exponential(initial=1, factor=2, max=60)``: 1 s, 2 s, 4 s after attempts 1, 2 and 3. Every
-form takes the options of :class:`~retryq.policy.RetryOptions`.
+form takes the options of :class:`~retryq.inprocess.policy.RetryOptions`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _T = TypeVar("_T")
 def retry(func: object = None, /, **options: Any) -> Any:
     """Call the function again when it raises one of ``exceptions``, up to ``max_attempts`` calls in all.
 
-    Bare (``@retry``) or with the options of :class:`~retryq.policy.RetryOptions`, checked now;
+    Bare (``@retry``) or with the options of :class:`~retryq.inprocess.policy.RetryOptions`, checked now;
     the environment is read now too, never on each call. Works on ``async def`` functions
     (``sleep`` must then return an awaitable). When attempts run out, ``on_exhausted(exc,
     attempts)`` is called and the last exception is re-raised.
@@ -306,7 +306,7 @@ def retrying(**options: Any) -> RetryContext:
 class RetryManager:
     """A program's retry defaults in one place: the decorators and contexts it makes start from them.
 
-    ``RetryManager(max_attempts=5)`` builds its :class:`~retryq.policy.RetryOptions` once, reading
+    ``RetryManager(max_attempts=5)`` builds its :class:`~retryq.inprocess.policy.RetryOptions` once, reading
     ``$RETRY_MAX_ATTEMPTS`` and ``$RETRY_BACKOFF_FACTOR`` for what is not given; ``manager.retry``
     and ``manager.context(...)`` take the same options again to change some for one use.
     """

@@ -7,12 +7,12 @@ __all__ = ["DashboardData", "collect"]
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..config import Config
+from ...record.models import Job, JobStatus
+from ...record.timeutil import to_utc
+from ...settings.config import Config
+from ...stores import Store
 from ..doctor import Finding, diagnose
-from ..models import Job, JobStatus
 from ..stats import ResolutionStats, job_history, resolution_stats, select_chains
-from ..stores import Store
-from ..timeutil import to_utc
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from .timeutil import to_utc
+from ..record.timeutil import to_utc
 
 #: HTTP statuses worth another try: rate limiting and server-side failures that usually pass.
 RECOVERABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})

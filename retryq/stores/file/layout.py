@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import QueueCorrupt
-from ..models import Job, job_list
-from .document import _Entry
+from ...record.errors import QueueCorrupt
+from ...record.models import Job, job_list
+from ..document import _Entry
 
 _SCANNER = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed mistypes its argument
 

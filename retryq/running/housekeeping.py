@@ -1,4 +1,5 @@
-"""What a processor does besides running jobs: recovering abandoned claims, pruning, metrics.
+"""What a processor does besides running jobs: recovering abandoned claims, pruning, and handing
+its report to the reporters it was given (metrics, a dashboard: :mod:`retryq.reporting.writers`).
 
 One rule decides whether a running job is abandoned (:func:`stale_reason`); recovery in
 ``process`` and the stuck-job check of ``doctor`` both use it. One rule decides which finished
@@ -10,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_KEEP_DAYS",
     "Housekeeping",
+    "Reporter",
     "lease_end",
     "prune_rule",
     "recover_abandoned",
@@ -19,18 +21,18 @@ __all__ = [
 
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from . import _proc, lifecycle
-from .config import Config, WorkflowSettings
-from .errors import InvalidInput, RetryqError
-from .models import Job, JobStatus, Owner
-from .stores import JobFilter, PruneRule, Store
-from .timeutil import format_utc, utcnow
+from ..record import lifecycle
+from ..record.errors import InvalidInput
+from ..record.models import Job, JobStatus, Owner
+from ..record.timeutil import format_utc, utcnow
+from ..settings.config import Config, WorkflowSettings
+from ..stores import JobFilter, PruneRule, Store
+from . import platform
 
 if TYPE_CHECKING:
     from .summary import ProcessReport
@@ -43,12 +45,17 @@ MAX_KEEP_DAYS = 36_500
 RECOVER_EVERY = 30.0
 #: A worker prunes finished jobs this often (seconds).
 PRUNE_EVERY = 600.0
-#: A worker refreshes its metrics file this often (seconds).
-METRICS_EVERY = 30.0
-#: A worker refreshes its dashboard page this often (seconds); `process` does at the end of each run.
-DASHBOARD_EVERY = 60.0
 
 OwnerCheck = Callable[[Owner], "bool | None"]
+
+
+class Reporter(Protocol):
+    """Something that turns a run's report into an output (a metrics file, a page): called at the
+    end of each run, and by a worker every ``every`` seconds. A failure is its own to log."""
+
+    every: float
+
+    def __call__(self, report: ProcessReport) -> None: ...
 
 
 def lease_end(job: Job, settings: WorkflowSettings, lease_grace: timedelta) -> datetime | None:
@@ -104,8 +111,8 @@ def run_is_over(job: Job, settings: WorkflowSettings, now: datetime, *, owner_al
     """
     if job.owner is None or job.run_id is None or owner_alive(job.owner) is None:
         return True
-    if _proc.PROC.is_dir():
-        return _proc.stop_run_processes(job.run_id, settings.kill_grace.total_seconds(), settle=True)
+    if platform.PROC.is_dir():
+        return platform.stop_run_processes(job.run_id, settings.kill_grace.total_seconds(), settle=True)
     expired = job.lease_until is None or job.lease_until < now
     return expired
 
@@ -115,7 +122,7 @@ def recover_abandoned(
     config: Config,
     *,
     now: datetime,
-    owner_alive: OwnerCheck = _proc.owner_alive,
+    owner_alive: OwnerCheck = platform.owner_alive,
 ) -> int:
     """Close the attempts of running jobs whose runner is gone, once their processes are gone too.
 
@@ -168,7 +175,7 @@ def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> P
 
 
 class Housekeeping:
-    """Recovery, pruning and metrics for a processor: at the start and end of a run, and now and then in a worker."""
+    """Recovery, pruning and reporting for a processor: at the start and end of a run, and now and then in a worker."""
 
     def __init__(
         self,
@@ -179,8 +186,7 @@ class Housekeeping:
         monotonic: Callable[[], float] = time.monotonic,
         keep_days: int | None = None,
         prune: bool = True,
-        metrics_file: str | os.PathLike[str] | None = None,
-        dashboard: Callable[[], object] | None = None,
+        reporters: Sequence[Reporter] = (),
     ) -> None:
         self.store = store
         self.config = config
@@ -188,11 +194,9 @@ class Housekeeping:
         self.monotonic = monotonic
         self.keep_days = keep_days
         self.pruning = prune
-        self.metrics_file = metrics_file
-        self.dashboard = dashboard  # rewrites the dashboard page (given by the processor)
-        self._dashboard_written = -math.inf
+        self.reporters = tuple(reporters)
+        self._reported_at = [-math.inf] * len(self.reporters)
         self._pruned_at = -math.inf
-        self._metrics_written = -math.inf
         self._recovered_at = -math.inf
 
     def recover(self, report: ProcessReport) -> None:
@@ -207,7 +211,7 @@ class Housekeeping:
         report.pruned += len(self.store.prune(rule))
 
     def periodic(self, report: ProcessReport) -> None:
-        """A worker's chores, busy or idle, each at its own pace: abandoned runs, pruning, metrics, dashboard.
+        """A worker's chores, busy or idle, each at its own pace: abandoned runs, pruning, reporters.
 
         Recovery does not wait for the worker to be idle: on a queue shared by busy hosts, a job
         whose host died is taken up again soon after its lease ends.
@@ -216,38 +220,18 @@ class Housekeeping:
             self.recover(report)
         if self.monotonic() - self._pruned_at >= PRUNE_EVERY:
             self.prune(report)
-        if self.monotonic() - self._metrics_written >= METRICS_EVERY:
-            self.write_metrics(report)
-        if self.monotonic() - self._dashboard_written >= DASHBOARD_EVERY:
-            self.write_dashboard()
+        for index, reporter in enumerate(self.reporters):
+            if self.monotonic() - self._reported_at[index] >= reporter.every:
+                self._report(index, report)
 
     def conclude(self, report: ProcessReport) -> None:
-        """The run is over: what is left pending, when it ends, the metrics and the dashboard."""
+        """The run is over: what is left pending, when it ends, and the reporters."""
         waiting = [job.execute_at for job in self.store.load(JobFilter.of(status=JobStatus.PENDING))]
         report.pending, report.next_due = len(waiting), min(waiting, default=None)
         report.finished_at = self.clock()
-        self.write_metrics(report)
-        self.write_dashboard()
+        for index in range(len(self.reporters)):
+            self._report(index, report)
 
-    def write_dashboard(self) -> None:
-        """Refresh the dashboard page, if there is one; a failure is logged, never fatal."""
-        if self.dashboard is None:
-            return
-        self._dashboard_written = self.monotonic()
-        try:
-            self.dashboard()
-        except RetryqError as error:
-            log.error("dashboard not written: %s", error)
-
-    def write_metrics(self, report: ProcessReport) -> None:
-        """Refresh the Prometheus file, if one is configured; a failure is logged, never fatal."""
-        if self.metrics_file is None:
-            return
-        from .metrics import render_metrics, write_metrics
-
-        self._metrics_written = self.monotonic()
-        try:
-            text = render_metrics(self.store.tally(), now=self.clock(), report=report, workflows=self.config.workflows)
-            write_metrics(self.metrics_file, text)
-        except RetryqError as error:
-            log.error("metrics not written: %s", error)
+    def _report(self, index: int, report: ProcessReport) -> None:
+        self._reported_at[index] = self.monotonic()
+        self.reporters[index](report)

@@ -16,13 +16,12 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import InvalidInput, RetryqError
+from ..record.errors import InvalidInput, RetryqError
+from ..record.timeutil import format_utc
 from .policy import Call, Escalation
-from .timeutil import format_utc
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .models import Job
+    from ..record.models import Job
 
 
 class Scheduled(Protocol):
@@ -35,10 +34,17 @@ class Scheduled(Protocol):
     def outcome(self) -> str: ...
 
 
+class Workflows(Protocol):
+    """What :func:`defer` asks of a configuration (:class:`~retryq.Config` is one): is this workflow known."""
+
+    def workflow(self, name: str | None = None) -> object: ...
+
+
 class Schedules(Protocol):
     """What :func:`defer` needs of a queue (:class:`~retryq.RetryQueue` is one): its configuration, and schedule."""
 
-    config: Config
+    @property
+    def config(self) -> Workflows: ...
 
     def schedule(
         self, client: str, date: str, delay: int | str | timedelta | None = ..., *, workflow: str | None = ...
@@ -81,8 +87,8 @@ class Deferral(Escalation):
         self, queue: Schedules, client: Source, date: Source, delay: int | str | timedelta, *, workflow: str | None
     ) -> None:
         # Imported here: pydantic's models are a heavy import for a fetcher that only uses @retry.
-        from .models import validate_client_id, validate_date
-        from .timeutil import parse_delay
+        from ..record.models import validate_client_id, validate_date
+        from ..record.timeutil import parse_delay
 
         # Checked now rather than after the last attempt, when a typo would be found too late.
         for name, source, validate in (("client", client, validate_client_id), ("date", date, validate_date)):

@@ -8,14 +8,14 @@ import os
 from collections import Counter
 from datetime import datetime, timedelta
 
-from . import _proc
-from .commands import resolve_command
-from .config import Config, WorkflowSettings
-from .errors import ConfigError, RetryqError
-from .housekeeping import stale_reason
-from .models import Job, JobStatus
-from .stores import Finding, Store
-from .timeutil import format_duration, format_utc
+from ..record.errors import ConfigError, RetryqError
+from ..record.models import Job, JobStatus
+from ..record.timeutil import format_duration, format_utc
+from ..running import platform
+from ..running.commands import resolve_command
+from ..running.housekeeping import stale_reason
+from ..settings.config import Config, WorkflowSettings
+from ..stores import Finding, Store
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
@@ -85,7 +85,7 @@ def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> 
         found = resolve_command(argv0, origin, settings.path)
     except ConfigError as error:
         return Finding("problem", f"{label}: {error}")
-    if os.sep in argv0 or (os.altsep and os.altsep in argv0) or _proc.IS_WINDOWS:
+    if os.sep in argv0 or (os.altsep and os.altsep in argv0) or platform.IS_WINDOWS:
         return Finding("ok", f"{label}: {found} (from {origin})")
     if own:
         return Finding("ok", f"{label}: {found} (from {origin}; on the workflow's own PATH={settings.path})")
@@ -120,7 +120,7 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
             continue
         settings = config.settings_of(job.workflow)
         reason = stale_reason(
-            job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=_proc.owner_alive
+            job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=platform.owner_alive
         )
         if reason is not None:
             findings.append(

@@ -29,13 +29,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
 
-from .address import is_database_url
-from .backoff import Backoff, constant, exponential, jitter, linear
-from .commands import split_command
-from .errors import ConfigError, InvalidInput
-from .inconsistency import DelayPolicy, InconsistencyThresholds, parse_delay_policy
-from .models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
-from .timeutil import format_duration, named_zone, parse_duration
+from ..record.backoff import Backoff, constant, exponential, jitter, linear
+from ..record.errors import ConfigError, InvalidInput
+from ..record.inconsistency import DelayPolicy, InconsistencyThresholds, parse_delay_policy
+from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
+from ..record.timeutil import format_duration, named_zone, parse_duration
+from .address import looks_like_url
+from .commandline import split_command
 
 CONFIG_FILE = "retryq.toml"
 DEFAULT_QUEUE_FILE = ".retry-queue.json"
@@ -377,8 +377,8 @@ def _zone(name: str | None, where: str) -> tzinfo | None:
 
 
 def _queue_address(value: str, base_dir: Path) -> str:
-    """A database URL as it is; a path relative to the file that names it, not to the cwd."""
-    return value if is_database_url(value) else str(base_dir / value)
+    """A server's URL as it is; a path relative to the file that names it, not to the cwd."""
+    return value if looks_like_url(value) else str(base_dir / value)
 
 
 def _table(name: str) -> str:

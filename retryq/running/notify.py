@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
-from . import _proc
+from ..record.models import Job
+from ..settings.config import Config
+from . import platform
 from .commands import invocation
-from .config import Config
-from .models import Job
 
 log = logging.getLogger("retryq")
 
@@ -53,7 +53,12 @@ def run_failure_hook(
         stdin.seek(0)
         try:
             process = subprocess.Popen(
-                argv, stdin=stdin, stdout=output, stderr=subprocess.STDOUT, env=variables, **_proc.popen_group_options()
+                argv,
+                stdin=stdin,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=variables,
+                **platform.popen_group_options(),
             )
         except OSError as error:
             log.error("on_failure hook %r could not start: %s", argv[0], error.strerror or error, extra={"job": job})
@@ -61,7 +66,7 @@ def run_failure_hook(
         try:
             code = process.wait(timeout=timeout.total_seconds())
         except subprocess.TimeoutExpired:
-            _proc.stop_group(process.pid, 1.0)
+            platform.stop_group(process.pid, 1.0)
             process.wait()
             log.error(
                 "on_failure hook timed out after %gs and was stopped", timeout.total_seconds(), extra={"job": job}

@@ -24,12 +24,12 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
+from ...record.errors import ConfigError, LockTimeout, RetryqError, StoreIOError
+from ...record.models import Job
 from .._atomic import new_file_owner, replace_file
-from ..errors import ConfigError, LockTimeout, RetryqError, StoreIOError
-from ..models import Job
-from .base import Finding, InvalidJob, JobFilter
-from .document import DocumentStore, R, Transaction, _Entry, _Write
-from .filelayout import all_jobs_valid, every_job_of, layout, parse
+from ..base import Finding, InvalidJob, JobFilter
+from ..document import DocumentStore, R, Transaction, _Entry, _Write
+from .layout import all_jobs_valid, every_job_of, layout, parse
 
 log = logging.getLogger("retryq")
 

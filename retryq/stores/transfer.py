@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from .errors import OpenJobExists, QueueCorrupt
-from .models import Job, describe_validation_error, json_line
-from .stores import Insertion, Store
+from ..record.errors import OpenJobExists, QueueCorrupt
+from ..record.models import Job, describe_validation_error, json_line
+from . import Insertion, Store
 
 SECTION = "retryqSection"
 #: The line before the archived jobs.
@@ -37,7 +37,7 @@ def dump(store: Store, *, archive: bool = False, skip_invalid: bool = False) -> 
     """The lines of an export of ``store`` (without their newlines), read before the first is given.
 
     A record that is not a valid job cannot be imported anywhere: it raises
-    :class:`~retryq.errors.QueueCorrupt` (nothing is exported) unless ``skip_invalid``.
+    :class:`~retryq.record.errors.QueueCorrupt` (nothing is exported) unless ``skip_invalid``.
     """
     problems = store.invalid()
     if problems and not skip_invalid:
@@ -54,7 +54,7 @@ def dump(store: Store, *, archive: bool = False, skip_invalid: bool = False) -> 
 
 
 def parse(lines: Iterable[str], source: str) -> Export:
-    """Read an export; any line that is not a job raises :class:`~retryq.errors.QueueCorrupt` naming it.
+    """Read an export; any line that is not a job raises :class:`~retryq.record.errors.QueueCorrupt` naming it.
 
     The jobs must have one id each and at most one open job per workflow, client and date (as a
     queue has); an archived job given twice counts once, the last copy.

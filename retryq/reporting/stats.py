@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .models import Job, JobStatus
-from .timeutil import format_duration
+from ..record.models import Job, JobStatus
+from ..record.timeutil import format_duration
 
 if TYPE_CHECKING:
-    from .stores import Store
+    from ..stores import Store
 
 _MICROSECOND = timedelta(microseconds=1)
 #: Bin widths of the delay histogram, in microseconds: the narrowest that needs at most _MAX_BINS bins wins.

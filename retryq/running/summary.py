@@ -7,8 +7,8 @@ __all__ = ["ProcessReport"]
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .models import Job, Outcome
-from .stores import InvalidJob
+from ..record.models import Job, Outcome
+from ..stores import InvalidJob
 
 
 @dataclass

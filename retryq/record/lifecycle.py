@@ -28,15 +28,42 @@ __all__ = [
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .backoff import RetryState
-from .config import WorkflowSettings
+from .backoff import Backoff, RetryState
 from .models import HISTORY_LIMIT, Attempt, Job, JobKey, JobStatus, Outcome, Owner, new_job_id
 from .timeutil import to_utc
 
-if TYPE_CHECKING:
-    from .runner import RunResult
+
+class AttemptSettings(Protocol):
+    """What a job's workflow says about its attempts (:class:`retryq.WorkflowSettings` is one)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def no_retry_exit_codes(self) -> frozenset[int]: ...
+    @property
+    def timeout(self) -> timedelta: ...
+    @property
+    def backoff(self) -> Backoff: ...
+
+
+class RunResult(Protocol):
+    """How a run ended, as the runner tells it (:class:`retryq.running.runner.RunResult` is one)."""
+
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def stopped(self) -> bool: ...
+    @property
+    def output_tail(self) -> str: ...
+
 
 #: sysexits' EX_TEMPFAIL: "still incomplete, try again later".
 EX_TEMPFAIL = 75
@@ -117,7 +144,7 @@ def record_pid(run_id: str, pid: int) -> _Mutation:
     return mutate
 
 
-def classify(result: RunResult, job: Job, settings: WorkflowSettings) -> Outcome:
+def classify(result: RunResult, job: Job, settings: AttemptSettings) -> Outcome:
     """Turn a run's exit into an outcome: the exit-code protocol of the README."""
     if result.stopped:
         return Outcome.STOPPED
@@ -132,7 +159,7 @@ def classify(result: RunResult, job: Job, settings: WorkflowSettings) -> Outcome
     return Outcome.FAILED
 
 
-def next_delay(job: Job, settings: WorkflowSettings) -> timedelta:
+def next_delay(job: Job, settings: AttemptSettings) -> timedelta:
     """The wait before the attempt after ``job.attempt``: a follow-up's own delay, else the backoff."""
     if job.follow_up_minutes is not None:
         return timedelta(minutes=job.follow_up_minutes)
@@ -155,7 +182,7 @@ def next_due(job: Job, wait: timedelta, *, now: datetime, due_window: timedelta 
 
 
 def finish(
-    run_id: str, result: RunResult, settings: WorkflowSettings, *, due_window: timedelta = DUE_WINDOW
+    run_id: str, result: RunResult, settings: AttemptSettings, *, due_window: timedelta = DUE_WINDOW
 ) -> _Mutation:
     """Record a run's result: completed, back to pending for the next attempt, or failed for good."""
 
@@ -193,7 +220,7 @@ def finish(
 def recover(
     run_id: str | None,
     now: datetime,
-    settings: WorkflowSettings,
+    settings: AttemptSettings,
     reason: str,
     *,
     due_window: timedelta = DUE_WINDOW,
@@ -292,7 +319,7 @@ def _after_attempt(
     entry: Attempt,
     outcome: Outcome,
     now: datetime,
-    settings: WorkflowSettings,
+    settings: AttemptSettings,
     due_window: timedelta,
     *,
     last_exit_code: int | None,
@@ -315,7 +342,7 @@ def _after_attempt(
     )
 
 
-def _describe(outcome: Outcome, result: RunResult, settings: WorkflowSettings) -> str:
+def _describe(outcome: Outcome, result: RunResult, settings: AttemptSettings) -> str:
     if outcome is Outcome.TIMEOUT:
         return f"timed out after {settings.timeout.total_seconds():g}s (exit {result.exit_code})"
     if outcome is Outcome.INCOMPLETE and result.exit_code == 0:

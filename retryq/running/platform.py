@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .models import Owner
+from ..record.models import Owner
 
 if TYPE_CHECKING:
     import subprocess

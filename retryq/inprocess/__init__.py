@@ -1,0 +1,1 @@
+"""Retrying in-process: @retry, retrying(), RetryContext, RetryManager, defer() to the queue."""

@@ -1,0 +1,1 @@
+"""The job record and its rules: models, statuses, transitions, backoff, times and errors; no I/O."""

@@ -1,0 +1,1 @@
+"""Reading and reporting: statistics, Prometheus metrics, doctor, the dashboard."""

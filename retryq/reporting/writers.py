@@ -1,0 +1,92 @@
+"""What a processor's report is turned into after each run: the metrics file and the dashboard page.
+
+The processor knows nothing of either: it calls the reporters it is given (see
+:class:`retryq.running.housekeeping.Reporter`); :func:`reporters_for` builds them from the
+configuration and the command line's overrides. A reporter's failure is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DASHBOARD_EVERY", "METRICS_EVERY", "DashboardWriter", "MetricsWriter", "reporters_for"]
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ..record.errors import RetryqError
+from ..record.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from ..running.housekeeping import Reporter
+    from ..running.summary import ProcessReport
+    from ..settings.config import Config
+    from ..stores import Store
+
+log = logging.getLogger("retryq")
+
+#: A worker refreshes its metrics file this often (seconds).
+METRICS_EVERY = 30.0
+#: A worker refreshes its dashboard page this often (seconds); `process` does at the end of each run.
+DASHBOARD_EVERY = 60.0
+
+
+@dataclass
+class MetricsWriter:
+    """Rewrites the Prometheus file at ``path`` from the store's tally and the run's report."""
+
+    path: str | os.PathLike[str]
+    store: Store
+    config: Config
+    clock: Callable[[], datetime] = utcnow
+    every: float = METRICS_EVERY
+
+    def __call__(self, report: ProcessReport) -> None:
+        from .metrics import render_metrics, write_metrics
+
+        try:
+            tally = self.store.tally()
+            text = render_metrics(tally, now=self.clock(), report=report, workflows=self.config.workflows)
+            write_metrics(self.path, text)
+        except RetryqError as error:
+            log.error("metrics not written: %s", error)
+
+
+@dataclass
+class DashboardWriter:
+    """Rewrites the dashboard page at ``path`` (Jinja2 is imported only here: it is an extra)."""
+
+    path: str | os.PathLike[str]
+    store: Store
+    config: Config
+    clock: Callable[[], datetime] = utcnow
+    every: float = DASHBOARD_EVERY
+
+    def __call__(self, report: ProcessReport) -> None:
+        try:
+            from .dashboard import collect, write_dashboard
+
+            write_dashboard(self.path, collect(self.config, self.store, now=self.clock()))
+        except RetryqError as error:
+            log.error("dashboard not written: %s", error)
+
+
+def reporters_for(
+    config: Config,
+    store: Store,
+    *,
+    metrics_file: str | os.PathLike[str] | None = None,
+    dashboard_file: str | os.PathLike[str] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> list[Reporter]:
+    """The reporters a run has: the metrics file and dashboard page given, else the configuration's."""
+    reporters: list[Reporter] = []
+    metrics = metrics_file if metrics_file is not None else config.metrics_file
+    if metrics is not None:
+        reporters.append(MetricsWriter(metrics, store, config, clock))
+    page = dashboard_file if dashboard_file is not None else config.dashboard_file
+    if page is not None:
+        reporters.append(DashboardWriter(page, store, config, clock))
+    return reporters

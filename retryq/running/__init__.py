@@ -1,0 +1,1 @@
+"""Running jobs: the processor's loop, workflows as process groups, the platform, hooks."""

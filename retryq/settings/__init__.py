@@ -1,0 +1,1 @@
+"""retryq.toml and RETRYQ_* resolved into Config and WorkflowSettings."""
