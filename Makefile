@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-table clean
+.PHONY: help demo test test-fast test-unit lint bench bench-table clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -15,9 +15,21 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py
 
-## test: set up, then lint, type-check and run the whole test suite
+## test: set up, then lint, type-check and run the whole test suite (what CI runs)
 test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest
+
+## test-fast: the inner loop (under a minute): unit tests, and integration tests that need no server
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow and not postgres and not redis" -q
+
+## test-unit: the unit tier alone (seconds): no process, file lock, network or sleep
+test-unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit -q
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

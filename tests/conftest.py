@@ -19,6 +19,16 @@ from retryq import JsonFileStore, RetryQueue
 
 from .helpers import FakeWorkflow, fake_workflow, make_config, unavailable
 
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by the tier its directory holds (``-m unit`` and so on)."""
+    for item in items:
+        tier = next((part for part in item.path.parts if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(tier)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

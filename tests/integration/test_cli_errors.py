@@ -1,0 +1,185 @@
+"""Bad input: one line on stderr, the documented exit code, no traceback, and the queue file untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from ..helpers import LEGACY_FILE, invoke
+
+QUEUE = Path(".retry-queue.json")
+
+BAD_ARGUMENTS = {
+    "impossible date": (["schedule", "balthazar", "2025-02-30"], "invalid date '2025-02-30'"),
+    "french date": (["schedule", "balthazar", "19/12/2025"], "invalid date '19/12/2025'"),
+    "word date": (["schedule", "balthazar", "tomorrow"], "invalid date 'tomorrow'"),
+    "negative delay": (["schedule", "balthazar", "2025-12-19", "--", "-5"], "duration must not be negative"),
+    "word delay": (["schedule", "balthazar", "2025-12-19", "soon"], "not a duration: 'soon'"),
+    "absurd delay": (["schedule", "balthazar", "2025-12-19", "50000"], "longer than the 30-day maximum"),
+    "absurd hours": (["schedule", "balthazar", "2025-12-19", "800h"], "longer than the 30-day maximum"),
+    "empty client": (["schedule", "", "2025-12-19"], "invalid client id ''"),
+    "long client": (["schedule", "x" * 65, "2025-12-19"], "invalid client id"),
+    "space": (["schedule", "bal thazar", "2025-12-19"], "invalid client id 'bal thazar'"),
+    "slash": (["schedule", "../etc", "2025-12-19"], "invalid client id '../etc'"),
+    "semicolon": (["schedule", "a;rm", "2025-12-19"], "invalid client id 'a;rm'"),
+    "dollar": (["schedule", "$HOME", "2025-12-19"], "invalid client id '$HOME'"),
+    "quote": (["schedule", "a'b", "2025-12-19"], "invalid client id"),
+    "double quote": (["schedule", 'a"b', "2025-12-19"], "invalid client id"),
+    "control": (["schedule", "a\x07b", "2025-12-19"], "invalid client id"),
+    "newline": (["schedule", "a\nb", "2025-12-19"], "invalid client id"),
+    "option-like": (["schedule", "--", "-rf", "2025-12-19"], "invalid client id '-rf'"),
+    "bad at": (["schedule", "balthazar", "2025-12-19", "--at", "someday"], "not a date and time: 'someday'"),
+    "max attempts": (
+        ["schedule", "balthazar", "2025-12-19", "--max-attempts", "0"],
+        "max attempts must be a whole number from 1 to 100",
+    ),
+    "missing date": (["schedule", "balthazar"], "Missing argument 'date'"),
+    "unknown option": (["schedule", "balthazar", "2025-12-19", "--bogus"], "No such option: --bogus"),
+    "unknown command": (["reschedule"], "No such command 'reschedule'"),
+    "run bad client": (["run", "-x", "2025-12-19"], "No such option: -x"),
+    "list bad status": (["list", "--status", "done"], "unknown status"),
+    "huge delay": (["schedule", "balthazar", "2025-12-19", "99999999999999999"], "duration out of range"),
+    "huge days": (["schedule", "balthazar", "2025-12-19", "9999999999d"], "duration out of range"),
+    "year one": (["schedule", "balthazar", "2025-12-19", "--at", "0001-01-01"], "days in the past"),
+    "end of time": (["schedule", "balthazar", "2025-12-19", "--at", "9999-12-31 23:59 -05:00"], "not a date and time"),
+    "zero timeout": (["process", "--timeout", "0"], "timeout must be more than 0 seconds, not 0s"),
+    "zero run timeout": (["run", "balthazar", "2025-12-19", "--timeout", "0"], "timeout must be more than 0 seconds"),
+    "huge timeout": (["process", "--timeout", "9999999999999d"], "duration out of range"),
+    "lock timeout": (["schedule", "a", "2025-12-19", "--lock-timeout", "1e300"], "less than or equal to 86400"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+def test_bad_arguments(cli: CliRunner, case: str) -> None:
+    QUEUE.write_text(LEGACY_FILE)
+    args, message = BAD_ARGUMENTS[case]
+    result = invoke(cli, *args, env={"RETRYQ_COMMAND": "true"})
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("retryq: error: ")
+    assert message in line
+    assert QUEUE.read_text() == LEGACY_FILE
+
+
+CORRUPT = {
+    "not json": '[{"clientId": ',
+    "not a list": '{"jobs": []}',
+}
+INVALID_RECORDS = {
+    "not objects": '["balthazar"]',
+    "bad job": LEGACY_FILE.replace('"pending"', '"done"'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+@pytest.mark.parametrize("command", [["schedule", "other", "2025-12-19"], ["process"], ["list"]])
+def test_a_corrupt_queue_file_exits_65_and_is_left_alone(cli: CliRunner, case: str, command: list[str]) -> None:
+    QUEUE.write_text(CORRUPT[case])
+    result = invoke(cli, *command, env={"RETRYQ_COMMAND": "true"})
+    assert result.exit_code == 65, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"retryq: error: {QUEUE}: ")
+    assert QUEUE.read_text() == CORRUPT[case]
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_RECORDS))
+@pytest.mark.parametrize("command", [["schedule", "other", "2025-12-19"], ["process"], ["list"]])
+def test_an_invalid_record_is_reported_and_kept_but_stops_nothing(
+    cli: CliRunner, case: str, command: list[str]
+) -> None:
+    QUEUE.write_text(INVALID_RECORDS[case])
+    record = json.loads(INVALID_RECORDS[case])[0]
+    result = invoke(cli, *command, env={"RETRYQ_COMMAND": "true"})
+    assert result.exit_code == 0, result.output
+    assert json.loads(QUEUE.read_text())[0] == record
+    if command[0] != "schedule":
+        assert f"retryq: warning: {QUEUE}: job #1 (" in result.stderr
+
+
+def test_the_message_says_where_the_json_breaks(cli: CliRunner) -> None:
+    QUEUE.write_text('[\n  {"clientId": "a",\n   "date" "2025-12-19"}\n]\n')
+    result = invoke(cli, "list")
+    assert result.stderr == (
+        "retryq: error: .retry-queue.json: not valid JSON at line 3, column 11: Expecting ':' delimiter\n"
+    )
+
+
+def test_a_directory_as_queue_file(cli: CliRunner, tmp_path: Path) -> None:
+    result = invoke(cli, "schedule", "balthazar", "2025-12-19", "--queue-file", str(tmp_path))
+    assert result.exit_code == 74
+    assert result.stderr == f"retryq: error: {tmp_path}: is a directory, not a queue file\n"
+
+
+def test_a_lock_held_too_long_exits_75(cli: CliRunner) -> None:
+    QUEUE.write_text(LEGACY_FILE)
+    with FileLock(f"{QUEUE}.lock"):
+        result = invoke(cli, "schedule", "other", "2025-12-19", "--lock-timeout", "0.2")
+    assert result.exit_code == 75
+    assert result.stderr.startswith("retryq: error: .retry-queue.json: could not lock the queue within 0.2s")
+    assert QUEUE.read_text() == LEGACY_FILE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root")
+def test_a_read_only_directory_exits_74(tmp_path: Path, retryq_bin: str) -> None:
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(readonly)], check=False).returncode:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        (readonly / ".retry-queue.json").write_text(LEGACY_FILE)
+        subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
+        result = subprocess.run(
+            [retryq_bin, "schedule", "other", "2025-12-19"],
+            cwd=readonly,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 74, result.stderr
+        assert result.stderr == (
+            "retryq: error: .retry-queue.json.lock: cannot create or lock the lock file: Read-only file system\n"
+        )
+        assert (readonly / ".retry-queue.json").read_text() == LEGACY_FILE
+    finally:
+        subprocess.run(["umount", str(readonly)], check=True)
+
+
+def test_a_bad_config_exits_78(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text("[workflow]\ncommand = 12\n")
+    result = invoke(cli, "schedule", "balthazar", "2025-12-19")
+    assert result.exit_code == 78
+    assert result.stderr.startswith("retryq: error: retryq.toml: workflow.command")
+
+
+def test_an_infinite_timeout_in_the_config_is_refused(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text("timeout = inf\n")
+    result = invoke(cli, "list")
+    assert result.exit_code == 78
+    assert result.stderr == "retryq: error: retryq.toml: timeout: duration out of range: inf\n"
+
+
+def test_a_config_typo_is_caught(cli: CliRunner) -> None:
+    Path("retryq.toml").write_text("max_attemps = 5\n")
+    result = invoke(cli, "list")
+    assert result.exit_code == 78
+    assert result.stderr == "retryq: error: retryq.toml: max_attemps: Extra inputs are not permitted\n"
+
+
+def test_an_unexpected_error_is_one_line_too(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retryq import queue as queue_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    result = invoke(cli, "list")
+    assert result.exit_code == 70
+    assert result.stderr == "retryq: error: internal error: RuntimeError: boom (set RETRYQ_DEBUG=1 for a traceback)\n"

@@ -1,0 +1,345 @@
+"""What only the JSON file store does: the file's format, its safety under failure, corrupt files."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from retryq import JsonFileStore
+from retryq.record.errors import LockTimeout, QueueCorrupt, StoreIOError
+from retryq.record.models import Job, JobStatus
+
+from ..helpers import LEGACY_FILE, make_job
+
+
+def unchanged(job: Job) -> Job:
+    return job
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / ".retry-queue.json"
+
+
+def test_a_new_file_is_private(path: Path) -> None:
+    JsonFileStore(path).add(make_job(), unchanged)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(f"{path}.lock").stat().st_mode) == 0o600
+
+
+def test_an_existing_files_mode_is_kept(path: Path) -> None:
+    path.write_text("[]\n")
+    path.chmod(0o640)
+    JsonFileStore(path).add(make_job(), unchanged)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_one_job_per_line_in_a_json_array(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    store.add(make_job(id="b", client_id="other"), unchanged)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "[" and lines[-1] == "]"  # noqa: PT018 - one shape
+    assert [json.loads(line.rstrip(","))["id"] for line in lines[1:-1]] == ["a", "b"]
+    assert [job["id"] for job in json.loads(path.read_text())] == ["a", "b"]
+
+
+def test_an_emptied_queue_is_an_empty_array(path: Path) -> None:
+    store = JsonFileStore(path, archive=False)
+    store.add(make_job(id="a"), unchanged)
+    store.update({"a": lambda job: None})
+    assert path.read_text() == "[]\n"
+
+
+def test_a_legacy_file_is_read_and_rewritten_without_loss(path: Path) -> None:
+    path.write_text(LEGACY_FILE)
+    store = JsonFileStore(path)
+    [job] = store.load()
+    store.update({job.id: lambda job: job.model_copy(update={"status": JobStatus.COMPLETED})})
+    [rewritten] = json.loads(path.read_text())
+    original = json.loads(LEGACY_FILE)[0]
+    assert {key: rewritten[key] for key in original} == {**original, "status": "completed"}
+    assert rewritten["id"] == job.id
+
+
+@pytest.mark.parametrize("with_invalid", [False, True])
+def test_reading_in_one_pass_gives_what_reading_record_by_record_gives(path: Path, with_invalid: bool) -> None:
+    """A queue of valid jobs is validated whole; any invalid record falls back to reading each on its own."""
+    from retryq.stores import DocumentStore
+
+    legacy = json.loads(LEGACY_FILE)[0]
+    odd = {
+        **make_job(id="odd", client_id="o").to_json_dict(),
+        "note": "kept",
+        "scheduledAt": "2025-12-19T12:00:00+02:00",
+    }
+    records = [legacy, odd, make_job(id="plain", client_id="p").to_json_dict()]
+    if with_invalid:
+        records.append({"clientId": "x", "date": "2025-02-30", "status": "pending"})
+    path.write_text("[\n" + ",\n".join(json.dumps(record) for record in records) + "\n]\n")
+    store = JsonFileStore(path)
+    whole, each = store.load(), DocumentStore.load(store)
+    assert whole == each
+    assert [job.id for job in whole][1:] == ["odd", "plain"]
+    assert [str(problem) for problem in store.invalid()] == [str(p) for p in DocumentStore.invalid(store)]
+    assert len(store.invalid()) == int(with_invalid)
+    assert whole[1].scheduled_at.isoformat() == "2025-12-19T10:00:00+00:00"  # converted to UTC either way
+
+
+def test_checking_a_large_queue_never_holds_all_its_jobs_at_once(path: Path) -> None:
+    """`process` checks the whole file for invalid records at each start: a slice of jobs at a time,
+    so that its peak memory does not grow by one model per job of the queue."""
+    import tracemalloc
+
+    line = json.dumps(make_job().to_json_dict())
+    records = [line.replace('"balthazar"', f'"client{number}"') for number in range(6_000)]
+    path.write_text("[\n" + ",\n".join(records) + "\n]\n")
+    assert len(JsonFileStore(path).load()) == 6_000
+
+    def peak_above_the_file(call: Callable[[JsonFileStore], object]) -> int:
+        store = JsonFileStore(path)
+        tracemalloc.start()
+        try:
+            call(store)
+            return tracemalloc.get_traced_memory()[1] - path.stat().st_size
+        finally:
+            tracemalloc.stop()
+
+    loading, checking = peak_above_the_file(JsonFileStore.load), peak_above_the_file(JsonFileStore.invalid)
+    assert checking < loading / 4, (checking, loading)
+    for where, broken in [
+        (1, ["42", *records[1:]]),
+        (6_000, [*records[:-1], "42"]),
+        (3_000, [*records[:2999], "42", *records[3000:]]),
+    ]:
+        path.write_text("[\n" + ",\n".join(broken) + "\n]\n")
+        [problem] = JsonFileStore(path).invalid()
+        assert f"job #{where} (?) is invalid: not a JSON object" in str(problem)
+
+
+def test_the_check_follows_the_file_across_writes(path: Path) -> None:
+    """A store that found every record valid, then wrote, still sees a bad record another writer adds,
+    and a store that found one keeps reporting it after its own writes."""
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    assert store.invalid() == []
+    store.add(make_job(id="b", client_id="other"), unchanged)
+    assert store.invalid() == []
+    path.write_text(path.read_text().replace("\n]\n", ',\n{"clientId": "x", "date": "2025-02-30"}\n]\n'))
+    [problem] = store.invalid()
+    store.add(make_job(id="c", client_id="third"), unchanged)
+    assert [str(p) for p in store.invalid()] == [str(problem)]
+    assert [job.id for job in store.load()] == ["a", "b", "c"]
+
+
+def test_changes_by_another_writer_are_seen(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    data = json.loads(path.read_text())
+    data.append(make_job(id="b", client_id="other").to_json_dict())
+    path.write_text(json.dumps(data))
+    store.add(make_job(id="c", client_id="third"), unchanged)
+    assert [job.id for job in store.load()] == ["a", "b", "c"]
+
+
+CORRUPT = {
+    "truncated": ('[{"clientId": "balthazar",', "not valid JSON at line 1, column 27"),
+    "object": ('{"clientId": "balthazar"}', "expected a JSON array of jobs, found a JSON object"),
+    "number": ("42", "found a JSON number"),
+    "empty": ("", "the file is empty"),
+    "blank": ("  \n", "the file is empty"),
+}
+INVALID = {
+    "item": ("[1, 2]", ["job #1 (?) is invalid: not a JSON object", "job #2 (?) is invalid: not a JSON object"]),
+    "bad job": (
+        LEGACY_FILE.replace("2025-12-19", "2025-02-30", 1),
+        ["job #1 (balthazar) is invalid: date: invalid date '2025-02-30': no such day in the calendar"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+def test_a_corrupt_file_is_reported_and_never_rewritten(path: Path, case: str) -> None:
+    content, message = CORRUPT[case]
+    path.write_text(content)
+    store = JsonFileStore(path)
+    with pytest.raises(QueueCorrupt, match=re.escape(message)) as raised:
+        store.load()
+    assert str(raised.value).startswith(f"{path}: ")
+    with pytest.raises(QueueCorrupt):
+        store.add(make_job(id="new", client_id="new"), unchanged)
+    assert path.read_text() == content
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_records_that_are_not_jobs_are_reported_skipped_and_kept(path: Path, case: str) -> None:
+    content, problems = INVALID[case]
+    path.write_text(content)
+    store = JsonFileStore(path)
+    assert store.load() == []
+    assert [str(problem) for problem in store.invalid()] == [f"{path}: {problem}" for problem in problems]
+    store.add(make_job(id="new", client_id="new"), unchanged)  # beside them, harmless
+    assert [job.id for job in store.load()] == ["new"]
+    assert json.loads(path.read_text())[:-1] == json.loads(content)
+
+
+def test_not_utf8_is_corrupt(path: Path) -> None:
+    path.write_bytes(b"[\xff\xfe]")
+    with pytest.raises(QueueCorrupt, match="not UTF-8"):
+        JsonFileStore(path).load()
+
+
+def test_a_failed_replace_leaves_the_old_file_and_no_temp_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    before = path.read_bytes()
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(StoreIOError, match="Input/output error"):
+        store.add(make_job(id="b", client_id="other"), unchanged)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [".retry-queue.json", ".retry-queue.json.lock"]
+
+
+def test_an_interruption_before_replace_leaves_the_old_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    before = path.read_bytes()
+
+    def interrupted(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.add(make_job(id="b", client_id="other"), unchanged)
+    assert path.read_bytes() == before
+    assert not list(path.parent.glob("*.tmp"))
+    monkeypatch.undo()
+    assert [job.id for job in store.load()] == ["a"]  # and the store still works
+
+
+def test_a_full_disk_is_an_io_error_and_loses_nothing(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    before = path.read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreIOError, match="No space left on device"):
+        store.add(make_job(id="b", client_id="other"), unchanged)
+    assert path.read_bytes() == before
+    assert not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny file system needs root")
+def test_a_really_full_disk_loses_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=False).returncode:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        store = JsonFileStore(mount / "q.json", archive=False)
+        added = 0
+        error = None
+        for i in range(10_000):
+            try:
+                store.add(make_job(id=f"j{i}", client_id=f"c{i}"), unchanged)
+            except StoreIOError as failure:
+                error = failure
+                break
+            added += 1
+        assert error is not None
+        assert "No space left on device" in str(error)
+        assert added > 10
+        assert len(store.load()) == added  # every add that returned is there, the file parses
+        assert not list(mount.glob("*.tmp"))
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_directory_is_not_a_queue_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreIOError, match="is a directory"):
+        JsonFileStore(tmp_path).load()
+    with pytest.raises(StoreIOError, match="is a directory"):
+        JsonFileStore(tmp_path).add(make_job(), unchanged)
+
+
+def test_a_missing_directory_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(StoreIOError, match="does not exist"):
+        JsonFileStore(tmp_path / "nowhere" / "q.json").add(make_job(), unchanged)
+
+
+def test_an_unwritable_directory_is_reported(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+
+    def denied(**kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(StoreIOError, match="Permission denied"):
+        store.add(make_job(id="b", client_id="other"), unchanged)
+
+
+def test_waiting_for_the_lock_is_bounded(path: Path) -> None:
+    store = JsonFileStore(path, lock_timeout=0.2)
+    holder = FileLock(f"{path}.lock")
+    with holder, pytest.raises(LockTimeout, match=r"could not lock the queue within 0.2s"):
+        store.add(make_job(), unchanged)
+    store.add(make_job(), unchanged)  # free again
+
+
+def test_reading_needs_no_lock(path: Path) -> None:
+    store = JsonFileStore(path, lock_timeout=0.1)
+    store.add(make_job(), unchanged)
+    with FileLock(f"{path}.lock"):
+        assert len(store.load()) == 1
+
+
+def test_the_archive_keeps_one_line_per_pruned_job(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    store.add(make_job(id="b", client_id="other"), unchanged)
+    store.update({"a": lambda job: None, "b": lambda job: None})
+    archive = Path(f"{path}.archive.jsonl")
+    assert [json.loads(line)["id"] for line in archive.read_text().splitlines()] == ["a", "b"]
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+
+
+def test_the_archive_skips_torn_lines_and_duplicates(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    archive = Path(f"{path}.archive.jsonl")
+    first = json.dumps(make_job(id="a").to_json_dict())
+    archive.write_text(f"{first}\n{first}\n" + '{"clientId": "torn', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="retryq"):
+        jobs = list(JsonFileStore(path).load_archive())
+    assert [job.id for job in jobs] == ["a"]
+    assert caplog.messages == [f"{archive}: line 3 is not a job; skipped"]
+
+
+def test_lines_without_their_commas_are_not_json(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.add(make_job(id="a"), unchanged)
+    store.add(make_job(id="b", client_id="other"), unchanged)
+    broken = path.read_text().replace("},\n", "}\n")
+    path.write_text(broken)
+    with pytest.raises(QueueCorrupt, match="not valid JSON at line 3"):
+        JsonFileStore(path).load()
+    assert path.read_text() == broken

@@ -1,0 +1,75 @@
+"""The PostgreSQL queue's tables: created on first use, versioned, safe when hosts start at once."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from retryq.record.errors import ConfigError
+from retryq.stores.postgres import PostgresStore
+from retryq.stores.postgres.schema import SCHEMA_VERSION
+
+from ..helpers import make_job
+
+pytestmark = pytest.mark.postgres
+
+
+def version(url: str, schema: str) -> str | None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(f"SELECT value FROM {schema}.meta WHERE key = 'version'").fetchone()  # noqa: S608
+    return None if row is None else str(row[0])
+
+
+def test_the_tables_are_made_on_first_use_and_the_version_recorded(postgres_url: str, postgres_schema: str) -> None:
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    assert store.load() == []
+    assert version(postgres_url, postgres_schema) == str(SCHEMA_VERSION)
+    assert [finding.message for finding in store.check()] == [
+        f"queue: database reachable, schema {postgres_schema} at version {SCHEMA_VERSION}"
+    ]
+    store.close()
+
+
+def test_hosts_starting_at_once_make_the_tables_once(postgres_url: str, postgres_schema: str) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def first_use(number: int) -> None:
+        store = PostgresStore(postgres_url, schema=postgres_schema)
+        try:
+            start.wait(timeout=60)
+            store.add(make_job(id=f"j{number}", client_id=f"c{number}"), lambda job: job)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=first_use, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(PostgresStore(postgres_url, schema=postgres_schema).load()) == 8
+
+
+def test_a_schema_newer_than_this_retryq_is_refused_and_left_alone(postgres_url: str, postgres_schema: str) -> None:
+    PostgresStore(postgres_url, schema=postgres_schema).load()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"UPDATE {postgres_schema}.meta SET value = '99' WHERE key = 'version'")  # noqa: S608
+    with pytest.raises(ConfigError, match=f"schema {postgres_schema} is at version 99, newer than this retryq"):
+        PostgresStore(postgres_url, schema=postgres_schema).load()
+    assert version(postgres_url, postgres_schema) == "99"
+
+
+def test_a_schema_without_its_version_is_brought_up_to_date(postgres_url: str, postgres_schema: str) -> None:
+    """As a schema made by hand, or by a first run killed between its statements, would be."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {postgres_schema}")
+        connection.execute(f"CREATE TABLE {postgres_schema}.meta (key text PRIMARY KEY, value text)")
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    store.add(make_job(), lambda job: job)
+    assert version(postgres_url, postgres_schema) == str(SCHEMA_VERSION)
+    store.close()

@@ -1,0 +1,156 @@
+"""Under a real cron daemon, as a non-root user, with the installed wheel: retries land on consecutive ticks.
+
+The crontab is the one of crontab.example (a PATH line, a log in the project directory, no
+`--quiet`), on a one-minute schedule so that the test takes three minutes rather than fifteen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from retryq import JsonFileStore
+from retryq.record.models import JobStatus
+from retryq.record.timeutil import parse_utc
+
+from ..conftest import Installed
+from ..helpers import write_script
+
+pytestmark = pytest.mark.slow
+
+USER = "retryqcron"
+CRON = shutil.which("cron") or "/usr/sbin/cron"
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when the machine cannot run this; in CI it must run (.ci/run installs cron)."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}: CI must run this test")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def cron_user() -> str:
+    require(hasattr(os, "geteuid") and os.geteuid() == 0, "needs root to install a crontab for another user")
+    require(Path(CRON).exists() and shutil.which("crontab") is not None, "Debian's cron is not installed")
+    if subprocess.run(["id", USER], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", USER], check=True)
+    return USER
+
+
+@pytest.fixture
+def project(cron_user: str) -> Iterator[Path]:
+    """The application's directory, owned by the cron user (pytest's own tmp dirs are private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="retryq-cron-"))
+    directory.chmod(0o755)
+    shutil.chown(directory, user=cron_user)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def cron_daemon() -> Iterator[None]:
+    """A running cron: the machine's own if one runs (two would run every job twice), else one for the test."""
+    if subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False).returncode == 0:
+        yield
+        return
+    daemon = subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+def as_user(user: str, installed: Installed, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    path = f"{installed.venv}/bin:/usr/bin:/bin"
+    return subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "env",
+            "-i",
+            f"PATH={path}",
+            "HOME=/",
+            "sh",
+            "-c",
+            f"cd {cwd} && {' '.join(args)}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(900)  # its own wait below ends first, with the log in the failure
+def test_a_retry_fails_once_then_succeeds_at_consecutive_minute_ticks(
+    installed: Installed, cron_user: str, project: Path, cron_daemon: None
+) -> None:
+    attempts = project / "attempts"
+    fetch = write_script(
+        project / "fetch.sh",
+        f"n=$(( $(cat {attempts} 2>/dev/null || echo 0) + 1 )); echo $n > {attempts}\n"
+        'echo "fetch $1 $2: attempt $n"\n'
+        '[ "$n" -ge 2 ] || exit 75\n',
+    )
+    (project / "retryq.toml").write_text(f'[workflow]\ncommand = ["{fetch}", "{{client}}", "{{date}}"]\n')
+    for path in (fetch, project / "retryq.toml"):
+        shutil.chown(path, user=cron_user)
+    crontab = (
+        "SHELL=/bin/sh\n"
+        f"PATH={installed.venv}/bin:/usr/bin:/bin\n"
+        f"* * * * * cd {project} && retryq process >> {project}/retry.log 2>&1\n"
+    )
+    subprocess.run(["crontab", "-u", cron_user, "-"], input=crontab, text=True, check=True)
+    try:
+        scheduled = as_user(
+            cron_user, installed, project, "retryq", "schedule", "balthazar", "2025-12-19", "1", ">> retry.log"
+        )
+        assert (scheduled.returncode, scheduled.stderr) == (0, "")
+        queue = JsonFileStore(project / ".retry-queue.json")
+        deadline = time.monotonic() + 600  # due in a minute, then two ticks, on a machine that may be slow
+        while time.monotonic() < deadline:
+            if queue.load()[0].status is JobStatus.COMPLETED:
+                break
+            time.sleep(1)
+        log = (project / "retry.log").read_text()
+    finally:
+        subprocess.run(["crontab", "-u", cron_user, "-r"], check=False, capture_output=True)
+    [job] = queue.load()
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2), log
+    lines = [STAMP.match(line) for line in log.splitlines()]
+    assert all(lines), log
+    events = [(parse_utc(match[1]), match[2]) for match in lines if match]
+    starts = [at for at, text in events if text.startswith("balthazar 2025-12-19 #") and " start: " in text]
+    assert len(starts) == 2, log
+    first, second = (at.replace(second=0, microsecond=0) for at in starts)
+    scheduled_at = job.scheduled_at.replace(second=0, microsecond=0)
+    # Due one minute after it was scheduled: the next tick; then the tick after (not one tick later each time).
+    assert (first, second) == (scheduled_at + timedelta(minutes=1), scheduled_at + timedelta(minutes=2)), log
+    # Between the two attempts the log holds nothing but this job's own lines and its run's summary.
+    between = [text for at, text in events if starts[0] <= at < starts[1]]
+    assert all(text.startswith(("balthazar 2025-12-19 #1 ", "summary: processed 1 ")) for text in between), log
+    assert "exit 75: still incomplete; attempt #2 at" in log
+    assert "balthazar 2025-12-19 #2 succeeded" in log
+    owners = {path.name: path.stat().st_uid for path in project.iterdir()}
+    assert set(owners.values()) == {owners["retryq.toml"]}, f"a file is not the cron user's: {owners}"
+    print(f"cron ticks: scheduled {job.scheduled_at:%H:%M:%S}, attempts {[f'{at:%H:%M:%S.%f}'[:-3] for at in starts]}")
+
+
+def _minute(value: datetime) -> datetime:
+    return value.replace(second=0, microsecond=0)
