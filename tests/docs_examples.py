@@ -202,7 +202,7 @@ def match(shown: str, actual: str, names: MutableMapping[str, str]) -> None:
     only when the output matches.
     """
     groups: dict[str, str] = {}
-    pattern = "\n".join(
+    pattern = "".join(
         r"(?:[^\n]*\n)*?" if line.strip() == "…" else _line_pattern(line, names, groups) + "\n"
         for line in _normalize(shown).splitlines()
     )
