@@ -21,7 +21,8 @@ Every other language is not run, and :data:`NOT_RUN` says what each is for; the 
 blocks, so that nothing runnable hides behind another language.
 
 Shown output is matched by pattern, never skipped: a UTC time (``2025-12-19T10:00:02.311Z``) matches
-any such time; a job id (16 hex digits) or its 8-digit short form matches any, and the same shown id
+any such time, a duration (``59m59s``, ``1h``) any duration, two spaces or more (aligned columns) two
+spaces or more; a job id (16 hex digits) or its 8-digit short form matches any, and the same shown id
 must be the same real id wherever it appears again on the page (commands included: ``retryq show
 7ff34e21`` runs with the id the earlier output really had); ``…`` matches any text within a line, and
 a line of ``…`` alone any number of lines.
@@ -153,10 +154,13 @@ def commands(block: Block) -> list[Command]:
 # -- matching shown output ---------------------------------------------------------------------------
 
 _TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"
+_DURATION = r"\d+[dhms](?:\d+[hms])*"
 _TOKEN = re.compile(
     rf"(?P<time>{_TIME})"
     r"|(?P<id>(?<![0-9A-Za-z])[0-9a-f]{16}(?![0-9A-Za-z]))"
     r"|(?P<short>(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{8}(?![0-9A-Za-z]))"
+    rf"|(?P<duration>(?<![\w.:/-]){_DURATION}(?![\w.:/-]))"
+    r"|(?P<spaces>[ ]{2,})"
     r"|(?P<any>…)"
 )
 
@@ -174,6 +178,10 @@ def _line_pattern(line: str, names: Mapping[str, str], groups: dict[str, str]) -
         value = token.group()
         if token["time"]:
             parts.append(_TIME)
+        elif token["duration"]:
+            parts.append(_DURATION)
+        elif token["spaces"]:
+            parts.append("[ ]{2,}")  # columns aligned on values of another width
         elif token["any"]:
             parts.append(".*?")
         else:

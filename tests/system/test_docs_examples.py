@@ -30,8 +30,17 @@ DEADLINE = 300
 
 
 @pytest.fixture(scope="session")
-def docs_venv(installed: Installed) -> Iterator[Path]:
-    """The installed wheel with its dashboard extra, in a venv every page's commands run from."""
+def docs_venv(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The installed wheel with its dashboard extra, in a venv every page's commands run from.
+
+    ``DOCS_EXAMPLES_VENV=.venv`` runs the pages against that venv instead, without building the wheel:
+    a shortcut while writing a page, never what the suite runs.
+    """
+    given = os.environ.get("DOCS_EXAMPLES_VENV")
+    if given:
+        yield Path(given).resolve()
+        return
+    installed: Installed = request.getfixturevalue("installed")
     root = Path(tempfile.mkdtemp(prefix="retryq-docs-"))
     try:
         venv = root / "venv"

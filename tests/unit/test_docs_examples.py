@@ -117,3 +117,9 @@ def test_nothing_runnable_hides_in_a_block_that_is_not_run() -> None:
 def test_examples_are_collected_from_the_readme_and_the_docs() -> None:
     runs = [b for b in ALL if b.runs]
     assert {b.page for b in runs} >= {"README.md", "docs/getting-started.md"}
+
+
+def test_durations_and_column_alignment_vary_and_match() -> None:
+    match("a  2025-12-19T11:00:02.310Z in 59m59s  b", "a    2026-01-01T00:00:00.000Z in 1h      b", {})
+    with pytest.raises(Mismatch):
+        match("a  b", "a b", {})
