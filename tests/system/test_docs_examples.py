@@ -77,7 +77,8 @@ class Page:
                 stderr=subprocess.DEVNULL,
                 text=True,
             )
-        assert self.python.stdin is not None and self.python.stdout is not None
+        assert self.python.stdin is not None
+        assert self.python.stdout is not None
         self.python.stdin.write(json.dumps({"code": code, "name": name, "mode": mode}) + "\n")
         self.python.stdin.flush()
         answer = self.python.stdout.readline()
