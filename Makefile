@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo test test-fast test-unit lint bench bench-table clean
+.PHONY: help demo test test-fast test-unit lint docs docs-serve docs-cli bench bench-table clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,18 @@ test-fast: $(VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit -q
 
+## docs: build the documentation site into site/ (strict: a broken link or a page outside the navigation fails)
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## docs-serve: serve the documentation on http://127.0.0.1:8000/, rebuilt as pages change
+docs-serve: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+## docs-cli: rewrite docs/cli.md from the commands' own --help
+docs-cli: $(VENV)/.installed
+	$(BIN)/python docs/gen_cli.py
+
 ## help: list the targets
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
@@ -36,7 +48,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: run every benchmark (prints its tables, saves benchmarks/results/*.json), then rewrite the README's table
+## bench: run every benchmark (prints its tables, saves benchmarks/results/*.json), then rewrite the docs' table
 ## (not part of the tests; tenacity, huey and procrastinate are installed into the venv only as peers to compare
 ## with; bench_postgres uses RETRYQ_TEST_POSTGRES, else starts a throwaway cluster with fsync on and stops it)
 BENCH_RESULTS := benchmarks/results
@@ -47,9 +59,9 @@ bench: $(VENV)/.installed
 	done
 	@$(MAKE) --no-print-directory bench-table
 
-## bench-table: rewrite the README's benchmark table from the saved results, measuring nothing
+## bench-table: rewrite the benchmark table of docs/performance.md from the saved results, measuring nothing
 bench-table:
 	$(PYTHON) benchmarks/readme_table.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo site .pytest_cache .mypy_cache .ruff_cache

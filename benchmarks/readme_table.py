@@ -1,8 +1,9 @@
-"""Rewrite the README's benchmark table from the saved results (benchmarks/results/*.json).
+"""Rewrite the benchmark table of docs/performance.md from the saved results (benchmarks/results/*.json).
 
 The table sits between ``<!-- benchmarks:begin -->`` and ``<!-- benchmarks:end -->``; everything
 in it comes from the JSON the benchmark scripts saved, so that it cannot drift from what they
-printed. ``--check`` only says whether the README is up to date (exit 1 if not).
+printed. ``--check`` only says whether the page is up to date (exit 1 if not). (The script keeps
+its name from when the table was in the README; each result's ``readme`` entries are its rows.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from _common import BENCHMARKS, FORMAT, ROOT, describe_machine, fmt, fmt_range
 BEGIN = "<!-- benchmarks:begin -->"
 END = "<!-- benchmarks:end -->"
 RESULTS = BENCHMARKS / "results"
-README = ROOT / "README.md"
+#: The page that holds the table.
+PAGE = ROOT / "docs" / "performance.md"
 #: The order of the table; results of other benchmarks follow, by name.
 ORDER = ["startup", "schedule", "concurrent", "process", "postgres"]
 
@@ -71,7 +73,7 @@ def _line(data: Mapping[str, Any], entry: Mapping[str, Any]) -> list[str]:
 
 
 def render(results: Sequence[Mapping[str, Any]]) -> str:
-    """The Markdown between the markers: where it was measured, then one line per README entry of each result."""
+    """The Markdown between the markers: where it was measured, then one line per table entry of each result."""
     lines = []
     machines = list(dict.fromkeys(describe_machine(data["machine"]) for data in results))
     dates = sorted({data["date"] for data in results})
@@ -95,32 +97,32 @@ def render(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def rewrite(readme: str, table: str) -> str:
-    """``readme`` with the text between the markers replaced by ``table``."""
-    start, end = readme.find(BEGIN), readme.find(END)
+def rewrite(page: str, table: str) -> str:
+    """``page`` with the text between the markers replaced by ``table``."""
+    start, end = page.find(BEGIN), page.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"README.md has no {BEGIN} … {END} section")
-    return readme[: start + len(BEGIN)] + "\n" + table + "\n" + readme[end:]
+        raise SystemExit(f"{PAGE.name} has no {BEGIN} … {END} section")
+    return page[: start + len(BEGIN)] + "\n" + table + "\n" + page[end:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory of the JSON results")
-    parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the README is out of date")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the Markdown page that holds the table")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if the page is out of date")
     args = parser.parse_args()
-    current = args.readme.read_text()
+    current = args.page.read_text()
     updated = rewrite(current, render(load_results(args.results)))
     if args.check:
         if updated != current:
-            print(f"{args.readme}: the benchmark table does not match {args.results}", file=sys.stderr)
+            print(f"{args.page}: the benchmark table does not match {args.results}", file=sys.stderr)
             sys.exit(1)
         return
     if updated != current:
-        args.readme.write_text(updated)
-        print(f"{args.readme}: benchmark table rewritten")
+        args.page.write_text(updated)
+        print(f"{args.page}: benchmark table rewritten")
     else:
-        print(f"{args.readme}: benchmark table already up to date")
+        print(f"{args.page}: benchmark table already up to date")
 
 
 if __name__ == "__main__":

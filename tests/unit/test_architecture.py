@@ -63,26 +63,30 @@ def test_the_package_has_no_import_cycle() -> None:
     assert cycles == []
 
 
-def readme_layers() -> dict[str, int]:
-    """The wings of the README's architecture tree (``record/``, ``queue.py``…), by line (0 for the first)."""
-    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    block = text.split("### Architecture", 1)[1].split("```\n", 2)[1]
+#: The page that draws the package's tree, in its first fenced block.
+ARCHITECTURE_PAGE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def drawn_layers() -> dict[str, int]:
+    """The wings of the tree of docs/architecture.md (``record/``, ``queue.py``…), by line (0 for the first)."""
+    text = ARCHITECTURE_PAGE.read_text(encoding="utf-8")
+    block = text.split("\n```", 1)[1].split("\n", 1)[1].split("\n```", 1)[0]
     wings = [line.split()[0] for line in block.splitlines() if line.startswith("  ") and not line.startswith("   ")]
     return {wing.removesuffix("/").removesuffix(".py"): number for number, wing in enumerate(wings)}
 
 
-def test_the_readme_draws_every_wing_of_the_package() -> None:
+def test_the_architecture_page_draws_every_wing_of_the_package() -> None:
     wings = {
         path.stem
         for path in PACKAGE.iterdir()
         if (path / "__init__.py").is_file() or (path.suffix == ".py" and not path.name.startswith("_"))
     }
-    assert set(readme_layers()) == wings
+    assert set(drawn_layers()) == wings
 
 
 def test_each_wing_imports_only_itself_and_the_wings_above_it() -> None:
     known = modules()
-    layers = readme_layers()
+    layers = drawn_layers()
     top = {name: name.split(".")[1] for name in known if name.count(".") >= 1 and name != "retryq.__main__"}
     wrong = [
         f"{name} imports {target}"
