@@ -3,9 +3,10 @@ output streamed and its tail kept, timeouts enforced by stopping then killing th
 
 from __future__ import annotations
 
-__all__ = ["RunResult", "Runnable", "Supervisor", "run_workflow", "runnable_commands"]
+__all__ = ["OutputLines", "RunResult", "Runnable", "Supervisor", "run_workflow", "runnable_commands"]
 
 import logging
+import os
 import queue
 import subprocess
 import threading
@@ -32,6 +33,10 @@ log = logging.getLogger("retryq")
 #: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
 TAIL_LINES = 20
 TAIL_CHARS = 2000
+#: Output is read this much at a time, and a longer line keeps only its last LINE_BYTES (logged with
+#: what was cut): a workflow that prints 300 MB on one line costs retryq a few hundred KiB, not the line.
+READ_BYTES = 64 * 1024
+LINE_BYTES = 64 * 1024
 
 LineSink = Callable[[str, str], None]
 
@@ -168,13 +173,20 @@ class Supervisor:
     # -- internals ---------------------------------------------------------------------------
 
     def _read(self, run: _Run) -> None:
-        assert run.process.stdout is not None
-        with run.process.stdout:
-            for raw in iter(run.process.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                run.tail.append(line)
-                if self._on_line is not None:
-                    self._on_line(run.label, line)
+        stdout = run.process.stdout
+        assert stdout is not None
+        lines = OutputLines()
+        with stdout:
+            while chunk := os.read(stdout.fileno(), READ_BYTES):
+                for line in lines.feed(chunk):
+                    self._keep(run, line)
+        if (last := lines.end()) is not None:
+            self._keep(run, last)
+
+    def _keep(self, run: _Run, line: str) -> None:
+        run.tail.append(line)
+        if self._on_line is not None:
+            self._on_line(run.label, line)
 
     def _wait(self, run: _Run) -> None:
         run.process.wait()
@@ -235,6 +247,51 @@ class Supervisor:
             pid=run.process.pid,
             leftovers=leftovers,
         )
+
+
+class OutputLines:
+    """Splits output into lines as it comes, keeping at most :data:`LINE_BYTES` of each (its end)."""
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._cut = 0  # bytes left out of the start of the current line
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines that ``data`` completes."""
+        lines = []
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            self._add(data[start:end])
+            lines.append(self._take())
+            start = end + 1
+        self._add(data[start:])
+        return lines
+
+    def end(self) -> str | None:
+        """The last line, when the output did not end with a newline."""
+        return self._take() if self._partial or self._cut else None
+
+    def _add(self, piece: bytes) -> None:
+        self._partial += piece
+        if len(self._partial) > 2 * LINE_BYTES:  # trimmed now and then, not on every read
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self._partial) - LINE_BYTES
+        if excess > 0:
+            del self._partial[:excess]
+            self._cut += excess
+
+    def _take(self) -> str:
+        self._trim()
+        raw, cut = bytes(self._partial), self._cut
+        if cut:  # not from the middle of a character: skip its continuation bytes
+            kept = raw.lstrip(bytes(range(0x80, 0xC0)))
+            raw, cut = kept, cut + len(raw) - len(kept)
+        self._partial.clear()
+        self._cut = 0
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        return f"[{cut} bytes cut] {line}" if cut else line
 
 
 @dataclass

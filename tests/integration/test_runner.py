@@ -1,4 +1,4 @@
-"""The supervisor of workflow processes: argv without a shell, stops that race a start, output read in bounded pieces."""
+"""The supervisor of workflow processes: argv without a shell, stops that race a start, bounded output."""
 
 from __future__ import annotations
 
@@ -92,10 +92,10 @@ def test_a_very_long_output_line_is_read_in_bounded_pieces_and_only_its_tail_kep
 def test_output_lines_split_across_reads_and_a_last_line_without_newline_are_whole() -> None:
     writer = (
         "import sys, time\n"
-        "sys.stdout.write('é' * 40000); sys.stdout.flush(); time.sleep(0.05)\n"
+        "sys.stdout.write('é' * 30000); sys.stdout.flush(); time.sleep(0.05)\n"
         "sys.stdout.write('\\r\\nsecond\\nno newline at the end')\n"
     )
     lines: list[str] = []
     result = _run_to_the_end(Supervisor(on_line=lambda label, line: lines.append(line)), [sys.executable, "-c", writer])
-    assert lines == ["é" * 40000, "second", "no newline at the end"]
+    assert lines == ["é" * 30000, "second", "no newline at the end"]
     assert result.output_tail.endswith("é\nsecond\nno newline at the end")
