@@ -12,11 +12,13 @@ __all__ = [
     "MAX_KEEP_DAYS",
     "Housekeeping",
     "Reporter",
+    "describe_skew",
     "lease_end",
     "prune_rule",
     "recover_abandoned",
     "run_is_over",
     "stale_reason",
+    "store_time",
 ]
 
 import logging
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..record import lifecycle
 from ..record.errors import InvalidInput
 from ..record.models import Job, JobStatus, Owner
-from ..record.timeutil import format_utc, utcnow
+from ..record.timeutil import format_duration, format_utc, utcnow
 from ..settings.config import Config, WorkflowSettings
 from ..stores import JobFilter, PruneRule, Store
 from . import platform
@@ -160,6 +162,21 @@ def recover_abandoned(
     return len(recovered)
 
 
+def store_time(store: Store, host_now: datetime) -> tuple[datetime, timedelta]:
+    """The time leases are judged by (the store's own clock where it has one, else the host's), and how
+    far the host's clock is ahead of it (negative: behind)."""
+    server = store.server_now()
+    if server is None:
+        return host_now, timedelta(0)
+    return server, host_now - server
+
+
+def describe_skew(skew: timedelta, location: str) -> str:
+    """A phrase for a host's clock that is ``skew`` ahead of (or behind) the clock of the store at ``location``."""
+    shown = format_duration(timedelta(seconds=round(abs(skew).total_seconds())))
+    return f"this host's clock is {shown} {'ahead of' if skew > timedelta(0) else 'behind'} the clock of {location}"
+
+
 def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> PruneRule:
     """Which finished jobs go: those older than their workflow's ``keep_days`` (per status), or ``keep_days``."""
     if keep_days is not None and (isinstance(keep_days, bool) or not 0 <= keep_days <= MAX_KEEP_DAYS):
@@ -198,10 +215,28 @@ class Housekeeping:
         self._reported_at = [-math.inf] * len(self.reporters)
         self._pruned_at = -math.inf
         self._recovered_at = -math.inf
+        self._skew_told = False
 
     def recover(self, report: ProcessReport) -> None:
         self._recovered_at = self.monotonic()
-        report.recovered += recover_abandoned(self.store, self.config, now=self.clock())
+        report.recovered += recover_abandoned(self.store, self.config, now=self.now())
+
+    def now(self) -> datetime:
+        """The time leases are judged by: the store's clock where it has one (see :func:`store_time`).
+
+        A host whose clock is off from it by more than ``lease_grace`` is told so, once: its claims
+        still follow the store's clock, but the times of its results and of the next attempts it
+        schedules follow its own.
+        """
+        now, skew = store_time(self.store, self.clock())
+        if abs(skew) > self.config.lease_grace and not self._skew_told:
+            self._skew_told = True
+            log.warning(
+                "%s (more than lease_grace): claims and leases follow the store's clock, "
+                "the times this host writes follow its own; set its time right (NTP)",
+                describe_skew(skew, self.store.location),
+            )
+        return now
 
     def prune(self, report: ProcessReport) -> None:
         if not self.pruning:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -157,21 +157,30 @@ def claim_all(store: Store, now_offset: timedelta, limit: int = 10, **slots: int
     return claimed
 
 
+def store_time(store: Store, claimant_time: datetime) -> datetime:
+    """The time a claim is judged by: the store's own clock where it has one, else the claimant's."""
+    return store.server_now() or claimant_time
+
+
 def test_a_claim_writes_what_the_lifecycle_says(store: Store) -> None:
     legacy = Job.model_validate({k: v for k, v in make_job(id="a").to_json_dict().items() if k != "maxAttempts"})
     store.add(legacy, unchanged)
+    before = store_time(store, T0 + timedelta(hours=1))
     [claimed] = claim_all(store, timedelta(hours=1))
+    assert claimed.started_at is not None
+    assert before <= claimed.started_at <= store_time(store, T0 + timedelta(hours=1))
     expected = lifecycle.claim(
-        owner=OWNER, run_id=claimed.run_id or "", now=T0 + timedelta(hours=1), lease=LEASE, max_attempts=4
+        owner=OWNER, run_id=claimed.run_id or "", now=claimed.started_at, lease=LEASE, max_attempts=4
     )(legacy)
     assert claimed == expected
     assert store.load() == [expected]
 
 
 def test_claim_takes_due_jobs_oldest_first(store: Store) -> None:
-    store.add(make_job(id="late", client_id="c1", execute_at=T0 + timedelta(minutes=30)), unchanged)
-    store.add(make_job(id="early", client_id="c2", execute_at=T0 + timedelta(minutes=10)), unchanged)
-    store.add(make_job(id="future", client_id="c3", execute_at=T0 + timedelta(hours=2)), unchanged)
+    now = store_time(store, T0 + timedelta(hours=1))
+    store.add(make_job(id="late", client_id="c1", execute_at=now - timedelta(minutes=30)), unchanged)
+    store.add(make_job(id="early", client_id="c2", execute_at=now - timedelta(minutes=50)), unchanged)
+    store.add(make_job(id="future", client_id="c3", execute_at=now + timedelta(hours=1)), unchanged)
     claimed = claim_all(store, timedelta(hours=1))
     assert [job.id for job in claimed] == ["early", "late"]
     assert {job.id: job.status for job in store.load()} == {
@@ -233,7 +242,8 @@ def test_a_claim_follows_the_stores_own_clock_where_it_has_one(store: Store) -> 
         return
     [job] = claimed
     assert job.id == "due"
-    assert job.started_at is not None and job.lease_until is not None
+    assert job.started_at is not None
+    assert job.lease_until is not None
     assert reference <= job.started_at <= (store.server_now() or ahead)
     assert job.lease_until == job.started_at + LEASE
 
