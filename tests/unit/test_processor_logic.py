@@ -118,7 +118,7 @@ def test_a_result_for_a_job_recovered_meanwhile_is_discarded() -> None:
 
     def taken_by_another_process(runs: FakeRuns) -> None:
         def reclaimed(job: Job) -> Job:
-            return job.model_copy(update={"run_id": "someone-else"})
+            return job.model_copy(update={"run_id": "someone-else", "owner": Owner(host="another-host", pid=7)})
 
         store.update({"a": reclaimed})
 
