@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -35,8 +35,17 @@ class _Posix:
     """Process groups and signals: each workflow runs in a session of its own, stopped as one group."""
 
     def popen_options(self) -> dict[str, Any]:
-        """Popen options that put a workflow in a process group of its own, so it can be stopped whole."""
+        """Popen options that put a process in a process group of its own, so it can be stopped whole."""
         return {"start_new_session": True}
+
+    def start_workflow(
+        self, argv: Sequence[str], env: Mapping[str, str], *, kill_grace: float, capture: bool
+    ) -> subprocess.Popen[bytes]:
+        """Start a workflow in a session of its own, under a keeper that takes its whole group down
+        within ``kill_grace`` if this process dies (see :mod:`retryq.running.keeper`)."""
+        from .keeper import spawn
+
+        return spawn(argv, env, kill_grace=kill_grace, capture=capture)
 
     def terminate_group(self, pgid: int) -> bool:
         """Ask a process group to stop (SIGTERM); False when the group no longer exists."""
@@ -99,6 +108,23 @@ class _Windows:
 
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
 
+    def start_workflow(
+        self, argv: Sequence[str], env: Mapping[str, str], *, kill_grace: float, capture: bool
+    ) -> subprocess.Popen[bytes]:
+        """Start a workflow in a process group of its own. Nothing ties it to this process's life: if
+        this process dies, the workflow runs on until it ends (the job's lease still bounds its claim)."""
+        import subprocess
+
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+            env=dict(env),
+            close_fds=True,
+            **self.popen_options(),
+        )
+
     def terminate_group(self, pgid: int) -> bool:
         return self.run(["taskkill", "/T", "/PID", str(pgid)]).returncode == 0
 
@@ -128,6 +154,13 @@ PLATFORM: _Posix | _Windows = _Windows() if IS_WINDOWS else _Posix()
 
 def popen_group_options() -> dict[str, Any]:
     return PLATFORM.popen_options()
+
+
+def start_workflow(
+    argv: Sequence[str], env: Mapping[str, str], *, kill_grace: float, capture: bool
+) -> subprocess.Popen[bytes]:
+    """Start a workflow as a group of its own, tied to this process's life where the system allows."""
+    return PLATFORM.start_workflow(argv, env, kill_grace=kill_grace, capture=capture)
 
 
 def pid_alive(pid: int) -> bool:

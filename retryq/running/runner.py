@@ -110,16 +110,12 @@ class Supervisor:
         label: str = "",
         capture: bool = True,
     ) -> int:
-        """Start a workflow; return its pid (which is also its process group id). Raises OSError."""
-        process = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.STDOUT if capture else None,
-            env=dict(env),
-            close_fds=True,
-            **platform.popen_group_options(),
-        )
+        """Start a workflow; return its process group id (the pid of the process retryq started). Raises OSError.
+
+        The run is tied to this process's life: if it dies, the run's group goes down within ``kill_grace``
+        (POSIX; see :mod:`retryq.running.keeper`).
+        """
+        process = platform.start_workflow(argv, env, kill_grace=kill_grace, capture=capture)
         run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace)
         self._runs[key] = run
         if self._stop_requested:

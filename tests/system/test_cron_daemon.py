@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,12 +23,10 @@ from retryq.record.models import JobStatus
 from retryq.record.timeutil import parse_utc
 
 from ..conftest import Installed
-from ..helpers import write_script
+from ..helpers import temporary_user, write_script
 
 pytestmark = pytest.mark.slow
 
-#: Each run creates a user of its own (two runs on one host must not share one) and removes it after.
-USER_PREFIX = "retryqcron-"
 CRON = shutil.which("cron") or "/usr/sbin/cron"
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
 
@@ -45,17 +42,11 @@ def require(condition: bool, reason: str) -> None:
 
 @pytest.fixture
 def cron_user() -> Iterator[str]:
-    """A system user of its own for this run, its crontab and the user removed however the test ends."""
+    """A user of its own for this run (two runs on one host must not share one), removed after it."""
     require(hasattr(os, "geteuid") and os.geteuid() == 0, "needs root to install a crontab for another user")
     require(Path(CRON).exists() and shutil.which("crontab") is not None, "Debian's cron is not installed")
-    user = USER_PREFIX + uuid.uuid4().hex[:10]  # 21 characters: within useradd's 32
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", user], check=True)
-    try:
+    with temporary_user("retryqcron-") as user:
         yield user
-    finally:
-        subprocess.run(["crontab", "-u", user, "-r"], check=False, capture_output=True)
-        # --force: a `retryq process` cron started for it may still be finishing; the user goes all the same.
-        subprocess.run(["userdel", "--force", user], check=False, capture_output=True)
 
 
 @pytest.fixture

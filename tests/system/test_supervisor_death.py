@@ -95,11 +95,13 @@ def test_two_workers_on_one_database_never_run_one_job_twice_at_once_when_one_is
     tmp_path: Path, retryq_bin: str, postgres_queue: str, postgres_schema: str, postgres_url: str
 ) -> None:
     # On host-a, each run takes far longer than its timeout allows: only its supervisor would stop it.
-    # Each run records its start and its end (on SIGTERM too) with its own pid.
+    # Each run records its start and its end (on SIGTERM too) with its own pid. Its output goes to a
+    # file: once its supervisor is dead, a write to the output pipe would kill it (SIGPIPE) unrecorded.
     write_script(
         tmp_path / "fetch.sh",
+        'exec >> "output-$$" 2>&1\n'
         'stamp() { echo "$1 $RETRYQ_JOB_ID $$ $(date +%s.%N)" >> runs; }\n'
-        "trap 'stamp end; exit 143' TERM\n"
+        "trap 'trap \"\" TERM; stamp end; exit 143' TERM\n"
         "stamp start\n"
         'if [ "$RETRYQ_HOST" = host-a ]; then sleep 600 & wait $!; fi\n'
         "stamp end\n",
@@ -146,14 +148,16 @@ def test_two_workers_on_one_database_never_run_one_job_twice_at_once_when_one_is
 
     intervals: dict[str, list[tuple[float, float]]] = {}
     opened: dict[str, tuple[str, float]] = {}
-    for line in (tmp_path / "runs").read_text().splitlines():
+    runs_text = (tmp_path / "runs").read_text()
+    for line in runs_text.splitlines():
         kind, job, pid, stamp = line.split()
         if kind == "start":
             opened[pid] = (job, float(stamp))
         else:
+            assert pid in opened, runs_text
             job, started = opened.pop(pid)
             intervals.setdefault(job, []).append((started, float(stamp)))
-    assert not opened, f"runs that never ended (still running, or killed without a word): {opened}"
+    assert not opened, f"runs that never ended (still running, or killed without a word): {runs_text}"
     for job, runs in intervals.items():
         runs.sort()
         assert len(runs) == 2, (job, runs)
