@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,8 @@ from ..record.models import Owner
 
 if TYPE_CHECKING:
     import subprocess
+
+    from .watchdog import Watchdog
 
 PROC = Path("/proc")
 #: The variable that marks every process of a run, wherever it goes (recovery finds them by it).
@@ -35,17 +37,14 @@ class _Posix:
     """Process groups and signals: each workflow runs in a session of its own, stopped as one group."""
 
     def popen_options(self) -> dict[str, Any]:
-        """Popen options that put a process in a process group of its own, so it can be stopped whole."""
+        """Popen options that put a workflow in a process group of its own, so it can be stopped whole."""
         return {"start_new_session": True}
 
-    def start_workflow(
-        self, argv: Sequence[str], env: Mapping[str, str], *, kill_grace: float, capture: bool
-    ) -> subprocess.Popen[bytes]:
-        """Start a workflow in a session of its own, under a keeper that takes its whole group down
-        within ``kill_grace`` if this process dies (see :mod:`retryq.running.keeper`)."""
-        from .keeper import spawn
+    def watchdog(self) -> Watchdog:
+        """This process's watchdog, which stops its runs if it dies (see :mod:`retryq.running.watchdog`)."""
+        from .watchdog import WATCHDOG
 
-        return spawn(argv, env, kill_grace=kill_grace, capture=capture)
+        return WATCHDOG
 
     def terminate_group(self, pgid: int) -> bool:
         """Ask a process group to stop (SIGTERM); False when the group no longer exists."""
@@ -108,22 +107,9 @@ class _Windows:
 
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
 
-    def start_workflow(
-        self, argv: Sequence[str], env: Mapping[str, str], *, kill_grace: float, capture: bool
-    ) -> subprocess.Popen[bytes]:
-        """Start a workflow in a process group of its own. Nothing ties it to this process's life: if
-        this process dies, the workflow runs on until it ends (the job's lease still bounds its claim)."""
-        import subprocess
-
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.STDOUT if capture else None,
-            env=dict(env),
-            close_fds=True,
-            **self.popen_options(),
-        )
+    def watchdog(self) -> _Unwatched:
+        """None here: a workflow whose retryq dies runs on to its end (its lease still bounds the claim)."""
+        return _Unwatched()
 
     def terminate_group(self, pgid: int) -> bool:
         return self.run(["taskkill", "/T", "/PID", str(pgid)]).returncode == 0
@@ -141,6 +127,19 @@ class _Windows:
         return f'"{pid}"' in listed.stdout
 
 
+class _Unwatched:
+    """Where no watchdog ties runs to retryq's life: told of runs, it does nothing."""
+
+    def watch(self, run_id: str, grace: float) -> None:
+        pass
+
+    def started(self, run_id: str, group: int) -> None:
+        pass
+
+    def forget(self, run_id: str) -> None:
+        pass
+
+
 def _run_captured(argv: list[str]) -> subprocess.CompletedProcess[str]:
     # subprocess is imported here, not at the top: scheduling a job never starts a process.
     import subprocess
@@ -156,11 +155,9 @@ def popen_group_options() -> dict[str, Any]:
     return PLATFORM.popen_options()
 
 
-def start_workflow(
-    argv: Sequence[str], env: Mapping[str, str], *, kill_grace: float, capture: bool
-) -> subprocess.Popen[bytes]:
-    """Start a workflow as a group of its own, tied to this process's life where the system allows."""
-    return PLATFORM.start_workflow(argv, env, kill_grace=kill_grace, capture=capture)
+def watchdog() -> Watchdog | _Unwatched:
+    """What stops this process's runs if it dies: a watchdog (POSIX), or nothing (Windows)."""
+    return PLATFORM.watchdog()
 
 
 def pid_alive(pid: int) -> bool:

@@ -249,9 +249,9 @@ class Processor:
     def _abandon(self) -> None:
         """The loop failed (disk full, lock timeout…): stop every run and try to give its job back.
 
-        Workflows run in sessions of their own and would outlive this process; their jobs would
-        then wait for a recovery that counts an attempt. If giving them back fails too, that
-        recovery is still what happens, and the original error is the one reported.
+        Left alone, the workflows would be stopped by the watchdog only once this process exits, and
+        their jobs would wait for a recovery that counts an attempt. If giving them back fails too,
+        that recovery is still what happens, and the original error is the one reported.
         """
         self.supervisor.stop_all(immediately=True)
         deadline = self.monotonic() + 10

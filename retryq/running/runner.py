@@ -71,6 +71,7 @@ class _Run:
     started_at: datetime
     deadline: float
     kill_grace: float
+    run_id: str  # what its processes carry in RETRYQ_RUN_ID
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     reader: threading.Thread | None = None
     kill_at: float | None = None
@@ -110,13 +111,29 @@ class Supervisor:
         label: str = "",
         capture: bool = True,
     ) -> int:
-        """Start a workflow; return its process group id (the pid of the process retryq started). Raises OSError.
+        """Start a workflow; return its pid (which is also its process group id). Raises OSError.
 
-        The run is tied to this process's life: if it dies, the run's group goes down within ``kill_grace``
-        (POSIX; see :mod:`retryq.running.keeper`).
+        The run is told to this process's watchdog, which stops its processes if this process dies
+        (POSIX; see :mod:`retryq.running.watchdog`).
         """
-        process = platform.start_workflow(argv, env, kill_grace=kill_grace, capture=capture)
-        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace)
+        run_id = env.get(platform.RUN_ID_VARIABLE) or key
+        watchdog = platform.watchdog()
+        watchdog.watch(run_id, kill_grace)
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.STDOUT if capture else None,
+                env=dict(env),
+                close_fds=True,
+                **platform.popen_group_options(),
+            )
+        except OSError:
+            watchdog.forget(run_id)
+            raise
+        watchdog.started(run_id, process.pid)
+        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace, run_id)
         self._runs[key] = run
         if self._stop_requested:
             # A stop that came while this run was starting found nothing to stop: stop it now.
@@ -223,6 +240,7 @@ class Supervisor:
         leftovers = platform.stop_leftovers({run.key: min(run.kill_grace, 5.0) for run, _ in ended})
         finished = []
         for run, code in ended:
+            platform.watchdog().forget(run.run_id)  # nothing of it is left to stop
             if run.reader is not None:
                 run.reader.join(timeout=5)
             finished.append((run.key, self._result(run, code, leftovers[run.key])))

@@ -19,6 +19,7 @@ import pytest
 
 from retryq import RetryQueue
 from retryq.record.models import JobStatus
+from retryq.running.platform import pid_alive
 from retryq.stores.postgres import PostgresStore
 
 from ..helpers import make_config, write_script
@@ -57,12 +58,14 @@ def clean_environment(**extra: str) -> dict[str, str]:
 def test_a_sigkilled_worker_takes_its_workflows_whole_group_down_within_kill_grace(
     tmp_path: Path, retryq_bin: str
 ) -> None:
-    # The workflow and the grandchild it starts in its group both ignore SIGTERM: only SIGKILL ends them.
+    # The workflow, the grandchild it starts in its group, and one that leaves the group (setsid) all
+    # ignore SIGTERM: only SIGKILL ends them.
     write_script(
         tmp_path / "stubborn.sh",
         "trap '' TERM\n"
-        "cut -d' ' -f5 /proc/$$/stat > group.tmp && mv group.tmp group\n"  # field 5: the process group
+        "setsid sh -c 'echo $$ > escaped.tmp && mv escaped.tmp escaped; exec sleep 1000' &\n"
         "sleep 1000 &\n"
+        "cut -d' ' -f5 /proc/$$/stat > group.tmp && mv group.tmp group\n"  # field 5: the process group
         "wait\n",
     )
     (tmp_path / "retryq.toml").write_text(
@@ -71,15 +74,17 @@ def test_a_sigkilled_worker_takes_its_workflows_whole_group_down_within_kill_gra
     env = clean_environment()
     subprocess.run([retryq_bin, "schedule", "balthazar", "2025-12-19", "0"], cwd=tmp_path, env=env, check=True)
     worker = subprocess.Popen([retryq_bin, "worker"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
-    pgid = 0
+    pgid = escaped = 0
     try:
         wait_for((tmp_path / "group").exists, "the workflow to start")
-        pgid = int((tmp_path / "group").read_text())
+        wait_for((tmp_path / "escaped").exists, "the escaped grandchild to start")
+        pgid, escaped = int((tmp_path / "group").read_text()), int((tmp_path / "escaped").read_text())
         wait_for(lambda: len(group_members(pgid)) >= 2, "the grandchild to start")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=60)
         killed_at = time.monotonic()
         wait_for(lambda: not group_members(pgid), "the workflow's group to go", timeout=120)
+        wait_for(lambda: not pid_alive(escaped), "the process that left the group to go", timeout=120)
         took = time.monotonic() - killed_at
         print(f"\nthe workflow's group was gone {took:.2f} s after the worker's SIGKILL (kill_grace 1 s)")
     finally:
@@ -88,6 +93,8 @@ def test_a_sigkilled_worker_takes_its_workflows_whole_group_down_within_kill_gra
             worker.wait()
         if pgid and group_members(pgid):
             os.killpg(pgid, signal.SIGKILL)
+        if escaped and pid_alive(escaped):
+            os.kill(escaped, signal.SIGKILL)
 
 
 @pytest.mark.postgres
