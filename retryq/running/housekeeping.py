@@ -122,7 +122,7 @@ def run_is_over(job: Job, settings: WorkflowSettings, now: datetime, *, owner_al
     """
     if job.owner is None or job.run_id is None or owner_alive(job.owner) is None:
         return True
-    if platform.PROC.is_dir():
+    if platform.searchable():
         return platform.stop_run_processes(job.run_id, settings.kill_grace.total_seconds(), settle=True)
     expired = job.lease_until is None or job.lease_until < now
     return expired

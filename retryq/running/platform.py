@@ -36,6 +36,10 @@ IS_WINDOWS = sys.platform == "win32"
 class _Posix:
     """Process groups and signals: each workflow runs in a session of its own, stopped as one group."""
 
+    def __init__(self) -> None:
+        #: Whether processes can be searched (their state, group and environment): Linux's /proc.
+        self.searchable = PROC.is_dir()
+
     def popen_options(self) -> dict[str, Any]:
         """Popen options that put a workflow in a process group of its own, so it can be stopped whole."""
         return {"start_new_session": True}
@@ -72,7 +76,7 @@ class _Posix:
             return False
         except PermissionError:
             return True  # it exists, it just is not ours
-        if PROC.is_dir():
+        if self.searchable:
             try:
                 state = (PROC / str(pid) / "stat").read_text()
                 if state[state.rindex(")") + 2 :].startswith("Z"):
@@ -98,6 +102,9 @@ class _Windows:
 
     The commands go through ``run``, so that tests on any system can see what would be run.
     """
+
+    #: No /proc: processes are found by their pid alone, through tasklist.
+    searchable = False
 
     def __init__(self, run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None) -> None:
         self.run = run or _run_captured
@@ -172,13 +179,18 @@ def terminate_group(pgid: int) -> bool:
     return PLATFORM.terminate_group(pgid)
 
 
+def searchable() -> bool:
+    """Whether this system lets processes be searched by group and environment (Linux's /proc)."""
+    return PLATFORM.searchable
+
+
 def kill_group(pgid: int) -> bool:
     return PLATFORM.kill_group(pgid)
 
 
 def _group_has_live_member(pgid: int) -> bool:
     """Zombies still count for killpg(0); only a process that can run means the group is alive."""
-    if not PROC.is_dir():
+    if not searchable():
         return True
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -314,7 +326,7 @@ def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
     """:func:`processes_with_run_id` for several runs, in one scan of /proc (each scan reads every
     process's environment: a few milliseconds on a busy host)."""
     found: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
-    if not found or not PROC.is_dir():
+    if not found or not searchable():
         return found
     needles = {f"{RUN_ID_VARIABLE}={run_id}".encode(): run_id for run_id in found}
     marker = f"{RUN_ID_VARIABLE}=".encode()
@@ -370,7 +382,7 @@ def stop_leftovers(graces: Mapping[str, float]) -> dict[str, int]:
 def _stop_carriers(
     run_id: str, grace: float, *, settle: bool, sleep: Callable[[float], None], monotonic: Callable[[], float]
 ) -> tuple[bool, int]:
-    if not PROC.is_dir():
+    if not searchable():
         return False, 0
     deadline = monotonic() + grace + 10
     stopped: set[int] = set()
