@@ -8,6 +8,7 @@ import re
 import shlex
 import stat
 import subprocess
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -170,3 +171,17 @@ def served_dashboard(retryq_bin: str, cwd: Path, *options: str) -> Iterator[tupl
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+@contextlib.contextmanager
+def temporary_user(prefix: str = "retryq-") -> Iterator[str]:
+    """A system user of its own for one test (root only), removed with its crontab however the test ends:
+    two runs on one host never share one."""
+    user = prefix + uuid.uuid4().hex[:10]  # within useradd's 32 characters
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", user], check=True)
+    try:
+        yield user
+    finally:
+        subprocess.run(["crontab", "-u", user, "-r"], check=False, capture_output=True)
+        # --force: a process started for it (a cron run) may still be finishing; the user goes all the same.
+        subprocess.run(["userdel", "--force", user], check=False, capture_output=True)

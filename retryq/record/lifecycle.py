@@ -24,6 +24,7 @@ __all__ = [
     "recover",
     "release",
     "requeue",
+    "unclaim",
 ]
 
 from collections.abc import Callable
@@ -251,6 +252,19 @@ def release(run_id: str, now: datetime) -> _Mutation:
         if not holds(job, run_id):
             return job
         return _release(job, now, None)
+
+    return mutate
+
+
+def unclaim(run_id: str) -> _Mutation:
+    """Undo a claim whose run never started (its claimant never heard of it: the reply to its commit
+    was lost): the job is pending again as before the claim, due when it was, no attempt counted."""
+
+    def mutate(job: Job) -> Job:
+        if not holds(job, run_id):
+            return job
+        last_start = job.history[-1].started_at if job.history else None
+        return job.model_copy(update={"status": JobStatus.PENDING, "started_at": last_start, **_unclaimed()})
 
     return mutate
 

@@ -13,7 +13,7 @@ from ..record.models import Job, JobStatus
 from ..record.timeutil import format_duration, format_utc
 from ..running import platform
 from ..running.commands import resolve_command
-from ..running.housekeeping import stale_reason
+from ..running.housekeeping import describe_skew, stale_reason, store_time
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Finding, Store
 
@@ -24,17 +24,31 @@ CRON_PATH = "/usr/bin:/bin"
 def diagnose(
     config: Config, store: Store, *, now: datetime, overdue: timedelta = timedelta(minutes=15)
 ) -> list[Finding]:
-    """Check the configuration, the workflow commands, the queue file and the jobs in it."""
+    """Check the configuration, the workflow commands, the queue file and the jobs in it.
+
+    Leases are judged by the store's clock where it has one (a server's), and a host clock off from
+    it by more than ``lease_grace`` is a problem; ``now`` is this host's time.
+    """
     findings = [_configuration(config)]
     findings += _commands(config)
     findings += _hooks_and_metrics(config)
     try:
         jobs = store.load()
         invalid = store.invalid()
+        now, skew = store_time(store, now)
     except RetryqError as error:
         return [*findings, Finding("problem", f"queue: {error}")]
     findings.append(_queue_summary(store, jobs))
     findings += store.check()
+    if abs(skew) > config.lease_grace:
+        findings.append(
+            Finding(
+                "problem",
+                f"clock: {describe_skew(skew, store.location)}, more than lease_grace "
+                f"({format_duration(config.lease_grace)}): claims and leases follow the server's clock, but the "
+                "times this host writes (results, next attempts, schedules) follow its own; set its time right (NTP)",
+            )
+        )
     findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
     findings += _jobs(config, jobs, now=now, overdue=overdue)
     return findings

@@ -12,11 +12,14 @@ __all__ = [
     "MAX_KEEP_DAYS",
     "Housekeeping",
     "Reporter",
+    "describe_skew",
+    "give_back_unheard_of",
     "lease_end",
     "prune_rule",
     "recover_abandoned",
     "run_is_over",
     "stale_reason",
+    "store_time",
 ]
 
 import logging
@@ -29,10 +32,11 @@ from typing import TYPE_CHECKING, Protocol
 from ..record import lifecycle
 from ..record.errors import InvalidInput
 from ..record.models import Job, JobStatus, Owner
-from ..record.timeutil import format_utc, utcnow
+from ..record.timeutil import format_duration, format_utc, utcnow
 from ..settings.config import Config, WorkflowSettings
 from ..stores import JobFilter, PruneRule, Store
 from . import platform
+from .claims import OWN_CLAIMS, OwnClaims
 
 if TYPE_CHECKING:
     from .summary import ProcessReport
@@ -71,16 +75,23 @@ def stale_reason(
 ) -> str | None:
     """Why a running job is abandoned by its runner (a phrase for logs), or None while its claim holds.
 
-    A runner on this host is asked directly (alive, or gone). A runner elsewhere is judged by its
-    lease, bounded by the configuration; and a job that started further in the future than
-    ``lease_grace`` (the clock skew hosts may have) is not trusted at all.
+    A runner on this host is asked directly: gone, or alive and holding the job while its lease
+    lasts (a live runner whose lease ended may never have heard of its claim). A runner elsewhere
+    is judged by its lease, bounded by the configuration; and a job that started further in the
+    future than ``lease_grace`` (the clock skew hosts may have) is not trusted at all.
     """
     owner = job.owner
     holder = f"{owner.host}:{owner.pid}" if owner is not None else "an unknown runner"
     if owner is not None:
         alive = owner_alive(owner)
-        if alive is True:
-            return None
+        if alive is True:  # the same host, the same clock: its lease alone says whether it holds
+            end = lease_end(job, settings, lease_grace)
+            if end is None or end >= now:
+                return None
+            return (
+                f"lease of {holder} expired at {format_utc(end)}, though it is alive "
+                "(the reply to its claim was lost, or it is stuck)"
+            )
         if alive is False:
             return f"runner {holder} is gone"
     if job.started_at is not None and job.started_at > now + lease_grace:
@@ -111,7 +122,7 @@ def run_is_over(job: Job, settings: WorkflowSettings, now: datetime, *, owner_al
     """
     if job.owner is None or job.run_id is None or owner_alive(job.owner) is None:
         return True
-    if platform.PROC.is_dir():
+    if platform.searchable():
         return platform.stop_run_processes(job.run_id, settings.kill_grace.total_seconds(), settle=True)
     expired = job.lease_until is None or job.lease_until < now
     return expired
@@ -123,14 +134,22 @@ def recover_abandoned(
     *,
     now: datetime,
     owner_alive: OwnerCheck = platform.owner_alive,
+    running: Sequence[Job] | None = None,
+    skip: Callable[[Job], bool] | None = None,
 ) -> int:
     """Close the attempts of running jobs whose runner is gone, once their processes are gone too.
 
     Each counts as an interrupted attempt (a job that kills its runner cannot loop for ever);
-    returns how many jobs were recovered.
+    returns how many jobs were recovered. ``running`` are the running jobs if just read; jobs that
+    ``skip`` says are not to be judged here (this process's own claims, see
+    :meth:`Housekeeping.recover`) are left alone.
     """
+    if running is None:
+        running = store.load(JobFilter.of(status=JobStatus.RUNNING))
     stale: dict[str, tuple[Job, str]] = {}
-    for job in store.load(JobFilter.of(status=JobStatus.RUNNING)):
+    for job in running:
+        if skip is not None and skip(job):
+            continue
         settings = config.settings_of(job.workflow)
         reason = stale_reason(job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=owner_alive)
         if reason is None:
@@ -160,6 +179,46 @@ def recover_abandoned(
     return len(recovered)
 
 
+def store_time(store: Store, host_now: datetime) -> tuple[datetime, timedelta]:
+    """The time leases are judged by (the store's own clock where it has one, else the host's), and how
+    far the host's clock is ahead of it (negative: behind)."""
+    server = store.server_now()
+    if server is None:
+        return host_now, timedelta(0)
+    return server, host_now - server
+
+
+def describe_skew(skew: timedelta, location: str) -> str:
+    """A phrase for a host's clock that is ``skew`` ahead of (or behind) the clock of the store at ``location``."""
+    shown = format_duration(timedelta(seconds=round(abs(skew).total_seconds())))
+    return f"this host's clock is {shown} {'ahead of' if skew > timedelta(0) else 'behind'} the clock of {location}"
+
+
+def give_back_unheard_of(store: Store, jobs: Sequence[Job]) -> int:
+    """Undo the claims of ``jobs``, which this process made but never heard of (see
+    :mod:`retryq.running.claims`): pending again, no attempt counted. Returns how many it undid."""
+    if not jobs:
+        return 0
+    seen = {job.id: job for job in jobs}
+    undone: set[str] = set()  # as the last application of each mutation said (a store may apply one again)
+
+    def undo(job: Job) -> Job:
+        before = seen[job.id]
+        assert before.run_id is not None
+        new = lifecycle.unclaim(before.run_id)(job)
+        (undone.add if new is not job else undone.discard)(job.id)
+        return new
+
+    store.update(dict.fromkeys(seen, undo))
+    for ident in sorted(undone, key=list(seen).index):
+        log.warning(
+            "claimed by this process, which never heard of the claim (its reply was lost); "
+            "given back, no attempt counted",
+            extra={"job": seen[ident]},
+        )
+    return len(undone)
+
+
 def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> PruneRule:
     """Which finished jobs go: those older than their workflow's ``keep_days`` (per status), or ``keep_days``."""
     if keep_days is not None and (isinstance(keep_days, bool) or not 0 <= keep_days <= MAX_KEEP_DAYS):
@@ -187,8 +246,10 @@ class Housekeeping:
         keep_days: int | None = None,
         prune: bool = True,
         reporters: Sequence[Reporter] = (),
+        claims: OwnClaims = OWN_CLAIMS,
     ) -> None:
         self.store = store
+        self.claims = claims
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
@@ -198,10 +259,36 @@ class Housekeeping:
         self._reported_at = [-math.inf] * len(self.reporters)
         self._pruned_at = -math.inf
         self._recovered_at = -math.inf
+        self._skew_told = False
 
     def recover(self, report: ProcessReport) -> None:
+        """Give back this process's claims that it never heard of, then recover the abandoned ones of others."""
         self._recovered_at = self.monotonic()
-        report.recovered += recover_abandoned(self.store, self.config, now=self.clock())
+        now = self.now()
+        with self.claims.claiming():
+            running = self.store.load(JobFilter.of(status=JobStatus.RUNNING))
+            unheard_of = [job for job in running if self.claims.unheard_of(job)]
+        report.released += give_back_unheard_of(self.store, unheard_of)
+        report.recovered += recover_abandoned(
+            self.store, self.config, now=now, running=running, skip=self.claims.of_this_process
+        )
+
+    def now(self) -> datetime:
+        """The time leases are judged by: the store's clock where it has one (see :func:`store_time`).
+
+        A host whose clock is off from it by more than ``lease_grace`` is told so, once: its claims
+        still follow the store's clock, but the times of its results and of the next attempts it
+        schedules follow its own.
+        """
+        now, skew = store_time(self.store, self.clock())
+        if abs(skew) > self.config.lease_grace and not self._skew_told:
+            self._skew_told = True
+            log.warning(
+                "%s (more than lease_grace): claims and leases follow the store's clock, "
+                "the times this host writes follow its own; set its time right (NTP)",
+                describe_skew(skew, self.store.location),
+            )
+        return now
 
     def prune(self, report: ProcessReport) -> None:
         if not self.pruning:
@@ -225,8 +312,15 @@ class Housekeeping:
                 self._report(index, report)
 
     def conclude(self, report: ProcessReport) -> None:
-        """The run is over: what is left pending, when it ends, and the reporters."""
-        waiting = [job.execute_at for job in self.store.load(JobFilter.of(status=JobStatus.PENDING))]
+        """The run is over: claims of this process that it never heard of go back (a stopped worker's
+        too), then what is left pending, when it ends, and the reporters."""
+        with self.claims.claiming():
+            open_jobs = self.store.load(JobFilter.of(status=(JobStatus.PENDING, JobStatus.RUNNING)))
+            unheard_of = [job for job in open_jobs if self.claims.unheard_of(job)]
+        if unheard_of:
+            report.released += give_back_unheard_of(self.store, unheard_of)
+            open_jobs = self.store.load(JobFilter.of(status=JobStatus.PENDING))
+        waiting = [job.execute_at for job in open_jobs if job.status is JobStatus.PENDING]
         report.pending, report.next_due = len(waiting), min(waiting, default=None)
         report.finished_at = self.clock()
         for index in range(len(self.reporters)):

@@ -23,6 +23,8 @@ from ..record.models import Owner
 if TYPE_CHECKING:
     import subprocess
 
+    from .watchdog import Watchdog
+
 PROC = Path("/proc")
 #: The variable that marks every process of a run, wherever it goes (recovery finds them by it).
 RUN_ID_VARIABLE = "RETRYQ_RUN_ID"
@@ -34,9 +36,19 @@ IS_WINDOWS = sys.platform == "win32"
 class _Posix:
     """Process groups and signals: each workflow runs in a session of its own, stopped as one group."""
 
+    def __init__(self) -> None:
+        #: Whether processes can be searched (their state, group and environment): Linux's /proc.
+        self.searchable = PROC.is_dir()
+
     def popen_options(self) -> dict[str, Any]:
         """Popen options that put a workflow in a process group of its own, so it can be stopped whole."""
         return {"start_new_session": True}
+
+    def watchdog(self) -> Watchdog:
+        """This process's watchdog, which stops its runs if it dies (see :mod:`retryq.running.watchdog`)."""
+        from .watchdog import WATCHDOG
+
+        return WATCHDOG
 
     def terminate_group(self, pgid: int) -> bool:
         """Ask a process group to stop (SIGTERM); False when the group no longer exists."""
@@ -64,7 +76,7 @@ class _Posix:
             return False
         except PermissionError:
             return True  # it exists, it just is not ours
-        if PROC.is_dir():
+        if self.searchable:
             try:
                 state = (PROC / str(pid) / "stat").read_text()
                 if state[state.rindex(")") + 2 :].startswith("Z"):
@@ -91,6 +103,9 @@ class _Windows:
     The commands go through ``run``, so that tests on any system can see what would be run.
     """
 
+    #: No /proc: processes are found by their pid alone, through tasklist.
+    searchable = False
+
     def __init__(self, run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None) -> None:
         self.run = run or _run_captured
 
@@ -98,6 +113,10 @@ class _Windows:
         import subprocess
 
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+
+    def watchdog(self) -> _Unwatched:
+        """None here: a workflow whose retryq dies runs on to its end (its lease still bounds the claim)."""
+        return _Unwatched()
 
     def terminate_group(self, pgid: int) -> bool:
         return self.run(["taskkill", "/T", "/PID", str(pgid)]).returncode == 0
@@ -115,6 +134,19 @@ class _Windows:
         return f'"{pid}"' in listed.stdout
 
 
+class _Unwatched:
+    """Where no watchdog ties runs to retryq's life: told of runs, it does nothing."""
+
+    def watch(self, run_id: str, grace: float) -> None:
+        pass
+
+    def started(self, run_id: str, group: int) -> None:
+        pass
+
+    def forget(self, run_id: str) -> None:
+        pass
+
+
 def _run_captured(argv: list[str]) -> subprocess.CompletedProcess[str]:
     # subprocess is imported here, not at the top: scheduling a job never starts a process.
     import subprocess
@@ -130,6 +162,11 @@ def popen_group_options() -> dict[str, Any]:
     return PLATFORM.popen_options()
 
 
+def watchdog() -> Watchdog | _Unwatched:
+    """What stops this process's runs if it dies: a watchdog (POSIX), or nothing (Windows)."""
+    return PLATFORM.watchdog()
+
+
 def pid_alive(pid: int) -> bool:
     return PLATFORM.pid_alive(pid)
 
@@ -142,13 +179,18 @@ def terminate_group(pgid: int) -> bool:
     return PLATFORM.terminate_group(pgid)
 
 
+def searchable() -> bool:
+    """Whether this system lets processes be searched by group and environment (Linux's /proc)."""
+    return PLATFORM.searchable
+
+
 def kill_group(pgid: int) -> bool:
     return PLATFORM.kill_group(pgid)
 
 
 def _group_has_live_member(pgid: int) -> bool:
     """Zombies still count for killpg(0); only a process that can run means the group is alive."""
-    if not PROC.is_dir():
+    if not searchable():
         return True
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -284,7 +326,7 @@ def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
     """:func:`processes_with_run_id` for several runs, in one scan of /proc (each scan reads every
     process's environment: a few milliseconds on a busy host)."""
     found: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
-    if not found or not PROC.is_dir():
+    if not found or not searchable():
         return found
     needles = {f"{RUN_ID_VARIABLE}={run_id}".encode(): run_id for run_id in found}
     marker = f"{RUN_ID_VARIABLE}=".encode()
@@ -340,7 +382,7 @@ def stop_leftovers(graces: Mapping[str, float]) -> dict[str, int]:
 def _stop_carriers(
     run_id: str, grace: float, *, settle: bool, sleep: Callable[[float], None], monotonic: Callable[[], float]
 ) -> tuple[bool, int]:
-    if not PROC.is_dir():
+    if not searchable():
         return False, 0
     deadline = monotonic() + grace + 10
     stopped: set[int] = set()

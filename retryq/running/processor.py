@@ -28,6 +28,7 @@ from ..record.timeutil import format_utc, utcnow
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Claimant, ClaimRequest, JobFilter, Mutation, Store
 from . import platform
+from .claims import OWN_CLAIMS
 from .commands import invocation
 from .housekeeping import Housekeeping, Reporter
 from .notify import FailureHooks
@@ -120,7 +121,9 @@ class Processor:
             keep_days=keep_days,
             prune=prune,
             reporters=reporters,
+            claims=OWN_CLAIMS,
         )
+        self.claims = self.housekeeping.claims
         self.owner = platform.current_owner()
         self.supervisor = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
         self._active: dict[str, _Active] = {}
@@ -204,10 +207,14 @@ class Processor:
         if not batch and not slots:
             return []
         now = self.clock()
-        claimed, results = self.store.claim(
-            self._claim_request(now, slots, worker=worker), {job_id: pending.apply for job_id, pending in batch.items()}
-        )
+        with self.claims.claiming():  # what this process claims is noted before anyone looks (see .claims)
+            claimed, results = self.store.claim(
+                self._claim_request(now, slots, worker=worker),
+                {job_id: pending.apply for job_id, pending in batch.items()},
+            )
+            self.claims.hold(job.run_id for job in claimed if job.run_id is not None)
         self._batch = {}  # written (until then, a failure leaves them for _abandon to give back)
+        self.claims.drop(pending.run_id for pending in batch.values() if pending.change is not Change.RECORD_PID)
         log.debug("wrote %d change(s), claimed %d job(s)", len(batch), len(claimed))
         self._claimed.update(job.id for job in claimed)
         self._confirm(batch, results, report)
@@ -242,9 +249,9 @@ class Processor:
     def _abandon(self) -> None:
         """The loop failed (disk full, lock timeout…): stop every run and try to give its job back.
 
-        Workflows run in sessions of their own and would outlive this process; their jobs would
-        then wait for a recovery that counts an attempt. If giving them back fails too, that
-        recovery is still what happens, and the original error is the one reported.
+        Left alone, the workflows would be stopped by the watchdog only once this process exits, and
+        their jobs would wait for a recovery that counts an attempt. If giving them back fails too,
+        that recovery is still what happens, and the original error is the one reported.
         """
         self.supervisor.stop_all(immediately=True)
         deadline = self.monotonic() + 10
@@ -255,6 +262,7 @@ class Processor:
             return
         try:
             self.store.update({job_id: pending.apply for job_id, pending in self._batch.items()})
+            self.claims.drop(pending.run_id for pending in self._batch.values())
         except RetryqError as error:
             log.error("could not give %d job(s) back: %s; the next process recovers them", len(self._batch), error)
 

@@ -3,9 +3,10 @@ output streamed and its tail kept, timeouts enforced by stopping then killing th
 
 from __future__ import annotations
 
-__all__ = ["RunResult", "Runnable", "Supervisor", "run_workflow", "runnable_commands"]
+__all__ = ["OutputLines", "RunResult", "Runnable", "Supervisor", "run_workflow", "runnable_commands"]
 
 import logging
+import os
 import queue
 import subprocess
 import threading
@@ -32,6 +33,10 @@ log = logging.getLogger("retryq")
 #: How much of a workflow's output is kept with an attempt (the end of it, where errors are).
 TAIL_LINES = 20
 TAIL_CHARS = 2000
+#: Output is read this much at a time, and a longer line keeps only its last LINE_BYTES (logged with
+#: what was cut): a workflow that prints 300 MB on one line costs retryq a few hundred KiB, not the line.
+READ_BYTES = 64 * 1024
+LINE_BYTES = 64 * 1024
 
 LineSink = Callable[[str, str], None]
 
@@ -66,6 +71,7 @@ class _Run:
     started_at: datetime
     deadline: float
     kill_grace: float
+    run_id: str  # what its processes carry in RETRYQ_RUN_ID
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     reader: threading.Thread | None = None
     kill_at: float | None = None
@@ -105,17 +111,29 @@ class Supervisor:
         label: str = "",
         capture: bool = True,
     ) -> int:
-        """Start a workflow; return its pid (which is also its process group id). Raises OSError."""
-        process = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.STDOUT if capture else None,
-            env=dict(env),
-            close_fds=True,
-            **platform.popen_group_options(),
-        )
-        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace)
+        """Start a workflow; return its pid (which is also its process group id). Raises OSError.
+
+        The run is told to this process's watchdog, which stops its processes if this process dies
+        (POSIX; see :mod:`retryq.running.watchdog`).
+        """
+        run_id = env.get(platform.RUN_ID_VARIABLE) or key
+        watchdog = platform.watchdog()
+        watchdog.watch(run_id, kill_grace)
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.STDOUT if capture else None,
+                env=dict(env),
+                close_fds=True,
+                **platform.popen_group_options(),
+            )
+        except OSError:
+            watchdog.forget(run_id)
+            raise
+        watchdog.started(run_id, process.pid)
+        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace, run_id)
         self._runs[key] = run
         if self._stop_requested:
             # A stop that came while this run was starting found nothing to stop: stop it now.
@@ -168,13 +186,20 @@ class Supervisor:
     # -- internals ---------------------------------------------------------------------------
 
     def _read(self, run: _Run) -> None:
-        assert run.process.stdout is not None
-        with run.process.stdout:
-            for raw in iter(run.process.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                run.tail.append(line)
-                if self._on_line is not None:
-                    self._on_line(run.label, line)
+        stdout = run.process.stdout
+        assert stdout is not None
+        lines = OutputLines()
+        with stdout:
+            while chunk := os.read(stdout.fileno(), READ_BYTES):
+                for line in lines.feed(chunk):
+                    self._keep(run, line)
+        if (last := lines.end()) is not None:
+            self._keep(run, last)
+
+    def _keep(self, run: _Run, line: str) -> None:
+        run.tail.append(line)
+        if self._on_line is not None:
+            self._on_line(run.label, line)
 
     def _wait(self, run: _Run) -> None:
         run.process.wait()
@@ -215,6 +240,7 @@ class Supervisor:
         leftovers = platform.stop_leftovers({run.key: min(run.kill_grace, 5.0) for run, _ in ended})
         finished = []
         for run, code in ended:
+            platform.watchdog().forget(run.run_id)  # nothing of it is left to stop
             if run.reader is not None:
                 run.reader.join(timeout=5)
             finished.append((run.key, self._result(run, code, leftovers[run.key])))
@@ -235,6 +261,51 @@ class Supervisor:
             pid=run.process.pid,
             leftovers=leftovers,
         )
+
+
+class OutputLines:
+    """Splits output into lines as it comes, keeping at most :data:`LINE_BYTES` of each (its end)."""
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._cut = 0  # bytes left out of the start of the current line
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines that ``data`` completes."""
+        lines = []
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            self._add(data[start:end])
+            lines.append(self._take())
+            start = end + 1
+        self._add(data[start:])
+        return lines
+
+    def end(self) -> str | None:
+        """The last line, when the output did not end with a newline."""
+        return self._take() if self._partial or self._cut else None
+
+    def _add(self, piece: bytes) -> None:
+        self._partial += piece
+        if len(self._partial) > 2 * LINE_BYTES:  # trimmed now and then, not on every read
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self._partial) - LINE_BYTES
+        if excess > 0:
+            del self._partial[:excess]
+            self._cut += excess
+
+    def _take(self) -> str:
+        self._trim()
+        raw, cut = bytes(self._partial), self._cut
+        if cut:  # not from the middle of a character: skip its continuation bytes
+            kept = raw.lstrip(bytes(range(0x80, 0xC0)))
+            raw, cut = kept, cut + len(raw) - len(kept)
+        self._partial.clear()
+        self._cut = 0
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        return f"[{cut} bytes cut] {line}" if cut else line
 
 
 @dataclass

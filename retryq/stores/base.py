@@ -101,7 +101,8 @@ class Claimant:
 class ClaimRequest:
     """Which due jobs to claim: at most ``limit`` in all and ``slots[w]`` of workflow ``w``.
 
-    Due means pending with ``executeAt <= due_by``. Jobs of a workflow absent from ``slots`` are
+    Due means pending with ``executeAt <= due_by``; on a store with a clock of its own, ``executeAt``
+    at most :attr:`ahead` past the store's time (see :class:`Store`). Jobs of a workflow absent from ``slots`` are
     never claimed (their workflow is unknown to this process); they stay pending for a process
     that knows it. Jobs whose id is in ``exclude`` are not claimed either (a ``process`` run
     starts each job at most once). ``caps[w]``, when given, bounds the jobs of ``w`` running at
@@ -114,6 +115,11 @@ class ClaimRequest:
     slots: Mapping[str, int] = field(default_factory=dict)
     exclude: frozenset[str] = frozenset()
     caps: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ahead(self) -> timedelta:
+        """How far past the claimant's time a job counts as due (``due_window`` for ``process``, 0 for a worker)."""
+        return self.due_by - self.claimant.now
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,16 @@ class Finding:
 
 @runtime_checkable
 class Store(Protocol):
-    """Where jobs live. Each method is atomic with respect to every other process and host."""
+    """Where jobs live. Each method is atomic with respect to every other process and host.
+
+    **Whose clock.** A store on a server (PostgreSQL, Redis) has a clock of its own, which every host
+    sharing it reads alike: :meth:`server_now` gives it, and :meth:`claim` judges by it, inside the
+    claim's own step, whatever the claimant's clock says: a job is due when its ``executeAt`` is at
+    most :attr:`ClaimRequest.ahead` past the store's time, and a claim's ``startedAt`` is the store's
+    time, its lease ending ``claimant.leases[w]`` later. Callers judge the leases of running jobs
+    (recovery, ``doctor``) by :meth:`server_now` too. A store without a clock (the file, memory)
+    returns None and takes the claimant's ``now``: the host's clock is the only one there is.
+    """
 
     @property
     def location(self) -> str:
@@ -281,6 +296,10 @@ class Store(Protocol):
 
     def check(self) -> list[Finding]:
         """What ``doctor`` should know about the storage itself: can it be written, is anything left over."""
+
+    def server_now(self) -> datetime | None:
+        """The store's own clock (UTC), where it has one (a server's: PostgreSQL ``clock_timestamp()``,
+        Redis ``TIME``); None where the host's clock is the only one (a file, memory)."""
 
     def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
         """Wait up to ``seconds`` for a job to become due (or ``stop`` to be set); an idle worker's wait."""

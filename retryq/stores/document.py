@@ -211,6 +211,9 @@ class DocumentStore:
     def check(self) -> list[Finding]:
         return []
 
+    def server_now(self) -> datetime | None:
+        return None  # a file has no clock of its own: claims take the claimant's
+
     def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
         stop.wait(seconds)  # a file cannot tell when a job is added: polling it is
 

@@ -95,6 +95,30 @@ def test_stuck_and_overdue_jobs_mean_cron_is_not_running(cli: CliRunner, env: di
     assert problems[1].endswith("is cron running `retryq process`?")
 
 
+def test_a_claim_past_its_lease_is_flagged_even_while_its_runner_lives(cli: CliRunner, env: dict[str, str]) -> None:
+    # A claim whose commit reply was lost: its runner (this process) is alive, but never started it.
+    now = utcnow()
+    JsonFileStore(QUEUE).add(
+        make_job(
+            id="lost",
+            status=JobStatus.RUNNING,
+            owner=current_owner(),
+            run_id="r" * 32,
+            started_at=now - timedelta(minutes=30),
+            lease_until=now - timedelta(minutes=20),
+        ),
+        lambda job: job,
+    )
+    result = invoke(cli, "doctor", env=env)
+    assert result.exit_code == 1
+    [problem] = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    owner = current_owner()
+    assert problem.startswith(
+        f"problem: job lost (balthazar 2025-12-19 #1) is stuck running: lease of {owner.host}:{owner.pid} expired at "
+    ), problem
+    assert "though it is alive" in problem
+
+
 def test_failed_jobs_are_a_warning_only(cli: CliRunner, env: dict[str, str]) -> None:
     QUEUE.write_text(LEGACY_FILE.replace('"pending"', '"failed"'))
     result = invoke(cli, "doctor", "--json", env=env)

@@ -228,10 +228,33 @@ def test_an_orphan_of_the_earlier_run_is_stopped_before_the_next(tmp_path: Path,
             orphan.kill()
 
 
-def test_a_live_owners_job_is_left_alone(tmp_path: Path, workflow: FakeWorkflow) -> None:
-    JsonFileStore(tmp_path / ".retry-queue.json").add(_running_job(current_owner()), lambda job: job)
-    report = process(open_queue(tmp_path, workflow.argv()))
-    assert (report.recovered, workflow.calls()) == (0, [])
+def test_a_live_owners_job_is_left_alone_while_its_lease_lasts(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    live = subprocess.Popen(["sleep", "600"])
+    try:
+        owner = current_owner().model_copy(update={"pid": live.pid, "started": process_start(live.pid)})
+        JsonFileStore(tmp_path / ".retry-queue.json").add(_running_job(owner), lambda job: job)
+        report = process(open_queue(tmp_path, workflow.argv()))
+    finally:
+        live.kill()
+        live.wait()
+    assert (report.recovered, report.released, workflow.calls()) == (0, 0, [])
+
+
+def test_a_live_owners_job_past_its_lease_is_recovered(tmp_path: Path, workflow: FakeWorkflow) -> None:
+    # Its runner never heard of the claim (a lost reply), or is stuck: the lease is what holds the job.
+    live = subprocess.Popen(["sleep", "600"])
+    try:
+        owner = current_owner().model_copy(update={"pid": live.pid, "started": process_start(live.pid)})
+        store = JsonFileStore(tmp_path / ".retry-queue.json")
+        store.add(_running_job(owner, lease=-timedelta(minutes=1), delay_minutes=0), lambda job: job)
+        report = process(open_queue(tmp_path, workflow.argv()))
+        assert live.poll() is None  # only processes that carry the run's id are ever signalled
+    finally:
+        live.kill()
+        live.wait()
+    assert (report.recovered, len(workflow.calls())) == (1, 1)
+    [job] = store.load()
+    assert [entry.outcome for entry in job.history] == [Outcome.INTERRUPTED, Outcome.SUCCEEDED]
 
 
 def test_an_expired_lease_on_another_host_is_recovered(tmp_path: Path, workflow: FakeWorkflow) -> None:
@@ -289,14 +312,16 @@ def test_a_result_for_a_job_recovered_meanwhile_is_discarded(tmp_path: Path) -> 
         "import os\n"
         "from retryq import JsonFileStore\n"
         "store = JsonFileStore(os.environ['RETRYQ_QUEUE_FILE'])\n"
-        "store.update({os.environ['RETRYQ_JOB_ID']: lambda job: job.model_copy(update={'run_id': 'someone-else'})})\n"
+        "from retryq.record.models import Owner\n"
+        "stolen = {'run_id': 'x', 'owner': Owner(host='another-host', pid=7)}\n"
+        "store.update({os.environ['RETRYQ_JOB_ID']: lambda job: job.model_copy(update=stolen)})\n"
     )
     queue = open_queue(tmp_path, [sys.executable, str(steal)])
     queue.schedule("balthazar", "2025-12-19", 0)
     report = process(queue)
     assert (report.lost_claims, report.succeeded) == (1, 0)
     [job] = queue.jobs()
-    assert (job.status, job.run_id) == (JobStatus.RUNNING, "someone-else")
+    assert (job.status, job.run_id) == (JobStatus.RUNNING, "x")
 
 
 def test_a_command_that_cannot_start_leaves_the_job_pending(tmp_path: Path) -> None:

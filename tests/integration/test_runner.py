@@ -1,13 +1,14 @@
-"""The supervisor of workflow processes: argv without a shell, stops that race a start."""
+"""The supervisor of workflow processes: argv without a shell, stops that race a start, bounded output."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from retryq.record.models import JobKey
 from retryq.running.commands import build_argv, invocation
-from retryq.running.runner import Supervisor
+from retryq.running.runner import TAIL_CHARS, RunResult, Supervisor
 
 from ..helpers import make_job
 
@@ -55,3 +56,46 @@ def test_a_run_started_after_a_stop_request_is_stopped_too() -> None:
     assert key == "k"
     assert result.stopped
     assert result.exit_code == 128 + 15
+
+
+def _run_to_the_end(supervisor: Supervisor, argv: list[str]) -> RunResult:
+    supervisor.start("k", argv, dict(os.environ), timeout=600, kill_grace=1)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        for _, result in supervisor.wait(5):
+            return result
+    raise AssertionError("the run did not end")
+
+
+def test_a_very_long_output_line_is_read_in_bounded_pieces_and_only_its_tail_kept() -> None:
+    # 50 MB without a newline, then a short line: the run completes, and neither the kept tail nor
+    # a logged line holds more than a bounded part of it.
+    writer = (
+        "import sys\n"
+        "chunk = 'x' * 65536\n"
+        "for _ in range(763): sys.stdout.write(chunk)\n"
+        "sys.stdout.write('the end of the long line\\n')\n"
+        "sys.stdout.write('short line\\n')\n"
+    )
+    lines: list[str] = []
+    result = _run_to_the_end(Supervisor(on_line=lambda label, line: lines.append(line)), [sys.executable, "-c", writer])
+    assert result.exit_code == 0
+    assert len(result.output_tail) <= TAIL_CHARS + 1
+    assert result.output_tail.endswith("the end of the long line\nshort line")
+    assert len(lines) == 2
+    assert all(len(line) <= 100_000 for line in lines)  # a logged line is cut too (to its last 64 KiB)
+    assert lines[0].endswith("the end of the long line")
+    assert "cut" in lines[0][:100]  # says that the start of the line was left out
+    assert lines[1] == "short line"
+
+
+def test_output_lines_split_across_reads_and_a_last_line_without_newline_are_whole() -> None:
+    writer = (
+        "import sys, time\n"
+        "sys.stdout.write('é' * 30000); sys.stdout.flush(); time.sleep(0.05)\n"
+        "sys.stdout.write('\\r\\nsecond\\nno newline at the end')\n"
+    )
+    lines: list[str] = []
+    result = _run_to_the_end(Supervisor(on_line=lambda label, line: lines.append(line)), [sys.executable, "-c", writer])
+    assert lines == ["é" * 30000, "second", "no newline at the end"]
+    assert result.output_tail.endswith("é\nsecond\nno newline at the end")

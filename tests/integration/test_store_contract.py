@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -12,6 +12,7 @@ from retryq import JsonFileStore, MemoryStore, Store
 from retryq.record import lifecycle
 from retryq.record.errors import OpenJobExists
 from retryq.record.models import Job, JobStatus, Owner
+from retryq.record.timeutil import utcnow
 from retryq.stores import Claimant, ClaimRequest, Insertion, JobFilter, PruneRule, Tally
 
 from ..helpers import T0, make_job
@@ -156,21 +157,30 @@ def claim_all(store: Store, now_offset: timedelta, limit: int = 10, **slots: int
     return claimed
 
 
+def store_time(store: Store, claimant_time: datetime) -> datetime:
+    """The time a claim is judged by: the store's own clock where it has one, else the claimant's."""
+    return store.server_now() or claimant_time
+
+
 def test_a_claim_writes_what_the_lifecycle_says(store: Store) -> None:
     legacy = Job.model_validate({k: v for k, v in make_job(id="a").to_json_dict().items() if k != "maxAttempts"})
     store.add(legacy, unchanged)
+    before = store_time(store, T0 + timedelta(hours=1))
     [claimed] = claim_all(store, timedelta(hours=1))
+    assert claimed.started_at is not None
+    assert before <= claimed.started_at <= store_time(store, T0 + timedelta(hours=1))
     expected = lifecycle.claim(
-        owner=OWNER, run_id=claimed.run_id or "", now=T0 + timedelta(hours=1), lease=LEASE, max_attempts=4
+        owner=OWNER, run_id=claimed.run_id or "", now=claimed.started_at, lease=LEASE, max_attempts=4
     )(legacy)
     assert claimed == expected
     assert store.load() == [expected]
 
 
 def test_claim_takes_due_jobs_oldest_first(store: Store) -> None:
-    store.add(make_job(id="late", client_id="c1", execute_at=T0 + timedelta(minutes=30)), unchanged)
-    store.add(make_job(id="early", client_id="c2", execute_at=T0 + timedelta(minutes=10)), unchanged)
-    store.add(make_job(id="future", client_id="c3", execute_at=T0 + timedelta(hours=2)), unchanged)
+    now = store_time(store, T0 + timedelta(hours=1))
+    store.add(make_job(id="late", client_id="c1", execute_at=now - timedelta(minutes=30)), unchanged)
+    store.add(make_job(id="early", client_id="c2", execute_at=now - timedelta(minutes=50)), unchanged)
+    store.add(make_job(id="future", client_id="c3", execute_at=now + timedelta(hours=1)), unchanged)
     claimed = claim_all(store, timedelta(hours=1))
     assert [job.id for job in claimed] == ["early", "late"]
     assert {job.id: job.status for job in store.load()} == {
@@ -208,6 +218,34 @@ def test_claim_applies_changes_in_the_same_step(store: Store) -> None:
     assert results["a"] is not None
     assert results["a"].status is JobStatus.COMPLETED
     assert [job.status for job in store.load()] == [JobStatus.COMPLETED, JobStatus.RUNNING]
+
+
+def test_a_claim_follows_the_stores_own_clock_where_it_has_one(store: Store) -> None:
+    """A server's store (PostgreSQL, Redis) judges due times and leases by its clock, whatever the
+    claimant's says; a file or memory has no clock of its own, and the claimant's is the only one."""
+    reference = store.server_now()
+    if reference is None:
+        reference = utcnow()
+    else:
+        assert reference.utcoffset() == timedelta(0)
+        assert abs(reference - utcnow()) < timedelta(minutes=5)  # the test's server runs on this machine
+    store.add(make_job(id="due", client_id="c1", execute_at=reference - timedelta(seconds=1)), unchanged)
+    store.add(make_job(id="soon", client_id="c2", execute_at=reference + timedelta(minutes=5)), unchanged)
+    ahead = reference + timedelta(minutes=10)  # a claimant whose clock is 10 minutes ahead, looking 1 minute ahead
+    claimant = Claimant(owner=OWNER, now=ahead, leases={"default": LEASE}, max_attempts={"default": 4})
+    claimed, _ = store.claim(
+        ClaimRequest(due_by=ahead + timedelta(minutes=1), limit=10, claimant=claimant, slots={"default": 10})
+    )
+    if store.server_now() is None:
+        assert sorted(job.id for job in claimed) == ["due", "soon"]
+        assert {job.started_at for job in claimed} == {ahead}
+        return
+    [job] = claimed
+    assert job.id == "due"
+    assert job.started_at is not None
+    assert job.lease_until is not None
+    assert reference <= job.started_at <= (store.server_now() or ahead)
+    assert job.lease_until == job.started_at + LEASE
 
 
 def test_claim_with_nothing_to_do_changes_nothing(store: Store) -> None:

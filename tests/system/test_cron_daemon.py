@@ -23,11 +23,10 @@ from retryq.record.models import JobStatus
 from retryq.record.timeutil import parse_utc
 
 from ..conftest import Installed
-from ..helpers import write_script
+from ..helpers import temporary_user, write_script
 
 pytestmark = pytest.mark.slow
 
-USER = "retryqcron"
 CRON = shutil.which("cron") or "/usr/sbin/cron"
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
 
@@ -42,12 +41,12 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
-def cron_user() -> str:
+def cron_user() -> Iterator[str]:
+    """A user of its own for this run (two runs on one host must not share one), removed after it."""
     require(hasattr(os, "geteuid") and os.geteuid() == 0, "needs root to install a crontab for another user")
     require(Path(CRON).exists() and shutil.which("crontab") is not None, "Debian's cron is not installed")
-    if subprocess.run(["id", USER], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", USER], check=True)
-    return USER
+    with temporary_user("retryqcron-") as user:
+        yield user
 
 
 @pytest.fixture

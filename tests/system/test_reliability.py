@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from datetime import timedelta
@@ -23,7 +24,7 @@ from retryq.record.timeutil import format_utc, utcnow
 from retryq.running.platform import pid_alive
 
 from ..conftest import Installed
-from ..helpers import invoke, make_config, make_job, process, write_script
+from ..helpers import invoke, make_config, make_job, process, temporary_user, write_script
 
 QUEUE = Path(".retry-queue.json")
 
@@ -271,15 +272,16 @@ def test_a_file_that_is_not_a_list_of_objects_is_still_fatal(cli: CliRunner) -> 
 @pytest.mark.slow
 def test_files_root_creates_belong_to_the_queues_owner(tmp_path: Path, retryq_bin: str, installed: Installed) -> None:
     require_root("changing owners needs root")
-    from .test_cron_daemon import USER
+    with temporary_user("retryqowner-") as user:
+        _files_root_creates_belong_to(user, retryq_bin, installed)
 
-    if subprocess.run(["id", USER], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", USER], check=True)
+
+def _files_root_creates_belong_to(user: str, retryq_bin: str, installed: Installed) -> None:
     import pwd
 
-    owner = pwd.getpwnam(USER)
-    app = Path(os.environ.get("TMPDIR", "/tmp")) / f"retryq-owner-{os.getpid()}"
-    app.mkdir(mode=0o755)
+    owner = pwd.getpwnam(user)
+    app = Path(tempfile.mkdtemp(prefix="retryq-owner-"))
+    app.chmod(0o755)
     try:
         queue = app / ".retry-queue.json"
         store = JsonFileStore(queue)
@@ -304,7 +306,7 @@ def test_files_root_creates_belong_to_the_queues_owner(tmp_path: Path, retryq_bi
         store.add(finished_jobs(1, "later")[0], unchanged)
         os.chown(queue, owner.pw_uid, owner.pw_gid)
         as_owner = subprocess.run(
-            ["runuser", "-u", USER, "--", installed.retryq, "prune", "--keep-days", "0"],
+            ["runuser", "-u", user, "--", installed.retryq, "prune", "--keep-days", "0"],
             cwd=app,
             env=env,
             capture_output=True,

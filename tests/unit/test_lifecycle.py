@@ -219,6 +219,26 @@ def test_recovery_of_a_job_claimed_again_changes_nothing() -> None:
     assert lifecycle.recover("r1", T0, SETTINGS, "gone")(job) is job
 
 
+def test_a_claim_whose_run_never_started_is_undone_without_counting_an_attempt() -> None:
+    # A claim whose reply was lost: the job is pending again as it was, due when it was, same attempt.
+    before = lifecycle.finish("r0", result(75), SETTINGS)(claimed(run_id="r0"))
+    job = lifecycle.unclaim("r1")(claimed(before, at=before.execute_at, run_id="r1"))
+    assert job.status is JobStatus.PENDING
+    assert (job.attempt, job.execute_at, job.history) == (before.attempt, before.execute_at, before.history)
+    assert (job.owner, job.run_id, job.lease_until, job.workflow_pid) == (None, None, None, None)
+    assert job.started_at == before.history[-1].started_at  # the last attempt that did run
+    assert lifecycle.unclaim("r1")(claimed(make_job(max_attempts=1))).started_at is None
+    fresh = lifecycle.unclaim("r1")(claimed(make_job(max_attempts=1)))
+    assert (fresh.status, fresh.attempt, fresh.history) == (JobStatus.PENDING, 1, ())
+
+
+def test_undoing_a_claim_applies_only_to_that_claim() -> None:
+    job = claimed(run_id="r2")
+    assert lifecycle.unclaim("r1")(job) is job
+    done = lifecycle.finish("r2", result(0), SETTINGS)(job)
+    assert lifecycle.unclaim("r2")(done) is done
+
+
 def test_history_is_capped() -> None:
     job = make_job(max_attempts=50, delay_minutes=0)
     for number in range(HISTORY_LIMIT + 5):

@@ -11,6 +11,7 @@ import pytest
 from retryq import MemoryStore, Processor
 from retryq.record.backoff import constant
 from retryq.record.models import Job, JobStatus, Outcome, Owner
+from retryq.running.platform import current_owner
 from retryq.running.runner import RunResult, Supervisor
 from retryq.settings.config import Config, WorkflowSettings
 
@@ -117,7 +118,7 @@ def test_a_result_for_a_job_recovered_meanwhile_is_discarded() -> None:
 
     def taken_by_another_process(runs: FakeRuns) -> None:
         def reclaimed(job: Job) -> Job:
-            return job.model_copy(update={"run_id": "someone-else"})
+            return job.model_copy(update={"run_id": "someone-else", "owner": Owner(host="another-host", pid=7)})
 
         store.update({"a": reclaimed})
 
@@ -207,6 +208,67 @@ def test_a_busy_worker_takes_up_a_job_whose_host_died_once_its_lease_ends() -> N
     assert recovered.status is JobStatus.COMPLETED  # taken up and run again, all while the worker was busy
     assert len(seen_idle) == 1
     assert set(seen_idle[0].values()) == {JobStatus.COMPLETED}
+
+
+class LosesTheFirstClaimsReply(MemoryStore):
+    """The first claim is written, but its reply is lost: the store tries again and claims other jobs
+    (as the PostgreSQL store does when the connection drops during COMMIT)."""
+
+    lost: tuple[str, ...] = ()
+
+    def claim(self, request, changes=None):  # type: ignore[no-untyped-def]
+        if not self.lost:
+            written, _ = super().claim(request, changes)
+            self.lost = tuple(job.id for job in written)
+        return super().claim(request, changes)
+
+
+def test_a_claim_whose_reply_was_lost_is_given_back_uncounted_and_runs_next_time() -> None:
+    store = LosesTheFirstClaimsReply([due("lost", minutes_ago=9, max_attempts=1), due("other", minutes_ago=1)])
+    runs = FakeRuns()
+    _, report = run(store, runs)
+    assert store.lost == ("lost",)
+    assert [argv for _, argv in runs.started] == [["true", "other"]]
+    [lost] = store.find("lost")
+    assert (lost.status, lost.attempt, lost.history, lost.owner) == (JobStatus.PENDING, 1, (), None)
+    assert (report.released, report.recovered) == (1, 0)
+    run(store, runs)
+    [lost] = store.find("lost")
+    assert (lost.status, [entry.outcome for entry in lost.history]) == (JobStatus.COMPLETED, [Outcome.SUCCEEDED])
+
+
+def test_a_worker_gives_back_a_claim_whose_reply_was_lost_without_waiting_to_stop() -> None:
+    ticks = [0.0]
+    store = LosesTheFirstClaimsReply([due("lost", minutes_ago=9), due("other", minutes_ago=1)])
+
+    def sleep(seconds: float) -> None:
+        ticks[0] += seconds
+        if store.find("lost")[0].status is JobStatus.COMPLETED or ticks[0] > 3600:
+            processor.request_stop()
+
+    processor = Processor(
+        store, config(), supervisor=FakeRuns(), clock=lambda: NOW, monotonic=lambda: ticks[0], sleep=sleep, prune=False
+    )
+    processor.run(worker=True, handle_signals=False)
+    [lost] = store.find("lost")
+    assert (lost.status, [entry.outcome for entry in lost.history]) == (JobStatus.COMPLETED, [Outcome.SUCCEEDED])
+    assert ticks[0] <= 3600
+
+
+def test_a_claim_of_this_process_that_no_run_of_it_holds_is_given_back() -> None:
+    lost = due(
+        "lost",
+        status=JobStatus.RUNNING,
+        owner=current_owner(),
+        run_id="never-heard-of",
+        started_at=NOW - timedelta(minutes=1),
+        lease_until=NOW + timedelta(hours=1),
+    )
+    store = MemoryStore([lost])
+    _, report = run(store, FakeRuns())
+    [job] = store.load()
+    assert (job.status, [entry.outcome for entry in job.history]) == (JobStatus.COMPLETED, [Outcome.SUCCEEDED])
+    assert (report.recovered, report.released) == (0, 1)
 
 
 @pytest.mark.parametrize(("shared", "expected"), [(False, 1), (True, 0)])

@@ -81,8 +81,9 @@ class Database:
         """Run ``work`` in one transaction, again from the start on a new connection if the old one was lost.
 
         ``work`` only reads and applies pure mutations, so running it again is safe; a commit whose
-        outcome was lost is made again on what it left (claims it made stay claimed until their
-        lease ends, and are then recovered as interrupted).
+        outcome was lost is made again on what it left (claims it made stay with the claiming
+        process, which never heard of them and gives them back uncounted: see
+        :mod:`retryq.running.claims`).
         """
         with self._lock:
             try:

@@ -60,6 +60,7 @@ INSERT = (
 
 # One statement: lock the oldest due jobs of each workflow (up to its free slots) that no other
 # transaction holds, keep the oldest `limit` of them, and mark them claimed, as lifecycle.claim does.
+# Due times, the claim's start and its lease follow the server's clock, whatever the host's says.
 CLAIM = """
 WITH slots AS (
     SELECT * FROM unnest(%(workflows)s::text[], %(free)s::int[], %(leases)s::float8[], %(limits)s::int[])
@@ -69,7 +70,8 @@ picked AS (
     SELECT j.id, j.execute_at, j.position, s.lease, s.max_attempts
     FROM slots s CROSS JOIN LATERAL (
         SELECT id, execute_at, position FROM {schema}.jobs
-        WHERE status = 'pending' AND workflow = s.workflow AND execute_at <= %(due_by)s
+        WHERE status = 'pending' AND workflow = s.workflow
+            AND execute_at <= statement_timestamp() + %(ahead)s * interval '1 second'
             AND NOT (id = ANY(%(exclude)s::text[]))
         ORDER BY execute_at, position
         LIMIT s.free
@@ -82,9 +84,9 @@ UPDATE {schema}.jobs AS job SET
     status = 'running',
     owner = %(owner)s,
     run_id = replace(gen_random_uuid()::text, '-', ''),
-    started_at = %(now)s,
+    started_at = statement_timestamp(),
     finished_at = NULL,
-    lease_until = %(now)s + picked.lease * interval '1 second',
+    lease_until = statement_timestamp() + picked.lease * interval '1 second',
     workflow_pid = NULL,
     follow_up_minutes = NULL,
     max_attempts = coalesce(job.max_attempts, picked.max_attempts)

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -24,7 +25,7 @@ from psycopg.types.json import Json, Jsonb
 
 from ...record.errors import LockTimeout, OpenJobExists, StoreUnavailable
 from ...record.models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
-from ...record.timeutil import utcnow
+from ...record.timeutil import to_utc, utcnow
 from ..address import display_address
 from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
 from .connection import Database, first_line
@@ -227,11 +228,10 @@ class PostgresStore:
                     "free": [free[name] for name in workflows],
                     "leases": [claimant.leases[name].total_seconds() for name in workflows],
                     "limits": [claimant.max_attempts[name] for name in workflows],
-                    "due_by": request.due_by,
+                    "ahead": request.ahead.total_seconds(),
                     "exclude": list(request.exclude),
                     "limit": request.limit,
                     "owner": Jsonb(claimant.owner.to_json_dict()),
-                    "now": claimant.now,
                 },
             ).fetchall()
             rows.sort(key=lambda row: (row["execute_at"], row["position"]))
@@ -261,6 +261,12 @@ class PostgresStore:
             return doomed
 
         return self._transact(prune)
+
+    def server_now(self) -> datetime:
+        """The server's clock, which judges due times, claims and leases whatever each host's says."""
+        row = self._transact(lambda c: c.execute("SELECT clock_timestamp() AS now").fetchone())
+        assert row is not None
+        return to_utc(row["now"])
 
     def wait_for_work(self, seconds: float, stop: threading.Event) -> None:
         """Wait for a schedule's NOTIFY (a job due now), ``stop``, or ``seconds``."""
