@@ -170,7 +170,9 @@ def test_a_config_typo_is_caught(cli: CliRunner) -> None:
     Path("retryq.toml").write_text("max_attemps = 5\n")
     result = invoke(cli, "list")
     assert result.exit_code == 78
-    assert result.stderr == "retryq: error: retryq.toml: max_attemps: Extra inputs are not permitted\n"
+    assert result.stderr == (
+        "retryq: error: retryq.toml: max_attemps: unknown key in the top level; did you mean `max_attempts`?\n"
+    )
 
 
 def test_an_unexpected_error_is_one_line_too(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
