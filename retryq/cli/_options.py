@@ -5,8 +5,6 @@ from __future__ import annotations
 
 __all__ = ["NO_OVERRIDES", "Overrides", "overriding", "parser", "setting_option"]
 
-import functools
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -73,6 +71,9 @@ def overriding(*settings: Setting[Any]) -> Callable[[Callable[..., R]], Callable
     Commands that share settings (``process`` and ``worker``) name them once here instead of
     repeating their options; typer reads the options from the signature this writes.
     """
+
+    import functools
+    import inspect  # here: `retryq --help` and most commands never need it
 
     def decorate(command: Callable[..., R]) -> Callable[..., R]:
         signature = inspect.signature(command, eval_str=True)

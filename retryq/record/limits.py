@@ -7,7 +7,7 @@ command line reads them for its help without importing the job model.
 
 from __future__ import annotations
 
-__all__ = ["DUE_WINDOW", "LOCK_TIMEOUT", "MAX_ATTEMPTS"]
+__all__ = ["DUE_WINDOW", "LOCK_TIMEOUT", "MAX_ATTEMPTS", "MAX_MISSING", "MAX_RATIO", "REPORT_DELAY_MINUTES"]
 
 from datetime import timedelta
 
@@ -20,3 +20,10 @@ LOCK_TIMEOUT = timedelta(seconds=30)
 #: How far ahead of its time a job counts as due for a ``process`` run (cron starts on the minute, as
 #: ``at`` does); also how late an attempt may start and still count as on time. ``due_window`` in the config.
 DUE_WINDOW = timedelta(minutes=1)
+
+#: ``report``'s tolerance by default: a fetch missing at most this many results, or at most this
+#: ratio of the total, is DEGRADED rather than ERROR.
+MAX_MISSING = 3
+MAX_RATIO = 0.005
+#: How long the retry of an incomplete fetch waits, in minutes, when nothing says otherwise.
+REPORT_DELAY_MINUTES = 60

@@ -29,8 +29,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..record.inconsistency import InconsistencyThresholds
-from ..record.limits import DUE_WINDOW, LOCK_TIMEOUT, MAX_ATTEMPTS
+from ..record.limits import DUE_WINDOW, LOCK_TIMEOUT, MAX_ATTEMPTS, MAX_MISSING, MAX_RATIO, REPORT_DELAY_MINUTES
 from . import kinds
 from .setting import Scope, Setting, Table
 
@@ -43,7 +42,6 @@ MAX_KEEP_DAYS = 36_500
 DEFAULT_KEEP_DAYS = 7
 #: The most workflows one process runs at once.
 MAX_CONCURRENCY = 256
-_THRESHOLDS = InconsistencyThresholds()
 
 
 # -- the top level: the queue, and how retryq runs ---------------------------------------------------------------
@@ -267,7 +265,7 @@ max_missing: Setting[int] = Setting(
     kinds.Count(0),
     Scope.REPORT,
     "A fetch missing at most this many results is DEGRADED (tolerated), not ERROR.",
-    default=_THRESHOLDS.max_missing,
+    default=MAX_MISSING,
     example=10,
 )
 max_ratio: Setting[float] = Setting(
@@ -275,7 +273,7 @@ max_ratio: Setting[float] = Setting(
     kinds.Number(0, 1),
     Scope.REPORT,
     "…or missing at most this ratio of the total (0.005 is 0.5 %).",
-    default=_THRESHOLDS.max_ratio,
+    default=MAX_RATIO,
     example=0.01,
 )
 report_delay: Setting[Any] = Setting(
@@ -284,7 +282,7 @@ report_delay: Setting[Any] = Setting(
     Scope.REPORT,
     'How long the retry of an incomplete fetch waits: minutes or a duration ("1h"), a table per status '
     '({ degraded = "60m", error = "20m" }), or an array of bands of the missing ratio.',
-    default=_THRESHOLDS.delay,
+    default=REPORT_DELAY_MINUTES,
     example={"degraded": "60m", "error": "20m"},
     option=("--delay",),
     commands=("report",),

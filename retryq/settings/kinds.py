@@ -32,15 +32,12 @@ __all__ = [
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..record.errors import InvalidInput
 from ..record.timeutil import format_duration, named_zone, parse_duration
-from .address import looks_like_url
-from .commandline import split_command
 
 if TYPE_CHECKING:
     from ..record.inconsistency import DelayPolicy
@@ -69,6 +66,9 @@ class Kind(Generic[T]):
     #: How the reference names the kind, and the placeholder the command line shows for a value.
     name = "value"
     metavar = "VALUE"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def parse(self, value: object) -> T:
         raise NotImplementedError
@@ -99,15 +99,14 @@ def _refuse(expected: str, value: object) -> Invalid:
     return Invalid(f"expected {expected}, not {value!r}")
 
 
-@dataclass(frozen=True)
 class Count(Kind[int]):
     """A whole number from ``minimum`` to ``maximum`` (no maximum when None)."""
 
-    minimum: int
-    maximum: int | None = None
-    unit: str = ""
     name = "integer"
     metavar = "N"
+
+    def __init__(self, minimum: int, maximum: int | None = None, unit: str = "") -> None:
+        self.minimum, self.maximum, self.unit = minimum, maximum, unit
 
     def parse(self, value: object) -> int:
         number = int(value) if isinstance(value, str) and _WHOLE.fullmatch(value) else value
@@ -125,14 +124,14 @@ class Count(Kind[int]):
         return f"at least {self.minimum}" if self.maximum is None else f"from {self.minimum} to {self.maximum}"
 
 
-@dataclass(frozen=True)
 class Number(Kind[float]):
     """A number, whole or not, from ``minimum`` to ``maximum``."""
 
-    minimum: float
-    maximum: float | None = None
     name = "number"
     metavar = "X"
+
+    def __init__(self, minimum: float, maximum: float | None = None) -> None:
+        self.minimum, self.maximum = minimum, maximum
 
     def parse(self, value: object) -> float:
         number: object = value
@@ -152,14 +151,14 @@ class Number(Kind[float]):
         return f"at least {low}" if self.maximum is None else f"from {low} to {self.maximum:g}"
 
 
-@dataclass(frozen=True)
 class Duration(Kind[timedelta]):
     """A duration: a number of seconds, or ``90s``, ``5m``, ``2h``, ``1h30m``, ``1d``."""
 
-    maximum: timedelta | None = None
-    positive: bool = False
     name = "duration"
     metavar = "DURATION"
+
+    def __init__(self, maximum: timedelta | None = None, *, positive: bool = False) -> None:
+        self.maximum, self.positive = maximum, positive
 
     def parse(self, value: object) -> timedelta:
         if not isinstance(value, (str, int, float, timedelta)) or isinstance(value, bool):
@@ -180,7 +179,6 @@ class Duration(Kind[timedelta]):
         return ", ".join(part for part in (low, high) if part)
 
 
-@dataclass(frozen=True)
 class Switch(Kind[bool]):
     """``true`` or ``false`` (as text also ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
 
@@ -198,14 +196,13 @@ class Switch(Kind[bool]):
         raise _refuse("true or false", value)
 
 
-@dataclass(frozen=True)
 class Text(Kind[str]):
     """A string; with ``pattern``, one that matches it, as ``rule`` says in words."""
 
-    pattern: str = ""
-    rule: str = ""
-    metavar: str = "TEXT"
     name = "string"
+
+    def __init__(self, pattern: str = "", rule: str = "", *, metavar: str = "TEXT") -> None:
+        self.pattern, self.rule, self.metavar = pattern, rule, metavar
 
     def parse(self, value: object) -> str:
         if not isinstance(value, str):
@@ -218,13 +215,14 @@ class Text(Kind[str]):
         return self.rule
 
 
-@dataclass(frozen=True)
 class Choice(Kind[str]):
     """One of a few words."""
 
-    choices: tuple[str, ...]
     name = "string"
     metavar = "NAME"
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
 
     def parse(self, value: object) -> str:
         if value not in self.choices:
@@ -236,7 +234,6 @@ class Choice(Kind[str]):
         return " | ".join(self.choices)
 
 
-@dataclass(frozen=True)
 class QueueAddress(Kind[str]):
     """Where the jobs are: a file path (from a file, relative to it) or a URL, kept as written."""
 
@@ -249,10 +246,11 @@ class QueueAddress(Kind[str]):
         return value
 
     def anchor(self, value: str, base: Path) -> str:
+        from .address import looks_like_url
+
         return value if looks_like_url(value) else str(base / value)
 
 
-@dataclass(frozen=True)
 class FilePath(Kind[Path]):
     """A file to write; from a file, relative to it."""
 
@@ -270,7 +268,6 @@ class FilePath(Kind[Path]):
         return base / value
 
 
-@dataclass(frozen=True)
 class Zone(Kind[tzinfo]):
     """A time zone by name."""
 
@@ -290,7 +287,6 @@ def _strings(value: object, expected: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-@dataclass(frozen=True)
 class Words(Kind["tuple[str, ...] | None"]):
     """An argv: an array of strings, run without a shell; an empty one means none."""
 
@@ -301,7 +297,6 @@ class Words(Kind["tuple[str, ...] | None"]):
         return _strings(value, "an array of strings") or None
 
 
-@dataclass(frozen=True)
 class Command(Kind["tuple[str, ...]"]):
     """A workflow command: an argv array, or one string split as this system's programs split theirs
     (never by a shell); only the known ``{placeholders}``."""
@@ -310,6 +305,8 @@ class Command(Kind["tuple[str, ...]"]):
     metavar = "COMMAND"
 
     def parse(self, value: object) -> tuple[str, ...]:
+        from .commandline import split_command
+
         if isinstance(value, str):
             try:
                 argv = tuple(split_command(value))
@@ -327,7 +324,6 @@ class Command(Kind["tuple[str, ...]"]):
         return argv
 
 
-@dataclass(frozen=True)
 class Variables(Kind["Mapping[str, str]"]):
     """Environment variables: a table of strings."""
 
@@ -343,7 +339,6 @@ class Variables(Kind["Mapping[str, str]"]):
         return dict(value)
 
 
-@dataclass(frozen=True)
 class ExitCodes(Kind["frozenset[int]"]):
     """Exit codes, 0 to 255."""
 
@@ -360,14 +355,14 @@ class ExitCodes(Kind["frozenset[int]"]):
         return "each from 0 to 255"
 
 
-@dataclass(frozen=True)
 class KeepDays(Kind["Mapping[JobStatus, int]"]):
     """Days to keep finished jobs: one number for every status, or a table per status."""
 
-    maximum: int
-    default: int
     name = "integer, or a table per status"
     metavar = "DAYS"
+
+    def __init__(self, maximum: int, default: int) -> None:
+        self.maximum, self.default = maximum, default
 
     def parse(self, value: object) -> Mapping[JobStatus, int]:
         from ..record.models import JobStatus
@@ -391,7 +386,6 @@ class KeepDays(Kind["Mapping[JobStatus, int]"]):
         return f"from 0 to {self.maximum}"
 
 
-@dataclass(frozen=True)
 class Delay(Kind["DelayPolicy"]):
     """``[report] delay``: minutes or a duration, a table per status, or bands of the missing ratio."""
 

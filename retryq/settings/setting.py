@@ -7,7 +7,6 @@ from __future__ import annotations
 
 __all__ = ["Scope", "Setting", "Table", "read_table"]
 
-import difflib
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,15 +76,14 @@ class Setting(Generic[T]):
         return ", else ".join([*sources, shown])
 
 
-@dataclass(frozen=True)
 class Table(Kind[T]):
     """A table of keys of its own (a backoff table), built into one value."""
 
-    keys: tuple[Setting[Any], ...]
-    build: Callable[[dict[str, Any]], T]
-    label: str
     name = "table"
     metavar = "TABLE"
+
+    def __init__(self, keys: tuple[Setting[Any], ...], build: Callable[[dict[str, Any]], T], label: str) -> None:
+        self.keys, self.build, self.label = keys, build, label
 
     def parse(self, value: object) -> T:
         return self.build(read_table(value, self.keys, self.label))
@@ -133,6 +131,8 @@ def _unknown(key: str, table: str, known: Sequence[str], everywhere: Sequence[Se
     elsewhere = [_place(setting.scope) for setting in everywhere if setting.key == key]
     if elsewhere:
         return f"not a key of {table}: `{key}` is set in {' or '.join(elsewhere)}"
+    import difflib  # only when a key is wrong
+
     close = difflib.get_close_matches(key, known, n=1)
     return f"unknown key in {table}" + (f"; did you mean `{close[0]}`?" if close else "")
 
