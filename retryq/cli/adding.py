@@ -27,6 +27,24 @@ ClientArgument = Annotated[
 ]
 DateArgument = Annotated[str, typer.Argument(metavar="DATE", help="The date to fetch again, YYYY-MM-DD.")]
 CountOption = parser(Count(0))
+DelayArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="DELAY", help="Minutes before the run, and between attempts: 60, 90m, 2h, 1h30m [default: 60]."
+    ),
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Run at this time instead ('2025-12-20 04:00'; no zone means local time, an offset or Z is exact).",
+    ),
+]
+MaxAttemptsOption = Annotated[
+    int | None,
+    setting_option(declared.max_attempts, default="the workflow's max_attempts in the configuration, else 3"),
+]
 BlockOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Print the whole job, as on a terminal [default: one line in a log].")
 ]
@@ -45,24 +63,9 @@ def schedule(
     ctx: typer.Context,
     client: ClientArgument,
     date: DateArgument,
-    delay: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="DELAY", help="Minutes before the run, and between attempts: 60, 90m, 2h, 1h30m [default: 60]."
-        ),
-    ] = None,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            "--at",
-            metavar="TIME",
-            help="Run at this time instead ('2025-12-20 04:00'; no zone means local time, an offset or Z is exact).",
-        ),
-    ] = None,
-    max_attempts: Annotated[
-        int | None,
-        setting_option(declared.max_attempts, default="the workflow's max_attempts in the configuration, else 3"),
-    ] = None,
+    delay: DelayArgument = None,
+    at: AtOption = None,
+    max_attempts: MaxAttemptsOption = None,
     workflow: WorkflowOption = None,
     as_json: JsonOption = False,
     verbose: BlockOption = False,

@@ -45,27 +45,30 @@ _SORTS = {
     "client": lambda job: (job.client_id, job.date, job.execute_at),
 }
 
+ListStatusOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        "-s",
+        metavar="STATUS",
+        help="Only jobs in this status (repeatable): pending, running, completed, failed, cancelled.",
+    ),
+]
+SortOption = Annotated[
+    str,
+    typer.Option(
+        "--sort", metavar="ORDER", help="Order: due (executeAt), scheduled, status, client, or queue (file order)."
+    ),
+]
+
 
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    status: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status",
-            "-s",
-            metavar="STATUS",
-            help="Only jobs in this status (repeatable): pending, running, completed, failed, cancelled.",
-        ),
-    ] = None,
+    status: ListStatusOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
-    sort: Annotated[
-        str,
-        typer.Option(
-            "--sort", metavar="ORDER", help="Order: due (executeAt), scheduled, status, client, or queue (file order)."
-        ),
-    ] = "due",
+    sort: SortOption = "due",
     local: LocalOption = False,
     as_json: JsonOption = False,
 ) -> None:
