@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help demo test test-fast test-unit lint docs docs-serve docs-cli bench bench-table clean
+.PHONY: help demo test test-fast test-unit lint docs docs-serve docs-cli config-reference bench bench-table clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +42,10 @@ docs-cli: $(VENV)/.installed
 ## help: list the targets
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+
+## config-reference: rewrite docs/configuration.md from the settings' declaration (a test checks it is current)
+config-reference: $(VENV)/.installed
+	$(BIN)/python -m retryq.settings.reference > docs/configuration.md
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

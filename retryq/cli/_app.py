@@ -19,6 +19,9 @@ from typer.main import get_command_from_info, get_command_name
 
 from .. import __version__
 from ..record.errors import ExitCode, RetryqError
+from ..settings import declaration as declared
+from ._help import Command
+from ._options import setting_option
 
 if TYPE_CHECKING:
     from ..queue import RetryQueue
@@ -54,8 +57,9 @@ COMMANDS = {
 #: The options of the root command that may also be given after the command (`retryq list --config X`).
 GLOBAL_OPTIONS = ("config", "queue", "queue_file", "lock_timeout")
 GLOBAL_HELP = (
-    "Options of every command, before or after its name: --config PATH, --queue PATH-OR-URL, "
-    "--queue-file PATH, --lock-timeout SECONDS (see retryq --help)."
+    "Options of every command, before or after its name: --config PATH, "
+    f"--queue {declared.queue.kind.metavar}, --queue-file PATH, "
+    f"--lock-timeout {declared.lock_timeout.kind.metavar} (see retryq --help)."
 )
 
 
@@ -63,6 +67,8 @@ def load_commands() -> typer.Typer:
     """The application with every command registered (what tests and embedders see as ``retryq.cli.app``)."""
     for module, _ in COMMANDS.values():
         importlib.import_module(f".{module}", __package__)
+    for info in app.registered_commands:
+        info.cls = Command
     return app
 
 
@@ -71,6 +77,7 @@ def _build_command(name: str) -> TyperCommand | None:
     importlib.import_module(f".{COMMANDS[name][0]}", __package__)
     for info in app.registered_commands:
         if (info.name or get_command_name(getattr(info.callback, "__name__", ""))) == name:
+            info.cls = Command
             command = get_command_from_info(
                 info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
             )
@@ -236,16 +243,25 @@ app = typer.Typer(
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 WorkflowOption = Annotated[
-    str | None, typer.Option("--workflow", "-w", help="A workflow named in the config [default: the default workflow].")
+    str | None,
+    typer.Option(
+        "--workflow", "-w", metavar="NAME", help="A workflow named in the config [default: the default workflow]."
+    ),
 ]
-WorkflowFilterOption = Annotated[str | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow.")]
-ClientFilterOption = Annotated[str | None, typer.Option("--client", help="Only jobs of this client.")]
+WorkflowFilterOption = Annotated[
+    str | None, typer.Option("--workflow", "-w", metavar="NAME", help="Only jobs of this workflow.")
+]
+ClientFilterOption = Annotated[str | None, typer.Option("--client", metavar="CLIENT", help="Only jobs of this client.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the summary.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also debug lines.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would be done; change nothing.")]
 ChainsSinceOption = Annotated[
     str | None,
-    typer.Option("--since", help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all]."),
+    typer.Option(
+        "--since",
+        metavar="DURATION",
+        help="Only chains scheduled within this long: 30 (days), 30d, 12h [default: all].",
+    ),
 ]
 
 
@@ -253,7 +269,7 @@ ChainsSinceOption = Annotated[
 class GlobalOptions:
     config: Path | None = None
     queue: str | None = None
-    lock_timeout: float | None = None
+    lock_timeout: timedelta | None = None
 
 
 def open_queue(ctx: typer.Context) -> RetryQueue:
@@ -264,10 +280,7 @@ def open_queue(ctx: typer.Context) -> RetryQueue:
     options = ctx.find_root().obj
     if not isinstance(options, GlobalOptions):  # a command invoked without the root callback (tests of one command)
         options = GlobalOptions()
-    settings = load_config(options.config).with_overrides(
-        queue=options.queue,
-        lock_timeout=timedelta(seconds=options.lock_timeout) if options.lock_timeout is not None else None,
-    )
+    settings = load_config(options.config).with_overrides(queue=options.queue, lock_timeout=options.lock_timeout)
     return RetryQueue(config=settings)
 
 
@@ -288,33 +301,20 @@ def _root(
         Path | None,
         typer.Option(
             "--config",
+            metavar="PATH",
             help="Configuration file [default: $RETRYQ_CONFIG, else ./retryq.toml, else ./pyproject.toml's "
             "[tool.retryq]].",
             show_default=False,
         ),
     ] = None,
-    queue: Annotated[
-        str | None,
-        typer.Option(
-            "--queue",
-            help="The queue: a file path, or a postgresql:// URL [default: $RETRYQ_QUEUE, else queue of the config, "
-            "else .retry-queue.json].",
-            show_default=False,
-        ),
-    ] = None,
+    queue: Annotated[str | None, setting_option(declared.queue)] = None,
     queue_file: Annotated[
         Path | None,
-        typer.Option("--queue-file", help="The queue file (as --queue, for a file).", show_default=False),
-    ] = None,
-    lock_timeout: Annotated[
-        float | None,
         typer.Option(
-            "--lock-timeout",
-            help="Seconds to wait for the queue lock before exiting 75 [default: 30].",
-            min=0,
-            max=86400,
+            "--queue-file", metavar="PATH", help="The queue file (as --queue, for a file).", show_default=False
         ),
     ] = None,
+    lock_timeout: Annotated[timedelta | None, setting_option(declared.lock_timeout)] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,

@@ -11,7 +11,10 @@ import typer
 
 from ..record.errors import ExitCode
 from ..record.timeutil import format_utc, parse_when, utcnow
+from ..settings import declaration as declared
+from ..settings.kinds import Count
 from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn
+from ._options import parser, setting_option
 from ._output import LogOutput, job_rows, print_rows, time_format
 
 if TYPE_CHECKING:
@@ -19,8 +22,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("retryq")
 
-ClientArgument = Annotated[str, typer.Argument(help="Client id: letters, digits, '.', '_', '-' (at most 64).")]
-DateArgument = Annotated[str, typer.Argument(help="The date to fetch again, YYYY-MM-DD.")]
+ClientArgument = Annotated[
+    str, typer.Argument(metavar="CLIENT", help="Client id: letters, digits, '.', '_', '-' (at most 64).")
+]
+DateArgument = Annotated[str, typer.Argument(metavar="DATE", help="The date to fetch again, YYYY-MM-DD.")]
+CountOption = parser(Count(0))
+DelayArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="DELAY", help="Minutes before the run, and between attempts: 60, 90m, 2h, 1h30m [default: 60]."
+    ),
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Run at this time instead ('2025-12-20 04:00'; no zone means local time, an offset or Z is exact).",
+    ),
+]
+MaxAttemptsOption = Annotated[
+    int | None,
+    setting_option(declared.max_attempts, default="the workflow's max_attempts in the configuration, else 3"),
+]
 BlockOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Print the whole job, as on a terminal [default: one line in a log].")
 ]
@@ -39,20 +63,9 @@ def schedule(
     ctx: typer.Context,
     client: ClientArgument,
     date: DateArgument,
-    delay: Annotated[
-        str | None,
-        typer.Argument(help="Minutes before the run, and between attempts: 60, 90m, 2h, 1h30m. [default: 60]"),
-    ] = None,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            "--at",
-            help="Run at this time instead ('2025-12-20 04:00'; no zone means local time, an offset or Z is exact).",
-        ),
-    ] = None,
-    max_attempts: Annotated[
-        int | None, typer.Option("--max-attempts", help="Attempts before giving up [default: from the config, 3].")
-    ] = None,
+    delay: DelayArgument = None,
+    at: AtOption = None,
+    max_attempts: MaxAttemptsOption = None,
     workflow: WorkflowOption = None,
     as_json: JsonOption = False,
     verbose: BlockOption = False,
@@ -120,13 +133,14 @@ def _print_schedule(queue: RetryQueue, result: ScheduleResult) -> None:
 def report(
     ctx: typer.Context,
     client: ClientArgument,
-    date: Annotated[str, typer.Argument(help="The date that was fetched, YYYY-MM-DD.")],
-    total: Annotated[int, typer.Option("--total", min=0, help="How many results the source announced.")],
-    fetched: Annotated[int, typer.Option("--fetched", min=0, help="How many results were actually fetched.")],
-    delay: Annotated[
-        str | None,
-        typer.Option("--delay", help="Minutes before the retry, whatever the verdict [default: [report] delay, 60]."),
-    ] = None,
+    date: Annotated[str, typer.Argument(metavar="DATE", help="The date that was fetched, YYYY-MM-DD.")],
+    total: Annotated[
+        int, typer.Option("--total", metavar="N", parser=CountOption, help="How many results the source announced.")
+    ],
+    fetched: Annotated[
+        int, typer.Option("--fetched", metavar="N", parser=CountOption, help="How many results were actually fetched.")
+    ],
+    delay: Annotated[str | None, setting_option(declared.report_delay)] = None,
     workflow: WorkflowOption = None,
     as_json: JsonOption = False,
     verbose: BlockOption = False,

@@ -11,23 +11,36 @@ import typer
 
 from ..record.errors import ExitCode
 from ..record.timeutil import parse_duration, utcnow
+from ..settings.kinds import Count
 from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
+from ._options import parser
+
+PortOption = Annotated[
+    int,
+    typer.Option(
+        "--port", metavar="PORT", parser=parser(Count(0, 65535)), help="Port for --serve, 0 to 65535 (0: any free)."
+    ),
+]
+RefreshOption = Annotated[
+    str | None,
+    typer.Option(
+        "--refresh",
+        metavar="DURATION",
+        help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never].",
+    ),
+]
 
 
 @app.command()
 def dashboard(
     ctx: typer.Context,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the page to this file (replaced atomically).")
+        Path | None,
+        typer.Option("--output", "-o", metavar="PATH", help="Write the page to this file (replaced atomically)."),
     ] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Serve the page on 127.0.0.1 until Ctrl-C.")] = False,
-    port: Annotated[int, typer.Option("--port", help="Port for --serve (0: any free port).", min=0, max=65535)] = 8080,
-    refresh: Annotated[
-        str | None,
-        typer.Option(
-            "--refresh", help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never]."
-        ),
-    ] = None,
+    port: PortOption = 8080,
+    refresh: RefreshOption = None,
     since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,

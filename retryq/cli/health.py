@@ -30,6 +30,7 @@ def stats(
         str | None,
         typer.Option(
             "--by",
+            metavar="FIELD",
             help="status: also break the figures down by the status `report` judged at detection "
             "(DEGRADED, ERROR; unknown: scheduled without report). --json always has byStatus.",
         ),
@@ -66,7 +67,12 @@ def stats(
 def doctor(
     ctx: typer.Context,
     overdue: Annotated[
-        str, typer.Option("--overdue", help="A pending job due longer ago than this means cron is not running.")
+        str,
+        typer.Option(
+            "--overdue",
+            metavar="DURATION",
+            help="A pending job due longer ago than this means cron is not running.",
+        ),
     ] = "15m",
     as_json: JsonOption = False,
 ) -> None:

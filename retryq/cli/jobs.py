@@ -9,29 +9,30 @@ import typer
 from ..record.errors import InvalidInput
 from ..record.models import DEFAULT_WORKFLOW, Job, jobs_json
 from ..record.timeutil import format_duration, parse_duration, utcnow
+from ..settings import declaration as declared
 from ..stores import JobFilter
 from ._app import (
     ClientFilterOption,
     DryRunOption,
     JsonOption,
     WorkflowFilterOption,
-    WorkflowOption,
     app,
     echo_json,
     open_queue,
     warn,
 )
+from ._options import setting_option
 from ._output import TimeFormat, job_rows, last_outcome, print_rows, print_table, time_format, when
 
 if TYPE_CHECKING:
     from ..queue import BulkResult
 
-IdArgument = Annotated[str, typer.Argument(help="A job id, or a unique prefix of one (as `retryq list` shows).")]
-LocalOption = Annotated[
-    bool, typer.Option("--local", help="Also show times in this machine's time zone [default: display_tz, if set].")
+IdArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="A job id, or a unique prefix of one (as `retryq list` shows).")
 ]
-MaxAttemptsOption = Annotated[
-    int | None, typer.Option("--max-attempts", min=1, max=100, help="A new limit of attempts.")
+LocalOption = Annotated[
+    bool,
+    typer.Option("--local", help="Also show times in this machine's time zone (without it: in display_tz, if set)."),
 ]
 
 
@@ -44,20 +45,30 @@ _SORTS = {
     "client": lambda job: (job.client_id, job.date, job.execute_at),
 }
 
+ListStatusOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        "-s",
+        metavar="STATUS",
+        help="Only jobs in this status (repeatable): pending, running, completed, failed, cancelled.",
+    ),
+]
+SortOption = Annotated[
+    str,
+    typer.Option(
+        "--sort", metavar="ORDER", help="Order: due (executeAt), scheduled, status, client, or queue (file order)."
+    ),
+]
+
 
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    status: Annotated[
-        list[str] | None,
-        typer.Option("--status", "-s", help="Only jobs in this status (repeatable): pending, running, completed, …"),
-    ] = None,
+    status: ListStatusOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
-    sort: Annotated[
-        str,
-        typer.Option("--sort", help="Order: due (executeAt), scheduled, status, client, or queue (file order)."),
-    ] = "due",
+    sort: SortOption = "due",
     local: LocalOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -149,22 +160,40 @@ def _print_job(job: Job, limit: int, times: TimeFormat) -> None:
 
 StatusFilterOption = Annotated[
     list[str] | None,
-    typer.Option("--status", "-s", help="Every job in this status (repeatable), with the filters below."),
+    typer.Option(
+        "--status", "-s", metavar="STATUS", help="Every job in this status (repeatable), with the filters below."
+    ),
 ]
 SinceOption = Annotated[
     str | None,
-    typer.Option("--since", help="Only jobs active (ended, started or scheduled) within this long: 7d, 12h, 30m."),
+    typer.Option(
+        "--since",
+        metavar="DURATION",
+        help="Only jobs active (ended, started or scheduled) within this long: 7d, 12h, 30m.",
+    ),
 ]
 
 
 @app.command()
 def cancel(
     ctx: typer.Context,
-    ident: Annotated[str | None, typer.Argument(help="A job id or unique prefix; or give --client and --date.")] = None,
-    client: Annotated[str | None, typer.Option("--client", help="The pending job of this client…")] = None,
-    date: Annotated[str | None, typer.Option("--date", help="…and this date.")] = None,
+    ident: Annotated[
+        str | None, typer.Argument(metavar="ID", help="A job id or unique prefix; or give --client and --date.")
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option("--client", metavar="CLIENT", help="The pending job of this client…")
+    ] = None,
+    date: Annotated[str | None, typer.Option("--date", metavar="DATE", help="…and this date.")] = None,
     status: StatusFilterOption = None,
-    workflow: WorkflowOption = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            "-w",
+            metavar="NAME",
+            help="With --client and --date, or --status: only jobs of this workflow.",
+        ),
+    ] = None,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -199,13 +228,20 @@ def cancel(
 @app.command()
 def requeue(
     ctx: typer.Context,
-    ident: Annotated[str | None, typer.Argument(help="A job id or unique prefix; or give --status.")] = None,
+    ident: Annotated[
+        str | None, typer.Argument(metavar="ID", help="A job id or unique prefix; or give --status.")
+    ] = None,
     status: StatusFilterOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
     since: SinceOption = None,
-    delay: Annotated[str, typer.Option("--delay", help="Minutes before it runs: 0, 30, 2h [default: 0, now].")] = "0",
-    max_attempts: MaxAttemptsOption = None,
+    delay: Annotated[
+        str, typer.Option("--delay", metavar="DELAY", help="Minutes before it runs: 0 (now), 30, 2h.")
+    ] = "0",
+    max_attempts: Annotated[
+        int | None,
+        setting_option(declared.max_attempts, help="A new limit of attempts", default="the job's own limit"),
+    ] = None,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -264,12 +300,7 @@ def _print_bulk(verb: str, result: BulkResult, *, as_json: bool) -> None:
 @app.command()
 def prune(
     ctx: typer.Context,
-    keep_days: Annotated[
-        int | None,
-        typer.Option(
-            "--keep-days", min=0, max=36500, help="Remove finished jobs older than this [default: keep_days, 7]."
-        ),
-    ] = None,
+    keep_days: Annotated[int | None, setting_option(declared.keep_days)] = None,
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:

@@ -6,14 +6,16 @@ import gc
 import logging
 import os
 import shlex
-from pathlib import Path
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..record.errors import ExitCode
-from ..record.timeutil import format_utc, parse_duration, utcnow
+from ..record.timeutil import format_utc, utcnow
+from ..settings import declaration as declared
 from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app, error, open_queue, warn
+from ._options import NO_OVERRIDES, Overrides, overriding, setting_option
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
@@ -22,45 +24,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("retryq")
 
-ConcurrencyOption = Annotated[
-    int | None, typer.Option("--concurrency", "-j", min=1, max=256, help="Workflows run at once [default: 1].")
-]
-TimeoutOption = Annotated[
-    str | None, typer.Option("--timeout", help="Per-run timeout, overriding the config: 300, 5m, 1h [default: 5m].")
-]
-MetricsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--metrics-file", help="Write Prometheus metrics here (node_exporter textfile) [default: metrics_file]."
-    ),
-]
-DashboardOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--dashboard",
-        help="Rewrite this HTML dashboard after the run (worker: every minute); needs retryq[dashboard] "
-        "[default: dashboard].",
-    ),
-]
+#: The settings `process` and `worker` alike may override for one run.
+RUN_SETTINGS = (declared.concurrency, declared.timeout, declared.metrics_file, declared.dashboard)
 OnlyWorkflowOption = Annotated[
-    list[str] | None, typer.Option("--workflow", "-w", help="Only jobs of this workflow (repeatable).")
+    list[str] | None, typer.Option("--workflow", "-w", metavar="NAME", help="Only jobs of this workflow (repeatable).")
 ]
 
 
 @app.command()
+@overriding(*RUN_SETTINGS, declared.keep_days)
 def process(
     ctx: typer.Context,
-    concurrency: ConcurrencyOption = None,
-    timeout: TimeoutOption = None,
+    overrides: Overrides = NO_OVERRIDES,
     workflow: OnlyWorkflowOption = None,
-    metrics_file: MetricsOption = None,
-    dashboard: DashboardOption = None,
-    keep_days: Annotated[
-        int | None,
-        typer.Option(
-            "--keep-days", min=0, max=36500, help="Prune finished jobs older than this [default: keep_days, 7]."
-        ),
-    ] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Do not prune finished jobs.")] = False,
     dry_run: DryRunOption = False,
     quiet: Annotated[
@@ -86,26 +62,26 @@ def process(
     """
     gc.enable()  # a run may last: its garbage is collected as usual
     queue = open_queue(ctx)
-    run_timeout = parse_duration(timeout) if timeout is not None else None
+    keep_days = overrides.get(declared.keep_days)
     if dry_run:
         _dry_run(queue, keep_days, prune=not no_prune)
         return
     from ..reporting.writers import reporters_for
     from ..running.processor import Processor
 
+    config = queue.config.with_overrides(**overrides.top_level())
     with LogOutput(quiet=quiet, verbose=verbose, progress=True) as output:
         if output.show_progress:
             output.expect(len(queue.due()))
         report = Processor(
             queue.store,
-            queue.config,
-            concurrency=concurrency,
-            timeout=run_timeout,
+            config,
+            timeout=overrides.get(declared.timeout),
             keep_days=keep_days,
             prune=not no_prune,
             workflows=workflow,
             on_finished=output.advance,
-            reporters=reporters_for(queue.config, queue.store, metrics_file=metrics_file, dashboard_file=dashboard),
+            reporters=reporters_for(config, queue.store),
         ).run()
         if report.eventful or not quiet:
             log.log(NOTICE, _summary(report))
@@ -113,13 +89,11 @@ def process(
 
 
 @app.command()
+@overriding(*RUN_SETTINGS)
 def worker(
     ctx: typer.Context,
-    concurrency: ConcurrencyOption = None,
-    timeout: TimeoutOption = None,
+    overrides: Overrides = NO_OVERRIDES,
     workflow: OnlyWorkflowOption = None,
-    metrics_file: MetricsOption = None,
-    dashboard: DashboardOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -142,15 +116,15 @@ def worker(
 
     gc.enable()  # a run may last: its garbage is collected as usual
     queue = open_queue(ctx)
+    config = queue.config.with_overrides(**overrides.top_level())
     with LogOutput(quiet=quiet, verbose=verbose):
         log.info("worker started on %s (pid %d)", queue.store.location, os.getpid())
         report = Processor(
             queue.store,
-            queue.config,
-            concurrency=concurrency,
-            timeout=parse_duration(timeout) if timeout is not None else None,
+            config,
+            timeout=overrides.get(declared.timeout),
             workflows=workflow,
-            reporters=reporters_for(queue.config, queue.store, metrics_file=metrics_file, dashboard_file=dashboard),
+            reporters=reporters_for(config, queue.store),
         ).run(worker=True)
         log.log(NOTICE, "worker stopped; %s", _summary(report))
     _exit(report)
@@ -159,11 +133,16 @@ def worker(
 @app.command()
 def run(
     ctx: typer.Context,
-    client: Annotated[str, typer.Argument(help="Client id.")],
-    date: Annotated[str, typer.Argument(help="The date to fetch, YYYY-MM-DD.")],
+    client: Annotated[str, typer.Argument(metavar="CLIENT", help="Client id.")],
+    date: Annotated[str, typer.Argument(metavar="DATE", help="The date to fetch, YYYY-MM-DD.")],
     workflow: WorkflowOption = None,
     timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Stop the workflow after this long: 300, 5m [default: 5m].")
+        timedelta | None,
+        setting_option(
+            declared.timeout,
+            help="Stop the workflow after this long: 300, 5m",
+            default="the workflow's timeout in the configuration, else 5m",
+        ),
     ] = None,
 ) -> None:
     """Run the workflow for CLIENT and DATE now, and exit with its exit code.
@@ -179,9 +158,7 @@ def run(
 
     queue = open_queue(ctx)
     key = JobKey.of(client, date, queue.config.workflow(workflow).name)
-    result = run_workflow(
-        queue.config, key, queue=queue.store.address, timeout=parse_duration(timeout) if timeout else None
-    )
+    result = run_workflow(queue.config, key, queue=queue.store.address, timeout=timeout)
     if (leftovers := result.describe_leftovers()) is not None:
         warn(leftovers)
     if result.timed_out:

@@ -17,7 +17,12 @@ def export(
     ctx: typer.Context,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file (replaced whole, or not at all) [default: stdout]."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write to this file (replaced whole, or not at all) [default: stdout].",
+        ),
     ] = None,
     archive: Annotated[bool, typer.Option("--archive", help="Also export the archive of pruned jobs.")] = False,
     skip_invalid: Annotated[
@@ -63,7 +68,9 @@ def export(
 @app.command("import")
 def import_jobs(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="An export (retryq export), or - for stdin.", show_default=False)],
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="An export (retryq export), or - for stdin.", show_default=False)
+    ],
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:

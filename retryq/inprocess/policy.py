@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from ..record.backoff import Backoff, RetryState, exponential
+from ..record.limits import MAX_ATTEMPTS
 from .recoverable import retry_after
 
 logger = logging.getLogger("retryq.retry")
@@ -47,7 +48,7 @@ ENV_MAX_ATTEMPTS = "RETRY_MAX_ATTEMPTS"
 ENV_BACKOFF_FACTOR = "RETRY_BACKOFF_FACTOR"
 
 # Limits against nonsense, not policy: past them a process should hand the work to the queue.
-MAX_ATTEMPTS_LIMIT = 100
+MAX_ATTEMPTS_LIMIT = MAX_ATTEMPTS
 MAX_BACKOFF_FACTOR = 10.0
 MAX_DELAY_SECONDS = 86_400.0  # one day
 

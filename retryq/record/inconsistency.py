@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff, RetryState
 from .errors import InvalidInput
+from .limits import MAX_MISSING, MAX_RATIO, REPORT_DELAY_MINUTES
 from .timeutil import MAX_DELAY, parse_delay
 
 if TYPE_CHECKING:
@@ -43,10 +44,10 @@ MAX_DELAY_MINUTES = int(MAX_DELAY.total_seconds() // 60)
 class InconsistencyThresholds:
     """The BOAMP fetcher's tolerance: DEGRADED while missing <= max_missing or missing/total <= max_ratio."""
 
-    max_missing: int = 3
-    max_ratio: float = 0.005
+    max_missing: int = MAX_MISSING
+    max_ratio: float = MAX_RATIO
     #: Before the retry: minutes (60), a duration ("1h"), or a :class:`DelayPolicy` by verdict.
-    delay: int | str | DelayPolicy = 60
+    delay: int | str | DelayPolicy = REPORT_DELAY_MINUTES
 
     def __post_init__(self) -> None:
         parse_delay_policy(self.delay)  # a nonsensical delay is refused here, not at the first retry
@@ -153,7 +154,7 @@ class DelayPolicy:
     where the first band whose ``up_to`` the ratio does not exceed applies, the last one open-ended.
     """
 
-    minutes: int = 60
+    minutes: int = REPORT_DELAY_MINUTES
     by_status: Mapping[FetchStatus, int] = field(default_factory=dict)
     bands: tuple[DelayBand, ...] = ()
 

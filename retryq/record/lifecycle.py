@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from .backoff import Backoff, RetryState
+from .limits import DUE_WINDOW
 from .models import HISTORY_LIMIT, Attempt, Job, JobKey, JobStatus, Outcome, Owner, new_job_id
 from .timeutil import to_utc
 
@@ -68,9 +69,6 @@ class RunResult(Protocol):
 
 #: sysexits' EX_TEMPFAIL: "still incomplete, try again later".
 EX_TEMPFAIL = 75
-#: How far ahead of its time a job counts as due for a ``process`` run (cron starts on the minute, as
-#: ``at`` does); also how late an attempt may start and still count as on time. ``due_window`` in the config.
-DUE_WINDOW = timedelta(minutes=1)
 
 _Mutation = Callable[[Job], Job]
 

@@ -54,6 +54,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import TzInfo
 
 from .errors import InvalidInput
+from .limits import MAX_ATTEMPTS
 from .timeutil import format_utc, to_utc
 
 DEFAULT_WORKFLOW = "default"
@@ -93,10 +94,6 @@ def validate_date(value: str) -> str:
     except ValueError:
         raise InvalidInput(f"invalid date {value!r}: no such day in the calendar") from None
     return value
-
-
-#: The most attempts a job may have: past that, retrying is a loop, not a policy.
-MAX_ATTEMPTS = 100
 
 
 def validate_max_attempts(value: object) -> int:

@@ -34,6 +34,7 @@ from ..record.errors import InvalidInput
 from ..record.models import Job, JobStatus, Owner
 from ..record.timeutil import format_duration, format_utc, utcnow
 from ..settings.config import Config, WorkflowSettings
+from ..settings.declaration import MAX_KEEP_DAYS
 from ..stores import JobFilter, PruneRule, Store
 from . import platform
 from .claims import OWN_CLAIMS, OwnClaims
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("retryq")
 
 #: A hundred years: finished jobs kept longer than that are kept for ever in practice.
-MAX_KEEP_DAYS = 36_500
 #: A worker looks for runs abandoned by other processes (and hosts) this often, busy or idle (seconds).
 RECOVER_EVERY = 30.0
 #: A worker prunes finished jobs this often (seconds).

@@ -4,7 +4,8 @@ The workflow command comes from here and never from the queue file: the queue ho
 (client, date), the configuration holds what to run with it.
 
 Precedence, last wins: built-in defaults, the file, ``RETRYQ_*`` environment variables,
-then command-line options (applied by the caller).
+then command-line options (applied by the caller). Every key, its default, bounds, variable and
+option are declared once, in :mod:`retryq.settings.declaration`; this module resolves them.
 """
 
 from __future__ import annotations
@@ -19,142 +20,43 @@ __all__ = [
 ]
 
 import os
-import re
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
-
-from ..record.backoff import Backoff, constant, exponential, jitter, linear
+from ..record.backoff import Backoff
 from ..record.errors import ConfigError, InvalidInput
-from ..record.inconsistency import DelayPolicy, InconsistencyThresholds, parse_delay_policy
-from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, validate_workflow_name
-from ..record.timeutil import format_duration, named_zone, parse_duration
-from .address import looks_like_url
-from .commandline import split_command
+from ..record.inconsistency import InconsistencyThresholds
+from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, validate_workflow_name
+from ..record.timeutil import format_duration
+from . import declaration as declared
+from .declaration import DEFAULT_QUEUE_FILE, PER_WORKFLOW, REPORT, SETTINGS, TOP_LEVEL
+from .kinds import PLACEHOLDERS, Invalid
+from .setting import Scope, Setting, read_table
 
 CONFIG_FILE = "retryq.toml"
-DEFAULT_QUEUE_FILE = ".retry-queue.json"
-#: What may appear inside the workflow command's argv items, replaced per job.
-PLACEHOLDERS = ("client", "date", "attempt", "job_id", "workflow")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _duration(value: Any) -> timedelta:
-    try:
-        return parse_duration(value, unit="s")
-    except InvalidInput as error:
-        raise ValueError(str(error)) from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-ExitCodes = list[Annotated[int, Field(ge=0, le=255)]]
-
-
-class _Section(BaseModel):
-    # Built on first use: without a configuration file, `retryq schedule` never validates one.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class BackoffSection(_Section):
-    strategy: Literal["fixed", "constant", "linear", "exponential"] = "fixed"
-    initial: Duration | None = None  # default: the job's own delayMinutes
-    increment: Duration | None = None
-    factor: float = Field(default=2.0, ge=1)
-    max: Duration | None = None
-    jitter: Duration = timedelta(0)
-
-    def build(self) -> Backoff:
-        initial = self.initial.total_seconds() if self.initial is not None else None
-        maximum = self.max.total_seconds() if self.max is not None else None
-        strategy: Backoff
-        if self.strategy == "exponential":
-            strategy = exponential(initial, self.factor, maximum)
-        elif self.strategy == "linear":
-            strategy = linear(initial, self.increment, maximum)
-        else:
-            strategy = constant(initial)
-        if self.jitter:
-            strategy = strategy + jitter(self.jitter)
-        return strategy
-
-
-# Days to keep finished jobs; 0 removes them at the next prune. A negative number is refused: it
-# would remove a job that finished a minute ago.
-Days = Annotated[int, Field(ge=0, le=36_500)]
-KeepDays = Days | dict[Literal["completed", "failed", "cancelled"], Days]
-
-
-class _WorkflowFields(_Section):
-    """What a workflow may set; unset fields inherit the top level, then the built-in defaults."""
-
-    timeout: Duration | None = None
-    kill_grace: Duration | None = None
-    concurrency: Annotated[int, Field(ge=1, le=256)] | None = None
-    max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
-    no_retry_exit_codes: ExitCodes | None = None
-    backoff: BackoffSection | None = None
-    keep_days: KeepDays | None = None
-    on_failure: list[str] | None = None
-    env: dict[str, str] | None = None
-
-
-class WorkflowSection(_WorkflowFields):
-    command: list[str] | str | None = None
-
-
-class ReportSection(_Section):
-    max_missing: Annotated[int, Field(ge=0)] = 3
-    max_ratio: Annotated[float, Field(ge=0, le=1)] = 0.005
-    delay: Annotated[DelayPolicy, PlainValidator(parse_delay_policy)] = DelayPolicy()  # minutes, per status, bands
-
-
-class FileConfig(_WorkflowFields):
-    """The whole file, as written."""
-
-    queue: str | None = None
-    queue_file: str | None = None
-    # "schema" in the file: BaseModel has a method of that name.
-    database_schema: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = Field(
-        default=None, alias="schema"
-    )
-    lock_timeout: Duration = timedelta(seconds=30)
-    lease_grace: Duration = timedelta(seconds=60)
-    due_window: Duration = timedelta(minutes=1)
-    global_concurrency: bool = False
-    archive: bool = True
-    metrics_file: str | None = None
-    dashboard: str | None = None
-    on_failure_timeout: Duration = timedelta(seconds=30)
-    display_tz: str | None = None
-    workflow: WorkflowSection | None = None
-    workflows: dict[str, WorkflowSection] = Field(default_factory=dict)
-    report: ReportSection = Field(default_factory=ReportSection)
-
-
-_DEFAULTS = FileConfig.model_construct(report=ReportSection.model_construct())
+#: What the top level accepts: its own settings, and the defaults of every workflow.
+_TOP_KEYS = TOP_LEVEL + tuple(setting for setting in PER_WORKFLOW if setting.scope is Scope.SHARED)
+_TABLES = ("workflow", "workflows", "report")
 
 
 @dataclass(frozen=True)
 class WorkflowSettings:
-    """One workflow, with every setting resolved."""
+    """One workflow, with every setting resolved (each default from :mod:`~retryq.settings.declaration`)."""
 
     name: str
     command: tuple[str, ...] | None = None
     command_origin: str = "not configured"
-    timeout: timedelta = timedelta(minutes=5)
-    kill_grace: timedelta = timedelta(seconds=10)
+    timeout: timedelta = field(default_factory=declared.timeout.value)
+    kill_grace: timedelta = field(default_factory=declared.kill_grace.value)
     concurrency: int | None = None  # this workflow's own cap on runs at once; None: only the overall one
-    max_attempts: int = 3
-    no_retry_exit_codes: frozenset[int] = frozenset({2, 64, 65, 77, 78})
-    backoff: Backoff = field(default_factory=constant)
-    keep_days: Mapping[JobStatus, int] = field(
-        default_factory=lambda: {JobStatus.COMPLETED: 7, JobStatus.FAILED: 7, JobStatus.CANCELLED: 7}
-    )
+    max_attempts: int = field(default_factory=declared.max_attempts.value)
+    no_retry_exit_codes: frozenset[int] = field(default_factory=declared.no_retry_exit_codes.value)
+    backoff: Backoff = field(default_factory=declared.backoff.value)
+    keep_days: Mapping[JobStatus, int] = field(default_factory=declared.keep_days.value)
     on_failure: tuple[str, ...] | None = None
     #: Variables set for the workflow (and its on_failure hook) on top of retryq's own environment.
     env: Mapping[str, str] = field(default_factory=dict)
@@ -167,33 +69,38 @@ class WorkflowSettings:
 
 @dataclass(frozen=True)
 class Config:
-    """Everything retryq needs to know besides the queue's contents."""
+    """Everything retryq needs to know besides the queue's contents (each default from the declaration)."""
 
-    #: Where the jobs are: a file path, or a PostgreSQL URL (see :func:`retryq.stores.open_store`).
+    #: Where the jobs are: a file path, or a server's URL (see :func:`retryq.stores.open_store`).
     queue: str = DEFAULT_QUEUE_FILE
-    #: For a PostgreSQL queue: the schema of its tables (several queues may share a database).
-    schema: str | None = None
+    #: On a server, the queue's own namespace (PostgreSQL: the schema of its tables); None: the backend's own.
+    namespace: str | None = None
     source: Path | None = None  # the file this came from, if any
-    lock_timeout: timedelta = timedelta(seconds=30)
-    lease_grace: timedelta = timedelta(seconds=60)
+    lock_timeout: timedelta = field(default_factory=declared.lock_timeout.value)
+    lease_grace: timedelta = field(default_factory=declared.lease_grace.value)
     #: A `process` run takes jobs due up to this long after it looks (cron ticks are whole minutes).
-    due_window: timedelta = timedelta(minutes=1)
+    due_window: timedelta = field(default_factory=declared.due_window.value)
     #: A workflow's own `concurrency` caps its runs across every process and host, not per process.
-    global_concurrency: bool = False
-    archive: bool = True
+    global_concurrency: bool = field(default_factory=declared.global_concurrency.value)
+    archive: bool = field(default_factory=declared.archive.value)
     metrics_file: Path | None = None
     #: The dashboard page that `process` rewrites after each run (and `worker` every minute).
     dashboard_file: Path | None = None
-    on_failure_timeout: timedelta = timedelta(seconds=30)
+    on_failure_timeout: timedelta = field(default_factory=declared.on_failure_timeout.value)
     #: Where `list` and `show` also show times, besides UTC (None: UTC only, unless --local).
     display_tz: tzinfo | None = None
     workflows: Mapping[str, WorkflowSettings] = field(
         default_factory=lambda: {DEFAULT_WORKFLOW: WorkflowSettings(DEFAULT_WORKFLOW)}
     )
-    concurrency: int = 1
+    concurrency: int = field(default_factory=declared.concurrency.value)
     thresholds: InconsistencyThresholds = field(default_factory=InconsistencyThresholds)
     #: The workflow of the run this process is part of ($RETRYQ_WORKFLOW, set by retryq for each run).
     running_workflow: str | None = None
+
+    @property
+    def schema(self) -> str | None:
+        """PostgreSQL's name for :attr:`namespace` (``schema`` in retryq.toml is an alias of ``namespace``)."""
+        return self.namespace
 
     def workflow(self, name: str | None = None) -> WorkflowSettings:
         """The settings of workflow ``name`` (the default workflow when None)."""
@@ -275,11 +182,24 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         data = _read_toml(source)
         if source.name == "pyproject.toml":
             data = data.get("tool", {}).get("retryq", {})
+    where = str(source) if source is not None else "configuration"
+    base = source.parent if source is not None else Path()
     try:
-        parsed = FileConfig.model_validate(data) if data else _DEFAULTS
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
-    return _resolve(parsed, source, env)
+        top = _anchored(read_table(data, _TOP_KEYS, "the top level", _TABLES, SETTINGS), base)
+        tables = _workflow_tables(data)
+        report = _read_at(data.get("report", {}), REPORT, ("report",), "[report]")
+    except Invalid as error:
+        raise ConfigError(f"{where}: {'.'.join(error.path)}: {error}") from None
+    workflows = {name: _workflow(name, table, top, env, where) for name, table in tables.items()}
+    values = {setting.name: _top_value(setting, top, env) for setting in TOP_LEVEL}
+    thresholds = InconsistencyThresholds(**{each.name: report.get(each.key, each.default) for each in REPORT})
+    return Config(
+        source=source,
+        workflows=workflows,
+        thresholds=thresholds,
+        running_workflow=env.get("RETRYQ_WORKFLOW") or None,
+        **values,
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -298,122 +218,79 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
 
 
-def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) -> Config:
-    base_dir = source.parent if source is not None else Path()
-    where = str(source) if source is not None else "configuration"
+def _anchored(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths read from a file are relative to that file, not to the working directory."""
+    kinds = {setting.key: setting.kind for setting in _TOP_KEYS}
+    return {key: kinds[key].anchor(value, base) for key, value in values.items()}
 
-    sections: dict[str, WorkflowSection] = {}
-    if parsed.workflow is not None:
-        sections[DEFAULT_WORKFLOW] = parsed.workflow
-    for name, section in parsed.workflows.items():
+
+def _workflow_tables(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each workflow's own values, by name: ``[workflow]`` is the default one's."""
+    named = data.get("workflows", {})
+    if not isinstance(named, Mapping):
+        raise Invalid(f"expected a table of workflows, not {named!r}", ("workflows",))
+    tables: dict[str, dict[str, Any]] = {}
+    if "workflow" in data:
+        tables[DEFAULT_WORKFLOW] = _read_at(data["workflow"], PER_WORKFLOW, ("workflow",), "[workflow]")
+    for name, table in named.items():
         try:
             validate_workflow_name(name)
         except InvalidInput as error:
-            raise ConfigError(f"{where}: workflows.{name}: {error}") from None
-        if name in sections:
-            raise ConfigError(f"{where}: the default workflow is set twice ([workflow] and [workflows.default])")
-        sections[name] = section
-    # Defaults need no validation: model_construct() keeps the validators unbuilt when nothing was read.
-    sections.setdefault(DEFAULT_WORKFLOW, WorkflowSection.model_construct())
-
-    defaults = WorkflowSettings(DEFAULT_WORKFLOW)
-    workflows = {}
-    for name, section in sections.items():
-        command, origin = _command(section.command, f"{where} [{_table(name)}].command")
-        if name == DEFAULT_WORKFLOW and env.get("RETRYQ_COMMAND"):
-            command, origin = _command(env["RETRYQ_COMMAND"], "RETRYQ_COMMAND")
-        workflows[name] = WorkflowSettings(
-            name=name,
-            command=command,
-            command_origin=origin,
-            timeout=_pick(section.timeout, parsed.timeout, defaults.timeout),
-            kill_grace=_pick(section.kill_grace, parsed.kill_grace, defaults.kill_grace),
-            concurrency=section.concurrency,  # None: only the overall `concurrency` caps it
-            max_attempts=_pick(section.max_attempts, parsed.max_attempts, defaults.max_attempts),
-            no_retry_exit_codes=frozenset(
-                _pick(section.no_retry_exit_codes, parsed.no_retry_exit_codes, defaults.no_retry_exit_codes)
-            ),
-            backoff=_pick(section.backoff, parsed.backoff, BackoffSection.model_construct()).build(),
-            keep_days=_keep_days(_pick(section.keep_days, parsed.keep_days, 7)),
-            on_failure=_optional_tuple(_pick(section.on_failure, parsed.on_failure, None)),
-            env={**(parsed.env or {}), **(section.env or {})},  # the workflow's own values win
-        )
-        if workflows[name].timeout <= timedelta(0):
-            raise ConfigError(f"{where}: [{_table(name)}].timeout must be more than 0 seconds")
-
-    if parsed.queue and parsed.queue_file:
-        raise ConfigError(f"{where}: give `queue` or `queue_file`, not both")
-    queue = DEFAULT_QUEUE_FILE
-    if parsed.queue_file or parsed.queue:
-        queue = _queue_address(parsed.queue or parsed.queue_file or "", base_dir)
-    # RETRYQ_QUEUE names any queue; RETRYQ_QUEUE_FILE (retryq sets both for a file) only a file.
-    queue = env.get("RETRYQ_QUEUE") or env.get("RETRYQ_QUEUE_FILE") or queue
-    metrics = base_dir / parsed.metrics_file if parsed.metrics_file else None
-    return Config(
-        queue=queue,
-        schema=parsed.database_schema,
-        source=source,
-        lock_timeout=parsed.lock_timeout,
-        lease_grace=parsed.lease_grace,
-        due_window=parsed.due_window,
-        global_concurrency=parsed.global_concurrency,
-        archive=parsed.archive,
-        metrics_file=metrics,
-        dashboard_file=base_dir / parsed.dashboard if parsed.dashboard else None,
-        on_failure_timeout=parsed.on_failure_timeout,
-        display_tz=_zone(parsed.display_tz, where),
-        workflows=workflows,
-        concurrency=parsed.concurrency or 1,
-        thresholds=InconsistencyThresholds(parsed.report.max_missing, parsed.report.max_ratio, parsed.report.delay),
-        running_workflow=env.get("RETRYQ_WORKFLOW") or None,
-    )
+            raise Invalid(str(error), ("workflows", name)) from None
+        if name in tables:
+            raise Invalid("the default workflow is set twice ([workflow] and [workflows.default])", ("workflows", name))
+        tables[name] = _read_at(table, PER_WORKFLOW, ("workflows", name), f"[workflows.{name}]")
+    tables.setdefault(DEFAULT_WORKFLOW, {})
+    return tables
 
 
-def _zone(name: str | None, where: str) -> tzinfo | None:
-    zone = None if name is None else named_zone(name)
-    if name is not None and zone is None:
-        raise ConfigError(f"{where}: display_tz: unknown time zone {name!r} (for example 'Europe/Paris')")
-    return zone
+def _read_at(table: object, settings: tuple[Setting[Any], ...], path: tuple[str, ...], label: str) -> dict[str, Any]:
+    """The values of the table at ``path`` (``("workflows", "ftp")``), errors named by their whole path."""
+    try:
+        return read_table(table, settings, label, everywhere=SETTINGS)
+    except Invalid as error:
+        raise Invalid(str(error), (*path, *error.path)) from None
 
 
-def _queue_address(value: str, base_dir: Path) -> str:
-    """A server's URL as it is; a path relative to the file that names it, not to the cwd."""
-    return value if looks_like_url(value) else str(base_dir / value)
+def _workflow(
+    name: str, own: Mapping[str, Any], top: Mapping[str, Any], env: Mapping[str, str], where: str
+) -> WorkflowSettings:
+    """A workflow's settings: its own value, else the top level's (for a shared setting), else the default."""
+    values: dict[str, Any] = {}
+    for setting in PER_WORKFLOW:
+        if setting.merged:
+            values[setting.name] = {**top.get(setting.key, {}), **own.get(setting.key, {})}
+        elif setting.key in own:
+            values[setting.name] = own[setting.key]
+        elif setting.scope is Scope.SHARED and setting.key in top:
+            values[setting.name] = top[setting.key]
+        elif setting.default is not None:
+            values[setting.name] = setting.value()
+    origin = f"{where} [{_table(name)}].command" if "command" in own else "not configured"
+    if name == DEFAULT_WORKFLOW:  # the command's variable sets the default workflow's only
+        for variable in declared.command.env:
+            if env.get(variable):
+                values["command"], origin = _from_env(declared.command, variable, env[variable]), variable
+                break
+    return WorkflowSettings(name=name, command_origin=origin, **values)
+
+
+def _top_value(setting: Setting[Any], top: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    """A top-level setting: its variable if set, else the file's value, else the default (None: not set)."""
+    for variable in setting.env:
+        if env.get(variable):
+            return _from_env(setting, variable, env[variable])
+    if setting.key in top:
+        return top[setting.key]
+    return None if setting.default is None else setting.value()
+
+
+def _from_env(setting: Setting[Any], variable: str, text: str) -> Any:
+    try:
+        return setting.kind.parse(text)
+    except Invalid as error:
+        raise ConfigError(f"{variable}: {error}") from None
 
 
 def _table(name: str) -> str:
     return "workflow" if name == DEFAULT_WORKFLOW else f"workflows.{name}"
-
-
-def _pick(*values: Any) -> Any:
-    """The first value that is set (the workflow's, then the top level's, then the default)."""
-    return next((value for value in values if value is not None), None)
-
-
-def _optional_tuple(value: list[str] | None) -> tuple[str, ...] | None:
-    return tuple(value) if value else None
-
-
-def _keep_days(value: int | dict[str, int]) -> dict[JobStatus, int]:
-    if isinstance(value, int):
-        return dict.fromkeys((JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED), value)
-    days = {JobStatus.COMPLETED: 7, JobStatus.FAILED: 7, JobStatus.CANCELLED: 7}
-    days.update({JobStatus(status): number for status, number in value.items()})
-    return days
-
-
-def _command(value: list[str] | str | None, origin: str) -> tuple[tuple[str, ...] | None, str]:
-    if value is None:
-        return None, "not configured"
-    try:
-        argv = split_command(value) if isinstance(value, str) else list(value)
-    except ValueError as error:
-        raise ConfigError(f"{origin}: cannot split the command: {error}") from None
-    if not argv or not argv[0]:
-        raise ConfigError(f"{origin}: the command is empty")
-    for item in argv:
-        for name in _PLACEHOLDER.findall(item):
-            if name not in PLACEHOLDERS:
-                known = ", ".join("{" + known + "}" for known in PLACEHOLDERS)
-                raise ConfigError(f"{origin}: unknown placeholder {{{name}}} (known: {known})")
-    return tuple(argv), origin

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..record.limits import LOCK_TIMEOUT
 from .address import is_database_url
 from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
 from .document import DocumentStore, MemoryStore
@@ -36,7 +37,7 @@ __all__ = [
 def open_store(
     address: str | os.PathLike[str],
     *,
-    lock_timeout: float = 30.0,
+    lock_timeout: float = LOCK_TIMEOUT.total_seconds(),
     archive: bool = True,
     schema: str | None = None,
     **options: Any,

@@ -133,7 +133,7 @@ def test_a_broken_config(cli: CliRunner) -> None:
     result = invoke(cli, "doctor")
     assert (result.exit_code, result.stderr) == (
         1,
-        "retryq: error: problem: retryq.toml: nonsense: Extra inputs are not permitted\n",
+        "retryq: error: problem: retryq.toml: nonsense: unknown key in the top level\n",
     )
 
 

@@ -111,7 +111,7 @@ def test_a_removed_workflow_leaves_its_jobs_pending(cli: CliRunner, two_workflow
         ('[workflow]\ncommand = ["x", "{clientId}"]\n', "unknown placeholder {clientId}"),
         ("[workflow]\ncommand = []\n", "the command is empty"),
         ('[workflow]\ncommand = "x \'unclosed"\n', "cannot split the command"),
-        ('timeout = "0s"\n', "timeout must be more than 0 seconds"),
+        ('timeout = "0s"\n', "timeout: must be more than 0 seconds, not '0s'"),
         ('[backoff]\nstrategy = "random"\n', "backoff.strategy"),
         ('timeout = "soon"\n', "not a duration: 'soon'"),
         ("[workflow\n", "invalid TOML"),

@@ -327,7 +327,7 @@ def test_a_negative_retention_is_refused(cli: CliRunner, setting: str) -> None:
     result = invoke(cli, "process", env={"RETRYQ_COMMAND": "true"})
     assert result.exit_code == 78
     assert "keep_days" in result.stderr
-    assert "greater than or equal to 0" in result.stderr
+    assert "must be a whole number of days from 0 to 36500" in result.stderr
 
 
 # -- 7. leases dated in the future ----------------------------------------------------------------

@@ -18,6 +18,12 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
     ("docs/architecture.md", "text", "retryq/"),  # read by tests/unit/test_architecture.py
     ("docs/concepts.md", "text", "            schedule / report"),
     (
+        "docs/configuration-guide.md",
+        "text",
+        "retryq: error: retryq.toml: workflows.ftp-import.max_attemps: unknown key in [workflows.ftp-import];"
+        " did you mean `max_attempts`?",
+    ),
+    (
         "docs/development.md",
         "sh",
         "make demo    # set up .venv, then run the whole loop on the default queue file, in ./demo",

@@ -25,6 +25,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from ...record.errors import ConfigError, LockTimeout, RetryqError, StoreIOError
+from ...record.limits import LOCK_TIMEOUT
 from ...record.models import Job
 from .._atomic import new_file_owner, replace_file
 from ..base import Finding, InvalidJob, JobFilter
@@ -53,7 +54,9 @@ class JsonFileStore(DocumentStore):
     ``archive`` on, pruned jobs are first appended to ``<file>.archive.jsonl``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 30.0, archive: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, lock_timeout: float = LOCK_TIMEOUT.total_seconds(), archive: bool = True
+    ) -> None:
         self.location = str(path)  # the name the user gave, for messages
         self.path = Path(os.path.realpath(path))  # resolved once: a write replaces the file, never the link
         self.address = str(self.path)

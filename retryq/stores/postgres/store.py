@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
 from ...record.errors import LockTimeout, OpenJobExists, StoreUnavailable
+from ...record.limits import LOCK_TIMEOUT
 from ...record.models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
 from ...record.timeutil import to_utc, utcnow
 from ..address import display_address
@@ -51,7 +52,7 @@ class PostgresStore:
         self,
         url: str,
         *,
-        lock_timeout: float = 30.0,
+        lock_timeout: float = LOCK_TIMEOUT.total_seconds(),
         archive: bool = True,
         schema: str | None = None,
         connect_attempts: int = 5,
