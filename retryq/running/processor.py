@@ -127,7 +127,7 @@ class Processor:
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
-        self._hooks = FailureHooks(config, queue=store.address)
+        self._hooks = FailureHooks(config, queue=store.environment())
         self._batch: dict[str, _Pending] = {}  # written with the next claim: results, pid records, releases
         self._claimed: set[str] = set()  # a `process` run starts each job at most once
 
@@ -320,7 +320,7 @@ class Processor:
             job.key,
             job=job,
             run_id=job.run_id,
-            queue=self.store.address,
+            queue=self.store.environment(),
             config_file=str(self.config.source) if self.config.source else None,
             env=settings.env,
         )

@@ -52,6 +52,7 @@ def _duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Namespace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$")]  # the backend checks the rest
 ExitCodes = list[Annotated[int, Field(ge=0, le=255)]]
 
 
@@ -118,10 +119,8 @@ class FileConfig(_WorkflowFields):
 
     queue: str | None = None
     queue_file: str | None = None
-    # "schema" in the file: BaseModel has a method of that name.
-    database_schema: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = Field(
-        default=None, alias="schema"
-    )
+    namespace: Namespace | None = None
+    database_schema: Namespace | None = Field(default=None, alias="schema")  # BaseModel has a schema()
     lock_timeout: Duration = timedelta(seconds=30)
     lease_grace: Duration = timedelta(seconds=60)
     due_window: Duration = timedelta(minutes=1)
@@ -169,10 +168,10 @@ class WorkflowSettings:
 class Config:
     """Everything retryq needs to know besides the queue's contents."""
 
-    #: Where the jobs are: a file path, or a PostgreSQL URL (see :func:`retryq.stores.open_store`).
+    #: Where the jobs are: a file path, or a server's URL (see :func:`retryq.stores.open_store`).
     queue: str = DEFAULT_QUEUE_FILE
-    #: For a PostgreSQL queue: the schema of its tables (several queues may share a database).
-    schema: str | None = None
+    #: What separates a queue from others on its server (a PostgreSQL schema); a file has none.
+    namespace: str | None = None
     source: Path | None = None  # the file this came from, if any
     lock_timeout: timedelta = timedelta(seconds=30)
     lease_grace: timedelta = timedelta(seconds=60)
@@ -349,9 +348,11 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
     # RETRYQ_QUEUE names any queue; RETRYQ_QUEUE_FILE (retryq sets both for a file) only a file.
     queue = env.get("RETRYQ_QUEUE") or env.get("RETRYQ_QUEUE_FILE") or queue
     metrics = base_dir / parsed.metrics_file if parsed.metrics_file else None
+    if parsed.namespace and parsed.database_schema and parsed.namespace != parsed.database_schema:
+        raise ConfigError(f"{where}: give `namespace` or `schema` (its PostgreSQL name), not both")
     return Config(
         queue=queue,
-        schema=parsed.database_schema,
+        namespace=env.get("RETRYQ_NAMESPACE") or parsed.namespace or parsed.database_schema,
         source=source,
         lock_timeout=parsed.lock_timeout,
         lease_grace=parsed.lease_grace,

@@ -22,18 +22,19 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
+from ...record import rules
 from ...record.errors import LockTimeout, OpenJobExists, StoreUnavailable
-from ...record.models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
+from ...record.models import Job, JobStatus
 from ...record.timeutil import utcnow
-from ..address import display_address
-from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
+from ..address import display_url
+from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from .address import parse
 from .connection import Database, first_line
-from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, search_path, values_of
+from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, values_of
 
 log = logging.getLogger("retryq")
 R = TypeVar("R")
 
-DEFAULT_SCHEMA = "retryq"
 RACE = "a change would open a second job for one workflow, client and date"
 
 
@@ -56,15 +57,20 @@ class PostgresStore:
         connect_attempts: int = 5,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self.address = url
-        self.location = display_address(url)
-        self.schema = schema or search_path(url) or DEFAULT_SCHEMA
+        self.location = display_url(url)
+        checked = parse(url, schema)  # a ConfigError (exit 78) for what no connection attempt could mend
+        self.address, self.schema = checked.url, checked.schema
         self.lock_timeout = lock_timeout
         self.archive = archive
         self.channel = f"retryq_{self.schema}"
         self._names = {"schema": sql.Identifier(self.schema)}
         self._db = Database(
-            url, self.location, self.schema, lock_timeout=lock_timeout, connect_attempts=connect_attempts, sleep=sleep
+            self.address,
+            self.location,
+            self.schema,
+            lock_timeout=lock_timeout,
+            connect_attempts=connect_attempts,
+            sleep=sleep,
         )
         self._transact = self._db.transact
 
@@ -76,6 +82,10 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def environment(self) -> dict[str, str]:
+        """The URL (its password with it: prefer ``~/.pgpass`` or ``PGPASSWORD``) and the schema."""
+        return {"RETRYQ_QUEUE": self.address, "RETRYQ_NAMESPACE": self.schema}
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -173,7 +183,7 @@ class PostgresStore:
             new = [job for job in jobs if job.id not in present]
             kept = self._ids(connection, "archive", [job.id for job in archived]) if self.archive else set()
             new_archived = [job for job in archived if job.id not in kept] if self.archive else []
-            opened = [job for job in new if job.status in OPEN_STATUSES]
+            opened = [job for job in new if job.status in rules.OPEN_STATUSES]
             if opened and (conflict := self._open_job_exists(connection, opened)) is not None:
                 raise conflict
             if not dry_run:
@@ -247,14 +257,12 @@ class PostgresStore:
                     f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE status = ANY(%s) ORDER BY position"
                     + ("" if dry_run else " FOR UPDATE SKIP LOCKED")
                 ),
-                ([status.value for status in FINISHED_STATUSES],),
+                (sorted(rules.FINISHED_VALUES),),
             ).fetchall()
             doomed = []
             for row in rows:
                 job = decode(row)
-                if job is not None and rule.expired(
-                    job.workflow, job.status, job.finished_at or job.started_at or job.execute_at
-                ):
+                if job is not None and rule.expired(job.workflow, job.status, rules.ended_at(job)):
                     doomed.append(job)
             if doomed and not dry_run:
                 self._remove(connection, doomed)
@@ -290,7 +298,7 @@ class PostgresStore:
                 changed.append(new)
         if removed:
             self._remove(connection, removed)
-        if changed and not any(job.status in OPEN_STATUSES for job in changed):
+        if changed and not any(job.status in rules.OPEN_STATUSES for job in changed):
             self._write(connection, changed)  # results, mostly: no key can clash, no savepoint needed
         elif changed:
             try:
@@ -350,8 +358,8 @@ class PostgresStore:
                 ),
                 (*job.key, job.id),
             ).fetchone()
-            if holder is not None and job.status in OPEN_STATUSES:
-                return open_job_exists(job, [holder["id"]])
+            if holder is not None and (conflict := rules.key_conflict(job, [holder["id"]])) is not None:
+                return conflict
         return None
 
     def _notify_if_due(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
