@@ -137,11 +137,9 @@ class Processor:
         """Run due jobs until none is left (or, as a worker, until stopped); return the report."""
         report = ProcessReport(started_at=self.clock())
         with platform.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
-            report.invalid = self.store.invalid()
+            self._start_up(report, worker=worker)
             for problem in report.invalid:
                 log.warning("%s; left as it is", problem)
-            self._resolve_commands(report)
-            self.housekeeping.recover(report)
             try:
                 self._loop(report, worker=worker, poll=poll)
             except BaseException:
@@ -162,6 +160,20 @@ class Processor:
         self.supervisor.stop_all(immediately=again)
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def _start_up(self, report: ProcessReport, *, worker: bool, outages: int = 0) -> None:
+        """What a run reads first; a worker waits for a store out of reach (`process` exits 75: cron runs it again)."""
+        while not self._stop_event.is_set():
+            try:
+                report.invalid = self.store.invalid()
+                self._resolve_commands(report)
+                self.housekeeping.recover(report)
+                return
+            except StoreUnavailable as error:
+                if not worker:
+                    raise
+                log.warning("%s; waiting for it", error)
+                self._sleep(OUTAGE_WAIT(RetryState(outages := outages + 1)))
 
     def _loop(self, report: ProcessReport, *, worker: bool, poll: Backoff) -> None:
         idle_polls = outages = 0

@@ -4,12 +4,14 @@ roles and databases made by the test, with names of their own."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -22,7 +24,7 @@ from retryq.record.errors import ConfigError, ExitCode, StoreUnavailable
 from retryq.stores.postgres import PostgresStore
 
 from .. import postgres_cluster
-from ..helpers import FakeWorkflow, invoke, make_config, unavailable
+from ..helpers import FakeWorkflow, invoke, make_config, process, unavailable
 
 pytestmark = pytest.mark.postgres
 
@@ -216,3 +218,48 @@ def test_a_worker_started_while_the_server_is_down_waits_for_it(
         direct.close()
     assert waits[:2] == [2.0, 4.0]  # the outage's waits, before the server came back
     assert (report.succeeded, len(workflow.calls())) == (1, 1)
+
+
+# -- the setup the documentation gives, run as written -----------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
+
+
+def documented_sql() -> list[list[str]]:
+    """The ```sql blocks of docs/backends.md, each as its statements."""
+    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    return [[statement.strip() for statement in block.split(";") if statement.strip()] for block in blocks]
+
+
+@pytest.mark.parametrize("way", ["own database", "own schema"])
+def test_the_documented_setup_is_all_retryq_needs(
+    admin: psycopg.Connection[tuple[object, ...]], postgres_url: str, workflow: FakeWorkflow, way: str
+) -> None:
+    own, shared, schema_in_shared = documented_sql()
+    suffix = uuid.uuid4().hex[:10]
+    names = {"retryq": f"retryq_doc_{suffix}", "jobs": f"retryq_jobs_{suffix}", "app": f"retryq_app_{suffix}"}
+    password = f"pw-{suffix}"
+
+    def named(statement: str) -> str:
+        statement = statement.replace("'choose-a-password'", f"'{password}'")
+        return re.sub(r"\b(retryq|jobs|app)\b", lambda found: names[found.group(1)], statement)
+
+    database = names["jobs"] if way == "own database" else names["app"]
+    try:
+        if way == "own schema":
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        for statement in own if way == "own database" else shared:
+            admin.execute(named(statement))
+        if way == "own schema":
+            with psycopg.connect(address(postgres_url, database=database), autocommit=True) as inside:
+                for statement in schema_in_shared:
+                    inside.execute(named(statement))
+        url = address(postgres_url, user=names["retryq"], password=password, database=database)
+        with RetryQueue(config=make_config(workflow.argv(), queue=url, namespace=names["retryq"])) as queue:
+            queue.schedule("balthazar", "2025-12-19", 0)
+            assert process(queue).succeeded == 1
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        with suppress(psycopg.errors.UndefinedObject):
+            admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(names["retryq"])))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["retryq"])))

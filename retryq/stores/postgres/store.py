@@ -29,6 +29,7 @@ from ...record.timeutil import utcnow
 from ..address import display_url
 from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
 from .address import parse
+from .checks import durability
 from .connection import Database, first_line
 from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, values_of
 
@@ -136,13 +137,16 @@ class PostgresStore:
 
     def check(self) -> list[Finding]:
         try:
-            version = self._transact(
-                lambda c: c.execute(self._sql("SELECT value FROM {schema}.meta WHERE key = 'version'")).fetchone()
+            version, settings = self._transact(
+                lambda c: (
+                    c.execute(self._sql("SELECT value FROM {schema}.meta WHERE key = 'version'")).fetchone(),
+                    durability(c),
+                )
             )
         except (StoreUnavailable, LockTimeout) as error:
             return [Finding("problem", f"queue: {error}")]
         number = version["value"] if version else "?"
-        return [Finding("ok", f"queue: database reachable, schema {self.schema} at version {number}")]
+        return [Finding("ok", f"queue: database reachable, schema {self.schema} at version {number}"), *settings]
 
     # -- writing -----------------------------------------------------------------------------
 
