@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from retryq.record.errors import ConfigError
+
 from ..helpers import invoke
 
 SECRET = "s3cr3t-Pa55"
@@ -72,3 +74,16 @@ def test_namespace_and_schema_that_disagree_are_refused(cli: CliRunner) -> None:
     )
     Path("retryq.toml").write_text('namespace = "a"\nschema = "a"\n')
     assert invoke(cli, "list").exit_code == 0
+
+
+def test_the_namespace_comes_from_the_file_then_the_environment() -> None:
+    from retryq import load_config
+
+    Path("retryq.toml").write_text('queue = "postgresql://retryq@db/jobs"\nschema = "billing"\n')
+    assert load_config(env={}).namespace == "billing"
+    assert load_config(env={"RETRYQ_NAMESPACE": "billing_b"}).namespace == "billing_b"  # what a workflow is given
+    Path("retryq.toml").write_text('namespace = "billing:eu"\n')  # a key prefix of another backend
+    assert load_config(env={}).namespace == "billing:eu"
+    Path("retryq.toml").write_text('namespace = "two words"\n')
+    with pytest.raises(ConfigError, match="namespace"):
+        load_config(env={})
