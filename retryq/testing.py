@@ -219,6 +219,34 @@ class StoreContract:
         store.update({"b": finished(JobStatus.CANCELLED)})
         assert store.update({"a": reopen})["a"] is not None  # once the other is settled, it may reopen
 
+    def test_key_conflicts_agree_with_the_rules_on_generated_changes(self, make_store: NewStore) -> None:
+        """A change that would leave two open jobs of one key is refused whole; any other is written."""
+        rng = random.Random(20251221)  # noqa: S311  (generated test data, the same on every run)
+        for case in range(self.generated_queues):
+            store = make_store()
+            jobs, open_keys = [], set()
+            for n in range(rng.randint(1, 12)):
+                each = job(id=f"k{case}-{n}", client_id=f"c{rng.randint(0, 3)}", status=rng.choice(list(JobStatus)))
+                if each.status.is_open and each.key in open_keys:
+                    each = each.model_copy(update={"status": JobStatus.FAILED, "finished_at": T0})
+                open_keys.update([each.key] if each.status.is_open else [])
+                jobs.append(each)
+            store.insert(jobs)
+            targets = {each.id: rng.choice(list(JobStatus)) for each in rng.sample(jobs, k=rng.randint(1, len(jobs)))}
+            after = {each.id: each.model_copy(update={"status": targets.get(each.id, each.status)}) for each in jobs}
+            held = Counter(each.key for each in after.values() if each.status.is_open)
+            conflict = any(count > 1 for count in held.values())
+            changes = {
+                ident: (lambda each, to=to: each.model_copy(update={"status": to})) for ident, to in targets.items()
+            }
+            if conflict:
+                with pytest.raises(OpenJobExists):
+                    store.update(changes)
+                assert store.load() == jobs, f"generated change #{case}: a refused change wrote something"
+            else:
+                store.update(changes)
+                assert store.load() == list(after.values()), f"generated change #{case}"
+
     def test_racing_adds_for_one_key_create_one_job(self, store: Store, reopen: Callable[[Store], Store]) -> None:
         handles = [reopen(store) for _ in range(6)]
         created: list[bool] = []
@@ -445,6 +473,37 @@ class StoreContract:
         assert [each.id for each in store.load()] == ["new-done", "old-failed", "ftp-done", "old-pending"]
         assert [each.id for each in store.load_archive()] == ["old-done", "legacy"]
         assert store.prune(rule) == []
+
+    def test_prunes_agree_with_the_rules_on_generated_queues(self, make_store: NewStore) -> None:
+        """When a job ended (finishedAt, else startedAt, else executeAt), by workflow and status."""
+        rng = random.Random(20251220)  # noqa: S311  (generated test data, the same on every run)
+        for case in range(self.generated_queues):
+            store = make_store()
+            jobs = []
+            for n in range(rng.randint(0, 16)):
+                status = rng.choice(list(JobStatus))
+                times = {name: T0 - timedelta(days=rng.randint(0, 20)) for name in ("finished_at", "started_at")}
+                kept = {name: when for name, when in times.items() if rng.random() < 0.6 and status.is_finished}
+                when = T0 - timedelta(days=rng.randint(0, 20))
+                jobs.append(
+                    job(
+                        id=f"p{case}-{n}",
+                        client_id=f"c{n}",
+                        workflow=rng.choice(WORKFLOWS),
+                        status=status,
+                        execute_at=when,
+                        **kept,
+                    )
+                )
+            store.insert(jobs)
+            cutoffs = {status: T0 - timedelta(days=rng.randint(0, 20)) for status in rules.FINISHED_STATUSES}
+            by_workflow = {"ftp": {JobStatus.COMPLETED: T0 - timedelta(days=rng.randint(0, 20))}}
+            rule = PruneRule(cutoffs=cutoffs, by_workflow=by_workflow if rng.random() < 0.5 else {})
+            queue = store.load()
+            expected = [each.id for each in queue if rule.expired(each.workflow, each.status, rules.ended_at(each))]
+            assert [each.id for each in store.prune(rule, dry_run=True)] == expected, f"generated queue #{case}"
+            assert [each.id for each in store.prune(rule)] == expected, f"generated queue #{case}"
+            assert [each.id for each in store.load()] == [each.id for each in queue if each.id not in expected]
 
     def test_load_by_filter(self, store: Store) -> None:
         store.add(job(id="a", client_id="a"), unchanged)
