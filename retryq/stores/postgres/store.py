@@ -302,6 +302,9 @@ class PostgresStore:
                 changed.append(new)
         if removed:
             self._remove(connection, removed)
+        # The index of open keys is checked row by row: the jobs a change closes are written before
+        # those it opens, so that closing one job and reopening another of its key is not a clash.
+        changed.sort(key=lambda job: job.status in rules.OPEN_STATUSES)
         if changed and not any(job.status in rules.OPEN_STATUSES for job in changed):
             self._write(connection, changed)  # results, mostly: no key can clash, no savepoint needed
         elif changed:
