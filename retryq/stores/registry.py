@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 import abc
-import difflib
 import importlib
 import os
 from typing import Any, ClassVar
@@ -112,6 +111,8 @@ def _from_entry_point(scheme: str, address: str) -> Any:
                     f"{display_url(address)}: the backend for {scheme}:// ({entry.value}) cannot be imported: "
                     f"{without_secrets(str(error), address)}"
                 ) from None
+    import difflib  # only for the message of an unknown scheme
+
     known = known_schemes()
     near = difflib.get_close_matches(scheme, known, n=1, cutoff=0.6) or [
         name
