@@ -662,17 +662,13 @@ def generated_request(rng: random.Random, queue: list[Job]) -> ClaimRequest:
 def rules_answer(queue: list[Job], request: ClaimRequest) -> list[Job]:
     """The jobs a claim takes from ``queue`` (in queue order), in order, as :mod:`retryq.record.rules` says."""
     running = Counter(each.workflow for each in queue if each.status is JobStatus.RUNNING)
-    candidates = [
-        (each.execute_at, position, each.workflow, each)
-        for position, each in enumerate(queue)
-        if rules.claimable(
-            each.status.value,
-            each.workflow,
-            each.id,
-            each.execute_at,
-            due_by=request.due_by,
-            workflows=request.slots.keys(),
-            exclude=request.exclude,
-        )
-    ]
-    return rules.choose(candidates, free=rules.free_slots(request.slots, request.caps, running), limit=request.limit)
+    return rules.choose(
+        [
+            (each.execute_at, position, each.status.value, each.workflow, each.id, each)
+            for position, each in enumerate(queue)
+        ],
+        due_by=request.due_by,
+        free=rules.free_slots(request.slots, request.caps, running),
+        limit=request.limit,
+        exclude=request.exclude,
+    )

@@ -19,7 +19,6 @@ __all__ = [
     "REQUEUEABLE_STATUSES",
     "active_at",
     "choose",
-    "claimable",
     "claimed",
     "ended_at",
     "ended_field",
@@ -73,27 +72,6 @@ def active_at(job: Job) -> datetime:
 # -- claims ----------------------------------------------------------------------------------------
 
 
-def claimable(
-    status: object,
-    workflow: object,
-    ident: str | None,
-    execute_at: datetime | None,
-    *,
-    due_by: datetime,
-    workflows: Collection[str],
-    exclude: Collection[str] = (),
-) -> bool:
-    """Whether a claim may take this job: pending, of a workflow the claimant runs, not excluded
-    (a ``process`` run starts each job once), and due (``executeAt <= due_by``)."""
-    return (
-        status == PENDING
-        and workflow in workflows
-        and not (exclude and ident in exclude)
-        and execute_at is not None
-        and execute_at <= due_by
-    )
-
-
 def free_slots(slots: Mapping[str, int], caps: Mapping[str, int], running: Mapping[str, int]) -> dict[str, int]:
     """How many jobs of each workflow a claim may take: the claimant's free ``slots``, bounded by a
     store-wide cap (``caps[w]``, less what already runs in the whole store, ``running[w]``)."""
@@ -105,24 +83,39 @@ def free_slots(slots: Mapping[str, int], caps: Mapping[str, int], running: Mappi
 
 
 def choose(
-    candidates: Iterable[tuple[datetime, int, str, T]],
+    candidates: Iterable[tuple[datetime | None, int, object, str, str | None, T]],
     *,
+    due_by: datetime,
     free: Mapping[str, int],
     limit: int,
+    exclude: Collection[str] = (),
     accept: Callable[[T], bool] | None = None,
 ) -> list[T]:
-    """The claimable jobs a claim takes, in the order it takes them.
+    """The jobs a claim takes, in the order it takes them.
 
-    ``candidates`` are ``(executeAt, position in the queue, workflow, item)``: the oldest
-    ``executeAt`` first, then queue order; each workflow up to its ``free`` slots, ``limit`` in all.
-    ``accept`` may turn an item down (a record that is not a valid job): it takes no slot.
+    ``candidates`` are ``(executeAt, position in the queue, status, workflow, id, item)``. A claim
+    takes a job that is pending, of a workflow the claimant runs (a key of ``free``), not in
+    ``exclude`` (a ``process`` run starts each job once) and due (``executeAt <= due_by``): the
+    oldest ``executeAt`` first, then queue order; each workflow up to its ``free`` slots, ``limit``
+    in all. ``accept`` may turn an item down (a record that is not a valid job): it takes no slot.
     """
+    due = [
+        candidate
+        for candidate in candidates
+        if candidate[2] == PENDING
+        and candidate[3] in free
+        and candidate[0] is not None
+        and candidate[0] <= due_by
+        and not (exclude and candidate[4] in exclude)
+    ]
+    # (executeAt, position) is unique to each candidate: the tuples sort without comparing the rest.
+    due.sort()
     room = dict(free)
     chosen: list[T] = []
-    for _, _, workflow, item in sorted(candidates, key=lambda candidate: candidate[:2]):
+    for _, _, _, workflow, _, item in due:
         if len(chosen) >= limit:
             break
-        if room.get(workflow, 0) > 0 and (accept is None or accept(item)):
+        if room[workflow] > 0 and (accept is None or accept(item)):
             room[workflow] -= 1
             chosen.append(item)
     return chosen

@@ -352,29 +352,22 @@ class DocumentStore:
                 raise conflict
 
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[tuple[int, Job]]:
-        """The records to claim, as :mod:`retryq.record.rules` chooses them; only the chosen ones are validated."""
-        candidates = []
-        workflows, exclude = request.slots.keys(), request.exclude
-        for position, entry in enumerate(entries):
-            if entry.status != rules.PENDING or entry.key[0] not in workflows:
-                continue  # compared on the scanned fields first: reading executeAt costs a parse
-            execute_at = entry.execute_at()
-            workflow = entry.key[0]
-            if rules.claimable(
-                entry.status,
-                workflow,
-                entry.job_id() if exclude else None,
-                execute_at,
-                due_by=request.due_by,
-                workflows=workflows,
-                exclude=exclude,
-            ):
-                assert execute_at is not None
-                candidates.append((execute_at, position, workflow, position))
+        """The records to claim, as :func:`retryq.record.rules.choose` chooses them; only the chosen are validated."""
+        workflows, exclude, pending = request.slots, request.exclude, rules.PENDING
+        candidates = (
+            (entry.execute_at(), position, pending, workflow, entry.job_id() if exclude else None, position)
+            for position, entry in enumerate(entries)
+            # Compared on the scanned fields first: reading executeAt costs a parse.
+            if entry.status == pending and (workflow := entry.key[0]) in workflows
+        )
         running = Counter(entry.key[0] for entry in entries if entry.status == rules.RUNNING) if request.caps else {}
-        free = rules.free_slots(request.slots, request.caps, running)
         chosen = rules.choose(
-            candidates, free=free, limit=request.limit, accept=lambda position: entries[position].decoded() is not None
+            candidates,
+            due_by=request.due_by,
+            free=rules.free_slots(request.slots, request.caps, running),
+            limit=request.limit,
+            exclude=exclude,
+            accept=lambda position: entries[position].decoded() is not None,
         )
         return [(position, entries[position].job(self.location)) for position in chosen]
 

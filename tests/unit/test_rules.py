@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -15,27 +16,34 @@ from ..helpers import T0, make_job
 OWNER = Owner(host="h", pid=1)
 
 
-def at(minutes: int) -> object:
+def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
+def pending(minutes: int, position: int, workflow: str = "default", ident: str | None = None) -> tuple[Any, ...]:
+    """A candidate: a pending job due ``minutes`` after T0, at ``position`` in the queue; the item is its id."""
+    name = ident or f"j{position}"
+    return (at(minutes), position, "pending", workflow, name, name)
+
+
 def test_the_oldest_due_comes_first_and_ties_go_by_queue_order() -> None:
-    candidates = [(at(5), 0, "default", "a"), (at(1), 1, "default", "b"), (at(5), 2, "default", "c")]
-    assert rules.choose(candidates, free={"default": 10}, limit=10) == ["b", "a", "c"]
-    tied = [(at(0), 3, "default", "late"), (at(0), 1, "default", "early")]
-    assert rules.choose(tied, free={"default": 10}, limit=10) == ["early", "late"]
+    candidates = [pending(5, 0), pending(1, 1), pending(5, 2), pending(0, 4), pending(0, 3)]
+    assert rules.choose(candidates, due_by=at(10), free={"default": 10}, limit=10) == ["j3", "j4", "j1", "j0", "j2"]
 
 
 def test_each_workflow_takes_its_free_slots_and_the_limit_bounds_all() -> None:
-    candidates = [(at(n), n, "ftp" if n % 2 else "default", f"j{n}") for n in range(8)]
-    assert rules.choose(candidates, free={"default": 1, "ftp": 5}, limit=3) == ["j0", "j1", "j3"]
-    assert rules.choose(candidates, free={"default": 1}, limit=10) == ["j0"]  # no slots: never claimed
-    assert rules.choose(candidates, free={"default": 5}, limit=0) == []
+    candidates = [pending(n, n, "ftp" if n % 2 else "default") for n in range(8)]
+    due = at(60)
+    assert rules.choose(candidates, due_by=due, free={"default": 1, "ftp": 5}, limit=3) == ["j0", "j1", "j3"]
+    assert rules.choose(candidates, due_by=due, free={"default": 1}, limit=10) == ["j0"]  # no slots: never claimed
+    assert rules.choose(candidates, due_by=due, free={"default": 5}, limit=0) == []
+    assert rules.choose(candidates, due_by=due, free={"default": -2, "ftp": 1}, limit=5) == ["j1"]  # a cap took all
 
 
 def test_a_job_turned_down_takes_no_slot() -> None:
-    candidates = [(at(0), 0, "default", "broken"), (at(1), 1, "default", "fine")]
-    assert rules.choose(candidates, free={"default": 1}, limit=5, accept=lambda item: item != "broken") == ["fine"]
+    candidates = [pending(0, 0, ident="broken"), pending(1, 1, ident="fine")]
+    chosen = rules.choose(candidates, due_by=at(5), free={"default": 1}, limit=5, accept=lambda item: item != "broken")
+    assert chosen == ["fine"]
 
 
 def test_a_cap_bounds_the_free_slots_by_what_runs_in_the_whole_store() -> None:
@@ -45,24 +53,20 @@ def test_a_cap_bounds_the_free_slots_by_what_runs_in_the_whole_store() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "workflow", "ident", "minutes", "claimable"),
+    ("candidate", "taken"),
     [
-        ("pending", "default", "a", 0, True),  # due exactly now
-        ("pending", "default", "a", 1, False),  # not yet
-        ("running", "default", "a", -5, False),
-        ("failed", "default", "a", -5, False),
-        ("pending", "unknown", "a", -5, False),  # a workflow the claimant does not run
-        ("pending", "default", "done", -5, False),  # excluded: run once by this process already
+        ((at(0), 0, "pending", "default", "a", "a"), True),  # due exactly now
+        ((at(1), 0, "pending", "default", "a", "a"), False),  # not yet
+        ((None, 0, "pending", "default", "a", "a"), False),  # a record whose executeAt cannot be read
+        ((at(-5), 0, "running", "default", "a", "a"), False),
+        ((at(-5), 0, "failed", "default", "a", "a"), False),
+        ((at(-5), 0, "pending", "unknown", "a", "a"), False),  # a workflow the claimant does not run
+        ((at(-5), 0, "pending", "default", "done", "done"), False),  # run once by this process already
     ],
 )
-def test_what_a_claim_may_take(status: str, workflow: str, ident: str, minutes: int, claimable: bool) -> None:
-    assert (
-        rules.claimable(
-            status, workflow, ident, at(minutes), due_by=T0, workflows={"default"}, exclude=frozenset({"done"})
-        )
-        is claimable
-    )
-    assert not rules.claimable("pending", "default", "a", None, due_by=T0, workflows={"default"})
+def test_what_a_claim_may_take(candidate: tuple[Any, ...], taken: bool) -> None:
+    chosen = rules.choose([candidate], due_by=T0, free={"default": 5}, limit=5, exclude=frozenset({"done"}))
+    assert bool(chosen) is taken
 
 
 def test_a_claim_marks_the_job_running_for_its_owner_until_its_lease_ends() -> None:
