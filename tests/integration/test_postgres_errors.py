@@ -227,7 +227,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
 
 def documented_sql() -> list[list[str]]:
     """The ```sql blocks of docs/backends.md, each as its statements."""
-    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    blocks = re.findall(r"```sql[^\n]*\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
     return [[statement.strip() for statement in block.split(";") if statement.strip()] for block in blocks]
 
 
