@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from .record import lifecycle
+from .record import lifecycle, rules
 from .record.errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
 from .record.models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
 from .record.timeutil import format_utc, parse_delay, to_utc, utcnow
@@ -110,7 +110,7 @@ class RetryQueue:
 
     With no arguments it finds its configuration and queue as the ``retryq`` command does
     (``retryq.toml``, ``RETRYQ_*`` variables, ``.retry-queue.json``). Pass ``config=Config()`` to
-    ignore the environment, and a path, a ``postgresql://`` URL or a store to choose where jobs
+    ignore the environment, and a path, a server's URL or a store to choose where jobs
     live. Usable as a context manager, which closes the store.
     """
 
@@ -121,7 +121,7 @@ class RetryQueue:
                 self.config.queue if store is None else store,
                 lock_timeout=self.config.lock_timeout.total_seconds(),
                 archive=self.config.archive,
-                schema=self.config.schema if store is None else None,
+                namespace=self.config.namespace if store is None else None,
             )
         self.store: Store = store
 
@@ -316,7 +316,7 @@ class RetryQueue:
         """
         now = to_utc(now or utcnow())
         job = self.get(ident)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if job.status not in rules.REQUEUEABLE_STATUSES:
             raise JobStateError(f"job {job.id} is {job.status.value}; only failed or cancelled jobs can be requeued")
         mutation = _requeue(now, delay, max_attempts)
         result = self.store.update({job.id: mutation}).get(job.id)
@@ -341,13 +341,13 @@ class RetryQueue:
         now = to_utc(now or utcnow())
         if query.statuses is None:
             query = replace(query, statuses=frozenset({JobStatus.FAILED}))
-        if not query.statuses or not query.statuses <= {JobStatus.FAILED, JobStatus.CANCELLED}:
+        if not query.statuses or not query.statuses <= rules.REQUEUEABLE_STATUSES:
             raise InvalidInput("only failed or cancelled jobs can be requeued")
         mutation = _requeue(now, delay, max_attempts)
         open_keys = {job.key: job for job in self.store.load(JobFilter(statuses=OPEN_STATUSES))}
         chosen: dict[tuple[str, str, str], Job] = {}
         skipped: list[Skipped] = []
-        for job in sorted(self.select(query), key=_ended, reverse=True):
+        for job in sorted(self.select(query), key=rules.ended_at, reverse=True):
             if job.key in open_keys:
                 skipped.append(Skipped(job, f"job {open_keys[job.key].id} is already open for this key"))
             elif job.key in chosen:
@@ -412,7 +412,3 @@ def _requeue(now: datetime, delay: int | str | timedelta, max_attempts: int | No
     if max_attempts is not None:
         validate_max_attempts(max_attempts)
     return lifecycle.requeue(now, now + timedelta(minutes=parse_delay(delay)), max_attempts)
-
-
-def _ended(job: Job) -> datetime:
-    return job.finished_at or job.started_at or job.execute_at

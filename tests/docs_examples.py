@@ -49,6 +49,7 @@ NOT_RUN = {
     "batch": "a Windows command file, included from schtasks.example.cmd",
     "json": "a file's content shown for reading",
     "yaml": "a configuration of another tool",
+    "sql": "statements for a database's administrator, run by tests/integration/test_postgres_errors.py",
 }
 
 #: Pages generated from the code and checked against it by their own tests (their blocks are --help texts).

@@ -19,6 +19,8 @@ from pathlib import Path
 #: initdb refuses to run as root; the cluster is run by this user when the tests run as root.
 CLUSTER_USER = "postgres"
 SUPERUSER = "retryq"
+#: The roles that must give their password (see _require_passwords); the tests create the group.
+PASSWORD_GROUP = "retryq_passwords"
 
 
 def binary(name: str) -> str | None:
@@ -61,12 +63,23 @@ def start(directory: Path) -> str:
         os.chown(directory, user.pw_uid, user.pw_gid)
     data = directory / "data"
     _run(_as_owner([initdb, "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"], directory))
+    _require_passwords(data / "pg_hba.conf")
     port = _free_port()
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory} -c fsync=off"
     log = str(directory / "server.log")
     _run(_as_owner([pg_ctl, "-D", str(data), "-o", options, "-l", log, "-w", "start"], directory))
     (directory / "url").write_text(f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres\n")
     return url(directory)
+
+
+def _require_passwords(hba: Path) -> None:
+    """Every role trusted on loopback, but the members of :data:`PASSWORD_GROUP`, which log in with their
+    password: the tests of a wrong password create such a role (the first matching line wins)."""
+    lines = [
+        "# retryq's tests: members of this group log in with their password; every other role is trusted.",
+        *(f"host all +{PASSWORD_GROUP} {address} scram-sha-256" for address in ("127.0.0.1/32", "::1/128")),
+    ]
+    hba.write_text("\n".join(lines) + "\n" + hba.read_text())
 
 
 def url(directory: Path) -> str:

@@ -158,7 +158,7 @@ def run(
 
     queue = open_queue(ctx)
     key = JobKey.of(client, date, queue.config.workflow(workflow).name)
-    result = run_workflow(queue.config, key, queue=queue.store.address, timeout=timeout)
+    result = run_workflow(queue.config, key, queue=queue.store.environment(), timeout=timeout)
     if (leftovers := result.describe_leftovers()) is not None:
         warn(leftovers)
     if result.timed_out:
@@ -204,7 +204,7 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
             command = "(workflow not configured: left pending)"
         else:
             argv, _ = invocation(
-                settings.command, job.key, job=job, run_id="", queue=queue.store.address, config_file=None
+                settings.command, job.key, job=job, run_id="", queue=queue.store.environment(), config_file=None
             )
             command = shlex.join(argv)
         typer.echo(f"  would run {job.id[:8]} {job.label}: {command}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DriverMissing",
     "ExitCode",
     "InvalidInput",
     "JobNotFound",
@@ -97,5 +98,15 @@ class LockTimeout(RetryqError, TimeoutError):
 
 class ConfigError(RetryqError):
     """The configuration is missing, invalid, or names a command that cannot be found."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class DriverMissing(RetryqError):
+    """The queue's backend needs a package that is not installed; the message names the extra to install.
+
+    Exit 78, as a configuration error, but not a :class:`ConfigError`: ``doctor`` cannot check a
+    queue it cannot open, and exits 78 as every other command does rather than report a finding.
+    """
 
     exit_code = ExitCode.CONFIG

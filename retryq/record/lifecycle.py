@@ -27,10 +27,12 @@ __all__ = [
     "unclaim",
 ]
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from . import rules
 from .backoff import Backoff, RetryState
 from .limits import DUE_WINDOW
 from .models import HISTORY_LIMIT, Attempt, Job, JobKey, JobStatus, Outcome, Owner, new_job_id
@@ -108,28 +110,8 @@ def on_duplicate(delay_minutes: int) -> _Mutation:
 
 
 def claim(*, owner: Owner, run_id: str, now: datetime, lease: timedelta, max_attempts: int = 3) -> _Mutation:
-    """Mark a due job as running for ``owner`` until ``now + lease`` at the latest.
-
-    A job without a limit of its own (written by the original scripts) takes ``max_attempts``,
-    the workflow's, from then on.
-    """
-
-    def mutate(job: Job) -> Job:
-        return job.model_copy(
-            update={
-                "status": JobStatus.RUNNING,
-                "max_attempts": job.max_attempts or max_attempts,
-                "owner": owner,
-                "run_id": run_id,
-                "started_at": now,
-                "finished_at": None,
-                "lease_until": now + lease,
-                "workflow_pid": None,
-                "follow_up_minutes": None,
-            }
-        )
-
-    return mutate
+    """Mark a due job as running for ``owner`` until ``now + lease`` at the latest (:func:`rules.claimed`)."""
+    return functools.partial(rules.claimed, owner=owner, run_id=run_id, now=now, lease=lease, max_attempts=max_attempts)
 
 
 def record_pid(run_id: str, pid: int) -> _Mutation:
@@ -282,7 +264,7 @@ def requeue(now: datetime, execute_at: datetime, max_attempts: int | None = None
     """Give a failed or cancelled job a fresh chain of attempts, due at ``execute_at``."""
 
     def mutate(job: Job) -> Job:
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if job.status not in rules.REQUEUEABLE_STATUSES:
             return job
         return job.model_copy(
             update={

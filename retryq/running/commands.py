@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..record.errors import ConfigError
-from ..stores.address import is_database_url
 from .platform import RUN_ID_VARIABLE
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ def invocation(
     key: JobKey,
     *,
     run_id: str,
-    queue: str | None,
+    queue: Mapping[str, str] | None,
     config_file: str | None,
     env: Mapping[str, str] | None = None,
     job: Job | None = None,
@@ -35,6 +34,9 @@ def invocation(
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of one run of ``key``'s workflow: placeholders filled, the workflow's
     ``env`` and ``RETRYQ_*`` set over retryq's own environment.
+
+    ``queue`` is what the store says a nested ``retryq`` needs to find the same queue, whatever its
+    working directory (:meth:`~retryq.stores.Store.environment`); None or empty when it cannot.
 
     For a queued ``job``: its attempt, limit and id; else (``retryq run``) attempt 1 of ``max_attempts``, no id.
     """
@@ -58,10 +60,7 @@ def invocation(
         "RETRYQ_WORKFLOW": key.workflow,
         RUN_ID_VARIABLE: run_id,
     }
-    if queue is not None:  # where a nested `retryq schedule` finds the same queue, whatever its cwd
-        if not is_database_url(queue):
-            queue = variables["RETRYQ_QUEUE_FILE"] = os.path.abspath(queue)
-        variables["RETRYQ_QUEUE"] = queue
+    variables.update(queue or {})  # where a nested `retryq schedule` finds the same queue
     if config_file is not None:
         variables["RETRYQ_CONFIG"] = os.path.abspath(config_file)  # a nested `retryq schedule` finds the same setup
     return build_argv(command, values), {**os.environ, **variables}

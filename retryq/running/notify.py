@@ -30,7 +30,7 @@ def run_failure_hook(
     command: tuple[str, ...],
     *,
     timeout: timedelta,
-    queue: str | None,
+    queue: Mapping[str, str] | None,
     config_file: str | None,
     env: Mapping[str, str] | None = None,
 ) -> bool:
@@ -85,7 +85,7 @@ def run_failure_hook(
 class FailureHooks:
     """Runs each failed job's ``on_failure`` beside the processor's loop, which never waits for one."""
 
-    def __init__(self, config: Config, *, queue: str | None) -> None:
+    def __init__(self, config: Config, *, queue: Mapping[str, str] | None) -> None:
         self.config = config
         self.queue = queue
         self._threads: list[threading.Thread] = []

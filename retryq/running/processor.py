@@ -3,7 +3,8 @@
 One loop serves ``retryq process`` (run what is due, then return) and ``retryq worker`` (keep
 polling). Every store write both records the results that came in since the last one and claims
 jobs for the free slots, so a busy run costs about one write per job. What happens between jobs
-(recovering abandoned claims, pruning, metrics) is :mod:`retryq.housekeeping`'s.
+(recovering abandoned claims, pruning, reporting) is :mod:`retryq.running.housekeeping`'s; the
+changes that wait for the next write are :mod:`retryq.running.pending`'s.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 __all__ = ["Change", "Processor"]
 
 import contextlib
-import enum
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ..record import lifecycle
@@ -26,12 +26,15 @@ from ..record.errors import RetryqError, StoreUnavailable
 from ..record.models import Job, JobStatus, Outcome
 from ..record.timeutil import format_utc, utcnow
 from ..settings.config import Config, WorkflowSettings
-from ..stores import Claimant, ClaimRequest, JobFilter, Mutation, Store
+from ..stores import Claimant, ClaimRequest, JobFilter, Store
 from . import platform
 from .claims import OWN_CLAIMS
 from .commands import invocation
 from .housekeeping import Housekeeping, Reporter
 from .notify import FailureHooks
+from .pending import Active as _Active
+from .pending import Change
+from .pending import Pending as _Pending
 from .runner import Supervisor, runnable_commands
 from .summary import ProcessReport
 
@@ -44,36 +47,6 @@ FLUSH_INTERVAL = 0.2
 WORKER_POLL = exponential(initial=2.0, factor=1.5, max=30.0)
 #: How long to wait before writing again when the store is out of reach (its own retries came first).
 OUTAGE_WAIT = exponential(initial=2.0, factor=2.0, max=30.0)
-
-
-class Change(enum.Enum):
-    """What a change waiting for the next write does to the job its run claimed."""
-
-    RECORD_PID = "record the workflow's process group"
-    FINISH = "record the run's result"
-    RELEASE = "give the job back untouched"
-
-
-@dataclass
-class _Pending:
-    """A change waiting for the next write; ``held`` says whether the run still held its job when written."""
-
-    change: Change
-    run_id: str
-    mutation: Mutation
-    held: bool = False
-
-    def apply(self, job: Job) -> Job | None:
-        # Decided on the job as stored at the instant of the write: another process may have
-        # recovered it since (and then the change does nothing, see lifecycle).
-        self.held = lifecycle.holds(job, self.run_id)
-        return self.mutation(job)
-
-
-@dataclass
-class _Active:
-    job: Job
-    settings: WorkflowSettings
 
 
 class Processor:
@@ -130,7 +103,7 @@ class Processor:
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()
         self._commands: dict[str, tuple[str, ...]] = {}
-        self._hooks = FailureHooks(config, queue=store.address)
+        self._hooks = FailureHooks(config, queue=store.environment())
         self._batch: dict[str, _Pending] = {}  # written with the next claim: results, pid records, releases
         self._claimed: set[str] = set()  # a `process` run starts each job at most once
 
@@ -140,11 +113,9 @@ class Processor:
         """Run due jobs until none is left (or, as a worker, until stopped); return the report."""
         report = ProcessReport(started_at=self.clock())
         with platform.stop_signals(self._on_signal) if handle_signals else contextlib.nullcontext():
-            report.invalid = self.store.invalid()
+            self._start_up(report, worker=worker)
             for problem in report.invalid:
                 log.warning("%s; left as it is", problem)
-            self._resolve_commands(report)
-            self.housekeeping.recover(report)
             try:
                 self._loop(report, worker=worker, poll=poll)
             except BaseException:
@@ -165,6 +136,20 @@ class Processor:
         self.supervisor.stop_all(immediately=again)
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def _start_up(self, report: ProcessReport, *, worker: bool, outages: int = 0) -> None:
+        """What a run reads first; a worker waits for a store out of reach (`process` exits 75: cron runs it again)."""
+        while not self._stop_event.is_set():
+            try:
+                report.invalid = self.store.invalid()
+                self._resolve_commands(report)
+                self.housekeeping.recover(report)
+                return
+            except StoreUnavailable as error:
+                if not worker:
+                    raise
+                log.warning("%s; waiting for it", error)
+                self._sleep(OUTAGE_WAIT(RetryState(outages := outages + 1)))
 
     def _loop(self, report: ProcessReport, *, worker: bool, poll: Backoff) -> None:
         idle_polls = outages = 0
@@ -328,7 +313,7 @@ class Processor:
             job.key,
             job=job,
             run_id=job.run_id,
-            queue=self.store.address,
+            queue=self.store.environment(),
             config_file=str(self.config.source) if self.config.source else None,
             env=settings.env,
         )

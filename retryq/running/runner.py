@@ -359,7 +359,7 @@ def run_workflow(
     config: Config,
     key: JobKey,
     *,
-    queue: str | None,
+    queue: Mapping[str, str] | None,
     timeout: timedelta | None = None,
     capture_output: bool = False,
     on_line: LineSink | None = None,

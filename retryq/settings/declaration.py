@@ -62,14 +62,18 @@ queue: Setting[str] = Setting(
 namespace: Setting[str] = Setting(
     "namespace",
     kinds.Text(
-        r"[a-z_][a-z0-9_]{0,62}", "lowercase letters, digits and '_', starting with a letter or '_' (at most 63)"
+        r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}",
+        "letters, digits, '_', '.', ':' or '-', starting with a letter, a digit or '_' (at most 100; "
+        "each backend checks the rest: a PostgreSQL schema is lowercase)",
     ),
     Scope.TOP,
-    "The queue's own namespace on a server (PostgreSQL: the schema of its tables), so that several "
-    "queues share one database. A queue file has none: it is ignored there.",
+    "The queue's own namespace on a server (PostgreSQL: the schema of its tables; Redis: the prefix of "
+    "its keys), so that several queues share one server. A queue file has none: it is ignored there, "
+    "with one warning.",
     unset="the backend's own (retryq)",
     example="billing",
     aliases=("schema",),
+    env=("RETRYQ_NAMESPACE",),
 )
 lock_timeout: Setting[timedelta] = Setting(
     "lock_timeout",

@@ -1,21 +1,20 @@
 """Where jobs live: the storage interface, the backends that implement it, and the one place that picks one.
 
-A path means the JSON file store; a ``postgresql://`` URL the PostgreSQL store (imported only then,
-so that the core install never needs psycopg).
+:func:`open_store` asks the registry (:mod:`.registry`) which backend an address names: a path is
+the JSON file store; a URL's scheme names a server's backend, imported only then (the core install
+never needs a driver it does not use). The stores are the ground floor: they import only
+:mod:`retryq.record` (and, for PostgreSQL's reconnection loop, the in-process toolkit's ``retrying``).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from ..record.limits import LOCK_TIMEOUT
-from .address import is_database_url
 from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
 from .document import DocumentStore, MemoryStore
 from .file.store import JsonFileStore
+from .registry import Backend, backend_for, display_address, known_schemes, open_store
 
 __all__ = [
+    "Backend",
     "ClaimRequest",
     "Claimant",
     "DocumentStore",
@@ -29,29 +28,8 @@ __all__ = [
     "PruneRule",
     "Store",
     "Tally",
-    "is_database_url",
+    "backend_for",
+    "display_address",
+    "known_schemes",
     "open_store",
 ]
-
-
-def open_store(
-    address: str | os.PathLike[str],
-    *,
-    lock_timeout: float = LOCK_TIMEOUT.total_seconds(),
-    archive: bool = True,
-    schema: str | None = None,
-    **options: Any,
-) -> Store:
-    """The store at ``address``: a queue file (a path), or a PostgreSQL database (a URL).
-
-    ``lock_timeout`` bounds the wait for the file's lock, or for a row or a connection of the
-    database; ``archive`` keeps pruned jobs; ``schema`` puts a database queue's tables in a schema
-    of its own. The other options go to the backend.
-    """
-    if is_database_url(address):
-        from .postgres import PostgresStore
-
-        return PostgresStore(os.fspath(address), lock_timeout=lock_timeout, archive=archive, schema=schema, **options)
-    if schema is not None:
-        raise ValueError("a schema is for a PostgreSQL queue, not a file")
-    return JsonFileStore(address, lock_timeout=lock_timeout, archive=archive, **options)

@@ -19,7 +19,6 @@ __all__ = [
     "PruneRule",
     "Store",
     "Tally",
-    "open_job_exists",
 ]
 
 import threading
@@ -29,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
-from ..record.errors import InvalidInput, OpenJobExists
-from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, Owner, parse_statuses
+from ..record import rules
+from ..record.errors import InvalidInput
+from ..record.models import Job, JobStatus, Owner, parse_statuses
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
@@ -76,7 +76,7 @@ class JobFilter:
             and (self.workflow is None or job.workflow == self.workflow)
             and (self.client is None or job.client_id == self.client)
             and (self.date is None or job.date == self.date)
-            and (self.since is None or (job.finished_at or job.started_at or job.scheduled_at) >= self.since)
+            and (self.since is None or rules.active_at(job) >= self.since)
         )
 
 
@@ -85,7 +85,7 @@ _EVERYTHING = JobFilter()
 
 @dataclass(frozen=True)
 class Claimant:
-    """Who claims, and what a claim writes on each job (as :func:`retryq.record.lifecycle.claim` says).
+    """Who claims, and what a claim writes on each job (as :func:`retryq.record.rules.claimed` says).
 
     ``leases[w]`` is how long a claim of workflow ``w`` holds (timeout + kill grace + lease
     grace); ``max_attempts[w]`` the limit a job without its own takes.
@@ -126,9 +126,8 @@ class ClaimRequest:
 class PruneRule:
     """Which finished jobs may go: those that ended before the cutoff of their workflow and status.
 
-    ``cutoffs`` applies to every workflow not listed in ``by_workflow``. A job "ended" at its
-    ``finishedAt`` (else ``startedAt``, else ``executeAt``, for files written by older tools).
-    Pending and running jobs are never pruned.
+    ``cutoffs`` applies to every workflow not listed in ``by_workflow``. A job ended when
+    :func:`retryq.record.rules.ended_at` says. Pending and running jobs are never pruned.
     """
 
     cutoffs: Mapping[JobStatus, datetime]
@@ -203,12 +202,6 @@ def _keep_min(values: dict[str, datetime], key: str, value: datetime) -> None:
         values[key] = value
 
 
-def open_job_exists(job: Job, holders: list[str]) -> OpenJobExists:
-    """The error of a write that would open ``job`` beside the open jobs ``holders`` of its key."""
-    where = f" (workflow {job.workflow})" if job.workflow != DEFAULT_WORKFLOW else ""
-    return OpenJobExists(f"job {holders[0]} is already open for {job.client_id} {job.date}{where}", (job.id, *holders))
-
-
 @dataclass(frozen=True)
 class Finding:
     """One line of a health check; a ``problem`` needs a human."""
@@ -237,6 +230,10 @@ class Store(Protocol):
     @property
     def address(self) -> str | None:
         """Where a child process finds the same jobs again (``RETRYQ_QUEUE``); None if it cannot."""
+
+    def environment(self) -> dict[str, str]:
+        """The variables a workflow's own ``retryq`` needs to reopen this store, whatever its working
+        directory (``RETRYQ_QUEUE``, and what the backend adds); empty when no other process can."""
 
     def load(self, query: JobFilter | None = None) -> list[Job]:
         """The valid jobs ``query`` matches (all without one), in queue order, as one consistent snapshot."""

@@ -22,19 +22,13 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from ..record import lifecycle
+from ..record import rules
 from ..record.errors import InvalidInput, QueueCorrupt
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
 from ..record.timeutil import parse_utc
-from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
+from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
 
 R = TypeVar("R")
-
-# Plain strings: a scan compares them for every job on every write, where enum lookups add up.
-_PENDING = JobStatus.PENDING.value
-_RUNNING = JobStatus.RUNNING.value
-_OPEN = frozenset({JobStatus.PENDING.value, JobStatus.RUNNING.value})
-_FINISHED = frozenset(status.value for status in JobStatus if status.is_finished)
 
 
 class _Entry:
@@ -54,7 +48,7 @@ class _Entry:
         )
         ident = fields.get("id")
         self.ident: str | None = ident if isinstance(ident, str) else None
-        ended = fields.get("finishedAt") or fields.get("startedAt") or fields.get("executeAt")
+        ended = rules.ended_field(fields)
         self.ended: str | None = ended if isinstance(ended, str) else None
         self._line = line
         self._doc = None if line is not None else doc  # with its line kept, the object can be read again
@@ -117,7 +111,7 @@ class _Entry:
 
     @property
     def is_open(self) -> bool:
-        return self.status in _OPEN
+        return self.status in rules.OPEN_VALUES  # plain strings: a scan compares them for every job on every write
 
     def execute_at(self) -> datetime | None:
         """``executeAt`` read from the record itself, without validating it (None if unreadable)."""
@@ -137,7 +131,7 @@ class _Entry:
             with suppress(InvalidInput):
                 return parse_utc(self.ended)
         job = self.decoded()
-        return None if job is None else job.finished_at or job.started_at or job.execute_at
+        return None if job is None else rules.ended_at(job)
 
 
 @dataclass
@@ -220,6 +214,9 @@ class DocumentStore:
     def close(self) -> None:
         """Nothing is held between operations."""
 
+    def environment(self) -> dict[str, str]:
+        return {} if self.address is None else {"RETRYQ_QUEUE": self.address}
+
     def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
         def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
             for position, entry in enumerate(current):
@@ -274,13 +271,14 @@ class DocumentStore:
             entries, results, removed, changed = self._apply(current, changes or {})
             claimed: list[Job] = []
             for position, job in self._due(entries, request):
-                new = lifecycle.claim(
+                new = rules.claimed(
+                    job,
                     owner=claimant.owner,
                     run_id=uuid.uuid4().hex,
                     now=claimant.now,
                     lease=claimant.leases[job.workflow],
                     max_attempts=claimant.max_attempts[job.workflow],
-                )(job)
+                )
                 entries[position] = _Entry.of(new)
                 claimed.append(new)
                 changed = True
@@ -290,7 +288,7 @@ class DocumentStore:
 
     def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
         def expired(entry: _Entry) -> bool:
-            if entry.status not in _FINISHED or entry.key[0] is None:
+            if entry.status not in rules.FINISHED_VALUES or entry.key[0] is None:
                 return False
             ended = entry.ended_at()
             # Checked on the scanned fields first: only the records that go are validated.
@@ -338,7 +336,7 @@ class DocumentStore:
             else:
                 kept.append(_Entry.of(new))
                 changed = True
-                if new.status.is_open and (not job.status.is_open or new.key != job.key):
+                if rules.opens_a_key(job, new):
                     opened.append(new)
         if opened:
             self._check_one_open_per_key(kept, opened)
@@ -352,39 +350,29 @@ class DocumentStore:
             if entry.is_open and entry.key in wanted and (ident := entry.job_id()) is not None:
                 holders.setdefault(entry.key, []).append(ident)
         for job in opened:
-            others = [ident for ident in holders.get(job.key, []) if ident != job.id]
-            if others:
-                raise open_job_exists(job, others)
+            conflict = rules.key_conflict(job, holders.get(job.key, []))
+            if conflict is not None:
+                raise conflict
 
     def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[tuple[int, Job]]:
-        """The records to claim, oldest ``executeAt`` first, within the request's limits."""
-        due: list[tuple[datetime, int]] = []
-        due_by, slots, exclude = request.due_by, request.slots, request.exclude
-        for position, entry in enumerate(entries):
-            if entry.status != _PENDING or entry.key[0] not in slots:
-                continue
-            if exclude and entry.job_id() in exclude:
-                continue
-            execute_at = entry.execute_at()  # from the record: only the jobs chosen are validated
-            if execute_at is not None and execute_at <= due_by:
-                due.append((execute_at, position))
-        due.sort()
-        free = dict(slots)
-        if request.caps:  # a cap on the whole store: what already runs, by whoever, takes its share
-            running = Counter(entry.key[0] for entry in entries if entry.status == _RUNNING)
-            for workflow, cap in request.caps.items():
-                if workflow in free:
-                    free[workflow] = min(free[workflow], cap - running[workflow])
-        chosen: list[tuple[int, Job]] = []
-        for _, position in due:
-            if len(chosen) >= request.limit:
-                break
-            workflow = entries[position].key[0]
-            job = entries[position].decoded()
-            if job is not None and free[workflow] > 0:
-                free[workflow] -= 1
-                chosen.append((position, job))
-        return chosen
+        """The records to claim, as :func:`retryq.record.rules.choose` chooses them; only the chosen are validated."""
+        workflows, exclude, pending = request.slots, request.exclude, rules.PENDING
+        candidates = (
+            (entry.execute_at(), position, pending, workflow, entry.job_id() if exclude else None, position)
+            for position, entry in enumerate(entries)
+            # Compared on the scanned fields first: reading executeAt costs a parse.
+            if entry.status == pending and (workflow := entry.key[0]) in workflows
+        )
+        running = Counter(entry.key[0] for entry in entries if entry.status == rules.RUNNING) if request.caps else {}
+        chosen = rules.choose(
+            candidates,
+            due_by=request.due_by,
+            free=rules.free_slots(request.slots, request.caps, running),
+            limit=request.limit,
+            exclude=exclude,
+            accept=lambda position: entries[position].decoded() is not None,
+        )
+        return [(position, entries[position].job(self.location)) for position in chosen]
 
 
 class MemoryStore(DocumentStore):

@@ -26,10 +26,24 @@ def test_the_tables_are_made_on_first_use_and_the_version_recorded(postgres_url:
     store = PostgresStore(postgres_url, schema=postgres_schema)
     assert store.load() == []
     assert version(postgres_url, postgres_schema) == str(SCHEMA_VERSION)
-    assert [finding.message for finding in store.check()] == [
-        f"queue: database reachable, schema {postgres_schema} at version {SCHEMA_VERSION}"
-    ]
+    assert (
+        store.check()[0].message == f"queue: database reachable, schema {postgres_schema} at version {SCHEMA_VERSION}"
+    )
     store.close()
+
+
+def test_doctor_warns_when_the_server_may_lose_what_it_acknowledged(postgres_url: str, postgres_schema: str) -> None:
+    # The test cluster runs with fsync off; this session also commits without waiting for its WAL.
+    url = f"{postgres_url}?options=-c%20synchronous_commit%3Doff"
+    store = PostgresStore(url, schema=postgres_schema)
+    with psycopg.connect(postgres_url) as connection:
+        fsync = connection.execute("SHOW fsync").fetchone()
+    warnings = [finding.message for finding in store.check() if finding.level == "warning"]
+    store.close()
+    assert "queue: the server runs with synchronous_commit = off: a crash of the server can lose the last" in " ".join(
+        warnings
+    )
+    assert any("fsync = off" in message for message in warnings) == (fsync == ("off",))
 
 
 def test_hosts_starting_at_once_make_the_tables_once(postgres_url: str, postgres_schema: str) -> None:

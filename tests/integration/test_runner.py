@@ -6,6 +6,7 @@ import os
 import sys
 import time
 
+from retryq import JsonFileStore
 from retryq.record.models import JobKey
 from retryq.running.commands import build_argv, invocation
 from retryq.running.runner import TAIL_CHARS, RunResult, Supervisor
@@ -23,7 +24,8 @@ def test_placeholders_are_replaced_inside_items_and_nothing_else_is_interpreted(
 
 def test_the_environment_names_the_job() -> None:
     job = make_job(id="j", client_id="c", workflow="w", attempt=2, max_attempts=3)
-    _, env = invocation(["x"], job.key, job=job, run_id="r", queue="q.json", config_file=None)
+    queue = JsonFileStore("q.json").environment()  # what the store says a nested `retryq` needs
+    _, env = invocation(["x"], job.key, job=job, run_id="r", queue=queue, config_file=None)
     assert {key: env[key] for key in env if key.startswith("RETRYQ_")} == {
         "RETRYQ_CLIENT": "c",
         "RETRYQ_DATE": "2025-12-19",
@@ -31,12 +33,12 @@ def test_the_environment_names_the_job() -> None:
         "RETRYQ_MAX_ATTEMPTS": "3",
         "RETRYQ_JOB_ID": "j",
         "RETRYQ_WORKFLOW": "w",
-        "RETRYQ_QUEUE_FILE": os.path.abspath("q.json"),
-        "RETRYQ_QUEUE": os.path.abspath("q.json"),
+        "RETRYQ_QUEUE_FILE": os.path.realpath("q.json"),
+        "RETRYQ_QUEUE": os.path.realpath("q.json"),
         "RETRYQ_RUN_ID": "r",
     }
     _, outside = invocation(
-        ["x"], JobKey.of("c", "2025-12-19"), max_attempts=3, run_id="r", queue="q", config_file=None
+        ["x"], JobKey.of("c", "2025-12-19"), max_attempts=3, run_id="r", queue=None, config_file=None
     )
     assert (outside["RETRYQ_ATTEMPT"], outside["RETRYQ_MAX_ATTEMPTS"], outside["RETRYQ_JOB_ID"]) == ("1", "3", "")
 

@@ -16,6 +16,8 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
     ("README.md", "sh", "make demo"),  # tests/system/test_demo.py runs the demo; `make test` is the suite itself
     ("README.md", "crontab", "*/5 * * * * cd /srv/app && retryq process >> /srv/app/retry.log 2>&1"),
     ("docs/architecture.md", "text", "retryq/"),  # read by tests/unit/test_architecture.py
+    ("docs/backends.md", "sh", "export RETRYQ_QUEUE=postgresql://retryq@db.internal/jobs   # the environment"),
+    ("docs/backends.md", "sh", "retryq --queue .retry-queue.json export --archive --output queue.jsonl"),
     ("docs/concepts.md", "text", "            schedule / report"),
     (
         "docs/configuration-guide.md",

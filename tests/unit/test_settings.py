@@ -174,7 +174,7 @@ def test_an_unknown_key_is_one_line_naming_the_file_and_the_table(tmp_path: Path
 #: Values each kind refuses, beyond its bounds or of the wrong type.
 BAD = {
     "queue": [5, ""],
-    "namespace": ["Billing", "pg-x", 3],
+    "namespace": ["-x", "a b", "x" * 101, 3],
     "lock_timeout": ["2d", "soon", -1],
     "concurrency": [0, 257, "many", 1.5, True],
     "global_concurrency": ["maybe", 1],

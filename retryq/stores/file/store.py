@@ -85,6 +85,10 @@ class JsonFileStore(DocumentStore):
     def __repr__(self) -> str:
         return f"JsonFileStore({self.location!r})"
 
+    def environment(self) -> dict[str, str]:
+        """The file's absolute path, as ``RETRYQ_QUEUE`` and (for scripts written before it) ``RETRYQ_QUEUE_FILE``."""
+        return {"RETRYQ_QUEUE": str(self.path), "RETRYQ_QUEUE_FILE": str(self.path)}
+
     # -- reading -----------------------------------------------------------------------------
 
     def load(self, query: JobFilter | None = None) -> list[Job]:

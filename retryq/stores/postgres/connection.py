@@ -1,5 +1,10 @@
 """A PostgreSQL queue's connections: transactions run again on a new connection when one is lost
-(a few times, with backoff, by the in-process toolkit), and a listener for the queue's channel."""
+(a few times, with backoff, by the in-process toolkit), and a listener for the queue's channel.
+
+What a retry cannot mend is a :class:`~retryq.record.errors.ConfigError` at once (exit 78): a
+server that refuses the login (a wrong password, user or database), a role without the privileges
+retryq needs. Only a server out of reach, or restarting, is temporary (exit 75).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ __all__ = ["Database", "first_line"]
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +30,15 @@ from .schema import migrate
 log = logging.getLogger("retryq")
 R = TypeVar("R")
 Connection = psycopg.Connection[dict[str, Any]]
+
+# What a server that answered says when no retry can help. libpq gives no SQLSTATE for a failed
+# connection, only its message: in English unless the server's lc_messages says otherwise, when
+# such an error is taken for a temporary one, as a server that restarts is.
+_REFUSED_FOR_GOOD = re.compile(
+    r"authentication failed|role \".*\" does not exist|database \".*\" does not exist|no pg_hba\.conf entry"
+    r"|is not permitted to log in|permission denied for database|no password supplied|password is required"
+    r"|server does not support SSL|invalid (?:integer )?value|invalid sslmode"
+)
 
 
 class Database:
@@ -67,6 +82,14 @@ class Database:
                 connection = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
             except psycopg.ProgrammingError as error:  # the address itself is wrong: trying again cannot help
                 raise ConfigError(f"{self.location}: not a valid PostgreSQL address: {self._said(error)}") from None
+            except psycopg.OperationalError as error:
+                if refused_for_good(error):
+                    reason = self._said(error).split("FATAL:", 1)[-1].strip()
+                    raise ConfigError(
+                        f"{self.location}: the database refused the connection: {reason} "
+                        "(trying again cannot help: check the address, the role and its password)"
+                    ) from None
+                raise
             with connection.transaction():  # for the session: every transaction waits this long for a row
                 connection.execute(
                     sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(self.lock_timeout * 1000)}ms"))
@@ -97,6 +120,8 @@ class Database:
                             if connection_lost(error):
                                 self._drop()
                             raise
+            except psycopg.errors.InsufficientPrivilege as error:
+                raise ConfigError(self._lacking(error)) from None
             except psycopg.errors.LockNotAvailable:
                 raise LockTimeout(
                     f"{self.location}: could not lock the jobs within {self.lock_timeout:g}s "
@@ -105,6 +130,16 @@ class Database:
             except psycopg.OperationalError as error:
                 raise StoreUnavailable(f"{self.location}: cannot reach the database: {self._said(error)}") from None
         raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+    def _lacking(self, error: psycopg.Error) -> str:
+        """What to grant, for an error that says the role may not do what retryq needs."""
+        info = psycopg.conninfo.conninfo_to_dict(self.url)
+        database, role = info.get("dbname") or "<database>", info.get("user") or "<role>"
+        return (
+            f"{self.location}: {self._said(error)}: retryq makes its schema {self.schema} on first use: "
+            f"GRANT CREATE ON DATABASE {database} TO {role}, or make the schema for it "
+            f"(CREATE SCHEMA {self.schema} AUTHORIZATION {role})"
+        )
 
     def wait(self, channel: str, seconds: float, stop: threading.Event) -> None:
         """Wait for a NOTIFY on ``channel``, ``stop``, or ``seconds``; a lost listener falls back to waiting."""
@@ -143,6 +178,11 @@ class Database:
 
 def connection_lost(error: BaseException) -> bool:
     return isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.LockNotAvailable)
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """Whether a failed connection is one that no retry can mend (see :data:`_REFUSED_FOR_GOOD`)."""
+    return isinstance(error, psycopg.OperationalError) and _REFUSED_FOR_GOOD.search(str(error)) is not None
 
 
 def first_line(error: BaseException) -> str:

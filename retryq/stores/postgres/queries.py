@@ -11,7 +11,6 @@ __all__ = [
     "decode",
     "dumps",
     "record_of",
-    "search_path",
     "values_of",
 ]
 
@@ -59,8 +58,9 @@ INSERT = (
 )
 
 # One statement: lock the oldest due jobs of each workflow (up to its free slots) that no other
-# transaction holds, keep the oldest `limit` of them, and mark them claimed, as lifecycle.claim does.
-# Due times, the claim's start and its lease follow the server's clock, whatever the host's says.
+# transaction holds, keep the oldest `limit` of them, and mark them claimed: rules.choose and rules.claimed
+# in SQL (the contract suite checks that they agree). Due times, the claim's start and its lease follow the
+# server's clock, whatever the host's says.
 CLAIM = """
 WITH slots AS (
     SELECT * FROM unnest(%(workflows)s::text[], %(free)s::int[], %(leases)s::float8[], %(limits)s::int[])
@@ -192,17 +192,3 @@ def count(connection: psycopg.Connection[dict[str, Any]], compose: Callable[[str
         else:
             tally.failures[row["workflow"]] += row["n"]
     return tally
-
-
-def search_path(url: str) -> str | None:
-    """The first schema of ``options=-csearch_path=…`` in a URL, if it names one."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        options = str(conninfo_to_dict(url).get("options") or "")
-    except psycopg.ProgrammingError:
-        return None
-    for option in options.replace("-c ", "-c").split():
-        if option.startswith("-csearch_path="):
-            return option.split("=", 1)[1].split(",")[0].strip() or None
-    return None

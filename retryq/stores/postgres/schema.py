@@ -70,7 +70,9 @@ def migrate(connection: psycopg.Connection[Any], schema: str, location: str) -> 
                 return
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"retryq schema {schema}",))
-        run("CREATE SCHEMA IF NOT EXISTS {schema}")
+        # Made only when missing: a role without CREATE on the database may be given a schema of its own.
+        if not connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+            run("CREATE SCHEMA IF NOT EXISTS {schema}")
         run("CREATE TABLE IF NOT EXISTS {schema}.meta (key text PRIMARY KEY, value text)")
         found = run("SELECT value FROM {schema}.meta WHERE key = 'version'").fetchone()
         version = int(found["value"] if isinstance(found, dict) else found[0]) if found else 0

@@ -23,19 +23,21 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Json, Jsonb
 
+from ...record import rules
 from ...record.errors import LockTimeout, OpenJobExists, StoreUnavailable
 from ...record.limits import LOCK_TIMEOUT
-from ...record.models import FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus
+from ...record.models import Job, JobStatus
 from ...record.timeutil import to_utc, utcnow
-from ..address import display_address
-from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally, open_job_exists
+from ..address import display_url
+from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from .address import parse
+from .checks import durability
 from .connection import Database, first_line
-from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, search_path, values_of
+from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, values_of
 
 log = logging.getLogger("retryq")
 R = TypeVar("R")
 
-DEFAULT_SCHEMA = "retryq"
 RACE = "a change would open a second job for one workflow, client and date"
 
 
@@ -58,15 +60,20 @@ class PostgresStore:
         connect_attempts: int = 5,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self.address = url
-        self.location = display_address(url)
-        self.schema = schema or search_path(url) or DEFAULT_SCHEMA
+        self.location = display_url(url)
+        checked = parse(url, schema)  # a ConfigError (exit 78) for what no connection attempt could mend
+        self.address, self.schema = checked.url, checked.schema
         self.lock_timeout = lock_timeout
         self.archive = archive
         self.channel = f"retryq_{self.schema}"
         self._names = {"schema": sql.Identifier(self.schema)}
         self._db = Database(
-            url, self.location, self.schema, lock_timeout=lock_timeout, connect_attempts=connect_attempts, sleep=sleep
+            self.address,
+            self.location,
+            self.schema,
+            lock_timeout=lock_timeout,
+            connect_attempts=connect_attempts,
+            sleep=sleep,
         )
         self._transact = self._db.transact
 
@@ -78,6 +85,10 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def environment(self) -> dict[str, str]:
+        """The URL (its password with it: prefer ``~/.pgpass`` or ``PGPASSWORD``) and the schema."""
+        return {"RETRYQ_QUEUE": self.address, "RETRYQ_NAMESPACE": self.schema}
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -128,13 +139,16 @@ class PostgresStore:
 
     def check(self) -> list[Finding]:
         try:
-            version = self._transact(
-                lambda c: c.execute(self._sql("SELECT value FROM {schema}.meta WHERE key = 'version'")).fetchone()
+            version, settings = self._transact(
+                lambda c: (
+                    c.execute(self._sql("SELECT value FROM {schema}.meta WHERE key = 'version'")).fetchone(),
+                    durability(c),
+                )
             )
         except (StoreUnavailable, LockTimeout) as error:
             return [Finding("problem", f"queue: {error}")]
         number = version["value"] if version else "?"
-        return [Finding("ok", f"queue: database reachable, schema {self.schema} at version {number}")]
+        return [Finding("ok", f"queue: database reachable, schema {self.schema} at version {number}"), *settings]
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -175,7 +189,7 @@ class PostgresStore:
             new = [job for job in jobs if job.id not in present]
             kept = self._ids(connection, "archive", [job.id for job in archived]) if self.archive else set()
             new_archived = [job for job in archived if job.id not in kept] if self.archive else []
-            opened = [job for job in new if job.status in OPEN_STATUSES]
+            opened = [job for job in new if job.status in rules.OPEN_STATUSES]
             if opened and (conflict := self._open_job_exists(connection, opened)) is not None:
                 raise conflict
             if not dry_run:
@@ -248,14 +262,12 @@ class PostgresStore:
                     f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE status = ANY(%s) ORDER BY position"
                     + ("" if dry_run else " FOR UPDATE SKIP LOCKED")
                 ),
-                ([status.value for status in FINISHED_STATUSES],),
+                (sorted(rules.FINISHED_VALUES),),
             ).fetchall()
             doomed = []
             for row in rows:
                 job = decode(row)
-                if job is not None and rule.expired(
-                    job.workflow, job.status, job.finished_at or job.started_at or job.execute_at
-                ):
+                if job is not None and rule.expired(job.workflow, job.status, rules.ended_at(job)):
                     doomed.append(job)
             if doomed and not dry_run:
                 self._remove(connection, doomed)
@@ -297,7 +309,10 @@ class PostgresStore:
                 changed.append(new)
         if removed:
             self._remove(connection, removed)
-        if changed and not any(job.status in OPEN_STATUSES for job in changed):
+        # The index of open keys is checked row by row: the jobs a change closes are written before
+        # those it opens, so that closing one job and reopening another of its key is not a clash.
+        changed.sort(key=lambda job: job.status in rules.OPEN_STATUSES)
+        if changed and not any(job.status in rules.OPEN_STATUSES for job in changed):
             self._write(connection, changed)  # results, mostly: no key can clash, no savepoint needed
         elif changed:
             try:
@@ -357,8 +372,8 @@ class PostgresStore:
                 ),
                 (*job.key, job.id),
             ).fetchone()
-            if holder is not None and job.status in OPEN_STATUSES:
-                return open_job_exists(job, [holder["id"]])
+            if holder is not None and (conflict := rules.key_conflict(job, [holder["id"]])) is not None:
+                return conflict
         return None
 
     def _notify_if_due(self, connection: psycopg.Connection[dict[str, Any]], jobs: list[Job]) -> None:
