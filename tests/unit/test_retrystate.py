@@ -174,6 +174,7 @@ def test_attempts_are_counted_before_the_budget() -> None:
         ({"max_attempts": True}, "max_attempts must be an integer of at least 1"),
         ({"max_delay": -1}, "max_delay must be a number of seconds, not negative, not -1"),
         ({"max_delay": math.nan}, "max_delay must be a number of seconds"),
+        ({"max_delay": None}, "max_delay must be a number of seconds"),
         ({"max_elapsed": -0.5}, "max_elapsed must be a number of seconds"),
         ({"max_elapsed": "10"}, "max_elapsed must be a number of seconds"),
         ({"wait": 5}, "wait must be callable"),
