@@ -1,4 +1,6 @@
-"""The options of every in-process retry form, declared once, and what they decide after a failure.
+"""The options of every in-process retry form, declared once, and what a form does about a failure:
+the retry state machine they describe (:mod:`retryq.record.retrystate`) decides, and the options say
+how to log it, whom to call back, and how to escalate.
 
 :func:`retryq.retry`, :func:`retryq.retrying`, :class:`retryq.RetryContext` and
 :class:`retryq.RetryManager` all take exactly the fields of :class:`RetryOptions`; type checkers
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from ..record.backoff import Backoff, RetryState, exponential
+from ..record.retrystate import Decision, Failure, GiveUp, RetryMachine, Verdict
 from .recoverable import retry_after
 
 logger = logging.getLogger("retryq.retry")
@@ -128,6 +131,8 @@ class RetryOptions:
     name: str | None = None
     #: Where failed attempts are logged (a warning each, an error on giving up); None logs nothing.
     logger: logging.Logger | None = logger
+    # Built at the first failure (most calls never fail) and kept: not an option, left out of copies.
+    _machine: RetryMachine | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Kept cheap: code that builds a loop inside a function, as most does, pays this on every call.
@@ -185,44 +190,61 @@ class RetryOptions:
         # Built here, after a failure, rather than with the options: most calls never need it.
         return exponential(initial=self.initial_delay, factor=self.backoff_factor, max=self.max_delay)
 
+    def machine(self) -> RetryMachine:
+        """The retry state machine these options describe (:mod:`retryq.record.retrystate`), which decides."""
+        machine = self._machine
+        if machine is None:
+            machine = RetryMachine(
+                max_attempts=self.max_attempts,
+                wait=self.strategy(),
+                max_delay=self.max_delay,
+                exceptions=self.exceptions,
+                retry_if=self.retry_if,
+                asked_delay=retry_after if self.respect_retry_after else None,
+            )
+            object.__setattr__(self, "_machine", machine)
+        return machine
+
     def after_failure(self, exc: BaseException, attempt: int, name: str, call: Call | None = None) -> float | None:
         """The wait before attempt ``attempt + 1``, or None when ``exc`` must propagate now."""
-        if self.retry_if is not None and not self.retry_if(exc):
-            return None
-        if attempt >= self.max_attempts:
-            self._log(logging.ERROR, "%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
+        return self.carry_out(self.machine().decide(Failure(exc, attempt)), exc, attempt, name, call)
+
+    def carry_out(
+        self, decision: Decision, exc: BaseException, attempt: int, name: str, call: Call | None
+    ) -> float | None:
+        """Do what a form does about the machine's ``decision``: log it, call ``on_retry`` before a wait, or
+        ``on_exhausted`` when giving up; the wait before the next attempt, or None when ``exc`` must propagate."""
+        if decision.verdict is Verdict.RETRY:
+            self._log(
+                logging.WARNING,
+                "%s: attempt %d/%d failed: %r; retrying in %.2fs",
+                name,
+                attempt,
+                self.max_attempts,
+                exc,
+                decision.delay,
+            )
+            if self.on_retry is not None:
+                self.on_retry(attempt, decision.delay, exc)
+            return decision.delay
+        if decision.verdict is Verdict.GIVE_UP:
+            if decision.why is GiveUp.RETRY_AFTER:
+                self._log(
+                    logging.ERROR,
+                    "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
+                    name,
+                    attempt,
+                    self.max_attempts,
+                    exc,
+                    decision.asked,
+                    self.max_delay,
+                )
+            else:
+                self._log(
+                    logging.ERROR, "%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc
+                )
             self._exhausted(exc, attempt, call)
-            return None
-        delay = min(self.strategy()(RetryState(attempt)), self.max_delay)
-        if self.respect_retry_after:
-            asked = retry_after(exc)
-            if asked is not None:
-                if asked > self.max_delay:
-                    self._log(
-                        logging.ERROR,
-                        "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
-                        name,
-                        attempt,
-                        self.max_attempts,
-                        exc,
-                        asked,
-                        self.max_delay,
-                    )
-                    self._exhausted(exc, attempt, call)
-                    return None
-                delay = max(delay, asked)
-        self._log(
-            logging.WARNING,
-            "%s: attempt %d/%d failed: %r; retrying in %.2fs",
-            name,
-            attempt,
-            self.max_attempts,
-            exc,
-            delay,
-        )
-        if self.on_retry is not None:
-            self.on_retry(attempt, delay, exc)
-        return delay
+        return None
 
     def _log(self, level: int, message: str, *args: object) -> None:
         if self.logger is not None:
