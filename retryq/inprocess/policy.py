@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from ..record.backoff import Backoff, RetryState, exponential
-from ..record.retrystate import Decision, Failure, GiveUp, RetryMachine, Verdict
+from ..record.retrystate import (
+    Decision,
+    ExceptionTypes,
+    Failure,
+    GiveUp,
+    RetryMachine,
+    Verdict,
+    retried_exceptions,
+)
 from .recoverable import retry_after
 
 logger = logging.getLogger("retryq.retry")
@@ -37,7 +45,6 @@ _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _N = TypeVar("_N", int, float)
 
-ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
 OnRetry = Callable[[int, float, BaseException], object]
 OnExhausted = Callable[[BaseException, int], object]
 RetryIf = Callable[[BaseException], bool]
@@ -152,16 +159,8 @@ class RetryOptions:
                 f"max_delay ({self.max_delay!r}) must not be less than initial_delay ({self.initial_delay!r})"
             )
 
-        exceptions = self.exceptions
-        if exceptions is not _ANY_EXCEPTION:
-            classes = exceptions if isinstance(exceptions, tuple) else (exceptions,)
-            # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
-            if not classes or not all(isinstance(cls, type) and issubclass(cls, Exception) for cls in classes):
-                raise ValueError(
-                    "exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
-                    f"not {exceptions!r}"
-                )
-            object.__setattr__(self, "exceptions", classes)
+        if self.exceptions is not _ANY_EXCEPTION:
+            object.__setattr__(self, "exceptions", retried_exceptions(self.exceptions))
 
         for option, callback in (
             ("retry_if", self.retry_if),

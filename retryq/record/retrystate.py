@@ -23,7 +23,7 @@ costs its drivers no more than a ``try`` block.
 
 from __future__ import annotations
 
-__all__ = ["Decision", "Failure", "GiveUp", "RetryMachine", "Verdict"]
+__all__ = ["Decision", "Failure", "GiveUp", "RetryMachine", "Verdict", "retried_exceptions"]
 
 import enum
 import math
@@ -32,7 +32,19 @@ from dataclasses import dataclass
 
 from .backoff import RetryState
 
-ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
+
+
+def retried_exceptions(value: object) -> tuple[type[Exception], ...]:
+    """``value``, an exception class or a non-empty tuple of them, as a tuple; anything else is refused."""
+    classes = value if isinstance(value, tuple) else (value,)
+    # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
+    if not classes or not all(isinstance(kind, type) and issubclass(kind, Exception) for kind in classes):
+        raise ValueError(
+            "exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
+            f"not {value!r}"
+        )
+    return classes
 
 
 class Verdict(enum.Enum):
@@ -116,12 +128,7 @@ class RetryMachine:
         for name, function in (("retry_if", self.retry_if), ("asked_delay", self.asked_delay)):
             if function is not None and not callable(function):
                 raise ValueError(f"{name} must be callable, not {function!r}")
-        kinds = self.exceptions if isinstance(self.exceptions, tuple) else (self.exceptions,)
-        if not kinds or not all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds):
-            raise ValueError(
-                f"exceptions must be an exception class or a non-empty tuple of them, not {self.exceptions!r}"
-            )
-        object.__setattr__(self, "exceptions", kinds)
+        object.__setattr__(self, "exceptions", retried_exceptions(self.exceptions))
 
     def decide(self, failure: Failure) -> Decision:
         """What to do after ``failure``: in this order, raise what these rules do not retry, give up

@@ -183,6 +183,7 @@ def test_attempts_are_counted_before_the_budget() -> None:
         ({"exceptions": ()}, "exceptions must be an exception class or a non-empty tuple of them"),
         ({"exceptions": (ValueError, "KeyError")}, "exceptions must be an exception class"),
         ({"exceptions": [ValueError]}, "exceptions must be an exception class"),
+        ({"exceptions": (KeyboardInterrupt,)}, r"exceptions must be .* \(subclasses of Exception\)"),
     ],
 )
 def test_nonsense_is_refused_when_the_machine_is_made(rules: dict[str, Any], message: str) -> None:
