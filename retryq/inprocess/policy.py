@@ -138,8 +138,6 @@ class RetryOptions:
     name: str | None = None
     #: Where failed attempts are logged (a warning each, an error on giving up); None logs nothing.
     logger: logging.Logger | None = logger
-    # Built at the first failure (most calls never fail) and kept: not an option, left out of copies.
-    _machine: RetryMachine | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Kept cheap: code that builds a loop inside a function, as most does, pays this on every call.
@@ -190,19 +188,19 @@ class RetryOptions:
         return exponential(initial=self.initial_delay, factor=self.backoff_factor, max=self.max_delay)
 
     def machine(self) -> RetryMachine:
-        """The retry state machine these options describe (:mod:`retryq.record.retrystate`), which decides."""
-        machine = self._machine
-        if machine is None:
-            machine = RetryMachine(
-                max_attempts=self.max_attempts,
-                wait=self.strategy(),
-                max_delay=self.max_delay,
-                exceptions=self.exceptions,
-                retry_if=self.retry_if,
-                asked_delay=retry_after if self.respect_retry_after else None,
-            )
-            object.__setattr__(self, "_machine", machine)
-        return machine
+        """The retry state machine these options describe (:mod:`retryq.record.retrystate`), which decides.
+
+        Built on demand, after a failure: a cache on the options would cost every form its time
+        when the options are made, and most calls never fail.
+        """
+        return RetryMachine(
+            max_attempts=self.max_attempts,
+            wait=self.strategy(),
+            max_delay=self.max_delay,
+            exceptions=self.exceptions,
+            retry_if=self.retry_if,
+            asked_delay=retry_after if self.respect_retry_after else None,
+        )
 
     def after_failure(self, exc: BaseException, attempt: int, name: str, call: Call | None = None) -> float | None:
         """The wait before attempt ``attempt + 1``, or None when ``exc`` must propagate now."""
