@@ -2,11 +2,13 @@
 
 This is for failures that pass within seconds: a refused connection, a timeout, a 503. When the
 source needs an hour to settle, sleeping in the process is the wrong tool; hand the work over to
-the deferred queue instead, with ``on_exhausted=defer(queue)`` (:mod:`retryq.deferral`).
+the deferred queue instead, with ``on_exhausted=defer(queue)`` (:mod:`retryq.inprocess.deferral`).
 
-The waits come from the same strategies as the queue's (:mod:`retryq.backoff`); by default
+The waits come from the same strategies as the queue's (:mod:`retryq.record.backoff`); by default
 ``exponential(initial=1, factor=2, max=60)``: 1 s, 2 s, 4 s after attempts 1, 2 and 3. Every
-form takes the options of :class:`~retryq.inprocess.policy.RetryOptions`.
+form takes the options of :class:`~retryq.inprocess.policy.RetryOptions`, and every form, sync or
+async, is a run of :class:`RetryAttempt` objects: after each failure the one retry state machine
+(:mod:`retryq.record.retrystate`) decides, and the run sleeps, logs and escalates as it says.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .deferral import Deferral, defer
-from .policy import RetryOptions, _decorator_options, _method_takes_options, _takes_options
+from .policy import Call, RetryOptions, _decorator_options, _method_takes_options, _takes_options
 from .recoverable import RECOVERABLE_STATUS_CODES, is_recoverable, retry_after
 
 if TYPE_CHECKING:
@@ -79,55 +81,56 @@ def _wrap(func: _F, *, options: RetryOptions) -> _F:
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         raise TypeError(f"retry cannot re-run {func!r}: a generator fails while it is consumed, not when called")
     options.check_escalation(func)
-    name = options.name or getattr(func, "__qualname__", None) or repr(func)
+    name = _name_of(func, options)
     catch = options.exceptions
-    after_failure = options.after_failure
-    sleep = options.sleep
 
-    # The success path is one try block around the call: everything else waits for a failure.
+    # The first attempt is one try block around the call, so that a success costs no more; its
+    # failure goes to the machine, and the attempts after it are a run like a loop's.
     if inspect.iscoroutinefunction(func):
-        if sleep is None:
-            import asyncio
-
-            sleep = asyncio.sleep
-        nap = cast(Callable[[float], Awaitable[object]], sleep)
+        nap = _async_sleep(options)
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            attempt = 1
-            while True:
-                try:
-                    return await func(*args, **kwargs)
-                except catch as exc:
-                    delay = after_failure(exc, attempt, name, (func, args, kwargs))
-                    if delay is None:
-                        raise
-                # Outside the except block, so that an interruption while asleep is not reported
-                # as happening "during handling" of the failure.
-                await nap(delay)
-                attempt += 1
+            try:
+                return await func(*args, **kwargs)
+            except catch as exc:
+                first = RetryAttempt(1, options, name, (func, args, kwargs))
+                if not first._failed(exc):
+                    raise
+            # Outside the except block, so that a later failure, or an interruption while asleep,
+            # is not reported as happening "during handling" of this one.
+            return await _call_again_async(_AsyncAttempts(first, nap), func, args, kwargs)
 
         return cast(_F, async_wrapper)
 
-    pause = time.sleep if sleep is None else sleep
+    pause = _sync_sleep(options)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        attempt = 1
-        while True:
-            try:
-                return func(*args, **kwargs)
-            except catch as exc:
-                delay = after_failure(exc, attempt, name, (func, args, kwargs))
-                if delay is None:
-                    raise
-            pause(delay)
-            attempt += 1
+        try:
+            return func(*args, **kwargs)
+        except catch as exc:
+            first = RetryAttempt(1, options, name, (func, args, kwargs))
+            if not first._failed(exc):
+                raise
+        return _call_again(_attempts(first, pause), func, args, kwargs)
 
     return cast(_F, wrapper)
 
 
-# -- the loop form, for a block of code -------------------------------------------------------------
+def _sync_sleep(options: RetryOptions) -> Callable[[float], object]:
+    return time.sleep if options.sleep is None else options.sleep
+
+
+def _async_sleep(options: RetryOptions) -> Callable[[float], Awaitable[object]]:
+    if options.sleep is not None:
+        return cast(Callable[[float], Awaitable[object]], options.sleep)
+    import asyncio
+
+    return asyncio.sleep
+
+
+# -- a run of attempts: what every form drives -------------------------------------------------------
 
 _RUNNING, _SUCCEEDED, _RETRY, _GAVE_UP = range(4)
 
@@ -135,17 +138,18 @@ _RUNNING, _SUCCEEDED, _RETRY, _GAVE_UP = range(4)
 class RetryAttempt:
     """One attempt of a :class:`RetryContext` loop; its block runs inside ``with attempt:``."""
 
-    __slots__ = ("_delay", "_name", "_policy", "_state", "number")
+    __slots__ = ("_call", "_delay", "_name", "_options", "_state", "number")
 
-    def __init__(self, number: int, policy: RetryOptions, name: str) -> None:
+    def __init__(self, number: int, options: RetryOptions, name: str, call: Call | None) -> None:
         self.number = number
-        self._policy = policy
+        self._options = options
         self._name = name
+        self._call = call  # the decorated call, for an escalation that reads its arguments (defer)
         self._state = _RUNNING
         self._delay = 0.0
 
     def __repr__(self) -> str:
-        return f"<RetryAttempt {self.number}/{self._policy.max_attempts}>"
+        return f"<RetryAttempt {self.number}/{self._options.max_attempts}>"
 
     def __enter__(self) -> RetryAttempt:
         return self
@@ -156,23 +160,92 @@ class RetryAttempt:
         if exc is None:
             self._state = _SUCCEEDED
             return False
-        if isinstance(exc, self._policy.exceptions):
-            delay = self._policy.after_failure(exc, self.number, self._name)
-            if delay is not None:
-                self._state = _RETRY
-                self._delay = delay
-                return True
-        # Not suppressed: the exception leaves the with-block, and the loop, as it was raised.
-        self._state = _GAVE_UP
-        return False
+        return self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> bool:
+        """Whether the run goes on after ``exc``, as the retry state machine decides (then ``exc`` is swallowed)."""
+        delay = self._options.after_failure(exc, self.number, self._name, self._call)
+        if delay is None:
+            # Not suppressed: the exception leaves the with-block, and the loop, as it was raised.
+            self._state = _GAVE_UP
+            return False
+        self._state = _RETRY
+        self._delay = delay
+        return True
 
     def _next(self) -> float | None:
-        """The wait before the next attempt, or None when the loop is over."""
+        """The wait before the next attempt, or None when the run is over."""
         if self._state == _RETRY:
             return self._delay
         if self._state == _RUNNING:
             raise RuntimeError("each attempt of a retrying() loop must run its block inside `with attempt:`")
         return None
+
+    def _then(self) -> RetryAttempt:
+        return RetryAttempt(self.number + 1, self._options, self._name, self._call)
+
+
+def _attempts(attempt: RetryAttempt, sleep: Callable[[float], object]) -> Iterator[RetryAttempt]:
+    """A run from ``attempt`` on: ``attempt``, unless it was made already, then for as long as the
+    machine retries, its wait slept and the next attempt."""
+    if attempt._state == _RUNNING:
+        yield attempt
+    while (delay := attempt._next()) is not None:
+        sleep(delay)
+        attempt = attempt._then()
+        yield attempt
+
+
+class _AsyncAttempts:
+    """The same run for ``async for``, its waits awaited: a class rather than an async generator, which a
+    ``return`` from inside the loop would leave to the event loop to close."""
+
+    __slots__ = ("_attempt", "_made", "_nap")
+
+    def __init__(self, attempt: RetryAttempt, nap: Callable[[float], Awaitable[object]]) -> None:
+        self._attempt = attempt
+        self._made = attempt._state != _RUNNING
+        self._nap = nap
+
+    def __aiter__(self) -> _AsyncAttempts:
+        return self
+
+    async def __anext__(self) -> RetryAttempt:
+        if not self._made:
+            self._made = True
+            return self._attempt
+        delay = self._attempt._next()
+        if delay is None:
+            raise StopAsyncIteration
+        await self._nap(delay)
+        self._attempt = self._attempt._then()
+        return self._attempt
+
+
+def _call_again(
+    attempts: Iterator[RetryAttempt], func: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _T:
+    """The attempts of a call after its first failure, until one returns or a failure propagates."""
+    for attempt in attempts:
+        with attempt:
+            return func(*args, **kwargs)
+    raise AssertionError("unreachable: a run ends with an attempt that returns or raises")  # pragma: no cover
+
+
+async def _call_again_async(
+    attempts: AsyncIterator[RetryAttempt],
+    func: Callable[..., Awaitable[_T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> _T:
+    """The same, awaited."""
+    async for attempt in attempts:
+        with attempt:
+            return await func(*args, **kwargs)
+    raise AssertionError("unreachable: a run ends with an attempt that returns or raises")  # pragma: no cover
+
+
+# -- the loop form, for a block of code -------------------------------------------------------------
 
 
 class RetryContext:
@@ -202,67 +275,26 @@ class RetryContext:
     def __repr__(self) -> str:
         return f"RetryContext({self.options!r})"
 
-    def _steps(self) -> Iterator[RetryAttempt | float]:
-        """Attempts, each followed by the wait before the next one while there is a next one."""
-        name = self.options.name or "block"
-        number = 1
-        while True:
-            attempt = RetryAttempt(number, self.options, name)
-            yield attempt
-            delay = attempt._next()
-            if delay is None:
-                return
-            yield delay
-            number += 1
-
     def __iter__(self) -> Iterator[RetryAttempt]:
-        pause = time.sleep if self.options.sleep is None else self.options.sleep
-        for step in self._steps():
-            if isinstance(step, RetryAttempt):
-                yield step
-            else:
-                pause(step)
+        options = self.options
+        return _attempts(RetryAttempt(1, options, options.name or "block", None), _sync_sleep(options))
 
     def __aiter__(self) -> AsyncIterator[RetryAttempt]:
-        return self._attempts_async()
-
-    async def _attempts_async(self) -> AsyncIterator[RetryAttempt]:
-        if self.options.sleep is None:
-            import asyncio
-
-            nap: Callable[[float], Awaitable[object]] = asyncio.sleep
-        else:
-            nap = self.options.sleep
-        for step in self._steps():
-            if isinstance(step, RetryAttempt):
-                yield step
-            else:
-                await nap(step)
+        options = self.options
+        return _AsyncAttempts(RetryAttempt(1, options, options.name or "block", None), _async_sleep(options))
 
     def call(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``fn(*args, **kwargs)``, called again after each failure the options allow; its result."""
         options = self.options
-        name = options.name or getattr(fn, "__qualname__", None) or repr(fn)
-        catch = options.exceptions
-        pause = time.sleep if options.sleep is None else options.sleep
-        attempt = 1
-        while True:
-            try:
-                result = fn(*args, **kwargs)
-            except catch as exc:
-                delay = options.after_failure(exc, attempt, name)
-                if delay is None:
-                    raise
-            else:
-                if isinstance(result, CoroutineType):
-                    # Its failures would come when awaited, out of reach: refuse rather than not retry.
-                    result.close()
-                    raise TypeError(
-                        f"call() cannot retry {name}: it is async; use `async for attempt in RetryContext(...)`"
-                    )
-                return result
-            pause(delay)
-            attempt += 1
+        try:
+            result = fn(*args, **kwargs)
+        except options.exceptions as exc:
+            first = RetryAttempt(1, options, _name_of(fn, options), None)
+            if not first._failed(exc):
+                raise
+        else:
+            return _not_async(result, fn, options)
+        return _not_async(_call_again(_attempts(first, _sync_sleep(options)), fn, args, kwargs), fn, options)
 
     def __enter__(self) -> RetryContext:
         return self
@@ -286,6 +318,20 @@ _NOT_RETRIED = (
     "Retry a block with `for attempt in RetryContext(...): with attempt: ...`, "
     "or a function with `ctx.call(function, *args)`."
 )
+
+
+def _name_of(fn: Callable[..., Any], options: RetryOptions) -> str:
+    return options.name or getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _not_async(result: _T, fn: Callable[..., Any], options: RetryOptions) -> _T:
+    if isinstance(result, CoroutineType):
+        # Its failures would come when awaited, out of reach: refuse rather than not retry.
+        result.close()
+        raise TypeError(
+            f"call() cannot retry {_name_of(fn, options)}: it is async; use `async for attempt in RetryContext(...)`"
+        )
+    return result
 
 
 def _came_through_call(traceback: TracebackType | None) -> bool:

@@ -1,4 +1,6 @@
-"""The options of every in-process retry form, declared once, and what they decide after a failure.
+"""The options of every in-process retry form, declared once, and what a form does about a failure:
+the retry state machine they describe (:mod:`retryq.record.retrystate`) decides, and the options say
+how to log it, whom to call back, and how to escalate.
 
 :func:`retryq.retry`, :func:`retryq.retrying`, :class:`retryq.RetryContext` and
 :class:`retryq.RetryManager` all take exactly the fields of :class:`RetryOptions`; type checkers
@@ -26,6 +28,15 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from ..record.backoff import Backoff, RetryState, exponential
 from ..record.limits import MAX_ATTEMPTS
+from ..record.retrystate import (
+    Decision,
+    ExceptionTypes,
+    Failure,
+    GiveUp,
+    RetryMachine,
+    Verdict,
+    retried_exceptions,
+)
 from .recoverable import retry_after
 
 logger = logging.getLogger("retryq.retry")
@@ -35,7 +46,6 @@ _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _N = TypeVar("_N", int, float)
 
-ExceptionTypes = type[Exception] | tuple[type[Exception], ...]
 OnRetry = Callable[[int, float, BaseException], object]
 OnExhausted = Callable[[BaseException, int], object]
 RetryIf = Callable[[BaseException], bool]
@@ -148,16 +158,8 @@ class RetryOptions:
                 f"max_delay ({self.max_delay!r}) must not be less than initial_delay ({self.initial_delay!r})"
             )
 
-        exceptions = self.exceptions
-        if exceptions is not _ANY_EXCEPTION:
-            classes = exceptions if isinstance(exceptions, tuple) else (exceptions,)
-            # Exception, not BaseException: retrying Ctrl-C, SystemExit or a cancelled task defeats their purpose.
-            if not classes or not all(isinstance(cls, type) and issubclass(cls, Exception) for cls in classes):
-                raise ValueError(
-                    "exceptions must be an exception class or a non-empty tuple of them (subclasses of Exception), "
-                    f"not {exceptions!r}"
-                )
-            object.__setattr__(self, "exceptions", classes)
+        if self.exceptions is not _ANY_EXCEPTION:
+            object.__setattr__(self, "exceptions", retried_exceptions(self.exceptions))
 
         for option, callback in (
             ("retry_if", self.retry_if),
@@ -186,44 +188,61 @@ class RetryOptions:
         # Built here, after a failure, rather than with the options: most calls never need it.
         return exponential(initial=self.initial_delay, factor=self.backoff_factor, max=self.max_delay)
 
+    def machine(self) -> RetryMachine:
+        """The retry state machine these options describe (:mod:`retryq.record.retrystate`), which decides.
+
+        Built on demand, after a failure: a cache on the options would cost every form its time
+        when the options are made, and most calls never fail.
+        """
+        return RetryMachine(
+            max_attempts=self.max_attempts,
+            wait=self.strategy(),
+            max_delay=self.max_delay,
+            exceptions=self.exceptions,
+            retry_if=self.retry_if,
+            asked_delay=retry_after if self.respect_retry_after else None,
+        )
+
     def after_failure(self, exc: BaseException, attempt: int, name: str, call: Call | None = None) -> float | None:
         """The wait before attempt ``attempt + 1``, or None when ``exc`` must propagate now."""
-        if self.retry_if is not None and not self.retry_if(exc):
-            return None
-        if attempt >= self.max_attempts:
-            self._log(logging.ERROR, "%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc)
+        return self.carry_out(self.machine().decide(Failure(exc, attempt)), exc, attempt, name, call)
+
+    def carry_out(
+        self, decision: Decision, exc: BaseException, attempt: int, name: str, call: Call | None
+    ) -> float | None:
+        """Do what a form does about the machine's ``decision``: log it, call ``on_retry`` before a wait, or
+        ``on_exhausted`` when giving up; the wait before the next attempt, or None when ``exc`` must propagate."""
+        if decision.verdict is Verdict.RETRY:
+            self._log(
+                logging.WARNING,
+                "%s: attempt %d/%d failed: %r; retrying in %.2fs",
+                name,
+                attempt,
+                self.max_attempts,
+                exc,
+                decision.delay,
+            )
+            if self.on_retry is not None:
+                self.on_retry(attempt, decision.delay, exc)
+            return decision.delay
+        if decision.verdict is Verdict.GIVE_UP:
+            if decision.why is GiveUp.RETRY_AFTER:
+                self._log(
+                    logging.ERROR,
+                    "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
+                    name,
+                    attempt,
+                    self.max_attempts,
+                    exc,
+                    decision.asked,
+                    self.max_delay,
+                )
+            else:
+                self._log(
+                    logging.ERROR, "%s: attempt %d/%d failed: %r; giving up", name, attempt, self.max_attempts, exc
+                )
             self._exhausted(exc, attempt, call)
-            return None
-        delay = min(self.strategy()(RetryState(attempt)), self.max_delay)
-        if self.respect_retry_after:
-            asked = retry_after(exc)
-            if asked is not None:
-                if asked > self.max_delay:
-                    self._log(
-                        logging.ERROR,
-                        "%s: attempt %d/%d failed: %r; giving up: Retry-After asks for %.2fs, beyond max_delay %.2fs",
-                        name,
-                        attempt,
-                        self.max_attempts,
-                        exc,
-                        asked,
-                        self.max_delay,
-                    )
-                    self._exhausted(exc, attempt, call)
-                    return None
-                delay = max(delay, asked)
-        self._log(
-            logging.WARNING,
-            "%s: attempt %d/%d failed: %r; retrying in %.2fs",
-            name,
-            attempt,
-            self.max_attempts,
-            exc,
-            delay,
-        )
-        if self.on_retry is not None:
-            self.on_retry(attempt, delay, exc)
-        return delay
+        return None
 
     def _log(self, level: int, message: str, *args: object) -> None:
         if self.logger is not None:

@@ -76,13 +76,13 @@ def imports_of(path: Path) -> set[str]:
 
 
 def test_the_stores_stand_on_record_alone() -> None:
-    """No lifecycle, settings or anything above; the PostgreSQL reconnection loop alone still borrows
-    the in-process toolkit's retrying() (until a retry state machine lives in record/)."""
+    """No lifecycle, settings or anything above: a store that retries its lost connections drives the
+    retry state machine of record/ directly, never the in-process toolkit."""
     wrong = {}
     for path in sorted((PACKAGE / "stores").rglob("*.py")):
         depth = len(path.relative_to(PACKAGE / "stores").parts)  # 1: stores/x.py, 2: stores/file/x.py
         outside = {name[depth + 1 :] for name in imports_of(path) if name.startswith("." * (depth + 1))}
-        allowed = ("record", "inprocess.forms") if path.name == "connection.py" else ("record",)
+        allowed = ("record",)
         bad = {name for name in outside if not name.startswith(allowed) or name.startswith("record.lifecycle")}
         if bad:
             wrong[str(path.relative_to(PACKAGE))] = bad

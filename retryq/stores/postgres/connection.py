@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["Database", "first_line"]
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -22,8 +23,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ...inprocess.forms import retrying
+from ...record.backoff import exponential
 from ...record.errors import ConfigError, LockTimeout, StoreUnavailable
+from ...record.retrystate import Failure, RetryMachine
 from ..address import without_secrets
 from .schema import migrate
 
@@ -55,15 +57,11 @@ class Database:
         sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.url, self.location, self.schema, self.lock_timeout = url, location, schema, lock_timeout
-        self._retry = retrying(
-            max_attempts=connect_attempts,
-            initial_delay=0.5,
-            max_delay=8.0,
-            retry_if=connection_lost,
-            sleep=sleep,
-            logger=None,  # one line of ours each time instead, and one error line in the end
-            on_retry=self._retrying,
+        # The one retry state machine (record/retrystate.py), driven here with our own sleep and log line.
+        self._machine = RetryMachine(
+            max_attempts=connect_attempts, wait=exponential(initial=0.5, max=8.0), retry_if=connection_lost
         )
+        self._sleep = sleep or time.sleep
         self._connection: Connection | None = None
         self._listener: psycopg.Connection[Any] | None = None
         self._lock = threading.RLock()  # one connection, one transaction at a time
@@ -110,16 +108,7 @@ class Database:
         """
         with self._lock:
             try:
-                for attempt in self._retry:
-                    with attempt:
-                        connection = self._connect()
-                        try:
-                            with connection.transaction():
-                                return work(connection)
-                        except psycopg.OperationalError as error:
-                            if connection_lost(error):
-                                self._drop()
-                            raise
+                return self._with_retries(work)
             except psycopg.errors.InsufficientPrivilege as error:
                 raise ConfigError(self._lacking(error)) from None
             except psycopg.errors.LockNotAvailable:
@@ -129,7 +118,26 @@ class Database:
                 ) from None
             except psycopg.OperationalError as error:
                 raise StoreUnavailable(f"{self.location}: cannot reach the database: {self._said(error)}") from None
-        raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+    def _with_retries(self, work: Callable[[Connection], R]) -> R:
+        """``work`` in a transaction, made again on a new connection while the machine says so."""
+        for attempt in itertools.count(1):
+            try:
+                connection = self._connect()
+                try:
+                    with connection.transaction():
+                        return work(connection)
+                except psycopg.OperationalError as error:
+                    if connection_lost(error):
+                        self._drop()
+                    raise
+            except psycopg.OperationalError as error:
+                decision = self._machine.decide(Failure(error, attempt))
+                if not decision.retry:
+                    raise
+                self._retrying(attempt, decision.delay, error)
+            self._sleep(decision.delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _lacking(self, error: psycopg.Error) -> str:
         """What to grant, for an error that says the role may not do what retryq needs."""
