@@ -11,7 +11,7 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from ..helpers import LEGACY_FILE, invoke
+from ..helpers import LEGACY_FILE, T0, FakeWorkflow, invoke, make_job
 
 QUEUE = Path(".retry-queue.json")
 
@@ -75,6 +75,9 @@ CORRUPT = {
 INVALID_RECORDS = {
     "not objects": '["balthazar"]',
     "bad job": LEGACY_FILE.replace('"pending"', '"done"'),
+    # As Node's JSON.stringify writes a string cut in the middle of an emoji: valid JSON, not UTF-8 text.
+    "half an emoji": LEGACY_FILE.replace('"status": "pending"', '"status": "pending", "note": "\\ud83d"'),
+    "NUL in a key of another tool": LEGACY_FILE.replace('"status": "pending"', '"status": "pending", "x": "a\\u0000"'),
 }
 
 
@@ -183,3 +186,29 @@ def test_an_unexpected_error_is_one_line_too(cli: CliRunner, monkeypatch: pytest
     result = invoke(cli, "list")
     assert result.exit_code == 70
     assert result.stderr == "retryq: error: internal error: RuntimeError: boom (set RETRYQ_DEBUG=1 for a traceback)\n"
+
+
+@pytest.mark.parametrize("bad", ["\\ud83d", "\\udc00 tail", "a\\u0000b"])
+@pytest.mark.parametrize("layout", ["retryq", "one line"])
+def test_a_record_with_text_utf8_cannot_hold_is_kept_named_and_stops_no_other_job(
+    cli: CliRunner, workflow: FakeWorkflow, bad: str, layout: str
+) -> None:
+    """A lone surrogate or a NUL (escaped, as JSON allows) makes one record invalid, not the queue."""
+    due = "2025-12-19T10:00:00.000Z"
+    broken = make_job(id="broken1", client_id="acme", execute_at=T0).to_json_line()
+    broken = broken.replace('"status": "pending"', f'"status": "pending", "note": "{bad}"')
+    good = make_job(id="good1", execute_at=T0).to_json_line()
+    content = f"[\n{broken},\n{good}\n]\n" if layout == "retryq" else f"[{broken}, {good}]"
+    QUEUE.write_text(content)
+    env = {"RETRYQ_COMMAND": workflow.command}
+    result = invoke(cli, "process", env=env)
+    assert result.exit_code == 0, result.output
+    assert [call["client"] for call in workflow.calls()] == ["balthazar"]
+    assert f"retryq: warning: {QUEUE}: job #1 (broken1) is invalid: " in result.stderr
+    assert due in broken
+    if layout == "retryq":
+        assert QUEUE.read_text().splitlines()[1] == broken + ","  # byte for byte
+    else:
+        assert json.loads(QUEUE.read_text())[0] == json.loads(broken)
+    doctor = invoke(cli, "doctor", env=env)
+    assert f"problem: {QUEUE}: job #1 (broken1) is invalid: " in doctor.stdout

@@ -141,6 +141,8 @@ def test_an_open_job_for_a_key_already_open_refuses_the_whole_import(tmp_path: P
             "jobs x and y are both open for balthazar 2025-12-19",
         ),
         ('{"retryqSection": "elsewhere"}\n', "unknown section 'elsewhere'"),
+        (make_job().to_json_line().replace('"status"', '"note": "\\ud83d", "status"') + "\n", "line 1: not a job: "),
+        ("\n" + make_job().to_json_line().replace('"status"', '"note": "\\u0000", "status"'), "line 2: not a job: "),
     ],
 )
 def test_a_bad_export_is_refused_with_the_line_and_nothing_is_written(
@@ -153,6 +155,19 @@ def test_a_bad_export_is_refused_with_the_line_and_nothing_is_written(
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
     assert (tmp_path / "q.json").read_text() == LEGACY_FILE
+
+
+def test_text_with_line_separators_of_unicode_moves_whole(tmp_path: Path, cli: CliRunner) -> None:
+    """U+2028, U+0085 or a form feed inside a job's text is not the end of its line."""
+    note = "a\u2028b\u0085c\x0cd\x1ce"
+    store = JsonFileStore(tmp_path / "q.json")
+    store.add(Job.model_validate({**make_job().to_json_dict(), "note": note}), unchanged)
+    export = tmp_path / "q.jsonl"
+    exported(cli, str(tmp_path / "q.json"), export)
+    result = invoke(cli, "--queue", str(tmp_path / "copy.json"), "import", str(export))
+    assert result.exit_code == 0, result.output
+    [job] = JsonFileStore(tmp_path / "copy.json").load()
+    assert job.extra_keys == {"note": note}
 
 
 def test_import_reads_stdin_and_a_missing_file_is_one_line(tmp_path: Path, cli: CliRunner) -> None:
