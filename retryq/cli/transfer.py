@@ -87,7 +87,8 @@ def import_jobs(
         raise InvalidInput(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise StoreIOError(f"{file}: cannot read: {getattr(error, 'strerror', None) or error}") from None
-    exported = parse(text.splitlines(), "stdin" if file == "-" else file)
+    # Lines end at "\n" only: a job's text may hold U+2028 or U+0085, which splitlines() would cut at.
+    exported = parse(text.split("\n"), "stdin" if file == "-" else file)
     queue = open_queue(ctx)
     done = load(queue.store, exported, dry_run=dry_run)
     archive_ignored = bool(exported.archived) and not done.archived and not queue.config.archive

@@ -171,7 +171,8 @@ class Supervisor:
         assert run.process.stdout is not None
         with run.process.stdout:
             for raw in iter(run.process.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                # A NUL goes the way of bytes that are not UTF-8: a job's text never holds one (nor could PostgreSQL).
+                line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
                 run.tail.append(line)
                 if self._on_line is not None:
                     self._on_line(run.label, line)

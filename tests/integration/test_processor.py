@@ -557,3 +557,15 @@ def test_a_legacy_job_takes_the_configured_attempts(tmp_path: Path, workflow: Fa
         process(queue, prune=False)
     [job] = queue.jobs()
     assert (job.status, job.attempt, job.max_attempts, len(workflow.calls())) == (JobStatus.FAILED, 5, 5, 5)
+
+
+def test_a_workflow_that_prints_nul_or_bytes_that_are_not_utf8_leaves_a_valid_job(tmp_path: Path) -> None:
+    """What a workflow prints is kept as text the queue can hold: a NUL becomes U+FFFD, as bad UTF-8 does."""
+    script = write_script(tmp_path / "noisy.sh", "printf 'token\\000x \\377\\n'; exit 1\n")
+    queue = open_queue(tmp_path, [str(script)], max_attempts=1)
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = process(queue)
+    assert (report.processed, report.failed) == (1, 1)
+    [job] = queue.jobs()
+    assert job.history[-1].output_tail == "token\ufffdx \ufffd"
+    assert queue.store.invalid() == []

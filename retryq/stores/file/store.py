@@ -170,7 +170,8 @@ class JsonFileStore(DocumentStore):
         if self.archive_path is None:
             return iter(())
         try:
-            lines = self.archive_path.read_text(encoding="utf-8").splitlines()
+            # Lines end at "\n" only: a job's text may hold U+2028 or U+0085, which splitlines() would cut at.
+            lines = self.archive_path.read_text(encoding="utf-8").split("\n")
         except FileNotFoundError:
             return iter(())
         except (OSError, UnicodeDecodeError) as error:
