@@ -11,6 +11,8 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
+from retryq.record.timeutil import utcnow
+
 from ..helpers import LEGACY_FILE, T0, FakeWorkflow, invoke, make_job
 
 QUEUE = Path(".retry-queue.json")
@@ -102,8 +104,37 @@ def test_an_invalid_record_is_reported_and_kept_but_stops_nothing(
     result = invoke(cli, *command, env={"RETRYQ_COMMAND": "true"})
     assert result.exit_code == 0, result.output
     assert json.loads(QUEUE.read_text())[0] == record
-    if command[0] != "schedule":
-        assert f"retryq: warning: {QUEUE}: job #1 (" in result.stderr
+    assert result.stderr.count(f"retryq: warning: {QUEUE}: job #1 (") == 1, result.stderr
+
+
+#: Every command that reads the queue, as it runs on a queue holding a failed job `done1` (and the invalid record).
+READERS = {
+    "schedule": ["schedule", "other", "2025-12-19"],
+    "report": ["report", "other", "2025-12-19", "--total", "10", "--fetched", "9"],
+    "process": ["process"],
+    "list": ["list"],
+    "show": ["show", "done1"],
+    "cancel": ["cancel", "--client", "other", "--date", "2025-12-19", "--status", "pending"],
+    "requeue": ["requeue", "done1"],
+    "prune": ["prune"],
+    "stats": ["stats"],
+    "dashboard": ["dashboard", "--output", "page.html"],
+    "export": ["export", "--skip-invalid", "--output", "out.jsonl"],
+    "import": ["import", "in.jsonl"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_every_command_that_reads_the_queue_names_its_invalid_records_once(cli: CliRunner, command: str) -> None:
+    failed = make_job(id="done1", status="failed", finished_at=utcnow(), execute_at=T0).to_json_line()
+    invalid = '{"clientId": "acme", "date": "2025-02-30", "status": "pending"}'
+    QUEUE.write_text(f"[\n{invalid},\n{failed}\n]\n")
+    Path("in.jsonl").write_text(make_job(id="new1", client_id="zoe").to_json_line() + "\n")
+    result = invoke(cli, *READERS[command], env={"RETRYQ_COMMAND": "true"})
+    assert result.exit_code == 0, result.output
+    warning = f"retryq: warning: {QUEUE}: job #1 (acme) is invalid: date: invalid date '2025-02-30'"
+    assert result.stderr.count(warning) == 1, result.stderr
+    assert QUEUE.read_text().splitlines()[1] == invalid + ","
 
 
 def test_the_message_says_where_the_json_breaks(cli: CliRunner) -> None:
