@@ -15,7 +15,6 @@ from ._app import (
     WorkflowFilterOption,
     app,
     echo_json,
-    fail,
     open_queue,
 )
 
@@ -82,11 +81,12 @@ def doctor(
     """
     try:
         queue = open_queue(ctx)
-    except ConfigError as problem:
+    except ConfigError as problem:  # a finding like any other: what doctor is for
         if as_json:
             echo_json([{"level": "problem", "message": str(problem)}])
-            raise typer.Exit(ExitCode.FAILURE) from None
-        fail(f"problem: {problem}", ExitCode.FAILURE)
+        else:
+            typer.echo("problem: " + " ".join(str(problem).split()))  # one line, as every error
+        raise typer.Exit(ExitCode.FAILURE) from None
     from ..reporting.doctor import diagnose
 
     findings = diagnose(queue.config, queue.store, now=utcnow(), overdue=parse_duration(overdue))
