@@ -219,6 +219,12 @@ def warn(message: str) -> None:
     typer.echo(f"retryq: warning: {message}", err=True)
 
 
+def warn_invalid(queue: RetryQueue, consequence: str = "left as it is") -> None:
+    """Name on stderr each record of the queue that is not a valid job: once, by every command that reads the queue."""
+    for problem in queue.store.invalid():
+        warn(f"{problem}; {consequence}")
+
+
 app = typer.Typer(
     cls=_Group,
     name="retryq",

@@ -11,7 +11,7 @@ import typer
 
 from ..record.errors import ExitCode
 from ..record.timeutil import format_utc, parse_when, utcnow
-from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn
+from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn, warn_invalid
 from ._output import LogOutput, job_rows, print_rows, time_format
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def schedule(
         retryq schedule assurance 2025-12-22 60 --at '2025-12-22 04:00'
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     now = utcnow()
     moment = None
     if at is not None:
@@ -146,6 +147,7 @@ def report(
     from ..record.inconsistency import FetchStatus
 
     queue = open_queue(ctx)
+    warn_invalid(queue)
     if as_json or _block_output(verbose):
         result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
     else:

@@ -11,7 +11,7 @@ import typer
 
 from ..record.errors import ExitCode
 from ..record.timeutil import parse_duration, utcnow
-from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
+from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue, warn_invalid
 
 
 @app.command()
@@ -48,6 +48,7 @@ def dashboard(
     from ..reporting.dashboard import serve as serve_page
 
     queue = open_queue(ctx)
+    warn_invalid(queue, "not shown")
     window = parse_duration(since, unit="d") if since is not None else None
     if refresh is None:
         every = None if output is not None else timedelta(seconds=60)  # a served page is watched: keep it fresh

@@ -16,6 +16,7 @@ from ._app import (
     app,
     echo_json,
     open_queue,
+    warn_invalid,
 )
 
 
@@ -51,6 +52,7 @@ def stats(
     if by not in (None, "status"):
         raise InvalidInput(f"unknown breakdown {by!r} (known: status)")
     queue = open_queue(ctx)
+    warn_invalid(queue, "not counted")
     jobs = job_history(queue.store)
     window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)

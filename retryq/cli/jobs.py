@@ -19,7 +19,7 @@ from ._app import (
     app,
     echo_json,
     open_queue,
-    warn,
+    warn_invalid,
 )
 from ._output import TimeFormat, job_rows, last_outcome, print_rows, print_table, time_format, when
 
@@ -73,8 +73,7 @@ def list_jobs(
         raise InvalidInput(f"unknown sort {sort!r} (known: due, scheduled, status, client, queue)")
     queue = open_queue(ctx)
     jobs = queue.jobs(status=status or None, client=client, workflow=workflow)
-    for problem in queue.store.invalid():
-        warn(f"{problem}; not listed")
+    warn_invalid(queue, "not listed")
     if sort != "queue":
         jobs.sort(key=_SORTS[sort])
     if as_json:
@@ -112,6 +111,7 @@ def show(ctx: typer.Context, ident: IdArgument, local: LocalOption = False, as_j
         retryq show 7ff34e21
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     job = queue.get(ident)
     if as_json:
         echo_json(job.to_json_dict())
@@ -180,6 +180,7 @@ def cancel(
         retryq cancel --status pending --client balthazar --dry-run
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     if status:
         query = JobFilter.of(status=status, client=client, workflow=workflow, date=date)
         _print_bulk("cancel", queue.cancel_matching(query, dry_run=dry_run), as_json=as_json)
@@ -222,6 +223,7 @@ def requeue(
         retryq requeue --status failed --since 7d --client balthazar --dry-run
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     if status:
         window = parse_duration(since, unit="d") if since is not None else None
         query = JobFilter.of(
@@ -283,6 +285,7 @@ def prune(
         retryq prune --keep-days 30
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     removed = queue.prune(keep_days=keep_days, dry_run=dry_run)
     if as_json:
         echo_json([job.to_json_dict() for job in removed])

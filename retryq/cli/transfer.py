@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..record.errors import InvalidInput, StoreIOError
-from ._app import DryRunOption, JsonOption, app, echo_json, open_queue, warn
+from ._app import DryRunOption, JsonOption, app, echo_json, open_queue, warn, warn_invalid
 
 
 @app.command()
@@ -40,8 +40,8 @@ def export(
 
     queue = open_queue(ctx)
     lines = list(dump(queue.store, archive=archive, skip_invalid=skip_invalid))
-    for problem in queue.store.invalid() if skip_invalid else ():
-        warn(f"{problem}; not exported")
+    if skip_invalid:
+        warn_invalid(queue, "not exported")
     running = sum(1 for job in queue.store.load() if job.status is JobStatus.RUNNING)
     if running:
         warn(f"{running} job(s) running: their results will be written to {queue.store.location} only")
@@ -90,6 +90,7 @@ def import_jobs(
     # Lines end at "\n" only: a job's text may hold U+2028 or U+0085, which splitlines() would cut at.
     exported = parse(text.split("\n"), "stdin" if file == "-" else file)
     queue = open_queue(ctx)
+    warn_invalid(queue)
     done = load(queue.store, exported, dry_run=dry_run)
     archive_ignored = bool(exported.archived) and not done.archived and not queue.config.archive
     if as_json:
