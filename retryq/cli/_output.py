@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus
+from ..record.text import plural
 from ..record.timeutil import format_duration, format_utc
 from ..settings.config import Config
 
@@ -158,7 +159,7 @@ def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]
         ("date", job.date),
         ("scheduled at", times(job.scheduled_at)),
         ("execute at", times(job.execute_at)),
-        ("delay", f"{job.delay_minutes} minutes"),
+        ("delay", plural(job.delay_minutes, "minute")),
         ("attempt", f"{job.attempt} of {limit}"),
         ("status", job.status.value),
     ]

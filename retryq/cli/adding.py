@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..record.errors import ExitCode
+from ..record.text import plural
 from ..record.timeutil import format_utc, parse_when, utcnow
 from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn, warn_invalid
 from ._output import LogOutput, job_rows, print_rows, time_format
@@ -109,7 +110,8 @@ def _print_schedule(queue: RetryQueue, result: ScheduleResult) -> None:
     else:
         typer.echo(
             f"The retry for {job.client_id} {job.date} is running now; its next attempt will be due "
-            f"{format_utc(result.next_due)} at the earliest ({job.follow_up_minutes} minutes after this one)"
+            f"{format_utc(result.next_due)} at the earliest "
+            f"({plural(job.follow_up_minutes or 0, 'minute')} after this one)"
         )
     print_rows(job_rows(job, limit, time_format(queue.config, local=False)))
 

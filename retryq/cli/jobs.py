@@ -8,6 +8,7 @@ import typer
 
 from ..record.errors import InvalidInput
 from ..record.models import DEFAULT_WORKFLOW, Job, jobs_json
+from ..record.text import plural
 from ..record.timeutil import format_duration, parse_duration, utcnow
 from ..stores import JobFilter
 from ._app import (
@@ -129,7 +130,10 @@ def _print_job(job: Job, limit: int, times: TimeFormat) -> None:
         ("owner", f"{job.owner.host}:{job.owner.pid}" if job.owner else None),
         ("lease until", times(job.lease_until) if job.lease_until else None),
         ("workflow pid", job.workflow_pid),
-        ("follow-up", f"{job.follow_up_minutes} minutes after this run" if job.follow_up_minutes is not None else None),
+        (
+            "follow-up",
+            f"{plural(job.follow_up_minutes, 'minute')} after this run" if job.follow_up_minutes is not None else None,
+        ),
         ("other keys", ", ".join(sorted(job.extra_keys)) or None),
     ]
     print_rows(rows + [(name, value) for name, value in optional if value is not None])
@@ -260,7 +264,7 @@ def _print_bulk(verb: str, result: BulkResult, *, as_json: bool) -> None:
         typer.echo(f"{done} {job.id} ({job.label})")
     for item in result.skipped:
         typer.echo(f"skipped {item.job.id} ({item.job.label}): {item.reason}")
-    typer.echo(f"{done} {len(result.done)} job(s), skipped {len(result.skipped)}")
+    typer.echo(f"{done} {plural(len(result.done), 'job')}, skipped {len(result.skipped)}")
 
 
 @app.command()
@@ -293,4 +297,4 @@ def prune(
     verb = "would remove" if dry_run else "removed"
     for job in removed:
         typer.echo(f"{verb} {job.id} ({job.label}, {job.status.value})")
-    typer.echo(f"{verb} {len(removed)} finished job(s)")
+    typer.echo(f"{verb} {plural(len(removed), 'finished job')}")

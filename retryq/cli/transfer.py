@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..record.errors import InvalidInput, StoreIOError
+from ..record.text import plural
 from ._app import DryRunOption, JsonOption, app, echo_json, open_queue, warn, warn_invalid
 
 
@@ -44,10 +45,12 @@ def export(
         warn_invalid(queue, "not exported")
     running = sum(1 for job in queue.store.load() if job.status is JobStatus.RUNNING)
     if running:
-        warn(f"{running} job(s) running: their results will be written to {queue.store.location} only")
+        warn(f"{plural(running, 'job')} running: their results will be written to {queue.store.location} only")
     text = "".join(line + "\n" for line in lines)
     count = lines.index(ARCHIVE_MARKER) if archive else len(lines)
-    summary = f"exported {count} job(s)" + (f" and {len(lines) - count - 1} archived job(s)" if archive else "")
+    summary = f"exported {plural(count, 'job')}" + (
+        f" and {plural(len(lines) - count - 1, 'archived job')}" if archive else ""
+    )
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -105,13 +108,13 @@ def import_jobs(
         )
         return
     if archive_ignored:
-        warn(f"{len(exported.archived)} archived job(s) not imported: this queue keeps no archive")
+        warn(f"{plural(len(exported.archived), 'archived job')} not imported: this queue keeps no archive")
     verb = "would import" if dry_run else "imported"
-    line = f"{verb} {len(done.added)} job(s) into {queue.store.location}"
+    line = f"{verb} {plural(len(done.added), 'job')} into {queue.store.location}"
     if skipped := len(exported.jobs) - len(done.added):
         line += f", {skipped} already there"
     if exported.archived and not archive_ignored:
-        line += f"; {len(done.archived)} archived job(s)"
+        line += f"; {plural(len(done.archived), 'archived job')}"
         if kept := len(exported.archived) - len(done.archived):
             line += f", {kept} already archived"
     typer.echo(line)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["printable", "storable", "storable_tree", "text_problem"]
+__all__ = ["plural", "printable", "storable", "storable_tree", "text_problem"]
 
 import re
 from typing import Any
@@ -52,3 +52,11 @@ def storable_tree(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             storable_tree(item, f"{where}.{index}")
+
+
+def plural(count: int, unit: str, units: str | None = None) -> str:
+    """``1 minute``, ``2 minutes``, ``0 jobs``: a count and its noun, in every message that counts.
+
+    ``units`` is the plural when adding an "s" does not make it (``entry``, ``entries``).
+    """
+    return f"{count} {unit if abs(count) == 1 else units or unit + 's'}"

@@ -11,8 +11,10 @@ __all__ = [
     "parse_duration",
     "parse_utc",
     "parse_when",
+    "span_in_words",
     "to_utc",
     "utcnow",
+    "wait_in_words",
 ]
 
 import os
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from .errors import InvalidInput
+from .text import plural
 
 #: The longest delay a job may be scheduled with; anything longer is almost surely a typo.
 MAX_DELAY = timedelta(days=30)
@@ -157,7 +160,7 @@ def parse_when(
     if oldest is not None and result < oldest:
         days = (now - oldest).days
         raise InvalidInput(
-            f"time {text!r} ({format_utc(result)}) is more than {days} days in the past (the retention of "
+            f"time {text!r} ({format_utc(result)}) is more than {plural(days, 'day')} in the past (the retention of "
             "finished jobs): a retry that old is a typo"
         )
     return result
@@ -195,3 +198,22 @@ def format_duration(value: timedelta) -> str:
     minutes, seconds = divmod(rest, 60)
     parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
     return sign + ("".join(parts) or "0s")
+
+
+def span_in_words(value: timedelta) -> str:
+    """A span of time as a person says it, its two largest units: ``2 days 18 hours``, ``1 hour 30 minutes``."""
+    minutes = int(abs(value).total_seconds() // 60)
+    if not minutes:
+        return "less than a minute"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [plural(n, unit) for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")) if n]
+    return " ".join(parts[:2])
+
+
+def wait_in_words(wait: timedelta, minutes: int) -> str:
+    """How long until a job is due: ``in 60 minutes`` when that is its delay (``minutes``), else the wait
+    itself (a time was given): ``in 2 days 18 hours``, or ``for now (the time given has passed)``."""
+    if wait == timedelta(minutes=minutes):
+        return f"in {plural(minutes, 'minute')}"
+    return f"in {span_in_words(wait)}" if wait > _ZERO else "for now (the time given has passed)"

@@ -63,7 +63,8 @@ def test_one_minute_is_one_minute_and_a_time_given_says_when(cli: CliRunner) -> 
     one = invoke(cli, "schedule", "balthazar", "2025-12-19", "1", "--verbose", env={"RETRYQ_COMMAND": "true"})
     assert "  delay        1 minute\n" in one.stdout
     later = invoke(cli, "schedule", "acme", "2025-12-19", "--at", "2025-12-22T04:00Z", env={"RETRYQ_COMMAND": "true"})
-    assert " acme 2025-12-19 retry scheduled for 2025-12-22T04:00:00.000Z, in 2 days 18 hours: job " in later.stdout
+    assert " acme 2025-12-19 retry scheduled in 2 days 18 hours: job " in later.stdout
+    assert ", due 2025-12-22T04:00:00.000Z, attempt 1 of 3\n" in later.stdout
 
 
 @freeze_time(NOW)

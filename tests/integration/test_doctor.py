@@ -33,7 +33,7 @@ def test_a_healthy_setup(cli: CliRunner, env: dict[str, str], workflow: FakeWork
     assert result.stdout.splitlines() == [
         "ok: configuration: no file; built-in defaults and RETRYQ_* variables",
         f"ok: workflow default: {workflow.path} (from RETRYQ_COMMAND)",
-        "ok: queue: .retry-queue.json: 1 job(s) (1 pending)",
+        "ok: queue: .retry-queue.json: 1 job (1 pending)",
         "ok: queue: writable, and the lock .retry-queue.json.lock can be taken",
         "ok: jobs: nothing stuck, nothing overdue",
     ]
@@ -91,7 +91,7 @@ def test_stuck_and_overdue_jobs_mean_cron_is_not_running(cli: CliRunner, env: di
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
     assert len(problems) == 2
     assert problems[0].startswith("problem: job stuck (balthazar 2025-12-19 #1) is stuck running")
-    assert problems[1].startswith("problem: 1 pending job(s) due for more than 15m (oldest late, due ")
+    assert problems[1].startswith("problem: 1 pending job due for more than 15m (oldest late, due ")
     assert problems[1].endswith("is cron running `retryq process`?")
 
 
@@ -101,7 +101,7 @@ def test_failed_jobs_are_a_warning_only(cli: CliRunner, env: dict[str, str]) -> 
     assert result.exit_code == 0
     findings = json.loads(result.stdout)
     assert findings[-1]["level"] == "warning"
-    assert findings[-1]["message"].startswith("1 failed job(s) kept")
+    assert findings[-1]["message"].startswith("1 failed job kept")
 
 
 def test_a_broken_config(cli: CliRunner) -> None:

@@ -336,7 +336,7 @@ def test_a_job_of_an_unconfigured_workflow_stays_pending(
     with caplog.at_level(logging.INFO, logger="retryq"):
         report = process(open_queue(tmp_path, workflow.argv()))
     assert report.unknown_workflows == {"retired": 1}
-    assert "1 pending job(s) of workflow 'retired', which is not configured; left pending" in caplog.messages
+    assert "1 pending job of workflow 'retired', which is not configured; left pending" in caplog.messages
 
 
 def test_output_lines_are_logged_with_the_jobs_label(queue: RetryQueue, caplog: pytest.LogCaptureFixture) -> None:
@@ -514,7 +514,7 @@ def test_a_configured_workflow_without_a_command_is_a_config_error(tmp_path: Pat
     queue.schedule("balthazar", "2025-12-19", 0)
     report = process(queue)
     assert report.config_errors == [
-        "1 pending job(s) of workflow 'default', which has no command configured; left pending"
+        "1 pending job of workflow 'default', which has no command configured; left pending"
     ]
     assert queue.jobs()[0].status is JobStatus.PENDING
 

@@ -8,9 +8,9 @@ import pytest
 
 from retryq import MemoryStore, RetryQueue
 from retryq.record import lifecycle
+from retryq.record.models import Owner
 from retryq.record.text import plural
 from retryq.record.timeutil import format_utc, span_in_words
-from retryq.record.models import Owner
 
 from ..helpers import T0, make_config
 
@@ -56,7 +56,7 @@ def test_a_job_scheduled_at_a_time_says_when_it_is_due(queue: RetryQueue) -> Non
     at = T0 + timedelta(days=2, hours=18)
     result = queue.schedule("balthazar", "2025-12-19", at=at, now=T0)
     assert result.describe(3) == (
-        f"retry scheduled for {format_utc(at)}, in 2 days 18 hours: job {result.job.id}, attempt 1 of 3"
+        f"retry scheduled in 2 days 18 hours: job {result.job.id}, due {format_utc(at)}, attempt 1 of 3"
     )
 
 
@@ -64,7 +64,8 @@ def test_a_job_scheduled_at_a_time_already_past_says_it_is_due_now(queue: RetryQ
     at = T0 - timedelta(hours=6)
     result = queue.schedule("balthazar", "2025-12-19", at=at, now=T0)
     assert result.describe(3) == (
-        f"retry scheduled for {format_utc(at)}, already past: due now: job {result.job.id}, attempt 1 of 3"
+        f"retry scheduled for now (the time given has passed): job {result.job.id}, due {format_utc(at)}, "
+        "attempt 1 of 3"
     )
 
 

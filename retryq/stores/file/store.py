@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from ...record.errors import ConfigError, LockTimeout, RetryqError, StoreIOError
 from ...record.models import Job
+from ...record.text import plural
 from .._atomic import new_file_owner, replace_file
 from ..base import Finding, InvalidJob, JobFilter
 from ..document import DocumentStore, R, Transaction, _Entry, _Write
@@ -202,7 +203,7 @@ class JsonFileStore(DocumentStore):
             findings.append(
                 Finding(
                     "warning",
-                    f"queue: {len(stale)} temp file(s) left by an interrupted write ({stale[0].name}…): "
+                    f"queue: {plural(len(stale), 'temp file')} left by an interrupted write ({stale[0].name}…): "
                     "the next change of the queue removes them",
                 )
             )
@@ -240,8 +241,8 @@ class JsonFileStore(DocumentStore):
                     continue
                 return result
         raise LockTimeout(
-            f"{self.location}: the lock file {self.lock_name} was removed while held {LOCK_LOST_RETRIES} times "
-            "in a row; is something deleting it?"
+            f"{self.location}: the lock file {self.lock_name} was removed while held "
+            f"{plural(LOCK_LOST_RETRIES, 'time')} in a row; is something deleting it?"
         )
 
     @contextmanager
