@@ -202,7 +202,7 @@ def format_duration(value: timedelta) -> str:
 
 def span_in_words(value: timedelta) -> str:
     """A span of time as a person says it, its two largest units: ``2 days 18 hours``, ``1 hour 30 minutes``."""
-    minutes = int(abs(value).total_seconds() // 60)
+    minutes = round(abs(value).total_seconds() / 60)  # to the nearest: 10:00:02 to 04:00 two days on is 2 days 18 hours
     if not minutes:
         return "less than a minute"
     days, rest = divmod(minutes, 24 * 60)

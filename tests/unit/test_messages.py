@@ -34,8 +34,9 @@ def test_an_irregular_plural_is_given() -> None:
         (timedelta(minutes=90), "1 hour 30 minutes"),
         (timedelta(days=2, hours=18, minutes=5), "2 days 18 hours"),
         (timedelta(days=3), "3 days"),
-        (timedelta(hours=1, seconds=59), "1 hour"),
-        (timedelta(seconds=30), "less than a minute"),
+        (timedelta(hours=1, seconds=29), "1 hour"),
+        (timedelta(days=2, hours=17, minutes=59, seconds=58), "2 days 18 hours"),
+        (timedelta(seconds=29), "less than a minute"),
     ],
 )
 def test_a_span_in_words_keeps_its_two_largest_units(span: timedelta, words: str) -> None:
