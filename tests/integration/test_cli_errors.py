@@ -243,3 +243,38 @@ def test_a_record_with_text_utf8_cannot_hold_is_kept_named_and_stops_no_other_jo
         assert json.loads(QUEUE.read_text())[0] == json.loads(broken)
     doctor = invoke(cli, "doctor", env=env)
     assert f"problem: {QUEUE}: job #1 (broken1) is invalid: " in doctor.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", ""])
+def test_retryq_debug_off_keeps_the_one_line(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from retryq import queue as queue_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    result = invoke(cli, "list", env={"RETRYQ_DEBUG": value})
+    assert (result.exit_code, result.stderr.count("\n")) == (70, 1)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES"])
+def test_retryq_debug_on_shows_the_traceback(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from retryq import queue as queue_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        invoke(cli, "list", env={"RETRYQ_DEBUG": value})
+
+
+def test_a_tz_that_names_no_zone_is_said_once_where_local_times_are_shown(cli: CliRunner) -> None:
+    QUEUE.write_text(f"[\n{make_job(id='job1', execute_at=T0).to_json_line()}\n]\n")
+    for command in (["list", "--local"], ["show", "job1", "--local"]):
+        result = invoke(cli, *command, env={"TZ": "Nowhere/Bogus"})
+        assert result.exit_code == 0, result.output
+        assert result.stderr == (
+            "retryq: warning: TZ='Nowhere/Bogus' is not a known time zone: local times are taken as UTC\n"
+        )
+        assert "2025-12-19T10:00:00.000Z (10:00 UTC)" in result.stdout
