@@ -160,7 +160,7 @@ class _Group(TyperGroup):
                 fail(f"{error.format_message()} (see '{command} --help')", ExitCode.USAGE)
             fail(error.format_message(), error.exit_code or ExitCode.USAGE)
         except Exception as error:  # the promise is "never a traceback": say what broke, in one line
-            if os.environ.get("RETRYQ_DEBUG"):
+            if os.environ.get("RETRYQ_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
                 raise
             fail(
                 f"internal error: {type(error).__name__}: {error} (set RETRYQ_DEBUG=1 for a traceback)",

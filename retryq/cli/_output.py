@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -13,8 +13,9 @@ import typer
 
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus
 from ..record.text import plural
-from ..record.timeutil import format_duration, format_utc
+from ..record.timeutil import format_duration, format_utc, local_zone
 from ..settings.config import Config
+from ._app import warn
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -129,11 +130,9 @@ class TimeFormat:
         self.zone = zone
 
     @classmethod
-    def local(cls) -> TimeFormat:
-        """This machine's zone (``TZ``, else /etc/localtime), daylight saving included."""
-        from dateutil import tz
-
-        return cls(tz.gettz() or timezone.utc)
+    def local(cls, on_note: Callable[[str], object] | None = None) -> TimeFormat:
+        """This machine's zone (``TZ``, else /etc/localtime), daylight saving included; a bogus ``TZ`` is noted."""
+        return cls(local_zone(on_note)[0])
 
     def __call__(self, value: datetime) -> str:
         text = format_utc(value)
@@ -146,7 +145,7 @@ class TimeFormat:
 
 def time_format(config: Config, *, local: bool) -> TimeFormat:
     """Times as ``list`` and ``show`` print them: UTC, and the machine's zone (--local) or ``display_tz``."""
-    return TimeFormat.local() if local else TimeFormat(config.display_tz)
+    return TimeFormat.local(on_note=warn) if local else TimeFormat(config.display_tz)
 
 
 def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]]:

@@ -6,6 +6,7 @@ __all__ = [
     "MAX_DELAY",
     "format_duration",
     "format_utc",
+    "local_zone",
     "named_zone",
     "parse_delay",
     "parse_duration",
@@ -129,7 +130,7 @@ def parse_when(
     """
     from dateutil import parser, tz  # imported here: only `schedule --at` needs them
 
-    zone, zone_name = _local_zone(on_note)
+    zone, zone_name = local_zone(on_note)
     try:
         # What the text leaves out is taken from today at midnight: a date alone means 00:00.
         midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
@@ -173,16 +174,20 @@ def named_zone(name: str) -> tzinfo | None:
     return tz.gettz(name)
 
 
-def _local_zone(on_note: Callable[[str], object] | None) -> tuple[tzinfo, str]:
-    """The zone a time without one is in: ``TZ`` when set (and valid), else the machine's."""
+def local_zone(on_note: Callable[[str], object] | None = None) -> tuple[tzinfo, str]:
+    """This machine's zone and its name for messages: ``TZ`` when set, else /etc/localtime, else UTC.
+
+    A ``TZ`` that names no zone is taken as UTC (as the C library does) and said through ``on_note``:
+    a local time shown or read in the wrong zone is an hour or more off without a word.
+    """
     from dateutil import tz
 
     name = os.environ.get("TZ")
     if name:
-        zone = tz.gettz(name)
+        zone = tz.gettz(name.removeprefix(":"))  # ":Europe/Paris" is the C library's form of the same
         if zone is None:
             if on_note is not None:
-                on_note(f"TZ={name!r} is not a known time zone: times without a zone are taken as UTC")
+                on_note(f"TZ={name!r} is not a known time zone: local times are taken as UTC")
             return timezone.utc, "UTC"
         return zone, f"TZ={name}"
     zone = tz.gettz()

@@ -91,6 +91,7 @@ def test_the_boamp_example_as_json() -> None:
         "cancelled": 0,
         "cancelledPercent": 0.0,
         "delaySeconds": {"mean": 3720.0, "median": 3600.0, "max": 7200.0},
+        "misdated": [],
     }
     assert json.loads(json.dumps(data)) == data
 
@@ -410,7 +411,8 @@ def test_a_chain_that_finished_before_it_was_detected_is_flagged_and_left_out_of
     assert stats.resolved == 10  # still resolved, at its retry
     assert stats.misdated == ("typo",)
     assert stats.delay_mean == resolution_stats(boamp_example(), now=NOW).delay_mean
-    assert stats.delay_mean is not None and stats.delay_mean > timedelta(0)
+    assert stats.delay_mean is not None
+    assert stats.delay_mean > timedelta(0)
     assert all(b.start >= timedelta(0) for b in stats.delay_histogram)
     assert sum(b.count for b in stats.delay_histogram) == 9
     lines = format_stats(stats)
