@@ -14,6 +14,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
@@ -339,18 +340,93 @@ def test_the_package_data_covers_every_asset() -> None:
 # -- write_dashboard and the command -----------------------------------------------------------------
 
 
-def test_write_dashboard_replaces_the_file_readable_by_all(
+def test_write_dashboard_replaces_the_file_privately_unless_told(
     store: JsonFileStore, workflow: FakeWorkflow, tmp_path: Path
 ) -> None:
     target = tmp_path / "www" / "retryq.html"
     target.parent.mkdir()
     target.write_text("old")
+    target.chmod(0o644)
     data = collect(make_config(workflow.argv()), store, now=utcnow(), client="acme")
     write_dashboard(target, data)
     assert data.client == "acme"
     assert Page(target.read_text()).stats["chains"] == "4"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # output tails are in it: as private as the queue
     assert [path.name for path in target.parent.iterdir()] == ["retryq.html"]  # no temp file left behind
+    write_dashboard(target, data, mode=0o644)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """A umask that lets everyone read what is created (022, the usual one)."""
+    saved = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(saved)
+
+
+@pytest.mark.usefixtures("open_umask")
+@pytest.mark.parametrize(
+    ("queue_mode", "config", "page_mode"),
+    [
+        (0o600, "", 0o600),
+        (0o640, "", 0o640),
+        (0o600, 'dashboard_mode = "0644"\n', 0o644),
+        (0o600, "dashboard_mode = 0o640\n", 0o640),
+    ],
+)
+def test_the_page_takes_the_queue_files_mode_unless_configured(
+    cli: CliRunner, store: JsonFileStore, queue_mode: int, config: str, page_mode: int
+) -> None:
+    Path(".retry-queue.json").chmod(queue_mode)
+    Path("retryq.toml").write_text(config)
+    assert invoke(cli, "dashboard", "--output", "page.html").exit_code == 0
+    assert stat.S_IMODE(Path("page.html").stat().st_mode) == page_mode
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_the_page_process_writes_takes_the_queue_files_mode(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    env = {"RETRYQ_COMMAND": workflow.command}
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env=env)
+    assert invoke(cli, "process", "--dashboard", "page.html", env=env).exit_code == 0
+    assert stat.S_IMODE(Path("page.html").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("value", ['"0999"', '"rw-r--r--"', "1024", "-1", "true"])
+def test_a_mode_that_is_not_one_is_refused(cli: CliRunner, value: str) -> None:
+    Path("retryq.toml").write_text(f"dashboard_mode = {value}\n")
+    result = invoke(cli, "dashboard", "--output", "page.html")
+    assert result.exit_code == 78
+    assert result.stderr.startswith("retryq: error: retryq.toml: dashboard_mode: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_output_tails_can_be_left_out_of_the_page(data: DashboardData) -> None:
+    shown, hidden = render(data), render(data, tails=False)
+    assert "fetched 647/650" in shown
+    assert "fetched 647/650" not in hidden
+    assert "window.pwned" not in hidden
+    assert "Output tails are not shown" in hidden
+    assert "exit 75: still incomplete" in hidden  # the error retryq wrote stays
+
+
+@pytest.mark.parametrize(("config", "option"), [("", "--no-tails"), ("dashboard_tails = false\n", None)])
+def test_the_command_and_process_leave_tails_out_when_told(
+    cli: CliRunner, store: JsonFileStore, workflow: FakeWorkflow, config: str, option: str | None
+) -> None:
+    Path("retryq.toml").write_text(config)
+    assert invoke(cli, "dashboard", "--output", "page.html", *([option] if option else [])).exit_code == 0
+    assert "fetched 647/650" not in Path("page.html").read_text()
+    assert "fetched 647/650" in Path(".retry-queue.json").read_text()
+    if option is None:
+        assert (
+            invoke(cli, "process", "--dashboard", "after.html", env={"RETRYQ_COMMAND": workflow.command}).exit_code == 0
+        )
+        assert "fetched 647/650" not in Path("after.html").read_text()
+        assert invoke(cli, "dashboard", "--output", "asked.html", "--tails").exit_code == 0
+        assert "fetched 647/650" in Path("asked.html").read_text()
 
 
 def test_the_command_writes_the_numbers_of_stats_json(cli: CliRunner, store: JsonFileStore) -> None:
