@@ -28,6 +28,14 @@ def dashboard(
             "--refresh", help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never]."
         ),
     ] = None,
+    tails: Annotated[
+        bool | None,
+        typer.Option(
+            "--tails/--no-tails",
+            help="Show what failed workflows printed last (their output tails) [default: dashboard_tails, true].",
+            show_default=False,
+        ),
+    ] = None,
     since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
@@ -44,11 +52,12 @@ def dashboard(
     """
     if (output is None) == (not serve):
         fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
-    from ..reporting.dashboard import DashboardData, collect, render, write_dashboard
+    from ..reporting.dashboard import DashboardData, collect, page_mode, render, write_dashboard
     from ..reporting.dashboard import serve as serve_page
 
     queue = open_queue(ctx)
     warn_invalid(queue, "not shown")
+    show_tails = queue.config.dashboard_tails if tails is None else tails
     window = parse_duration(since, unit="d") if since is not None else None
     if refresh is None:
         every = None if output is not None else timedelta(seconds=60)  # a served page is watched: keep it fresh
@@ -59,12 +68,12 @@ def dashboard(
         return collect(queue.config, queue.store, now=utcnow(), since=window, client=client, workflow=workflow)
 
     if output is not None:
-        write_dashboard(output, gather(), refresh=every)
+        write_dashboard(output, gather(), refresh=every, mode=page_mode(queue.config, queue.store), tails=show_tails)
         typer.echo(f"wrote {output}")
         return
 
     def build() -> str:
-        return render(gather(), refresh=every)
+        return render(gather(), refresh=every, tails=show_tails)
 
     build()  # a missing extra or a corrupt queue stops the command here, before it listens
 

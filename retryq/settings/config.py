@@ -9,14 +9,7 @@ then command-line options (applied by the caller).
 
 from __future__ import annotations
 
-__all__ = [
-    "PLACEHOLDERS",
-    "Config",
-    "InconsistencyThresholds",
-    "WorkflowSettings",
-    "find_config_file",
-    "load_config",
-]
+__all__ = ["PLACEHOLDERS", "Config", "InconsistencyThresholds", "WorkflowSettings", "find_config_file", "load_config"]
 
 import os
 import re
@@ -36,6 +29,7 @@ from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validatio
 from ..record.timeutil import format_duration, named_zone, parse_duration
 from .address import looks_like_url
 from .commandline import split_command
+from .filemode import FileMode
 
 CONFIG_FILE = "retryq.toml"
 DEFAULT_QUEUE_FILE = ".retry-queue.json"
@@ -129,6 +123,8 @@ class FileConfig(_WorkflowFields):
     archive: bool = True
     metrics_file: str | None = None
     dashboard: str | None = None
+    dashboard_mode: FileMode | None = None  # the page's mode; None: the queue file's (0600 without one)
+    dashboard_tails: bool = True  # whether the page shows the workflows' output tails
     on_failure_timeout: Duration = timedelta(seconds=30)
     display_tz: str | None = None
     workflow: WorkflowSection | None = None
@@ -184,6 +180,8 @@ class Config:
     metrics_file: Path | None = None
     #: The dashboard page that `process` rewrites after each run (and `worker` every minute).
     dashboard_file: Path | None = None
+    dashboard_mode: int | None = None  # the page's mode; None: the queue file's (0600 without one)
+    dashboard_tails: bool = True  # whether the page shows the workflows' output tails
     on_failure_timeout: timedelta = timedelta(seconds=30)
     #: Where `list` and `show` also show times, besides UTC (None: UTC only, unless --local).
     display_tz: tzinfo | None = None
@@ -360,6 +358,8 @@ def _resolve(parsed: FileConfig, source: Path | None, env: Mapping[str, str]) ->
         archive=parsed.archive,
         metrics_file=metrics,
         dashboard_file=base_dir / parsed.dashboard if parsed.dashboard else None,
+        dashboard_mode=parsed.dashboard_mode,
+        dashboard_tails=parsed.dashboard_tails,
         on_failure_timeout=parsed.on_failure_timeout,
         display_tz=_zone(parsed.display_tz, where),
         workflows=workflows,

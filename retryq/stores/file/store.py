@@ -166,6 +166,15 @@ class JsonFileStore(DocumentStore):
     def _archives(self) -> bool:
         return self.archive_path is not None
 
+    @property
+    def file_mode(self) -> int:
+        """The queue file's permission bits (those a new one gets, before the first write): what a
+        file showing its contents, as the dashboard does, should have too."""
+        try:
+            return stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            return NEW_FILE_MODE
+
     def load_archive(self) -> Iterator[Job]:
         """Archived jobs, the last copy of each id; a torn or foreign line is skipped with a warning."""
         if self.archive_path is None:
