@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
+import logging
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -28,6 +33,7 @@ from retryq.record.errors import QueueCorrupt
 from retryq.record.models import Attempt, Job, JobStatus, Outcome
 from retryq.record.timeutil import format_duration, utcnow
 from retryq.reporting.dashboard import DashboardData, collect, render, serve, write_dashboard
+from retryq.reporting.dashboard.server import WORKERS
 from retryq.reporting.doctor import diagnose
 from retryq.reporting.stats import job_history, resolution_stats
 
@@ -621,3 +627,128 @@ def test_a_port_in_use_is_one_line(cli: CliRunner) -> None:
         result = invoke(cli, "dashboard", "--serve", "--port", str(taken.getsockname()[1]))
     assert result.exit_code == 1
     assert re.fullmatch(r"retryq: error: cannot listen on 127\.0\.0\.1:\d+: .+\n", result.stderr)
+
+
+# -- serving safely: the Host it was bound for, idle connections, threads, a token ------------------
+
+
+@contextlib.contextmanager
+def serving(build: Callable[[], str], **options: Any) -> Iterator[int]:
+    """`serve(build, port=0, …)` in a thread; yields the port, stops the server on the way out."""
+    ports: list[int] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def on_ready(url: str) -> None:
+        ports.append(int(url.rsplit(":", 1)[1].strip("/")))
+        ready.set()
+
+    server = threading.Thread(
+        target=serve, args=(build,), kwargs={"port": 0, "on_ready": on_ready, "stop": stop, **options}
+    )
+    server.start()
+    try:
+        assert ready.wait(60)
+        yield ports[0]
+    finally:
+        stop.set()
+        server.join(60)
+    assert not server.is_alive()
+
+
+def ask(
+    port: int, path: str = "/", headers: dict[str, str] | None = None, *, host: str | None = None
+) -> tuple[int, str]:
+    """A GET with exactly these headers (Host as given, or the one the server was bound for)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host if host is not None else f"127.0.0.1:{port}")
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "127.0.0.1.nip.io:{port}", "127.0.0.1:1", ""])
+def test_only_the_host_it_was_bound_for_is_answered(host: str) -> None:
+    """A page fetched through DNS rebinding carries the attacker's name in its Host header."""
+    with serving(lambda: "<p>secret page</p>") as port:
+        status, body = ask(port, host=host.format(port=port))
+        assert status == 421
+        assert "secret page" not in body
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+            assert ask(port, host=good) == (200, "<p>secret page</p>")
+
+
+def test_idle_connections_are_closed_and_never_keep_the_page_from_others() -> None:
+    idle = []
+    with serving(lambda: "<p>page</p>", request_timeout=1.0) as port:
+        try:
+            for _ in range(150):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=60))
+            assert ask(port) == (200, "<p>page</p>")  # answered while 150 clients say nothing
+            for client in idle[:5]:
+                assert client.recv(1) == b""  # closed by the server (the client would wait 60 s)
+        finally:
+            for client in idle:
+                client.close()
+
+
+def test_the_threads_that_answer_are_bounded() -> None:
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def build() -> str:
+        started.release()
+        assert release.wait(60)
+        return "<p>page</p>"
+
+    answers: list[tuple[int, str]] = []
+    with serving(build) as port:
+        clients = [threading.Thread(target=lambda: answers.append(ask(port))) for _ in range(30)]
+        for client in clients:
+            client.start()
+        assert started.acquire(timeout=60)  # a build is under way, 29 requests wait for it
+        deadline = threading.Event()
+        for _ in range(600):  # until every request has been read, or a generous while
+            answering = [thread for thread in threading.enumerate() if thread.name.startswith("retryq-dashboard")]
+            if len(answering) >= WORKERS:
+                break
+            deadline.wait(0.1)
+        assert len(answering) <= WORKERS
+        release.set()
+        for client in clients:
+            client.join(60)
+    assert answers == [(200, "<p>page</p>")] * 30
+
+
+def test_a_token_is_asked_for_by_header_or_query_and_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    token = "t0k3n-" + "x" * 20
+    with caplog.at_level(logging.DEBUG, logger="retryq"), serving(lambda: "<p>page</p>", token=token) as port:
+        assert ask(port)[0] == 401
+        assert ask(port, "/?token=wrong")[0] == 401
+        assert ask(port, headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert ask(port, f"/?token={token}") == (200, "<p>page</p>")
+        assert ask(port, f"/index.html?x=1&token={token}") == (200, "<p>page</p>")
+        assert ask(port, headers={"Authorization": f"Bearer {token}"}) == (200, "<p>page</p>")
+        assert ask(port, f"/?token={token}", host="evil.example")[0] == 421  # a token does not make a host right
+        assert ask(port, f"/nothing?token={token}")[0] == 404
+        assert ask(port, f"/{token}")[0] == 401
+    assert caplog.messages, "the requests are logged (at DEBUG)"
+    assert not [message for message in caplog.messages if token in message]
+
+
+@pytest.mark.slow
+def test_the_served_dashboard_takes_its_token_from_the_environment(retryq_bin: str, tmp_path: Path) -> None:
+    token = "from-the-environment-" + "y" * 12
+    env = {"RETRYQ_DASHBOARD_TOKEN": token}
+    with served_dashboard(retryq_bin, tmp_path, env=env) as (server, url):
+        assert fetch(url)[0] == 401
+        status, _, body = fetch(f"{url}?token={token}")
+        assert status == 200
+        assert 'content="60"' in body
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert token not in out + err
