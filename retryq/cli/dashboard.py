@@ -36,6 +36,17 @@ def dashboard(
             show_default=False,
         ),
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="RETRYQ_DASHBOARD_TOKEN",
+            help="With --serve: answer only requests that bring this token (?token=… or Authorization: Bearer …); "
+            "prefer $RETRYQ_DASHBOARD_TOKEN, which other users cannot see in the process list.",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
     since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
@@ -47,11 +58,14 @@ def dashboard(
 
     \b
     Example:
-        retryq dashboard --output report.html --since 30d
+        retryq dashboard --output report.html --since 30d --no-tails
         retryq dashboard --serve --port 8080
+        RETRYQ_DASHBOARD_TOKEN=5f0c2e91 retryq dashboard --serve   # http://127.0.0.1:8080/?token=5f0c2e91
     """
     if (output is None) == (not serve):
         fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
+    if token is not None and not token.strip():
+        fail("the dashboard token is empty (--token or RETRYQ_DASHBOARD_TOKEN)", ExitCode.USAGE)
     from ..reporting.dashboard import DashboardData, collect, page_mode, render, write_dashboard
     from ..reporting.dashboard import serve as serve_page
 
@@ -82,6 +96,6 @@ def dashboard(
     def ready(url: str) -> None:
         typer.echo(f"serving the dashboard of {queue.store.location} at {url} (Ctrl-C to stop)")
 
-    signum = serve_page(build, port=port, on_ready=ready)
+    signum = serve_page(build, port=port, on_ready=ready, token=token.strip() if token else None)
     typer.echo("dashboard server stopped")
     raise typer.Exit(128 + signum)

@@ -705,22 +705,26 @@ def test_the_threads_that_answer_are_bounded() -> None:
         assert release.wait(60)
         return "<p>page</p>"
 
+    def answering() -> int:
+        return sum(thread.name.startswith("retryq-dashboard-answer") for thread in threading.enumerate())
+
     answers: list[tuple[int, str]] = []
     with serving(build) as port:
         clients = [threading.Thread(target=lambda: answers.append(ask(port))) for _ in range(30)]
-        for client in clients:
-            client.start()
-        assert started.acquire(timeout=60)  # a build is under way, 29 requests wait for it
-        deadline = threading.Event()
-        for _ in range(600):  # until every request has been read, or a generous while
-            answering = [thread for thread in threading.enumerate() if thread.name.startswith("retryq-dashboard")]
-            if len(answering) >= WORKERS:
-                break
-            deadline.wait(0.1)
-        assert len(answering) <= WORKERS
-        release.set()
-        for client in clients:
-            client.join(60)
+        try:
+            for client in clients:
+                client.start()
+            assert started.acquire(timeout=60)  # a build is under way, 29 requests wait for it
+            pause = threading.Event()
+            for _ in range(600):  # until the pool is full, or a generous while
+                if answering() >= WORKERS:
+                    break
+                pause.wait(0.1)
+            assert answering() == WORKERS
+        finally:
+            release.set()
+            for client in clients:
+                client.join(60)
     assert answers == [(200, "<p>page</p>")] * 30
 
 
