@@ -409,6 +409,20 @@ def test_a_mode_that_is_not_one_is_refused(cli: CliRunner, value: str) -> None:
     assert result.stderr.count("\n") == 1
 
 
+def test_chains_that_finished_before_they_were_detected_are_named_not_timed(data: DashboardData) -> None:
+    typo = chain("typo", JobStatus.COMPLETED, detected=utcnow(), finished_at=utcnow() - timedelta(days=2530))
+    stats = resolution_stats([*job_history_of(data), typo], now=data.generated_at)
+    html = render(replace(data, stats=stats))
+    assert "Left out: 1 resolved chain whose finishedAt comes before its scheduledAt" in html
+    assert "<code>typo</code>" in html
+    assert "-2530d" not in html
+    assert "Left out:" not in render(data)
+
+
+def job_history_of(data: DashboardData) -> list[Job]:
+    return [*data.open_jobs, *data.failed_jobs]
+
+
 def test_output_tails_can_be_left_out_of_the_page(data: DashboardData) -> None:
     shown, hidden = render(data), render(data, tails=False)
     assert "fetched 647/650" in shown
