@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Literal
 from .record import lifecycle, rules
 from .record.errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
 from .record.models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
-from .record.timeutil import format_utc, parse_delay, to_utc, utcnow
+from .record.text import plural
+from .record.timeutil import format_utc, parse_delay, to_utc, utcnow, wait_in_words
 from .running.housekeeping import prune_rule
 from .settings.config import Config, load_config
 from .stores import JobFilter, Store, open_store
@@ -52,8 +53,9 @@ class ScheduleResult:
         job = self.job
         if self.outcome == "created":
             why = f" ({self.reason})" if self.reason else ""
+            when = wait_in_words(job.execute_at - job.scheduled_at, job.delay_minutes)
             return (
-                f"retry scheduled in {job.delay_minutes} minutes{why}: job {job.id}, due {format_utc(job.execute_at)}, "
+                f"retry scheduled {when}{why}: job {job.id}, due {format_utc(job.execute_at)}, "
                 f"attempt {job.attempt} of {limit}"
             )
         if self.outcome == "exists":
@@ -63,7 +65,7 @@ class ScheduleResult:
         why = f", {self.reason}" if self.reason else ""
         return (
             f"running now: attempt {job.attempt + 1} of {limit} will be due {format_utc(self.next_due)} at the "
-            f"earliest ({job.follow_up_minutes} minutes after this one{why}; job {job.id})"
+            f"earliest ({plural(job.follow_up_minutes or 0, 'minute')} after this one{why}; job {job.id})"
         )
 
 

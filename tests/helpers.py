@@ -148,10 +148,12 @@ def unavailable(reason: str) -> NoReturn:
 
 
 @contextlib.contextmanager
-def served_dashboard(retryq_bin: str, cwd: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`retryq dashboard --serve --port 0 …` started in ``cwd`` (no RETRYQ_* from the outer environment),
-    with the address it says it serves; killed on the way out if the test has not stopped it."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RETRYQ_")}
+def served_dashboard(
+    retryq_bin: str, cwd: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`retryq dashboard --serve --port 0 …` started in ``cwd`` (no RETRYQ_* from the outer environment,
+    only those of ``env``), with the address it says it serves; killed on the way out if the test has not stopped it."""
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("RETRYQ_")}, **(env or {})}
     server = subprocess.Popen(
         [retryq_bin, "dashboard", "--serve", "--port", "0", *options],
         cwd=cwd,

@@ -167,7 +167,7 @@ class _Group(TyperGroup):
                 fail(f"{error.format_message()} (see '{command} --help')", ExitCode.USAGE)
             fail(error.format_message(), error.exit_code or ExitCode.USAGE)
         except Exception as error:  # the promise is "never a traceback": say what broke, in one line
-            if os.environ.get("RETRYQ_DEBUG"):
+            if os.environ.get("RETRYQ_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
                 raise
             fail(
                 f"internal error: {type(error).__name__}: {error} (set RETRYQ_DEBUG=1 for a traceback)",
@@ -224,6 +224,12 @@ def error(message: str) -> None:
 
 def warn(message: str) -> None:
     typer.echo(f"retryq: warning: {message}", err=True)
+
+
+def warn_invalid(queue: RetryQueue, consequence: str = "left as it is") -> None:
+    """Name on stderr each record of the queue that is not a valid job: once, by every command that reads the queue."""
+    for problem in queue.store.invalid():
+        warn(f"{problem}; {consequence}")
 
 
 app = typer.Typer(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus
-from ..record.timeutil import format_duration, format_utc
+from ..record.text import plural
+from ..record.timeutil import format_duration, format_utc, local_zone
 from ..settings.config import Config
+from ._app import warn
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -128,11 +130,9 @@ class TimeFormat:
         self.zone = zone
 
     @classmethod
-    def local(cls) -> TimeFormat:
-        """This machine's zone (``TZ``, else /etc/localtime), daylight saving included."""
-        from dateutil import tz
-
-        return cls(tz.gettz() or timezone.utc)
+    def local(cls, on_note: Callable[[str], object] | None = None) -> TimeFormat:
+        """This machine's zone (``TZ``, else /etc/localtime), daylight saving included; a bogus ``TZ`` is noted."""
+        return cls(local_zone(on_note)[0])
 
     def __call__(self, value: datetime) -> str:
         text = format_utc(value)
@@ -145,7 +145,7 @@ class TimeFormat:
 
 def time_format(config: Config, *, local: bool) -> TimeFormat:
     """Times as ``list`` and ``show`` print them: UTC, and the machine's zone (--local) or ``display_tz``."""
-    return TimeFormat.local() if local else TimeFormat(config.display_tz)
+    return TimeFormat.local(on_note=warn) if local else TimeFormat(config.display_tz)
 
 
 def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]]:
@@ -158,7 +158,7 @@ def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]
         ("date", job.date),
         ("scheduled at", times(job.scheduled_at)),
         ("execute at", times(job.execute_at)),
-        ("delay", f"{job.delay_minutes} minutes"),
+        ("delay", plural(job.delay_minutes, "minute")),
         ("attempt", f"{job.attempt} of {limit}"),
         ("status", job.status.value),
     ]

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..record.errors import ExitCode
+from ..record.text import plural
 from ..record.timeutil import format_utc, parse_when, utcnow
 from ..settings import declaration as declared
 from ..settings.kinds import Count
-from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn
+from ._app import JsonOption, WorkflowOption, app, echo_json, open_queue, warn, warn_invalid
 from ._options import parser, setting_option
 from ._output import LogOutput, job_rows, print_rows, time_format
 
@@ -83,6 +84,7 @@ def schedule(
         retryq schedule assurance 2025-12-22 60 --at '2025-12-22 04:00'
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     now = utcnow()
     moment = None
     if at is not None:
@@ -121,7 +123,8 @@ def _print_schedule(queue: RetryQueue, result: ScheduleResult) -> None:
     else:
         typer.echo(
             f"The retry for {job.client_id} {job.date} is running now; its next attempt will be due "
-            f"{format_utc(result.next_due)} at the earliest ({job.follow_up_minutes} minutes after this one)"
+            f"{format_utc(result.next_due)} at the earliest "
+            f"({plural(job.follow_up_minutes or 0, 'minute')} after this one)"
         )
     print_rows(job_rows(job, limit, time_format(queue.config, local=False)))
 
@@ -160,6 +163,7 @@ def report(
     from ..record.inconsistency import FetchStatus
 
     queue = open_queue(ctx)
+    warn_invalid(queue)
     if as_json or _block_output(verbose):
         result = queue.report_fetch(client, date, total=total, fetched=fetched, delay=delay, workflow=workflow)
     else:

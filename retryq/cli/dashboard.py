@@ -12,7 +12,7 @@ import typer
 from ..record.errors import ExitCode
 from ..record.timeutil import parse_duration, utcnow
 from ..settings.kinds import Count
-from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue
+from ._app import ChainsSinceOption, ClientFilterOption, WorkflowFilterOption, app, fail, open_queue, warn_invalid
 from ._options import parser
 
 PortOption = Annotated[
@@ -29,6 +29,26 @@ RefreshOption = Annotated[
         help="Reload the page this often: 30s, 5m; 0 never [default: 60s with --serve, else never].",
     ),
 ]
+TailsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--tails/--no-tails",
+        help="Show what failed workflows printed last (their output tails) [default: dashboard_tails, true].",
+        show_default=False,
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        envvar="RETRYQ_DASHBOARD_TOKEN",
+        help="With --serve: answer only requests that bring this token (?token=… or Authorization: Bearer …); "
+        "prefer $RETRYQ_DASHBOARD_TOKEN, which other users cannot see in the process list.",
+        show_default=False,
+        show_envvar=False,
+    ),
+]
 
 
 @app.command()
@@ -41,6 +61,8 @@ def dashboard(
     serve: Annotated[bool, typer.Option("--serve", help="Serve the page on 127.0.0.1 until Ctrl-C.")] = False,
     port: PortOption = 8080,
     refresh: RefreshOption = None,
+    tails: TailsOption = None,
+    token: TokenOption = None,
     since: ChainsSinceOption = None,
     client: ClientFilterOption = None,
     workflow: WorkflowFilterOption = None,
@@ -52,15 +74,20 @@ def dashboard(
 
     \b
     Example:
-        retryq dashboard --output report.html --since 30d
+        retryq dashboard --output report.html --since 30d --no-tails
         retryq dashboard --serve --port 8080
+        RETRYQ_DASHBOARD_TOKEN=5f0c2e91 retryq dashboard --serve   # http://127.0.0.1:8080/?token=5f0c2e91
     """
     if (output is None) == (not serve):
         fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
-    from ..reporting.dashboard import DashboardData, collect, render, write_dashboard
+    if token is not None and not token.strip():
+        fail("the dashboard token is empty (--token or RETRYQ_DASHBOARD_TOKEN)", ExitCode.USAGE)
+    from ..reporting.dashboard import DashboardData, collect, page_mode, render, write_dashboard
     from ..reporting.dashboard import serve as serve_page
 
     queue = open_queue(ctx)
+    warn_invalid(queue, "not shown")
+    show_tails = queue.config.dashboard_tails if tails is None else tails
     window = parse_duration(since, unit="d") if since is not None else None
     if refresh is None:
         every = None if output is not None else timedelta(seconds=60)  # a served page is watched: keep it fresh
@@ -71,12 +98,12 @@ def dashboard(
         return collect(queue.config, queue.store, now=utcnow(), since=window, client=client, workflow=workflow)
 
     if output is not None:
-        write_dashboard(output, gather(), refresh=every)
+        write_dashboard(output, gather(), refresh=every, mode=page_mode(queue.config, queue.store), tails=show_tails)
         typer.echo(f"wrote {output}")
         return
 
     def build() -> str:
-        return render(gather(), refresh=every)
+        return render(gather(), refresh=every, tails=show_tails)
 
     build()  # a missing extra or a corrupt queue stops the command here, before it listens
 
@@ -85,6 +112,6 @@ def dashboard(
     def ready(url: str) -> None:
         typer.echo(f"serving the dashboard of {queue.store.location} at {url} (Ctrl-C to stop)")
 
-    signum = serve_page(build, port=port, on_ready=ready)
+    signum = serve_page(build, port=port, on_ready=ready, token=token.strip() if token else None)
     typer.echo("dashboard server stopped")
     raise typer.Exit(128 + signum)

@@ -15,8 +15,8 @@ from ._app import (
     WorkflowFilterOption,
     app,
     echo_json,
-    fail,
     open_queue,
+    warn_invalid,
 )
 
 
@@ -53,6 +53,7 @@ def stats(
     if by not in (None, "status"):
         raise InvalidInput(f"unknown breakdown {by!r} (known: status)")
     queue = open_queue(ctx)
+    warn_invalid(queue, "not counted")
     jobs = job_history(queue.store)
     window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
@@ -88,11 +89,12 @@ def doctor(
     """
     try:
         queue = open_queue(ctx)
-    except ConfigError as problem:
+    except ConfigError as problem:  # a finding like any other: what doctor is for
         if as_json:
             echo_json([{"level": "problem", "message": str(problem)}])
-            raise typer.Exit(ExitCode.FAILURE) from None
-        fail(f"problem: {problem}", ExitCode.FAILURE)
+        else:
+            typer.echo("problem: " + " ".join(str(problem).split()))  # one line, as every error
+        raise typer.Exit(ExitCode.FAILURE) from None
     from ..reporting.doctor import diagnose
 
     findings = diagnose(queue.config, queue.store, now=utcnow(), overdue=parse_duration(overdue))

@@ -8,6 +8,7 @@ import typer
 
 from ..record.errors import InvalidInput
 from ..record.models import DEFAULT_WORKFLOW, Job, jobs_json
+from ..record.text import plural
 from ..record.timeutil import format_duration, parse_duration, utcnow
 from ..settings import declaration as declared
 from ..stores import JobFilter
@@ -19,7 +20,7 @@ from ._app import (
     app,
     echo_json,
     open_queue,
-    warn,
+    warn_invalid,
 )
 from ._options import setting_option
 from ._output import TimeFormat, job_rows, last_outcome, print_rows, print_table, time_format, when
@@ -84,8 +85,7 @@ def list_jobs(
         raise InvalidInput(f"unknown sort {sort!r} (known: due, scheduled, status, client, queue)")
     queue = open_queue(ctx)
     jobs = queue.jobs(status=status or None, client=client, workflow=workflow)
-    for problem in queue.store.invalid():
-        warn(f"{problem}; not listed")
+    warn_invalid(queue, "not listed")
     if sort != "queue":
         jobs.sort(key=_SORTS[sort])
     if as_json:
@@ -123,6 +123,7 @@ def show(ctx: typer.Context, ident: IdArgument, local: LocalOption = False, as_j
         retryq show 7ff34e21
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     job = queue.get(ident)
     if as_json:
         echo_json(job.to_json_dict())
@@ -140,7 +141,10 @@ def _print_job(job: Job, limit: int, times: TimeFormat) -> None:
         ("owner", f"{job.owner.host}:{job.owner.pid}" if job.owner else None),
         ("lease until", times(job.lease_until) if job.lease_until else None),
         ("workflow pid", job.workflow_pid),
-        ("follow-up", f"{job.follow_up_minutes} minutes after this run" if job.follow_up_minutes is not None else None),
+        (
+            "follow-up",
+            f"{plural(job.follow_up_minutes, 'minute')} after this run" if job.follow_up_minutes is not None else None,
+        ),
         ("other keys", ", ".join(sorted(job.extra_keys)) or None),
     ]
     print_rows(rows + [(name, value) for name, value in optional if value is not None])
@@ -209,6 +213,7 @@ def cancel(
         retryq cancel --status pending --client balthazar --dry-run
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     if status:
         query = JobFilter.of(status=status, client=client, workflow=workflow, date=date)
         _print_bulk("cancel", queue.cancel_matching(query, dry_run=dry_run), as_json=as_json)
@@ -258,6 +263,7 @@ def requeue(
         retryq requeue --status failed --since 7d --client balthazar --dry-run
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     if status:
         window = parse_duration(since, unit="d") if since is not None else None
         query = JobFilter.of(
@@ -294,7 +300,7 @@ def _print_bulk(verb: str, result: BulkResult, *, as_json: bool) -> None:
         typer.echo(f"{done} {job.id} ({job.label})")
     for item in result.skipped:
         typer.echo(f"skipped {item.job.id} ({item.job.label}): {item.reason}")
-    typer.echo(f"{done} {len(result.done)} job(s), skipped {len(result.skipped)}")
+    typer.echo(f"{done} {plural(len(result.done), 'job')}, skipped {len(result.skipped)}")
 
 
 @app.command()
@@ -314,6 +320,7 @@ def prune(
         retryq prune --keep-days 30
     """
     queue = open_queue(ctx)
+    warn_invalid(queue)
     removed = queue.prune(keep_days=keep_days, dry_run=dry_run)
     if as_json:
         echo_json([job.to_json_dict() for job in removed])
@@ -321,4 +328,4 @@ def prune(
     verb = "would remove" if dry_run else "removed"
     for job in removed:
         typer.echo(f"{verb} {job.id} ({job.label}, {job.status.value})")
-    typer.echo(f"{verb} {len(removed)} finished job(s)")
+    typer.echo(f"{verb} {plural(len(removed), 'finished job')}")

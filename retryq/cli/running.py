@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..record.errors import ExitCode
+from ..record.text import plural
 from ..record.timeutil import format_utc, utcnow
 from ..settings import declaration as declared
 from ._app import DryRunOption, QuietOption, VerboseOption, WorkflowOption, app, error, open_queue, warn
@@ -197,7 +198,7 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
 
     now = utcnow()
     due = queue.due(now + queue.config.due_window)
-    typer.echo(f"dry run: {len(due)} job(s) due in {queue.store.location}")
+    typer.echo(f"dry run: {plural(len(due), 'job')} due in {queue.store.location}")
     for job in due:
         settings = queue.config.workflows.get(job.workflow)
         if settings is None or not settings.command:
@@ -210,6 +211,6 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
         typer.echo(f"  would run {job.id[:8]} {job.label}: {command}")
     if prune:
         pruned = queue.prune(now=now, keep_days=keep_days, dry_run=True)
-        typer.echo(f"dry run: {len(pruned)} finished job(s) would be pruned")
+        typer.echo(f"dry run: {plural(len(pruned), 'finished job')} would be pruned")
         for job in pruned:
             typer.echo(f"  would prune {job.id[:8]} {job.label} ({job.status.value})")

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from ..record.errors import InvalidInput, StoreIOError
-from ._app import DryRunOption, JsonOption, app, echo_json, open_queue, warn
+from ..record.text import plural
+from ._app import DryRunOption, JsonOption, app, echo_json, open_queue, warn, warn_invalid
 
 
 @app.command()
@@ -45,14 +46,16 @@ def export(
 
     queue = open_queue(ctx)
     lines = list(dump(queue.store, archive=archive, skip_invalid=skip_invalid))
-    for problem in queue.store.invalid() if skip_invalid else ():
-        warn(f"{problem}; not exported")
+    if skip_invalid:
+        warn_invalid(queue, "not exported")
     running = sum(1 for job in queue.store.load() if job.status is JobStatus.RUNNING)
     if running:
-        warn(f"{running} job(s) running: their results will be written to {queue.store.location} only")
+        warn(f"{plural(running, 'job')} running: their results will be written to {queue.store.location} only")
     text = "".join(line + "\n" for line in lines)
     count = lines.index(ARCHIVE_MARKER) if archive else len(lines)
-    summary = f"exported {count} job(s)" + (f" and {len(lines) - count - 1} archived job(s)" if archive else "")
+    summary = f"exported {plural(count, 'job')}" + (
+        f" and {plural(len(lines) - count - 1, 'archived job')}" if archive else ""
+    )
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -94,8 +97,10 @@ def import_jobs(
         raise InvalidInput(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise StoreIOError(f"{file}: cannot read: {getattr(error, 'strerror', None) or error}") from None
-    exported = parse(text.splitlines(), "stdin" if file == "-" else file)
+    # Lines end at "\n" only: a job's text may hold U+2028 or U+0085, which splitlines() would cut at.
+    exported = parse(text.split("\n"), "stdin" if file == "-" else file)
     queue = open_queue(ctx)
+    warn_invalid(queue)
     done = load(queue.store, exported, dry_run=dry_run)
     archive_ignored = bool(exported.archived) and not done.archived and not queue.config.archive
     if as_json:
@@ -110,13 +115,13 @@ def import_jobs(
         )
         return
     if archive_ignored:
-        warn(f"{len(exported.archived)} archived job(s) not imported: this queue keeps no archive")
+        warn(f"{plural(len(exported.archived), 'archived job')} not imported: this queue keeps no archive")
     verb = "would import" if dry_run else "imported"
-    line = f"{verb} {len(done.added)} job(s) into {queue.store.location}"
+    line = f"{verb} {plural(len(done.added), 'job')} into {queue.store.location}"
     if skipped := len(exported.jobs) - len(done.added):
         line += f", {skipped} already there"
     if exported.archived and not archive_ignored:
-        line += f"; {len(done.archived)} archived job(s)"
+        line += f"; {plural(len(done.archived), 'archived job')}"
         if kept := len(exported.archived) - len(done.archived):
             line += f", {kept} already archived"
     typer.echo(line)

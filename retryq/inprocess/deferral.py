@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..record.errors import InvalidInput, RetryqError
+from ..record.text import plural
 from ..record.timeutil import format_utc
 from .policy import Call, Escalation
 
@@ -195,10 +196,10 @@ class Deferral(Escalation):
             self._failed(exc, attempts, f"{client} {date}", str(error))
             return
         logger.info(
-            "deferred %s %s to the queue after %d attempt(s): job %s %s, executeAt %s",
+            "deferred %s %s to the queue after %s: job %s %s, executeAt %s",
             client,
             date,
-            attempts,
+            plural(attempts, "attempt"),
             result.job.id,
             result.outcome,
             format_utc(result.job.execute_at),
@@ -207,9 +208,9 @@ class Deferral(Escalation):
     @staticmethod
     def _failed(exc: BaseException, attempts: int, what: str, error: str) -> None:
         logger.error(
-            "could not defer %s to the queue after %d attempt(s): %s; the original error propagates",
+            "could not defer %s to the queue after %s: %s; the original error propagates",
             what,
-            attempts,
+            plural(attempts, "attempt"),
             error,
         )
         # Python 3.11+ shows notes in the traceback, where whoever reads the failure looks first.

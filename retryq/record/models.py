@@ -55,6 +55,7 @@ from pydantic_core import TzInfo
 
 from .errors import InvalidInput
 from .limits import MAX_ATTEMPTS
+from .text import printable, storable, storable_tree, text_problem
 from .timeutil import format_utc, to_utc
 
 DEFAULT_WORKFLOW = "default"
@@ -140,6 +141,8 @@ UtcDatetime = Annotated[
 ClientId = Annotated[str, AfterValidator(validate_client_id)]
 WorkflowName = Annotated[str, AfterValidator(validate_workflow_name)]
 JobDate = Annotated[str, AfterValidator(validate_date)]
+#: Free text from outside retryq's rules (an error, an output tail, a host name): anything UTF-8 can hold, but NUL.
+Text = Annotated[str, AfterValidator(storable)]
 
 
 class JobStatus(str, enum.Enum):
@@ -217,6 +220,12 @@ class _Record(BaseModel):
             object.__setattr__(self, "__pydantic_fields_set__", shared)
         return self
 
+    def _check_extra_keys(self) -> None:
+        # Keys of other tools are kept on rewrite: they must be text the file (or a database) can hold.
+        extra = self.__pydantic_extra__
+        if extra:
+            storable_tree(extra, "")
+
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the queue file stores it (camelCase keys, UTC timestamps)."""
         return self.model_dump(mode="json", by_alias=True)
@@ -229,11 +238,11 @@ class _Record(BaseModel):
 class Owner(_Record):
     """The process that claimed a job: host, pid, and what tells a reused pid apart."""
 
-    host: str
+    host: Text
     pid: int
-    boot_id: str | None = None  # kernel boot id: a pid from before a reboot is a different process
+    boot_id: Text | None = None  # kernel boot id: a pid from before a reboot is a different process
     started: int | None = None  # process start time in clock ticks since boot (Linux)
-    pid_ns: str | None = None  # pid namespace: containers sharing a hostname do not share pids
+    pid_ns: Text | None = None  # pid namespace: containers sharing a hostname do not share pids
 
 
 class Attempt(_Record):
@@ -244,7 +253,7 @@ class Attempt(_Record):
     finished_at: UtcDatetime
     outcome: Outcome
     exit_code: int | None = None
-    output_tail: str | None = None
+    output_tail: Text | None = None
 
 
 class Detection(_Record):
@@ -257,8 +266,13 @@ class Detection(_Record):
     missing: int = Field(ge=0)
     ratio: float = Field(ge=0, le=1)
     delay_minutes: int = Field(ge=0, le=30 * 24 * 60)
-    reason: str | None = None  # why that delay ("delay for ERROR"); None when the one configured delay applied
+    reason: Text | None = None  # why that delay ("delay for ERROR"); None when the one configured delay applied
     attempt: int = Field(default=1, ge=1)  # the retry it scheduled: 1 when the verdict started the chain
+
+    @model_validator(mode="after")
+    def _storable_extra(self) -> Any:
+        self._check_extra_keys()
+        return self
 
 
 class Job(_Record):
@@ -283,10 +297,10 @@ class Job(_Record):
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     last_exit_code: int | None = None
-    last_error: str | None = None
+    last_error: Text | None = None
     lease_until: UtcDatetime | None = None
     owner: Owner | None = None
-    run_id: str | None = None
+    run_id: Text | None = None
     workflow_pid: int | None = Field(default=None, gt=1)  # a process group; 0, 1 and negatives mean others
     follow_up_minutes: int | None = Field(default=None, ge=0, le=30 * 24 * 60)
     history: tuple[Attempt, ...] = ()
@@ -304,6 +318,11 @@ class Job(_Record):
             )
             data = {**data, "id": hashlib.sha256(basis.encode()).hexdigest()[:16]}
         return data
+
+    @model_validator(mode="after")
+    def _storable_extra(self) -> Any:
+        self._check_extra_keys()
+        return self
 
     @property
     def key(self) -> JobKey:
@@ -353,9 +372,15 @@ def describe_validation_error(error: ValidationError) -> str:
     """
     first = max(error.errors(), key=lambda item: len(_location(item["loc"])))
     parts = _location(first["loc"])
-    where = ".".join(parts) or "value"
     message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}"
+    given = first.get("input")
+    if first["type"] == "string_unicode" and isinstance(given, str) and text_problem(given):
+        # A key that is not UTF-8 text, refused before any check of retryq's: say what is wrong with it.
+        message = f"{printable(given)!r} {text_problem(given)}"
+    elif not parts and first["type"] == "value_error":
+        return message  # raised by a check of the whole record, which names the key itself
+    where = ".".join(parts)
+    return f"{where}: {message}" if where else message
 
 
 def _location(loc: tuple[int | str, ...]) -> list[str]:

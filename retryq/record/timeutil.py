@@ -6,13 +6,16 @@ __all__ = [
     "MAX_DELAY",
     "format_duration",
     "format_utc",
+    "local_zone",
     "named_zone",
     "parse_delay",
     "parse_duration",
     "parse_utc",
     "parse_when",
+    "span_in_words",
     "to_utc",
     "utcnow",
+    "wait_in_words",
 ]
 
 import os
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from .errors import InvalidInput
+from .text import plural
 
 #: The longest delay a job may be scheduled with; anything longer is almost surely a typo.
 MAX_DELAY = timedelta(days=30)
@@ -126,7 +130,7 @@ def parse_when(
     """
     from dateutil import parser, tz  # imported here: only `schedule --at` needs them
 
-    zone, zone_name = _local_zone(on_note)
+    zone, zone_name = local_zone(on_note)
     try:
         # What the text leaves out is taken from today at midnight: a date alone means 00:00.
         midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
@@ -157,7 +161,7 @@ def parse_when(
     if oldest is not None and result < oldest:
         days = (now - oldest).days
         raise InvalidInput(
-            f"time {text!r} ({format_utc(result)}) is more than {days} days in the past (the retention of "
+            f"time {text!r} ({format_utc(result)}) is more than {plural(days, 'day')} in the past (the retention of "
             "finished jobs): a retry that old is a typo"
         )
     return result
@@ -170,16 +174,20 @@ def named_zone(name: str) -> tzinfo | None:
     return tz.gettz(name)
 
 
-def _local_zone(on_note: Callable[[str], object] | None) -> tuple[tzinfo, str]:
-    """The zone a time without one is in: ``TZ`` when set (and valid), else the machine's."""
+def local_zone(on_note: Callable[[str], object] | None = None) -> tuple[tzinfo, str]:
+    """This machine's zone and its name for messages: ``TZ`` when set, else /etc/localtime, else UTC.
+
+    A ``TZ`` that names no zone is taken as UTC (as the C library does) and said through ``on_note``:
+    a local time shown or read in the wrong zone is an hour or more off without a word.
+    """
     from dateutil import tz
 
     name = os.environ.get("TZ")
     if name:
-        zone = tz.gettz(name)
+        zone = tz.gettz(name.removeprefix(":"))  # ":Europe/Paris" is the C library's form of the same
         if zone is None:
             if on_note is not None:
-                on_note(f"TZ={name!r} is not a known time zone: times without a zone are taken as UTC")
+                on_note(f"TZ={name!r} is not a known time zone: local times are taken as UTC")
             return timezone.utc, "UTC"
         return zone, f"TZ={name}"
     zone = tz.gettz()
@@ -195,3 +203,22 @@ def format_duration(value: timedelta) -> str:
     minutes, seconds = divmod(rest, 60)
     parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
     return sign + ("".join(parts) or "0s")
+
+
+def span_in_words(value: timedelta) -> str:
+    """A span of time as a person says it, its two largest units: ``2 days 18 hours``, ``1 hour 30 minutes``."""
+    minutes = round(abs(value).total_seconds() / 60)  # to the nearest: 10:00:02 to 04:00 two days on is 2 days 18 hours
+    if not minutes:
+        return "less than a minute"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [plural(n, unit) for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")) if n]
+    return " ".join(parts[:2])
+
+
+def wait_in_words(wait: timedelta, minutes: int) -> str:
+    """How long until a job is due: ``in 60 minutes`` when that is its delay (``minutes``), else the wait
+    itself (a time was given): ``in 2 days 18 hours``, or ``for now (the time given has passed)``."""
+    if wait == timedelta(minutes=minutes):
+        return f"in {plural(minutes, 'minute')}"
+    return f"in {span_in_words(wait)}" if wait > _ZERO else "for now (the time given has passed)"

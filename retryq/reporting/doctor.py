@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from ..record.errors import ConfigError, RetryqError
 from ..record.models import Job, JobStatus
+from ..record.text import plural
 from ..record.timeutil import format_duration, format_utc
 from ..running import platform
 from ..running.commands import resolve_command
@@ -124,7 +125,7 @@ def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> 
 def _queue_summary(store: Store, jobs: list[Job]) -> Finding:
     counts = Counter(job.status.value for job in jobs)
     detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "empty"
-    return Finding("ok", f"queue: {store.location}: {len(jobs)} job(s) ({detail})")
+    return Finding("ok", f"queue: {store.location}: {plural(len(jobs), 'job')} ({detail})")
 
 
 def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta) -> list[Finding]:
@@ -153,13 +154,15 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
         findings.append(
             Finding(
                 "problem",
-                f"{len(late)} pending job(s) due for more than {format_duration(overdue)} (oldest {oldest.id}, due "
-                f"{format_utc(oldest.execute_at)}): is cron running `retryq process`?",
+                f"{plural(len(late), 'pending job')} due for more than {format_duration(overdue)} "
+                f"(oldest {oldest.id}, due {format_utc(oldest.execute_at)}): is cron running `retryq process`?",
             )
         )
     unknown = Counter(job.workflow for job in jobs if job.status.is_open and job.workflow not in config.workflows)
     for name, count in sorted(unknown.items()):
-        findings.append(Finding("problem", f"{count} open job(s) of workflow {name!r}, which is not configured"))
+        findings.append(
+            Finding("problem", f"{plural(count, 'open job')} of workflow {name!r}, which is not configured")
+        )
     commandless = Counter(
         job.workflow
         for job in jobs
@@ -167,7 +170,7 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
     )
     for name, count in sorted(commandless.items()):
         findings.append(
-            Finding("problem", f"{count} open job(s) of workflow {name!r}, which has no command configured")
+            Finding("problem", f"{plural(count, 'open job')} of workflow {name!r}, which has no command configured")
         )
     failed = [job for job in jobs if job.status is JobStatus.FAILED]
     if failed:
@@ -175,7 +178,7 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
         findings.append(
             Finding(
                 "warning",
-                f"{len(failed)} failed job(s) kept (latest {latest.id}, {latest.label}); "
+                f"{plural(len(failed), 'failed job')} kept (latest {latest.id}, {latest.label}); "
                 "see `retryq list --status failed`, `retryq requeue ID`",
             )
         )

@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..record.models import Job, JobStatus
+from ..record.text import plural
 from ..record.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ class ResolutionStats:
     delay_histogram: tuple[DelayBin, ...] = ()  # contiguous bins from 0 (or the lowest delay) to the max
     #: Status at detection (OK, DEGRADED, ERROR, then "unknown") -> its chains' statistics; groups with chains only.
     by_status: Mapping[str, ResolutionStats] = field(default_factory=dict)
+    #: Ids of resolved chains whose finishedAt comes before their scheduledAt (hand-edited times): counted as
+    #: resolved, left out of the times, which they would drag below zero.
+    misdated: tuple[str, ...] = ()
 
     @property
     def resolved(self) -> int:
@@ -146,6 +150,7 @@ class ResolutionStats:
                 "median": _seconds(self.delay_median),
                 "max": _seconds(self.delay_max),
             },
+            "misdated": list(self.misdated),
         }
 
 
@@ -239,6 +244,12 @@ def format_stats(stats: ResolutionStats) -> list[str]:
             f"time to resolution: mean {format_duration(stats.delay_mean)}, "
             f"median {format_duration(stats.delay_median)}, max {format_duration(stats.delay_max)}"
         )
+    if stats.misdated:
+        shown = ", ".join(stats.misdated[:5]) + ("…" if len(stats.misdated) > 5 else "")
+        lines.append(
+            f"left out of the time to resolution: {plural(len(stats.misdated), 'chain')} whose finishedAt "
+            f"comes before its scheduledAt (hand-edited times?): {shown}"
+        )
     return lines
 
 
@@ -266,16 +277,21 @@ def _summarize(chains: list[Job]) -> dict[str, Any]:
         "delay_mean": timedelta(microseconds=statistics.mean(delays)) if delays else None,
         "delay_median": timedelta(microseconds=statistics.median(delays)) if delays else None,
         "delay_max": timedelta(microseconds=max(delays)) if delays else None,
+        "misdated": tuple(
+            job.id
+            for job in chains
+            if job.status is JobStatus.COMPLETED and job.finished_at is not None and job.finished_at < job.scheduled_at
+        ),
     }
 
 
 def _delays(chains: Iterable[Job]) -> list[int]:
-    """Microseconds from detection to success of each resolved chain that records when it finished."""
+    """Microseconds from detection to success of each resolved chain that records when it finished (after it began)."""
     # Whole microseconds keep the arithmetic exact; statistics would reject timedelta itself.
     return [
         (job.finished_at - job.scheduled_at) // _MICROSECOND
         for job in chains
-        if job.status is JobStatus.COMPLETED and job.finished_at is not None
+        if job.status is JobStatus.COMPLETED and job.finished_at is not None and job.finished_at >= job.scheduled_at
     ]
 
 
@@ -308,7 +324,7 @@ def _histogram(delays: list[int]) -> tuple[DelayBin, ...]:
     """Delays (in microseconds) in at most _MAX_BINS bins of a round width, starting at 0."""
     if not delays:
         return ()
-    low, high = min(0, *delays), max(delays)
+    low, high = 0, max(delays)  # no delay is negative: chains that say so are left out (misdated)
     width = next((w for w in _BIN_WIDTHS if high // w - low // w < _MAX_BINS), None)
     if width is None:  # beyond 12 weeks: whole weeks
         week = _BIN_WIDTHS[-1]

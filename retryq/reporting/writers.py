@@ -66,9 +66,11 @@ class DashboardWriter:
 
     def __call__(self, report: ProcessReport) -> None:
         try:
-            from .dashboard import collect, write_dashboard
+            from .dashboard import collect, page_mode, write_dashboard
 
-            write_dashboard(self.path, collect(self.config, self.store, now=self.clock()))
+            data = collect(self.config, self.store, now=self.clock())
+            mode = page_mode(self.config, self.store)
+            write_dashboard(self.path, data, mode=mode, tails=self.config.dashboard_tails)
         except RetryqError as error:
             log.error("dashboard not written: %s", error)
 

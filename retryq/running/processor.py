@@ -24,6 +24,7 @@ from ..record import lifecycle
 from ..record.backoff import Backoff, RetryState, exponential
 from ..record.errors import RetryqError, StoreUnavailable
 from ..record.models import Job, JobStatus, Outcome
+from ..record.text import plural
 from ..record.timeutil import format_utc, utcnow
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Claimant, ClaimRequest, JobFilter, Store
@@ -179,7 +180,9 @@ class Processor:
     def _ride_out(self, error: StoreUnavailable, pause: float) -> None:
         """The store is out of reach: runs go on, their results wait until it is back (a job recovered
         meanwhile by another process, its lease over, has its late result discarded: never two runs at once)."""
-        log.warning("%s; %d run(s) go on, their results are written once it is back", error, len(self._active))
+        log.warning(
+            "%s; %s still running, their results are written once it is back", error, plural(len(self._active), "run")
+        )
         if self._active:
             self._collect(pause)
         else:
@@ -200,7 +203,7 @@ class Processor:
             self.claims.hold(job.run_id for job in claimed if job.run_id is not None)
         self._batch = {}  # written (until then, a failure leaves them for _abandon to give back)
         self.claims.drop(pending.run_id for pending in batch.values() if pending.change is not Change.RECORD_PID)
-        log.debug("wrote %d change(s), claimed %d job(s)", len(batch), len(claimed))
+        log.debug("wrote %s, claimed %s", plural(len(batch), "change"), plural(len(claimed), "job"))
         self._claimed.update(job.id for job in claimed)
         self._confirm(batch, results, report)
         for job in claimed:
@@ -249,7 +252,9 @@ class Processor:
             self.store.update({job_id: pending.apply for job_id, pending in self._batch.items()})
             self.claims.drop(pending.run_id for pending in self._batch.values())
         except RetryqError as error:
-            log.error("could not give %d job(s) back: %s; the next process recovers them", len(self._batch), error)
+            log.error(
+                "could not give %s back: %s; the next process recovers them", plural(len(self._batch), "job"), error
+            )
 
     def _sleep(self, seconds: float) -> None:
         if self.sleep is None:
@@ -362,7 +367,9 @@ class Processor:
             log.info("succeeded", extra={"job": shown})
         elif job.status is JobStatus.FAILED:
             report.failed += 1
-            log.warning("%s; failed after %d attempt(s)", _first_line(job.last_error), attempt, extra={"job": shown})
+            log.warning(
+                "%s; failed after %s", _first_line(job.last_error), plural(attempt, "attempt"), extra={"job": shown}
+            )
             self._hooks.notify(job)
         else:
             report.retrying += 1

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..record.errors import ConfigError, InvalidInput
+from ..record.text import plural
 from ..record.timeutil import format_duration, utcnow
 from . import platform
 from .commands import invocation, resolve_command
@@ -304,7 +305,8 @@ class OutputLines:
             raw, cut = kept, cut + len(raw) - len(kept)
         self._partial.clear()
         self._cut = 0
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        # A NUL goes the way of bytes that are not UTF-8: a job's text never holds one (nor could PostgreSQL).
+        line = raw.decode("utf-8", "replace").rstrip("\r\n").replace("\x00", "\ufffd")
         return f"[{cut} bytes cut] {line}" if cut else line
 
 
@@ -346,10 +348,10 @@ def runnable_commands(config: Config, only: Collection[str] | None, pending: Ite
         elif job.workflow not in configured and (only is None or job.workflow in only):
             commandless[job.workflow] += 1
     for name, count in sorted(runnable.unknown_workflows.items()):
-        log.warning("%d pending job(s) of workflow %r, which is not configured; left pending", count, name)
+        log.warning("%s of workflow %r, which is not configured; left pending", plural(count, "pending job"), name)
     for name, count in sorted(commandless.items()):
         # Configured but with nothing to run: a configuration error, not a retired workflow.
-        message = f"{count} pending job(s) of workflow {name!r}, which has no command configured; left pending"
+        message = f"{plural(count, 'pending job')} of workflow {name!r}, which has no command configured; left pending"
         runnable.config_errors.append(message)
         log.error("%s", message)
     return runnable

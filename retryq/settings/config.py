@@ -10,14 +10,7 @@ option are declared once, in :mod:`retryq.settings.declaration`; this module res
 
 from __future__ import annotations
 
-__all__ = [
-    "PLACEHOLDERS",
-    "Config",
-    "InconsistencyThresholds",
-    "WorkflowSettings",
-    "find_config_file",
-    "load_config",
-]
+__all__ = ["PLACEHOLDERS", "Config", "InconsistencyThresholds", "WorkflowSettings", "find_config_file", "load_config"]
 
 import os
 import sys
@@ -86,6 +79,10 @@ class Config:
     metrics_file: Path | None = None
     #: The dashboard page that `process` rewrites after each run (and `worker` every minute).
     dashboard_file: Path | None = None
+    #: The page's permission bits (None: the queue file's, 0600 without one).
+    dashboard_mode: int | None = None
+    #: Whether the page shows the workflows' output tails.
+    dashboard_tails: bool = field(default_factory=declared.dashboard_tails.value)
     on_failure_timeout: timedelta = field(default_factory=declared.on_failure_timeout.value)
     #: Where `list` and `show` also show times, besides UTC (None: UTC only, unless --local).
     display_tz: tzinfo | None = None

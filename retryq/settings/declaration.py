@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..record.limits import DUE_WINDOW, LOCK_TIMEOUT, MAX_ATTEMPTS, MAX_MISSING, MAX_RATIO, REPORT_DELAY_MINUTES
 from . import kinds
+from .filemode import FileMode
 from .setting import Scope, Setting, Table
 
 if TYPE_CHECKING:
@@ -153,6 +154,23 @@ dashboard: Setting[Any] = Setting(
     option=("--dashboard",),
     commands=("process", "worker"),
     option_help="Rewrite this HTML page after the run (worker: every minute); needs retryq[dashboard].",
+)
+dashboard_mode: Setting[int] = Setting(
+    "dashboard_mode",
+    FileMode(),
+    Scope.TOP,
+    "The dashboard page's permission bits; unset, the page gets the queue file's (0600 without one), "
+    "since it shows the same jobs and output tails.",
+    unset="the queue file's mode",
+    example="0640",
+)
+dashboard_tails: Setting[bool] = Setting(
+    "dashboard_tails",
+    kinds.Switch(),
+    Scope.TOP,
+    "Whether the dashboard page shows what failed workflows printed last (their output tails).",
+    default=True,
+    example=False,
 )
 on_failure_timeout: Setting[timedelta] = Setting(
     "on_failure_timeout",
@@ -393,6 +411,8 @@ TOP_LEVEL: tuple[Setting[Any], ...] = (
     archive,
     metrics_file,
     dashboard,
+    dashboard_mode,
+    dashboard_tails,
     on_failure_timeout,
     display_tz,
 )

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from ..record import rules
 from ..record.errors import InvalidInput, QueueCorrupt
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
+from ..record.text import printable
 from ..record.timeutil import parse_utc
 from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
 
@@ -87,7 +88,7 @@ class _Entry:
             return None
         doc = self.doc
         ident = (doc.get("id") or doc.get("clientId")) if isinstance(doc, dict) else None
-        return InvalidJob(self.index + 1, str(ident or "?"), self._problem or "invalid", location)
+        return InvalidJob(self.index + 1, printable(str(ident or "?")), self._problem or "invalid", location)
 
     def job(self, location: str) -> Job:
         job = self.decoded()
@@ -106,7 +107,10 @@ class _Entry:
     def line(self) -> bytes:
         """The record as one line of UTF-8 JSON, as the file holds it."""
         if self._line is None:
-            self._line = json_line(self.doc).encode("utf-8")
+            try:
+                self._line = json_line(self.doc).encode("utf-8")
+            except UnicodeEncodeError:  # a record that is not a job, with half a character: kept as its escape
+                self._line = json.dumps(self.doc).encode("ascii")
         return self._line
 
     @property

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ..record.errors import OpenJobExists, QueueCorrupt
 from ..record.models import Job, describe_validation_error, json_line
+from ..record.text import plural
 from . import Insertion, Store
 
 SECTION = "retryqSection"
@@ -42,7 +43,7 @@ def dump(store: Store, *, archive: bool = False, skip_invalid: bool = False) -> 
     problems = store.invalid()
     if problems and not skip_invalid:
         raise QueueCorrupt(
-            f"{problems[0]}; {len(problems)} record(s) that are not jobs would be left behind: "
+            f"{problems[0]}; {plural(len(problems), 'record')} that are not jobs would be left behind: "
             "mend or remove them (retryq doctor says where), or export with --skip-invalid"
         )
     jobs = store.load()

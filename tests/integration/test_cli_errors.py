@@ -11,7 +11,9 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from ..helpers import LEGACY_FILE, invoke
+from retryq.record.timeutil import utcnow
+
+from ..helpers import LEGACY_FILE, T0, FakeWorkflow, invoke, make_job
 
 QUEUE = Path(".retry-queue.json")
 
@@ -79,6 +81,9 @@ CORRUPT = {
 INVALID_RECORDS = {
     "not objects": '["balthazar"]',
     "bad job": LEGACY_FILE.replace('"pending"', '"done"'),
+    # As Node's JSON.stringify writes a string cut in the middle of an emoji: valid JSON, not UTF-8 text.
+    "half an emoji": LEGACY_FILE.replace('"status": "pending"', '"status": "pending", "note": "\\ud83d"'),
+    "NUL in a key of another tool": LEGACY_FILE.replace('"status": "pending"', '"status": "pending", "x": "a\\u0000"'),
 }
 
 
@@ -103,8 +108,37 @@ def test_an_invalid_record_is_reported_and_kept_but_stops_nothing(
     result = invoke(cli, *command, env={"RETRYQ_COMMAND": "true"})
     assert result.exit_code == 0, result.output
     assert json.loads(QUEUE.read_text())[0] == record
-    if command[0] != "schedule":
-        assert f"retryq: warning: {QUEUE}: job #1 (" in result.stderr
+    assert result.stderr.count(f"retryq: warning: {QUEUE}: job #1 (") == 1, result.stderr
+
+
+#: Every command that reads the queue, as it runs on a queue holding a failed job `done1` (and the invalid record).
+READERS = {
+    "schedule": ["schedule", "other", "2025-12-19"],
+    "report": ["report", "other", "2025-12-19", "--total", "10", "--fetched", "9"],
+    "process": ["process"],
+    "list": ["list"],
+    "show": ["show", "done1"],
+    "cancel": ["cancel", "--client", "other", "--date", "2025-12-19", "--status", "pending"],
+    "requeue": ["requeue", "done1"],
+    "prune": ["prune"],
+    "stats": ["stats"],
+    "dashboard": ["dashboard", "--output", "page.html"],
+    "export": ["export", "--skip-invalid", "--output", "out.jsonl"],
+    "import": ["import", "in.jsonl"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_every_command_that_reads_the_queue_names_its_invalid_records_once(cli: CliRunner, command: str) -> None:
+    failed = make_job(id="done1", status="failed", finished_at=utcnow(), execute_at=T0).to_json_line()
+    invalid = '{"clientId": "acme", "date": "2025-02-30", "status": "pending"}'
+    QUEUE.write_text(f"[\n{invalid},\n{failed}\n]\n")
+    Path("in.jsonl").write_text(make_job(id="new1", client_id="zoe").to_json_line() + "\n")
+    result = invoke(cli, *READERS[command], env={"RETRYQ_COMMAND": "true"})
+    assert result.exit_code == 0, result.output
+    warning = f"retryq: warning: {QUEUE}: job #1 (acme) is invalid: date: invalid date '2025-02-30'"
+    assert result.stderr.count(warning) == 1, result.stderr
+    assert QUEUE.read_text().splitlines()[1] == invalid + ","
 
 
 def test_the_message_says_where_the_json_breaks(cli: CliRunner) -> None:
@@ -189,3 +223,64 @@ def test_an_unexpected_error_is_one_line_too(cli: CliRunner, monkeypatch: pytest
     result = invoke(cli, "list")
     assert result.exit_code == 70
     assert result.stderr == "retryq: error: internal error: RuntimeError: boom (set RETRYQ_DEBUG=1 for a traceback)\n"
+
+
+@pytest.mark.parametrize("bad", ["\\ud83d", "\\udc00 tail", "a\\u0000b"])
+@pytest.mark.parametrize("layout", ["retryq", "one line"])
+def test_a_record_with_text_utf8_cannot_hold_is_kept_named_and_stops_no_other_job(
+    cli: CliRunner, workflow: FakeWorkflow, bad: str, layout: str
+) -> None:
+    """A lone surrogate or a NUL (escaped, as JSON allows) makes one record invalid, not the queue."""
+    due = "2025-12-19T10:00:00.000Z"
+    broken = make_job(id="broken1", client_id="acme", execute_at=T0).to_json_line()
+    broken = broken.replace('"status": "pending"', f'"status": "pending", "note": "{bad}"')
+    good = make_job(id="good1", execute_at=T0).to_json_line()
+    content = f"[\n{broken},\n{good}\n]\n" if layout == "retryq" else f"[{broken}, {good}]"
+    QUEUE.write_text(content)
+    env = {"RETRYQ_COMMAND": workflow.command}
+    result = invoke(cli, "process", env=env)
+    assert result.exit_code == 0, result.output
+    assert [call["client"] for call in workflow.calls()] == ["balthazar"]
+    assert f"retryq: warning: {QUEUE}: job #1 (broken1) is invalid: " in result.stderr
+    assert due in broken
+    if layout == "retryq":
+        assert QUEUE.read_text().splitlines()[1] == broken + ","  # byte for byte
+    else:
+        assert json.loads(QUEUE.read_text())[0] == json.loads(broken)
+    doctor = invoke(cli, "doctor", env=env)
+    assert f"problem: {QUEUE}: job #1 (broken1) is invalid: " in doctor.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", ""])
+def test_retryq_debug_off_keeps_the_one_line(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from retryq import queue as queue_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    result = invoke(cli, "list", env={"RETRYQ_DEBUG": value})
+    assert (result.exit_code, result.stderr.count("\n")) == (70, 1)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES"])
+def test_retryq_debug_on_shows_the_traceback(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from retryq import queue as queue_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        invoke(cli, "list", env={"RETRYQ_DEBUG": value})
+
+
+def test_a_tz_that_names_no_zone_is_said_once_where_local_times_are_shown(cli: CliRunner) -> None:
+    QUEUE.write_text(f"[\n{make_job(id='job1', execute_at=T0).to_json_line()}\n]\n")
+    for command in (["list", "--local"], ["show", "job1", "--local"]):
+        result = invoke(cli, *command, env={"TZ": "Nowhere/Bogus"})
+        assert result.exit_code == 0, result.output
+        assert result.stderr == (
+            "retryq: warning: TZ='Nowhere/Bogus' is not a known time zone: local times are taken as UTC\n"
+        )
+        assert "2025-12-19T10:00:00.000Z (10:00 UTC)" in result.stdout

@@ -142,10 +142,10 @@ def test_prune_dry_run_then_for_real(cli: CliRunner, store: JsonFileStore) -> No
     dry = invoke(cli, "prune", "--dry-run")
     assert dry.stdout.splitlines() == [
         "would remove aaaa1111bbbb2222 (balthazar 2025-12-19 #3, failed)",
-        "would remove 1 finished job(s)",
+        "would remove 1 finished job",
     ]
     assert QUEUE.read_bytes() == before
-    assert invoke(cli, "prune").stdout.splitlines()[-1] == "removed 1 finished job(s)"
+    assert invoke(cli, "prune").stdout.splitlines()[-1] == "removed 1 finished job"
     assert [job.id for job in store.load()] == ["aaaa9999cccc0000", "ffff0000dddd1111"]
     assert [job.id for job in store.load_archive()] == ["aaaa1111bbbb2222"]
 
@@ -181,7 +181,7 @@ def test_bulk_requeue_dry_run_says_what_and_why_and_changes_nothing(cli: CliRunn
         "would requeue new19 (balthazar 2025-12-19 #3)",
         "skipped fail20 (balthazar 2025-12-20 #3): job open20 is already open for this key",
         "skipped old19 (balthazar 2025-12-19 #3): job new19, later, is requeued for this key",
-        "would requeue 1 job(s), skipped 2",
+        "would requeue 1 job, skipped 2",
     ]
     assert QUEUE.read_bytes() == before
 
@@ -221,7 +221,7 @@ def test_bulk_cancel_of_a_clients_pending_jobs(cli: CliRunner, store: JsonFileSt
     dry = invoke(cli, "cancel", "--status", "pending", "--client", "other", "--dry-run")
     assert dry.stdout.splitlines() == [
         "would cancel aaaa9999cccc0000 (other 2025-12-19 #1)",
-        "would cancel 1 job(s), skipped 0",
+        "would cancel 1 job, skipped 0",
     ]
     result = invoke(cli, "cancel", "--status", "pending", "--json")
     assert sorted(job["id"] for job in json.loads(result.stdout)["done"]) == ["aaaa9999cccc0000", "ffff0000dddd1111"]

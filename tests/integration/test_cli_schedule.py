@@ -59,6 +59,15 @@ def test_schedule_prints_the_plan_on_a_terminal_or_verbose(cli: CliRunner) -> No
 
 
 @freeze_time(NOW)
+def test_one_minute_is_one_minute_and_a_time_given_says_when(cli: CliRunner) -> None:
+    one = invoke(cli, "schedule", "balthazar", "2025-12-19", "1", "--verbose", env={"RETRYQ_COMMAND": "true"})
+    assert "  delay        1 minute\n" in one.stdout
+    later = invoke(cli, "schedule", "acme", "2025-12-19", "--at", "2025-12-22T04:00Z", env={"RETRYQ_COMMAND": "true"})
+    assert " acme 2025-12-19 retry scheduled in 2 days 18 hours: job " in later.stdout
+    assert ", due 2025-12-22T04:00:00.000Z, attempt 1 of 3\n" in later.stdout
+
+
+@freeze_time(NOW)
 def test_the_delay_defaults_to_60_minutes(cli: CliRunner) -> None:
     assert invoke(cli, "schedule", "balthazar", "2025-12-19").exit_code == 0
     assert queue_file()[0]["executeAt"] == "2025-12-19T11:00:00.000Z"

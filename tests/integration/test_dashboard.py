@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
+import logging
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -27,6 +33,7 @@ from retryq.record.errors import QueueCorrupt
 from retryq.record.models import Attempt, Job, JobStatus, Outcome
 from retryq.record.timeutil import format_duration, utcnow
 from retryq.reporting.dashboard import DashboardData, collect, render, serve, write_dashboard
+from retryq.reporting.dashboard.server import WORKERS
 from retryq.reporting.doctor import diagnose
 from retryq.reporting.stats import job_history, resolution_stats
 
@@ -339,18 +346,107 @@ def test_the_package_data_covers_every_asset() -> None:
 # -- write_dashboard and the command -----------------------------------------------------------------
 
 
-def test_write_dashboard_replaces_the_file_readable_by_all(
+def test_write_dashboard_replaces_the_file_privately_unless_told(
     store: JsonFileStore, workflow: FakeWorkflow, tmp_path: Path
 ) -> None:
     target = tmp_path / "www" / "retryq.html"
     target.parent.mkdir()
     target.write_text("old")
+    target.chmod(0o644)
     data = collect(make_config(workflow.argv()), store, now=utcnow(), client="acme")
     write_dashboard(target, data)
     assert data.client == "acme"
     assert Page(target.read_text()).stats["chains"] == "4"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # output tails are in it: as private as the queue
     assert [path.name for path in target.parent.iterdir()] == ["retryq.html"]  # no temp file left behind
+    write_dashboard(target, data, mode=0o644)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """A umask that lets everyone read what is created (022, the usual one)."""
+    saved = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(saved)
+
+
+@pytest.mark.usefixtures("open_umask")
+@pytest.mark.parametrize(
+    ("queue_mode", "config", "page_mode"),
+    [
+        (0o600, "", 0o600),
+        (0o640, "", 0o640),
+        (0o600, 'dashboard_mode = "0644"\n', 0o644),
+        (0o600, "dashboard_mode = 0o640\n", 0o640),
+    ],
+)
+def test_the_page_takes_the_queue_files_mode_unless_configured(
+    cli: CliRunner, store: JsonFileStore, queue_mode: int, config: str, page_mode: int
+) -> None:
+    Path(".retry-queue.json").chmod(queue_mode)
+    Path("retryq.toml").write_text(config)
+    assert invoke(cli, "dashboard", "--output", "page.html").exit_code == 0
+    assert stat.S_IMODE(Path("page.html").stat().st_mode) == page_mode
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_the_page_process_writes_takes_the_queue_files_mode(cli: CliRunner, workflow: FakeWorkflow) -> None:
+    env = {"RETRYQ_COMMAND": workflow.command}
+    invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env=env)
+    assert invoke(cli, "process", "--dashboard", "page.html", env=env).exit_code == 0
+    assert stat.S_IMODE(Path("page.html").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("value", ['"0999"', '"rw-r--r--"', "1024", "-1", "true"])
+def test_a_mode_that_is_not_one_is_refused(cli: CliRunner, value: str) -> None:
+    Path("retryq.toml").write_text(f"dashboard_mode = {value}\n")
+    result = invoke(cli, "dashboard", "--output", "page.html")
+    assert result.exit_code == 78
+    assert result.stderr.startswith("retryq: error: retryq.toml: dashboard_mode: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_chains_that_finished_before_they_were_detected_are_named_not_timed(data: DashboardData) -> None:
+    typo = chain("typo", JobStatus.COMPLETED, detected=utcnow(), finished_at=utcnow() - timedelta(days=2530))
+    stats = resolution_stats([*job_history_of(data), typo], now=data.generated_at)
+    html = render(replace(data, stats=stats))
+    assert "Left out: 1 resolved chain whose finishedAt comes before its scheduledAt" in html
+    assert "<code>typo</code>" in html
+    assert "-2530d" not in html
+    assert "Left out:" not in render(data)
+
+
+def job_history_of(data: DashboardData) -> list[Job]:
+    return [*data.open_jobs, *data.failed_jobs]
+
+
+def test_output_tails_can_be_left_out_of_the_page(data: DashboardData) -> None:
+    shown, hidden = render(data), render(data, tails=False)
+    assert "fetched 647/650" in shown
+    assert "fetched 647/650" not in hidden
+    assert "window.pwned" not in hidden
+    assert "Output tails are not shown" in hidden
+    assert "exit 75: still incomplete" in hidden  # the error retryq wrote stays
+
+
+@pytest.mark.parametrize(("config", "option"), [("", "--no-tails"), ("dashboard_tails = false\n", None)])
+def test_the_command_and_process_leave_tails_out_when_told(
+    cli: CliRunner, store: JsonFileStore, workflow: FakeWorkflow, config: str, option: str | None
+) -> None:
+    Path("retryq.toml").write_text(config)
+    assert invoke(cli, "dashboard", "--output", "page.html", *([option] if option else [])).exit_code == 0
+    assert "fetched 647/650" not in Path("page.html").read_text()
+    assert "fetched 647/650" in Path(".retry-queue.json").read_text()
+    if option is None:
+        assert (
+            invoke(cli, "process", "--dashboard", "after.html", env={"RETRYQ_COMMAND": workflow.command}).exit_code == 0
+        )
+        assert "fetched 647/650" not in Path("after.html").read_text()
+        assert invoke(cli, "dashboard", "--output", "asked.html", "--tails").exit_code == 0
+        assert "fetched 647/650" in Path("asked.html").read_text()
 
 
 def test_the_command_writes_the_numbers_of_stats_json(cli: CliRunner, store: JsonFileStore) -> None:
@@ -545,3 +641,132 @@ def test_a_port_in_use_is_one_line(cli: CliRunner) -> None:
         result = invoke(cli, "dashboard", "--serve", "--port", str(taken.getsockname()[1]))
     assert result.exit_code == 1
     assert re.fullmatch(r"retryq: error: cannot listen on 127\.0\.0\.1:\d+: .+\n", result.stderr)
+
+
+# -- serving safely: the Host it was bound for, idle connections, threads, a token ------------------
+
+
+@contextlib.contextmanager
+def serving(build: Callable[[], str], **options: Any) -> Iterator[int]:
+    """`serve(build, port=0, …)` in a thread; yields the port, stops the server on the way out."""
+    ports: list[int] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def on_ready(url: str) -> None:
+        ports.append(int(url.rsplit(":", 1)[1].strip("/")))
+        ready.set()
+
+    server = threading.Thread(
+        target=serve, args=(build,), kwargs={"port": 0, "on_ready": on_ready, "stop": stop, **options}
+    )
+    server.start()
+    try:
+        assert ready.wait(60)
+        yield ports[0]
+    finally:
+        stop.set()
+        server.join(60)
+    assert not server.is_alive()
+
+
+def ask(
+    port: int, path: str = "/", headers: dict[str, str] | None = None, *, host: str | None = None
+) -> tuple[int, str]:
+    """A GET with exactly these headers (Host as given, or the one the server was bound for)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host if host is not None else f"127.0.0.1:{port}")
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "127.0.0.1.nip.io:{port}", "127.0.0.1:1", ""])
+def test_only_the_host_it_was_bound_for_is_answered(host: str) -> None:
+    """A page fetched through DNS rebinding carries the attacker's name in its Host header."""
+    with serving(lambda: "<p>secret page</p>") as port:
+        status, body = ask(port, host=host.format(port=port))
+        assert status == 421
+        assert "secret page" not in body
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+            assert ask(port, host=good) == (200, "<p>secret page</p>")
+
+
+def test_idle_connections_are_closed_and_never_keep_the_page_from_others() -> None:
+    idle = []
+    with serving(lambda: "<p>page</p>", request_timeout=1.0) as port:
+        try:
+            for _ in range(150):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=60))
+            assert ask(port) == (200, "<p>page</p>")  # answered while 150 clients say nothing
+            for client in idle[:5]:
+                assert client.recv(1) == b""  # closed by the server (the client would wait 60 s)
+        finally:
+            for client in idle:
+                client.close()
+
+
+def test_the_threads_that_answer_are_bounded() -> None:
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def build() -> str:
+        started.release()
+        assert release.wait(60)
+        return "<p>page</p>"
+
+    def answering() -> int:
+        return sum(thread.name.startswith("retryq-dashboard-answer") for thread in threading.enumerate())
+
+    answers: list[tuple[int, str]] = []
+    with serving(build) as port:
+        clients = [threading.Thread(target=lambda: answers.append(ask(port))) for _ in range(30)]
+        try:
+            for client in clients:
+                client.start()
+            assert started.acquire(timeout=60)  # a build is under way, 29 requests wait for it
+            pause = threading.Event()
+            for _ in range(600):  # until the pool is full, or a generous while
+                if answering() >= WORKERS:
+                    break
+                pause.wait(0.1)
+            assert answering() == WORKERS
+        finally:
+            release.set()
+            for client in clients:
+                client.join(60)
+    assert answers == [(200, "<p>page</p>")] * 30
+
+
+def test_a_token_is_asked_for_by_header_or_query_and_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    token = "t0k3n-" + "x" * 20
+    with caplog.at_level(logging.DEBUG, logger="retryq"), serving(lambda: "<p>page</p>", token=token) as port:
+        assert ask(port)[0] == 401
+        assert ask(port, "/?token=wrong")[0] == 401
+        assert ask(port, headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert ask(port, f"/?token={token}") == (200, "<p>page</p>")
+        assert ask(port, f"/index.html?x=1&token={token}") == (200, "<p>page</p>")
+        assert ask(port, headers={"Authorization": f"Bearer {token}"}) == (200, "<p>page</p>")
+        assert ask(port, f"/?token={token}", host="evil.example")[0] == 421  # a token does not make a host right
+        assert ask(port, f"/nothing?token={token}")[0] == 404
+        assert ask(port, f"/{token}")[0] == 401
+    assert caplog.messages, "the requests are logged (at DEBUG)"
+    assert not [message for message in caplog.messages if token in message]
+
+
+@pytest.mark.slow
+def test_the_served_dashboard_takes_its_token_from_the_environment(retryq_bin: str, tmp_path: Path) -> None:
+    token = "from-the-environment-" + "y" * 12
+    env = {"RETRYQ_DASHBOARD_TOKEN": token}
+    with served_dashboard(retryq_bin, tmp_path, env=env) as (server, url):
+        assert fetch(url)[0] == 401
+        status, _, body = fetch(f"{url}?token={token}")
+        assert status == 200
+        assert 'content="60"' in body
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert token not in out + err

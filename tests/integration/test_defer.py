@@ -71,7 +71,7 @@ def test_the_log_line_names_the_calls_values(
     [job] = queue.jobs()
     assert job.delay_minutes == 90
     assert caplog.record_tuples[-1][2].startswith(
-        f"deferred balthazar 2025-12-19 to the queue after 2 attempt(s): job {job.id} created"
+        f"deferred balthazar 2025-12-19 to the queue after 2 attempts: job {job.id} created"
     )
 
 
@@ -257,7 +257,7 @@ def test_an_invalid_client_from_the_call_is_logged_and_the_error_propagates(
     assert queue.jobs() == []
     [(logger, level, message)] = [record for record in caplog.record_tuples if record[1] >= logging.ERROR][1:]
     assert (logger, level) == (LOGGER, logging.ERROR)
-    assert message.startswith("could not defer bad client! 2025-12-19 to the queue after 1 attempt(s): invalid client")
+    assert message.startswith("could not defer bad client! 2025-12-19 to the queue after 1 attempt: invalid client")
     assert message.endswith("; the original error propagates")
     if HAS_NOTES:
         assert caught.value.__notes__[0].startswith("retryq: deferring to the queue failed: invalid client id")
@@ -277,7 +277,7 @@ def test_a_picker_that_fails_is_logged_and_the_error_propagates(
     assert queue.jobs() == []
     assert caplog.record_tuples[-1][2] == (
         "could not defer test_a_picker_that_fails_is_logged_and_the_error_propagates.<locals>.fetch to the queue "
-        "after 1 attempt(s): KeyError: 'id'; the original error propagates"
+        "after 1 attempt: KeyError: 'id'; the original error propagates"
     )
 
 

@@ -33,7 +33,7 @@ def test_a_healthy_setup(cli: CliRunner, env: dict[str, str], workflow: FakeWork
     assert result.stdout.splitlines() == [
         "ok: configuration: no file; built-in defaults and RETRYQ_* variables",
         f"ok: workflow default: {workflow.path} (from RETRYQ_COMMAND)",
-        "ok: queue: .retry-queue.json: 1 job(s) (1 pending)",
+        "ok: queue: .retry-queue.json: 1 job (1 pending)",
         "ok: queue: writable, and the lock .retry-queue.json.lock can be taken",
         "ok: jobs: nothing stuck, nothing overdue",
     ]
@@ -91,7 +91,7 @@ def test_stuck_and_overdue_jobs_mean_cron_is_not_running(cli: CliRunner, env: di
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
     assert len(problems) == 2
     assert problems[0].startswith("problem: job stuck (balthazar 2025-12-19 #1) is stuck running")
-    assert problems[1].startswith("problem: 1 pending job(s) due for more than 15m (oldest late, due ")
+    assert problems[1].startswith("problem: 1 pending job due for more than 15m (oldest late, due ")
     assert problems[1].endswith("is cron running `retryq process`?")
 
 
@@ -125,16 +125,16 @@ def test_failed_jobs_are_a_warning_only(cli: CliRunner, env: dict[str, str]) -> 
     assert result.exit_code == 0
     findings = json.loads(result.stdout)
     assert findings[-1]["level"] == "warning"
-    assert findings[-1]["message"].startswith("1 failed job(s) kept")
+    assert findings[-1]["message"].startswith("1 failed job kept")
 
 
 def test_a_broken_config(cli: CliRunner) -> None:
     Path("retryq.toml").write_text("nonsense = 1\n")
     result = invoke(cli, "doctor")
-    assert (result.exit_code, result.stderr) == (
-        1,
-        "retryq: error: problem: retryq.toml: nonsense: unknown key in the top level\n",
-    )
+    # A finding like the others (`problem: …` on stdout, exit 1), not an error about a problem.
+    assert (result.exit_code, result.stderr) == (1, "")
+    [line] = result.stdout.splitlines()
+    assert line.startswith("problem: retryq.toml: nonsense: ")
 
 
 def test_the_failure_hook_and_the_metrics_directory_are_checked(cli: CliRunner, env: dict[str, str]) -> None:

@@ -334,6 +334,15 @@ def test_the_archive_skips_torn_lines_and_duplicates(path: Path, caplog: pytest.
     assert caplog.messages == [f"{archive}: line 3 is not a job; skipped"]
 
 
+def test_a_job_whose_text_holds_unicode_line_separators_is_one_line_of_the_archive(path: Path) -> None:
+    store = JsonFileStore(path)
+    note = "a\u2028b\u0085c\x1ed"
+    store.add(Job.model_validate({**make_job(id="a").to_json_dict(), "note": note}), unchanged)
+    store.update({"a": lambda job: None})
+    [job] = store.load_archive()
+    assert job.extra_keys == {"note": note}
+
+
 def test_lines_without_their_commas_are_not_json(path: Path) -> None:
     store = JsonFileStore(path)
     store.add(make_job(id="a"), unchanged)

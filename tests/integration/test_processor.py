@@ -361,7 +361,7 @@ def test_a_job_of_an_unconfigured_workflow_stays_pending(
     with caplog.at_level(logging.INFO, logger="retryq"):
         report = process(open_queue(tmp_path, workflow.argv()))
     assert report.unknown_workflows == {"retired": 1}
-    assert "1 pending job(s) of workflow 'retired', which is not configured; left pending" in caplog.messages
+    assert "1 pending job of workflow 'retired', which is not configured; left pending" in caplog.messages
 
 
 def test_output_lines_are_logged_with_the_jobs_label(queue: RetryQueue, caplog: pytest.LogCaptureFixture) -> None:
@@ -539,7 +539,7 @@ def test_a_configured_workflow_without_a_command_is_a_config_error(tmp_path: Pat
     queue.schedule("balthazar", "2025-12-19", 0)
     report = process(queue)
     assert report.config_errors == [
-        "1 pending job(s) of workflow 'default', which has no command configured; left pending"
+        "1 pending job of workflow 'default', which has no command configured; left pending"
     ]
     assert queue.jobs()[0].status is JobStatus.PENDING
 
@@ -582,3 +582,15 @@ def test_a_legacy_job_takes_the_configured_attempts(tmp_path: Path, workflow: Fa
         process(queue, prune=False)
     [job] = queue.jobs()
     assert (job.status, job.attempt, job.max_attempts, len(workflow.calls())) == (JobStatus.FAILED, 5, 5, 5)
+
+
+def test_a_workflow_that_prints_nul_or_bytes_that_are_not_utf8_leaves_a_valid_job(tmp_path: Path) -> None:
+    """What a workflow prints is kept as text the queue can hold: a NUL becomes U+FFFD, as bad UTF-8 does."""
+    script = write_script(tmp_path / "noisy.sh", "printf 'token\\000x \\377\\n'; exit 1\n")
+    queue = open_queue(tmp_path, [str(script)], max_attempts=1)
+    queue.schedule("balthazar", "2025-12-19", 0)
+    report = process(queue)
+    assert (report.processed, report.failed) == (1, 1)
+    [job] = queue.jobs()
+    assert job.history[-1].output_tail == "token\ufffdx \ufffd"
+    assert queue.store.invalid() == []

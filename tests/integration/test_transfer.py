@@ -75,8 +75,8 @@ def test_export_writes_each_job_as_the_file_holds_it_then_the_archive(tmp_path: 
     assert lines[:4] == file_lines
     assert lines[4] == ARCHIVE_MARKER
     assert [json.loads(line)["id"] for line in lines[5:]] == ["done1"]
-    assert "exported 4 job(s) and 1 archived job(s)" in result.stderr
-    assert "1 job(s) running" in result.stderr  # their results would go to the old queue
+    assert "exported 4 jobs and 1 archived job" in result.stderr
+    assert "1 job running" in result.stderr  # their results would go to the old queue
 
 
 def test_an_export_imports_into_an_empty_file_byte_for_byte(tmp_path: Path, cli: CliRunner) -> None:
@@ -85,7 +85,7 @@ def test_an_export_imports_into_an_empty_file_byte_for_byte(tmp_path: Path, cli:
     dump = exported(cli, str(source), tmp_path / "dump.jsonl")
     result = invoke(cli, "--queue", str(tmp_path / "new.json"), "import", str(tmp_path / "dump.jsonl"))
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"imported 4 job(s) into {tmp_path / 'new.json'}; 1 archived job(s)\n"
+    assert result.stdout == f"imported 4 jobs into {tmp_path / 'new.json'}; 1 archived job\n"
     assert (tmp_path / "new.json").read_bytes() == source.read_bytes()
     assert exported(cli, str(tmp_path / "new.json"), tmp_path / "again.jsonl") == dump
 
@@ -111,7 +111,7 @@ def test_a_dry_run_says_what_would_be_imported_and_writes_nothing(tmp_path: Path
     file_queue(tmp_path / "q.json")
     exported(cli, str(tmp_path / "q.json"), tmp_path / "dump.jsonl")
     result = invoke(cli, "--queue", str(tmp_path / "new.json"), "import", str(tmp_path / "dump.jsonl"), "--dry-run")
-    assert result.stdout.startswith("would import 4 job(s)")
+    assert result.stdout.startswith("would import 4 jobs")
     assert not (tmp_path / "new.json").exists()
 
 
@@ -141,6 +141,8 @@ def test_an_open_job_for_a_key_already_open_refuses_the_whole_import(tmp_path: P
             "jobs x and y are both open for balthazar 2025-12-19",
         ),
         ('{"retryqSection": "elsewhere"}\n', "unknown section 'elsewhere'"),
+        (make_job().to_json_line().replace('"status"', '"note": "\\ud83d", "status"') + "\n", "line 1: not a job: "),
+        ("\n" + make_job().to_json_line().replace('"status"', '"note": "\\u0000", "status"'), "line 2: not a job: "),
     ],
 )
 def test_a_bad_export_is_refused_with_the_line_and_nothing_is_written(
@@ -153,6 +155,19 @@ def test_a_bad_export_is_refused_with_the_line_and_nothing_is_written(
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
     assert (tmp_path / "q.json").read_text() == LEGACY_FILE
+
+
+def test_text_with_line_separators_of_unicode_moves_whole(tmp_path: Path, cli: CliRunner) -> None:
+    """U+2028, U+0085 or a form feed inside a job's text is not the end of its line."""
+    note = "a\u2028b\u0085c\x0cd\x1ce"
+    store = JsonFileStore(tmp_path / "q.json")
+    store.add(Job.model_validate({**make_job().to_json_dict(), "note": note}), unchanged)
+    export = tmp_path / "q.jsonl"
+    exported(cli, str(tmp_path / "q.json"), export)
+    result = invoke(cli, "--queue", str(tmp_path / "copy.json"), "import", str(export))
+    assert result.exit_code == 0, result.output
+    [job] = JsonFileStore(tmp_path / "copy.json").load()
+    assert job.extra_keys == {"note": note}
 
 
 def test_import_reads_stdin_and_a_missing_file_is_one_line(tmp_path: Path, cli: CliRunner) -> None:
@@ -193,7 +208,7 @@ def test_an_archive_imported_where_archiving_is_off_is_said(tmp_path: Path, cli:
     (tmp_path / "retryq.toml").write_text("archive = false\n")
     result = invoke(cli, "--queue", str(tmp_path / "new.json"), "import", str(tmp_path / "dump.jsonl"))
     assert result.exit_code == 0
-    assert "1 archived job(s) not imported: this queue keeps no archive" in result.stderr
+    assert "1 archived job not imported: this queue keeps no archive" in result.stderr
 
 
 def test_an_output_file_is_replaced_whole(tmp_path: Path, cli: CliRunner) -> None:
@@ -218,7 +233,7 @@ def test_json_file_to_postgresql_and_back_changes_nothing(tmp_path: Path, cli: C
     dump = exported(cli, str(source), tmp_path / "dump.jsonl")
     into_db = invoke(cli, "--queue", postgres_queue, "import", str(tmp_path / "dump.jsonl"))
     assert into_db.exit_code == 0, into_db.output
-    assert into_db.stdout.startswith("imported 4 job(s) into postgresql://")
+    assert into_db.stdout.startswith("imported 4 jobs into postgresql://")
     assert exported(cli, postgres_queue, tmp_path / "from-db.jsonl") == dump
     for command in (["list", "--json", "--sort", "queue"], ["show", "foreign", "--json"], ["stats", "--json"]):
         from_file = invoke(cli, "--queue", str(source), *command)
@@ -231,7 +246,7 @@ def test_json_file_to_postgresql_and_back_changes_nothing(tmp_path: Path, cli: C
         back.with_name("back.json.archive.jsonl").read_bytes() == source.with_name("q.json.archive.jsonl").read_bytes()
     )
     again = invoke(cli, "--queue", postgres_queue, "import", str(tmp_path / "dump.jsonl"))
-    assert again.stdout.startswith("imported 0 job(s)")
+    assert again.stdout.startswith("imported 0 jobs")
 
 
 def _app():  # type: ignore[no-untyped-def]

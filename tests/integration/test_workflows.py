@@ -99,7 +99,7 @@ def test_a_removed_workflow_leaves_its_jobs_pending(cli: CliRunner, two_workflow
     Path("retryq.toml").write_text(text.split("[workflows.ftp-import]")[0])
     result = invoke(cli, "process")
     assert result.exit_code == 0
-    assert "warning: 1 pending job(s) of workflow 'ftp-import', which is not configured; left pending" in result.stdout
+    assert "warning: 1 pending job of workflow 'ftp-import', which is not configured; left pending" in result.stdout
     assert json.loads(Path(".retry-queue.json").read_text())[0]["status"] == "pending"
 
 

@@ -60,6 +60,6 @@ def test_the_fetcher_defers_to_the_queue_when_the_api_is_down(tmp_path: Path) ->
     )
     assert result.returncode == 75
     assert "fetch_page: attempt 3/3 failed: URLError(ConnectionRefusedError(" in result.stderr
-    assert "deferred balthazar 2025-12-19 to the queue after 3 attempt(s)" in result.stderr
+    assert "deferred balthazar 2025-12-19 to the queue after 3 attempts" in result.stderr
     [job] = json.loads((tmp_path / ".retry-queue.json").read_text())
     assert (job["clientId"], job["delayMinutes"], job["status"]) == ("balthazar", 30, "pending")

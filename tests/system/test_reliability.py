@@ -417,7 +417,7 @@ def test_stale_temp_files_of_the_queue_are_removed_under_the_lock(cli: CliRunner
     other.write_text("[]\n")
     os.utime(other, (old, old))
     doctor = invoke(cli, "doctor", env=env)
-    assert "warning: queue: 1 temp file(s) left by an interrupted write" in doctor.stdout
+    assert "warning: queue: 1 temp file left by an interrupted write" in doctor.stdout
     invoke(cli, "schedule", "b", "2025-12-19", env=env)
     assert not stale.exists()
     assert fresh.exists()  # a write may be under way

@@ -12,7 +12,7 @@ import retryq
 
 PACKAGE = Path(retryq.__file__).parent
 #: A module may be longer only if its docstring says why (none needs to today).
-MAX_LINES = 420
+MAX_LINES = 450
 
 
 def modules() -> dict[str, Path]:

@@ -47,7 +47,11 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
         " (at most 3, or at most 0.50%); retry scheduled in 60 minutes: job 7ff34e211f074aba, due"
         " 2025-12-19T11:00:02.310Z, attempt 1 of 3",
     ),
-    ("docs/retrying.md", "text", "fetch_notices: attempt 1/3 failed: ConnectionError('source down'); retrying in 1.00s"),
+    (
+        "docs/retrying.md",
+        "text",
+        "fetch_notices: attempt 1/3 failed: ConnectionError('source down'); retrying in 1.00s",
+    ),
 ]
 
 

@@ -819,7 +819,7 @@ def test_defer_schedules_one_job_and_the_error_still_propagates(
     assert caplog.record_tuples[-1] == (
         LOGGER,
         logging.INFO,
-        f"deferred balthazar 2025-12-19 to the queue after 3 attempt(s): job {job.id} created, "
+        f"deferred balthazar 2025-12-19 to the queue after 3 attempts: job {job.id} created, "
         f"executeAt {format_utc(job.execute_at)}",
     )
 
@@ -849,8 +849,7 @@ def test_a_failing_queue_does_not_mask_the_original_error(
     assert caplog.record_tuples[-1] == (
         LOGGER,
         logging.ERROR,
-        "could not defer balthazar 2025-12-19 to the queue after 1 attempt(s): disk full; "
-        "the original error propagates",
+        "could not defer balthazar 2025-12-19 to the queue after 1 attempt: disk full; the original error propagates",
     )
     assert getattr(caught.value, "__notes__", ["retryq: deferring to the queue failed: disk full"]) == [
         "retryq: deferring to the queue failed: disk full"

@@ -9,7 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from retryq.record.errors import InvalidInput
-from retryq.record.models import Job, JobStatus, validate_client_id, validate_date, validate_workflow_name
+from retryq.record.models import (
+    Job,
+    JobStatus,
+    describe_validation_error,
+    validate_client_id,
+    validate_date,
+    validate_workflow_name,
+)
 
 from ..helpers import LEGACY_FILE, T0, make_job
 
@@ -166,3 +173,52 @@ def test_records_given_the_same_fields_share_one_set_and_copies_get_their_own() 
     assert "last_error" not in first.model_fields_set
     assert "last_error" not in second.model_fields_set
     assert make_job(id="c", last_error="y").model_fields_set is not first.model_fields_set
+
+
+# -- text that cannot be stored: lone surrogates and NULs ------------------------------------------
+
+HALF_AN_EMOJI = "\ud83d"  # what JavaScript's JSON.stringify writes for a string cut in the middle of an emoji
+
+
+@pytest.mark.parametrize("bad", [HALF_AN_EMOJI, "\udc00", "a\x00b"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "a key of another tool",
+        "a nested key of another tool",
+        "the name of a key of another tool",
+        "lastError",
+        "runId",
+        "an output tail",
+        "the owner's host",
+        "the verdict's reason",
+        "a key of another tool in the verdict",
+    ],
+)
+def test_text_that_utf8_cannot_hold_or_that_ends_c_strings_makes_a_record_invalid(bad: str, where: str) -> None:
+    raw = make_job().to_json_dict()
+    attempt = {"attempt": 1, "startedAt": "2025-12-19T11:00:00.000Z", "finishedAt": "2025-12-19T11:00:01.000Z"}
+    record = {
+        "a key of another tool": {**raw, "note": f"relancé {bad}"},
+        "a nested key of another tool": {**raw, "meta": {"tags": ["x", bad]}},
+        "the name of a key of another tool": {**raw, f"note{bad}": 1},
+        "lastError": {**raw, "lastError": bad},
+        "runId": {**raw, "runId": bad},
+        "an output tail": {**raw, "history": [{**attempt, "outcome": "failed", "outputTail": f"token {bad}"}]},
+        "the owner's host": {**raw, "owner": {"host": bad, "pid": 42}},
+        "the verdict's reason": {**raw, "detection": {**DETECTION, "reason": bad}},
+        "a key of another tool in the verdict": {**raw, "detection": {**DETECTION, "note": bad}},
+    }[where]
+    with pytest.raises(ValidationError) as caught:
+        Job.model_validate(record)
+    message = describe_validation_error(caught.value)
+    assert ("NUL character" if bad == "a\x00b" else "lone surrogate") in message, message
+    # The same record, as bytes of JSON, is refused the same way (with its escapes: what a file holds).
+    with pytest.raises(ValidationError):
+        Job.model_validate_json(json.dumps(record))
+
+
+def test_text_beyond_the_basic_plane_and_other_control_characters_are_fine() -> None:
+    job = Job.model_validate({**make_job().to_json_dict(), "note": "\U0001f600 \t\x01 é", "lastError": "\x7f"})
+    assert job.extra_keys == {"note": "\U0001f600 \t\x01 é"}
+    assert Job.model_validate_json(job.to_json_line()) == job

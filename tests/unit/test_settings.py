@@ -183,6 +183,8 @@ BAD = {
     "archive": ["sometimes"],
     "metrics_file": [3, ""],
     "dashboard": [False],
+    "dashboard_mode": ["0999", 0o1777, "rw", True],
+    "dashboard_tails": ["sometimes", 0],
     "on_failure_timeout": ["0s", "2d"],
     "display_tz": ["Mars/Olympus", 2],
     "command": [[], "", 12, ["x", "{clientId}"]],

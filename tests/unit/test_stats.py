@@ -91,6 +91,7 @@ def test_the_boamp_example_as_json() -> None:
         "cancelled": 0,
         "cancelledPercent": 0.0,
         "delaySeconds": {"mean": 3720.0, "median": 3600.0, "max": 7200.0},
+        "misdated": [],
     }
     assert json.loads(json.dumps(data)) == data
 
@@ -401,3 +402,34 @@ def test_the_groups_as_text() -> None:
         "  time to resolution: none resolved",
     ]
     assert format_by_status(resolution_stats([], now=NOW)) == ["by status at detection: no chains"]
+
+
+def test_a_chain_that_finished_before_it_was_detected_is_flagged_and_left_out_of_the_times() -> None:
+    """Hand-edited times (finishedAt before scheduledAt) would give a negative mean: "mean -2530d"."""
+    misdated = chain("typo", JobStatus.COMPLETED, took=-timedelta(days=2530))
+    stats = resolution_stats([*boamp_example(), misdated], now=NOW)
+    assert stats.resolved == 10  # still resolved, at its retry
+    assert stats.misdated == ("typo",)
+    assert stats.delay_mean == resolution_stats(boamp_example(), now=NOW).delay_mean
+    assert stats.delay_mean is not None
+    assert stats.delay_mean > timedelta(0)
+    assert all(b.start >= timedelta(0) for b in stats.delay_histogram)
+    assert sum(b.count for b in stats.delay_histogram) == 9
+    lines = format_stats(stats)
+    assert not any("-" in line.split(": ", 1)[1] for line in lines if line.startswith("time to resolution"))
+    assert lines[-1] == (
+        "left out of the time to resolution: 1 chain whose finishedAt comes before its scheduledAt "
+        "(hand-edited times?): typo"
+    )
+    assert stats.to_json_dict()["misdated"] == ["typo"]
+    assert stats.by_client["balthazar"].misdated == ("typo",)
+
+
+def test_only_misdated_chains_give_no_time_but_say_why() -> None:
+    stats = resolution_stats([chain("typo", JobStatus.COMPLETED, took=-timedelta(minutes=5))], now=NOW)
+    assert (stats.delay_mean, stats.delay_histogram) == (None, ())
+    assert format_stats(stats)[-2:] == [
+        "time to resolution: not recorded",
+        "left out of the time to resolution: 1 chain whose finishedAt comes before its scheduledAt "
+        "(hand-edited times?): typo",
+    ]

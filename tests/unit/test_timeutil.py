@@ -7,7 +7,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from retryq.record.errors import InvalidInput
-from retryq.record.timeutil import format_duration, format_utc, parse_delay, parse_duration, parse_utc, parse_when
+from retryq.record.timeutil import (
+    format_duration,
+    format_utc,
+    local_zone,
+    parse_delay,
+    parse_duration,
+    parse_utc,
+    parse_when,
+)
 
 NOW = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
 
@@ -132,7 +140,7 @@ def test_an_invalid_tz_is_said_not_silently_utc(monkeypatch: pytest.MonkeyPatch)
     assert parse_when("2025-12-20 04:00", now=NOW, on_note=notes.append) == datetime(
         2025, 12, 20, 4, 0, tzinfo=timezone.utc
     )
-    assert notes == ["TZ='Europe/Pariss' is not a known time zone: times without a zone are taken as UTC"]
+    assert notes == ["TZ='Europe/Pariss' is not a known time zone: local times are taken as UTC"]
 
 
 def test_a_time_older_than_the_retention_is_refused() -> None:
@@ -148,3 +156,22 @@ def test_now_is_to_the_millisecond_the_queue_keeps() -> None:
     now = utcnow()
     assert now.microsecond % 1000 == 0
     assert parse_utc(format_utc(now)) == now  # a job in memory is the job written and read back
+
+
+@pytest.mark.parametrize("name", ["Nowhere/Bogus", "Bogus", "Europe/Pariss"])
+def test_a_tz_that_names_no_zone_is_said_and_taken_as_utc(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("TZ", name)
+    notes: list[str] = []
+    zone, label = local_zone(notes.append)
+    assert (zone, label) == (timezone.utc, "UTC")
+    assert notes == [f"TZ={name!r} is not a known time zone: local times are taken as UTC"]
+
+
+@pytest.mark.parametrize("name", ["Europe/Paris", "UTC", "CET-1CEST,M3.5.0,M10.5.0/3"])
+def test_a_tz_that_names_a_zone_is_used_without_a_word(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("TZ", name)
+    notes: list[str] = []
+    zone, label = local_zone(notes.append)
+    assert label == f"TZ={name}"
+    assert zone.utcoffset(datetime(2025, 7, 1)) is not None
+    assert notes == []

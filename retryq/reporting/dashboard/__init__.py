@@ -13,11 +13,11 @@ Nothing here is imported by ``import retryq`` or by the other commands.
 
 from __future__ import annotations
 
-__all__ = ["DashboardData", "collect", "render", "serve", "write_dashboard"]
+__all__ = ["DashboardData", "collect", "page_mode", "render", "serve", "write_dashboard"]
 
 from typing import TYPE_CHECKING, Any
 
-from .data import DashboardData, collect
+from .data import DashboardData, collect, page_mode
 from .page import render, write_dashboard
 
 if TYPE_CHECKING:

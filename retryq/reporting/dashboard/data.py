@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DashboardData", "collect"]
+__all__ = ["DashboardData", "collect", "page_mode"]
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,3 +65,15 @@ def collect(
         ),
         findings=tuple(diagnose(config, store, now=now, overdue=overdue)),
     )
+
+
+def page_mode(config: Config, store: Store) -> int:
+    """The page file's mode: ``dashboard_mode`` when configured, else the queue file's, else 0600.
+
+    The page shows what the queue holds (clients, errors, the workflows' output tails): by default
+    it is exactly as readable as the queue file, whatever the umask.
+    """
+    if config.dashboard_mode is not None:
+        return config.dashboard_mode
+    mode = getattr(store, "file_mode", None)  # only a store kept in a file has one (a database has grants)
+    return mode if isinstance(mode, int) else 0o600

@@ -6,7 +6,7 @@ Policy allows only its own inline scripts and style (by hash), so that nothing e
 
 from __future__ import annotations
 
-__all__ = ["INSTALL_HINT", "render", "write_dashboard"]
+__all__ = ["INSTALL_HINT", "PRIVATE_MODE", "render", "write_dashboard"]
 
 import base64
 import functools
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import jinja2
 
 INSTALL_HINT = "the dashboard needs Jinja2, which the dashboard extra installs: pip install 'retryq[dashboard]'"
-#: Readable by a web server running as another user, as the metrics file is.
-DASHBOARD_FILE_MODE = 0o644
+#: The page's mode when nothing says otherwise: it shows the workflows' output tails, which may hold secrets.
+PRIVATE_MODE = 0o600
 #: The longest lists the page shows; the counts above them stay complete.
 OPEN_JOBS_SHOWN = 100
 FAILED_JOBS_SHOWN = 25
@@ -51,8 +51,11 @@ _SOURCE_MAP = re.compile(r"\n//# sourceMappingURL=\S+\s*\Z")
 _CLOSES_SCRIPT = re.compile(r"</script|<!--", re.IGNORECASE)
 
 
-def render(data: DashboardData, *, refresh: timedelta | None = None) -> str:
-    """The page as one HTML document; with ``refresh``, it reloads itself that often (for ``--serve``)."""
+def render(data: DashboardData, *, refresh: timedelta | None = None, tails: bool = True) -> str:
+    """The page as one HTML document; with ``refresh``, it reloads itself that often (for ``--serve``).
+
+    Without ``tails``, the failed jobs show the error retryq wrote, not what their workflows printed.
+    """
     scripts = [_asset(_CHART_JS), _asset("dashboard.js")]
     style = _asset("dashboard.css")
     stats = data.stats
@@ -63,7 +66,8 @@ def render(data: DashboardData, *, refresh: timedelta | None = None) -> str:
         "outcomes": _outcome_rows(data),
         "filters": _describe_filters(data),
         "open_jobs": data.open_jobs[:OPEN_JOBS_SHOWN],
-        "failed_jobs": [(job, *_failure(job)) for job in data.failed_jobs[:FAILED_JOBS_SHOWN]],
+        "failed_jobs": [(job, *_failure(job, tails)) for job in data.failed_jobs[:FAILED_JOBS_SHOWN]],
+        "tails": tails,
         "levels": {level: sum(f.level == level for f in data.findings) for level in ("problem", "warning", "ok")},
         "refresh_seconds": None if refresh is None else max(1, round(refresh.total_seconds())),
         "csp": _content_security_policy(scripts, [style]),
@@ -74,15 +78,24 @@ def render(data: DashboardData, *, refresh: timedelta | None = None) -> str:
     return _environment().get_template("dashboard.html.j2").render(context)
 
 
-def write_dashboard(path: str | os.PathLike[str], data: DashboardData, *, refresh: timedelta | None = None) -> None:
-    """Render what :func:`collect` gathered and replace the file at ``path`` atomically (0644).
+def write_dashboard(
+    path: str | os.PathLike[str],
+    data: DashboardData,
+    *,
+    refresh: timedelta | None = None,
+    mode: int = PRIVATE_MODE,
+    tails: bool = True,
+) -> None:
+    """Render what :func:`collect` gathered and replace the file at ``path`` atomically, with ``mode``
+    whatever the umask (``retryq`` gives it the queue file's; see :func:`~.data.page_mode`).
 
     Meant to be called after each ``process`` run as well as by ``retryq dashboard --output``.
     """
     target = Path(path)
+    page = render(data, refresh=refresh, tails=tails).encode("utf-8")
     try:
         # Not durable: a page lost in a crash is written again by the next run.
-        replace_file(target, render(data, refresh=refresh).encode("utf-8"), mode=DASHBOARD_FILE_MODE, durable=False)
+        replace_file(target, page, mode=mode, durable=False)
     except OSError as error:
         raise StoreIOError(f"{target}: cannot write the dashboard: {error.strerror or error}") from None
 
@@ -153,11 +166,11 @@ def _describe_filters(data: DashboardData) -> str:
     return ", ".join(parts)
 
 
-def _failure(job: Job) -> tuple[str, str]:
-    """The first line of the last error, and the output tail of the last attempt."""
+def _failure(job: Job, tails: bool) -> tuple[str, str]:
+    """The first line of the last error (retryq's own words), and the output tail of the last attempt."""
     first, _, rest = (job.last_error or "").partition("\n")
     tail = job.history[-1].output_tail if job.history and job.history[-1].output_tail else rest
-    return first or "no error recorded", tail or ""
+    return first or "no error recorded", (tail or "") if tails else ""
 
 
 def _duration(value: timedelta | None) -> str:

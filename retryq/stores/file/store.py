@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from ...record.errors import ConfigError, LockTimeout, RetryqError, StoreIOError
 from ...record.limits import LOCK_TIMEOUT
 from ...record.models import Job
+from ...record.text import plural
 from .._atomic import new_file_owner, replace_file
 from ..base import Finding, InvalidJob, JobFilter
 from ..document import DocumentStore, R, Transaction, _Entry, _Write
@@ -172,12 +173,22 @@ class JsonFileStore(DocumentStore):
     def _archives(self) -> bool:
         return self.archive_path is not None
 
+    @property
+    def file_mode(self) -> int:
+        """The queue file's permission bits (those a new one gets, before the first write): what a
+        file showing its contents, as the dashboard does, should have too."""
+        try:
+            return stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            return NEW_FILE_MODE
+
     def load_archive(self) -> Iterator[Job]:
         """Archived jobs, the last copy of each id; a torn or foreign line is skipped with a warning."""
         if self.archive_path is None:
             return iter(())
         try:
-            lines = self.archive_path.read_text(encoding="utf-8").splitlines()
+            # Lines end at "\n" only: a job's text may hold U+2028 or U+0085, which splitlines() would cut at.
+            lines = self.archive_path.read_text(encoding="utf-8").split("\n")
         except FileNotFoundError:
             return iter(())
         except (OSError, UnicodeDecodeError) as error:
@@ -208,7 +219,7 @@ class JsonFileStore(DocumentStore):
             findings.append(
                 Finding(
                     "warning",
-                    f"queue: {len(stale)} temp file(s) left by an interrupted write ({stale[0].name}…): "
+                    f"queue: {plural(len(stale), 'temp file')} left by an interrupted write ({stale[0].name}…): "
                     "the next change of the queue removes them",
                 )
             )
@@ -246,8 +257,8 @@ class JsonFileStore(DocumentStore):
                     continue
                 return result
         raise LockTimeout(
-            f"{self.location}: the lock file {self.lock_name} was removed while held {LOCK_LOST_RETRIES} times "
-            "in a row; is something deleting it?"
+            f"{self.location}: the lock file {self.lock_name} was removed while held "
+            f"{plural(LOCK_LOST_RETRIES, 'time')} in a row; is something deleting it?"
         )
 
     @contextmanager
