@@ -1,7 +1,8 @@
 """Where jobs live: the storage interface, the backends that implement it, and the one place that picks one.
 
-A path means the JSON file store; a ``postgresql://`` URL the PostgreSQL store (imported only then,
-so that the core install never needs psycopg).
+A path means the JSON file store; a ``postgresql://`` URL the PostgreSQL store, a ``redis://``,
+``rediss://`` or ``unix://`` URL the Redis store (each imported only then, so that the core install
+needs neither driver).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from .address import is_database_url
 from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
 from .document import DocumentStore, MemoryStore
 from .file.store import JsonFileStore
+from .redis.address import is_redis_url
 
 __all__ = [
     "ClaimRequest",
@@ -47,6 +49,10 @@ def open_store(
     database; ``archive`` keeps pruned jobs; ``schema`` puts a database queue's tables in a schema
     of its own. The other options go to the backend.
     """
+    if is_redis_url(address):
+        from .redis.store import RedisStore
+
+        return RedisStore(os.fspath(address), lock_timeout=lock_timeout, archive=archive, namespace=schema, **options)
     if is_database_url(address):
         from .postgres import PostgresStore
 

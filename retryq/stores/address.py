@@ -7,7 +7,7 @@ __all__ = ["display_address", "is_database_url", "without_secrets"]
 import os
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-_DATABASE_SCHEMES = ("postgresql://", "postgres://")
+_DATABASE_SCHEMES = ("postgresql://", "postgres://", "redis://", "rediss://", "unix://")
 
 
 def is_database_url(address: str | os.PathLike[str]) -> bool:

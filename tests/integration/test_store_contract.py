@@ -16,7 +16,12 @@ from retryq.stores import Claimant, ClaimRequest, Insertion, JobFilter, PruneRul
 
 from ..helpers import T0, make_job
 
-BACKENDS = ["memory", "json", pytest.param("postgres", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "memory",
+    "json",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("redis", marks=pytest.mark.redis),
+]
 
 
 def build(kind: str, request: pytest.FixtureRequest, *, archive: bool = True) -> Store:
@@ -24,6 +29,13 @@ def build(kind: str, request: pytest.FixtureRequest, *, archive: bool = True) ->
         return MemoryStore(archive=archive)
     if kind == "json":
         return JsonFileStore(request.getfixturevalue("tmp_path") / "queue.json", archive=archive)
+    if kind == "redis":
+        from retryq.stores.redis import RedisStore
+
+        # The contract's times are frozen in 2025: claims follow the claimant's clock here (tests/
+        # integration/test_redis_store.py checks the server's).
+        url, namespace = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_namespace")
+        return RedisStore(url, namespace=namespace, archive=archive, server_clock=False)
     from retryq.stores.postgres import PostgresStore
 
     url, schema = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema")
@@ -363,6 +375,11 @@ def another_handle(store: Store, request: pytest.FixtureRequest) -> Store:
         return JsonFileStore(store.path)
     if isinstance(store, MemoryStore):
         return store
+    if type(store).__name__ == "RedisStore":
+        from retryq.stores.redis import RedisStore
+
+        assert isinstance(store, RedisStore)
+        return RedisStore(store.address, namespace=store.namespace, server_clock=False)
     from retryq.stores.postgres import PostgresStore
 
     assert isinstance(store, PostgresStore)
