@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,3 +255,29 @@ def redis_queue(redis_url: str, redis_namespace: str) -> str:
     """A queue address of its own: the server's URL, its keys under this test's namespace."""
     separator = "&" if "?" in redis_url else "?"
     return f"{redis_url}{separator}namespace={redis_namespace}"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Callable[..., RedisServer]]:
+    """Start a redis-server of this test's own (``own_redis(password=…, settings=[…])``), for tests
+    that kill it, restart it or configure it; every one is stopped and removed after the test."""
+    try:
+        import redis  # noqa: F401
+    except ModuleNotFoundError:
+        unavailable("the Redis tests need the driver: pip install 'retryq[redis]'")
+    from . import redis_server as server
+
+    started: list[Path] = []
+
+    def start(*, password: str | None = None, settings: Sequence[str] = ()) -> RedisServer:
+        root = Path(tempfile.mkdtemp(prefix="rq-redis-"))  # short: a unix socket path has a limit
+        started.append(root)
+        try:
+            return RedisServer(server.start(root, password=password, settings=settings), root)
+        except RuntimeError as error:
+            unavailable(f"the Redis tests need a server: {error}")
+
+    yield start
+    for root in started:
+        server.stop(root)
+        shutil.rmtree(root, ignore_errors=True)

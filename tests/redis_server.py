@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 #: How long a server may take to start, or to load its append-only file again.
@@ -28,8 +29,9 @@ def binary() -> str | None:
     )
 
 
-def start(directory: Path, *, password: str | None = None) -> str:
-    """Configure and start a server in ``directory``; return its URL. Raises RuntimeError with the reason."""
+def start(directory: Path, *, password: str | None = None, settings: Sequence[str] = ()) -> str:
+    """Configure and start a server in ``directory`` (``settings``: more lines of its configuration);
+    return its URL. Raises RuntimeError with the reason."""
     server = binary()
     if server is None:
         raise RuntimeError("no Redis server here (no redis-server; Debian: apt-get install redis-server)")
@@ -52,6 +54,7 @@ def start(directory: Path, *, password: str | None = None) -> str:
     ]
     if password:
         lines.append(f"requirepass {password}")
+    lines += settings
     (directory / "redis.conf").write_text("\n".join(lines) + "\n")
     (directory / "port").write_text(f"{port}\n")
     _launch(directory)

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ...record.errors import ConfigError
 
@@ -31,6 +31,7 @@ _PASSED_ON = {
 _DIGITS = re.compile(r"\d{1,5}")
 #: A namespace becomes the keys' prefix, between braces: plain characters only.
 NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_CREDENTIALS = re.compile(r"(//[^:/@]*):[^@]*@")
 NAMESPACE_RULE = "use 1 to 64 letters, digits, '_', '.', ':' or '-'"
 
 
@@ -66,14 +67,17 @@ class RedisAddress:
 
 def display(url: str) -> str:
     """The URL without its password (nor a ``password=`` parameter), for messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # too malformed to take apart: mask whatever stands between "user:" and "@"
+        return _CREDENTIALS.sub(r"\1@", url)
     netloc = parts.netloc
     if "@" in netloc:
         credentials, host = netloc.rsplit("@", 1)
         user = credentials.split(":", 1)[0]
         netloc = f"{user}@{host}" if user else host
     query = "&".join(item for item in parts.query.split("&") if item and not item.lower().startswith("password="))
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path, query, ""))
+    return f"{parts.scheme.lower()}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def parse(url: str, environ: dict[str, str] | os._Environ[str] | None = None) -> RedisAddress:
