@@ -120,7 +120,7 @@ def test_a_database_the_server_lacks_is_exit_78_at_once(redis_url: str) -> None:
 def test_a_wrong_or_missing_password_is_exit_78_at_once_and_never_shown(
     own_redis: Callable[..., RedisServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = own_redis(password="right-pass")
+    server = own_redis(password="right-pass")  # noqa: S106 - a throwaway test server
     bare = server.url.replace(":right-pass@", "")
     for url in (server.url.replace("right-pass", "wrong-pass"), bare):
         slept: list[float] = []
