@@ -158,8 +158,10 @@ def test_without_the_driver_every_command_says_which_extra_to_install(tmp_path: 
 def test_a_claim_whose_reply_was_lost_gets_the_same_jobs_when_sent_again(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for number in range(3):
+    for number in range(4):
         store.add(make_job(id=f"j{number}", client_id=f"c{number}", execute_at=utcnow()), unchanged)
+    [first], _ = store.claim(request_at(timedelta(0), limit=1))
+    done = lambda job: job.model_copy(update={"status": JobStatus.COMPLETED, "finished_at": utcnow()})  # noqa: E731
     run = Connection.run
 
     def reply_lost_once(self: Connection, work: Callable[[Any], Any], **options: Any) -> Any:
@@ -167,11 +169,16 @@ def test_a_claim_whose_reply_was_lost_gets_the_same_jobs_when_sent_again(
         return run(self, work, **options)  # sent again by the retry, as after a lost connection
 
     monkeypatch.setattr(Connection, "run", reply_lost_once)
-    claimed, _ = store.claim(request_at(timedelta(0), limit=2))
+    claimed, results = store.claim(request_at(timedelta(0), limit=2), {first.id: done})
     monkeypatch.setattr(Connection, "run", run)
-    assert sorted(job.id for job in claimed) == ["j0", "j1"]
-    running = [job.id for job in store.load() if job.status is JobStatus.RUNNING]
-    assert sorted(running) == ["j0", "j1"]  # nothing claimed that the claimant does not know of
+    assert sorted(job.id for job in claimed) == ["j1", "j2"]
+    assert {job.id: job.status for job in store.load()} == {
+        "j0": JobStatus.COMPLETED,  # the result written once
+        "j1": JobStatus.RUNNING,
+        "j2": JobStatus.RUNNING,  # nothing claimed that the claimant does not know of
+        "j3": JobStatus.PENDING,
+    }
+    store.update({"j1": done})  # what it wrote is read afresh: no stale version is used
 
 
 def test_a_write_that_raced_another_is_made_again_on_the_fresh_job(redis_url: str, store: RedisStore) -> None:
