@@ -379,10 +379,13 @@ class RedisStore:
             job = writes[reply[1]][2]
             assert job is not None
             raise open_job_exists(job, [reply[2]])
+        # A claim sent again after its reply was lost returns what it claimed, but no versions: the
+        # jobs it wrote then are read afresh next time.
         versions = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
-        self._forget([ident for ident, (_, _, new) in writes.items() if new is None])
-        written = [(new, int(versions[ident])) for ident, (_, _, new) in writes.items() if new is not None]
-        self._remember([pair for pair in written if pair[0].id in versions])
+        self._forget([ident for ident in writes if ident not in versions])
+        self._remember(
+            [(new, int(versions[ident])) for ident, (_, _, new) in writes.items() if ident in versions and new]
+        )
         claimed = self._jobs(reply[2], remember=True)
         claimed.sort(key=lambda pair: pair[0].execute_at)
         return [job for job, _ in claimed]
