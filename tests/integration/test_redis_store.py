@@ -172,6 +172,8 @@ def test_a_claim_whose_reply_was_lost_gets_the_same_jobs_when_sent_again(
     claimed, results = store.claim(request_at(timedelta(0), limit=2), {first.id: done})
     monkeypatch.setattr(Connection, "run", run)
     assert sorted(job.id for job in claimed) == ["j1", "j2"]
+    assert results[first.id] is not None
+    assert results[first.id].status is JobStatus.COMPLETED
     assert {job.id: job.status for job in store.load()} == {
         "j0": JobStatus.COMPLETED,  # the result written once
         "j1": JobStatus.RUNNING,
