@@ -34,7 +34,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import Goal, Group, ReadmeRow, Report, Stats, arguments, clean_env, interleave, rows_from, timed, versions
+from _common import (
+    Goal,
+    Group,
+    ReadmeRow,
+    Report,
+    Row,
+    Stats,
+    arguments,
+    clean_env,
+    interleave,
+    rows_from,
+    timed,
+    versions,
+)
 
 from retryq import Config, Job, Processor, RetryQueue, WorkflowSettings
 from retryq.stores.redis import RedisStore
@@ -251,13 +264,13 @@ def process_retryq(url: str) -> float:
     return JOBS / elapsed
 
 
-def fill_rq(url: str, name: str) -> None:
+def fill_rq(url: str, name: str, count: int = JOBS) -> None:
     import redis
     from rq import Queue
 
     queue = Queue(name, connection=redis.Redis.from_url(url))
     with queue.connection.pipeline() as pipe:
-        for number in range(JOBS):
+        for number in range(count):
             queue.enqueue(TASK, TRUE, env={"CLIENT": f"due{number}", "PATH": "/usr/bin:/bin"}, pipeline=pipe)
         pipe.execute()
 
@@ -391,94 +404,73 @@ class RoundTrips:
         return self.count - before
 
 
-def server_commands(url: str, action: Callable[[], object]) -> int:
+def measured(url: str, counter: RoundTrips, action: Callable[[], object]) -> tuple[int, int]:
+    """The round trips this process made during ``action``, and the commands the server ran meanwhile."""
     import redis
 
     client = redis.Redis.from_url(url)
     before = int(client.info("stats")["total_commands_processed"])
-    action()
+    trips = counter.during(action)
     after = int(client.info("stats")["total_commands_processed"])
     client.close()
-    return after - before - 1  # the INFO itself
+    return trips, after - before - 1  # not the INFO itself
 
 
-def round_trips(url: str) -> Group:
-    """Round trips per schedule (the median of 200, after a warm-up) and per processed job (over 200)."""
-    counter = RoundTrips()
-    count = 200
-    rows = []
-    per_schedule: dict[str, tuple[float, float]] = {}
-    for kind in ("retryq", "rq", "bullmq"):
-        name = f"bench-trips-{kind}-{uuid.uuid4().hex[:8]}"
-        schedule = scheduler(kind, url, name)
-        schedule("warm")
-        trips = [counter.during(lambda n=n: schedule(f"c{n}")) for n in range(count)]  # type: ignore[misc]
-        commands = server_commands(url, lambda: [schedule(f"s{n}") for n in range(20)]) / 20
-        per_schedule[kind] = (Stats.of(trips).median, commands)
-        clear(url, f"*{name}*")
-    per_job: dict[str, tuple[float, float]] = {}
+def schedule_costs(url: str, counter: RoundTrips, kind: str, count: int) -> tuple[float, float]:
+    """Round trips and server commands per schedule, over ``count`` schedules after a warm-up."""
+    name = f"bench-trips-{kind}-{uuid.uuid4().hex[:8]}"
+    schedule = scheduler(kind, url, name)
+    schedule("warm")  # loads scripts, opens connections: once per process, not per schedule
+    trips, commands = measured(url, counter, lambda: [schedule(f"c{n}") for n in range(count)])
+    clear(url, f"*{name}*")
+    return trips / count, commands / count
 
-    def retryq_jobs() -> None:
-        name = f"bench-trips-p-{uuid.uuid4().hex[:8]}"
+
+def process_costs(url: str, counter: RoundTrips, kind: str, count: int) -> tuple[float, float]:
+    """Round trips and server commands per processed job, over ``count`` due jobs filled beforehand."""
+    name = f"bench-trips-{kind}-{uuid.uuid4().hex[:8]}"
+    if kind == "retryq":
         store = RedisStore(url, namespace=name)
         store.insert(due_jobs(count))
-        trips = counter.during(lambda: Processor(store, process_config(), prune=False).run())
-        per_job["retryq"] = (trips / count, 0)
-        store.insert(due_jobs(count))
-        per_job["retryq"] = (
-            trips / count,
-            server_commands(url, lambda: Processor(store, process_config(), prune=False).run()) / count,
-        )
+        trips, commands = measured(url, counter, lambda: Processor(store, process_config(), prune=False).run())
         store.close()
-        clear(url, f"{{{name}}}:*")
-
-    def rq_jobs() -> None:
+    elif kind == "rq":
         import redis
         from rq import SimpleWorker
 
-        name = f"bench-trips-rq-{uuid.uuid4().hex[:8]}"
-        fill_rq(url, name)
-        connection = redis.Redis.from_url(url)
-        worker = SimpleWorker([name], connection=connection)
-        trips = counter.during(lambda: worker.work(burst=True, logging_level="WARNING"))
-        per_job["rq"] = (trips / JOBS, 0)
-        clear(url, f"rq:*{name}*")
+        fill_rq(url, name, count)
+        worker = SimpleWorker([name], connection=redis.Redis.from_url(url))
+        trips, commands = measured(url, counter, lambda: worker.work(burst=True, logging_level="WARNING"))
+    else:  # the bulk add is counted too: one round trip for them all
+        trips, commands = measured(url, counter, lambda: asyncio.run(run_bullmq(url, name, count)))
+    clear(url, f"*{name}*")
+    return trips / count, commands / count
 
-    def bullmq_jobs() -> None:
-        name = f"bench-trips-bull-{uuid.uuid4().hex[:8]}"
-        trips = counter.during(lambda: asyncio.run(run_bullmq(url, name, count)))
-        per_job["bullmq"] = (trips / count, 0)  # the bulk add is counted too: one round trip in all
-        clear(url, f"bull:{name}:*")
 
-    retryq_jobs()
-    rq_jobs()
-    bullmq_jobs()
+def round_trips(url: str) -> Group:
+    """Round trips per schedule and per processed job, and the server's commands beside them."""
+    counter = RoundTrips()
+    count = 200
     labels = {"retryq": "retryq, Redis", "rq": "RQ", "bullmq": "BullMQ for Python"}
+    rows = []
     for kind, label in labels.items():
-        trips, commands = per_schedule[kind]
-        row_stats = Stats.of([trips])
-        rows.append(
-            rows_from_single(
-                kind, f"{label}: round trips per schedule (server commands {commands:.1f})", row_stats, per_job[kind]
-            )
-        )
+        trips, commands = schedule_costs(url, counter, kind, count)
+        job_trips, job_commands = process_costs(url, counter, kind, count)
+        row = Row(kind, label, Stats.of([trips]), samples=[trips])
+        row.extras["server commands per schedule"] = f"{commands:.1f}"
+        row.extras["round trips per processed job"] = f"{job_trips:.2f}"
+        row.extras["server commands per processed job"] = f"{job_commands:.1f}"
+        rows.append(row)
     return Group(
         "round trips",
-        "Round trips to Redis per schedule, and per processed job",
+        "Round trips to Redis per schedule (the value), and per processed job",
         "",
         rows,
         "counted by the client in this process (each request written to a connection; a pipeline or a script "
-        f"call is one): the median over {count} schedules; per processed job over {count} jobs "
-        "(RQ: its SimpleWorker in this process, the same work as its forking worker's)",
+        f"call is one) over {count} schedules after a warm-up, and over {count} due jobs processed at "
+        f"concurrency {CONCURRENCY} (RQ: its SimpleWorker in this process, the work its forking worker does); "
+        "the server's count of the commands it ran beside them (the calls inside a script included)",
     )
-
-
-def rows_from_single(kind: str, label: str, stats: Stats, per_job: tuple[float, float]) -> Any:
-    from _common import Row
-
-    row = Row(kind, label, stats, samples=[stats.median])
-    row.extras["per processed job"] = f"{per_job[0]:.2f}"
-    return row
 
 
 def main() -> None:
@@ -497,7 +489,13 @@ def main() -> None:
             versions={"Redis": describe(url), **versions("redis", "rq", "bullmq")},
         )
         report.header()
-        for group in (schedules(url, args.rounds), processing(url, args.rounds), round_trips(url)):
+        measures: list[Callable[[], Group]] = [
+            lambda: schedules(url, args.rounds),
+            lambda: processing(url, args.rounds),
+            lambda: round_trips(url),
+        ]
+        for measure in measures:
+            group = measure()
             report.groups.append(group)
             report.print_group(group)
     report.readme = [

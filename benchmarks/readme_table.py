@@ -21,7 +21,7 @@ END = "<!-- benchmarks:end -->"
 RESULTS = BENCHMARKS / "results"
 README = ROOT / "README.md"
 #: The order of the table; results of other benchmarks follow, by name.
-ORDER = ["startup", "schedule", "concurrent", "process", "postgres"]
+ORDER = ["startup", "schedule", "concurrent", "process", "postgres", "redis"]
 
 
 def load_results(directory: Path = RESULTS) -> list[dict[str, Any]]:
