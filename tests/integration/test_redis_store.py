@@ -111,7 +111,7 @@ def test_an_unreachable_server_is_tried_again_then_exit_75_in_one_line(tmp_path:
 def test_a_database_the_server_lacks_is_exit_78_at_once(redis_url: str) -> None:
     slept: list[float] = []
     store = RedisStore(redis_url.rsplit("/", 1)[0] + "/99", sleep=slept.append)
-    with pytest.raises(ConfigError, match="DB index is out of range") as raised:
+    with pytest.raises(ConfigError, match="the server has no database 99") as raised:
         store.load()
     assert raised.value.exit_code == 78
     assert slept == []

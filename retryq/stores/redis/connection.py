@@ -87,6 +87,10 @@ class Connection:
                 problem: redis.RedisError = error
             except redis.ResponseError as error:
                 text = str(error)
+                if "DB index is out of range" in text:
+                    raise ConfigError(
+                        f"{self.address.display}: the server has no database {self.address.db} ({self.said(error)})"
+                    ) from None
                 if any(mark in text for mark in _PERMANENT):
                     raise ConfigError(f"{self.address.display}: {self.said(error)}") from None
                 if not text.startswith(_TEMPORARY):
