@@ -283,3 +283,16 @@ def test_the_command_line_on_redis(cli: CliRunner, redis_queue: str, tmp_path: P
     assert (job["clientId"], job["status"]) == ("acme", "pending")
     doctor = invoke(cli, "--queue", redis_queue, "doctor")
     assert "appendfsync always" in doctor.stdout
+
+
+def test_a_local_server_through_its_unix_socket(own_redis: Callable[..., RedisServer]) -> None:
+    server = own_redis()
+    assert server.directory is not None
+    store = RedisStore(f"unix://{server.directory / 'redis.sock'}?db=2&namespace=local")
+    store.add(make_job(id="a"), unchanged)
+    assert [job.id for job in store.load()] == ["a"]
+    assert store.location == f"unix://{server.directory / 'redis.sock'}?db=2&namespace=local"
+    store.close()
+    tcp = RedisStore(server.url.rsplit("/", 1)[0] + "/2", namespace="local")
+    assert [job.id for job in tcp.load()] == ["a"]  # the same database, reached over TCP
+    tcp.close()
