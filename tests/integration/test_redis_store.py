@@ -296,3 +296,30 @@ def test_a_local_server_through_its_unix_socket(own_redis: Callable[..., RedisSe
     tcp = RedisStore(server.url.rsplit("/", 1)[0] + "/2", namespace="local")
     assert [job.id for job in tcp.load()] == ["a"]  # the same database, reached over TCP
     tcp.close()
+
+
+def test_a_server_over_tls(own_redis: Callable[..., RedisServer], tmp_path: Path) -> None:
+    from tests.redis_server import _free_port
+
+    certificate, key = tmp_path / "server.pem", tmp_path / "server.key"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a certificate here: {made.stderr.strip()[:200]}")
+    port = _free_port()
+    own_redis(
+        settings=[
+            f"tls-port {port}",
+            f"tls-cert-file {certificate}",
+            f"tls-key-file {key}",
+            f"tls-ca-cert-file {certificate}",
+            "tls-auth-clients no",
+        ]
+    )
+    store = RedisStore(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certificate}")
+    store.add(make_job(id="a"), unchanged)
+    assert [job.id for job in store.load()] == ["a"]
+    store.close()
