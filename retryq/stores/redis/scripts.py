@@ -56,14 +56,14 @@ local function index(id, m)
 end
 local function place(id)
   local seq = redis.call('INCR', k('seq'))
+  if seq == 1 then redis.call('SET', k('version'), ARGV[2]) end
   redis.call('ZADD', k('order'), seq, id)
   redis.call('ZADD', k('ids'), 0, id)
-  redis.call('SET', k('version'), ARGV[2])
 end
 local function put(id, rec, m, version)
   m.v = version
   redis.call('HSET', k('rec'), id, rec)
-  redis.call('HDEL', k('claim'), id)
+  if version > 1 then redis.call('HDEL', k('claim'), id) end
   redis.call('HSET', k('meta'), id, cjson.encode(m))
   index(id, m)
 end
@@ -238,6 +238,7 @@ if req.archive == 1 then
 end
 local added, archived = {}, {}
 local now, due = server_ms(), false
+if req.dry == 0 and #new + #kept > 0 then redis.call('SET', k('version'), ARGV[2]) end
 for _, job in ipairs(new) do
   if req.dry == 0 then
     place(job.id)
