@@ -323,3 +323,16 @@ def test_a_server_over_tls(own_redis: Callable[..., RedisServer], tmp_path: Path
     store.add(make_job(id="a"), unchanged)
     assert [job.id for job in store.load()] == ["a"]
     store.close()
+
+
+def test_a_claim_skips_the_jobs_this_run_already_started_however_many(store: RedisStore) -> None:
+    start = utcnow() - timedelta(minutes=10)
+    for number in range(40):
+        job = make_job(id=f"j{number:02}", client_id=f"c{number}", execute_at=start + timedelta(seconds=number))
+        store.add(job, unchanged)
+    request = request_at(timedelta(0), limit=5)
+    excluded = frozenset(f"j{number:02}" for number in range(30))
+    claimed, _ = store.claim(
+        ClaimRequest(request.due_by, request.limit, request.claimant, request.slots, exclude=excluded)
+    )
+    assert [job.id for job in claimed] == ["j30", "j31", "j32", "j33", "j34"]

@@ -161,10 +161,11 @@ if c then
     if w.cap >= 0 then
       room = math.min(room, w.cap - tonumber(redis.call('HGET', k('nrun'), w.name) or '0'))
     end
-    if room > 0 then
+    -- Page by page: the jobs this run already started (excluded) are rarely pending again.
+    local got, offset, page = 0, 0, room + math.min(#c.exclude, 16)
+    while got < room do
       local ids = redis.call('ZRANGEBYSCORE', k('due:' .. w.name), '-inf', int(due_by), 'WITHSCORES',
-                             'LIMIT', 0, room + #c.exclude)
-      local got = 0
+                             'LIMIT', offset, page)
       for j = 1, #ids, 2 do
         if got < room and not excluded[ids[j]] then
           got = got + 1
@@ -172,6 +173,8 @@ if c then
                                n = tonumber(redis.call('ZSCORE', k('order'), ids[j])), w = w}
         end
       end
+      if #ids < 2 * page then break end
+      offset = offset + page
     end
   end
   table.sort(found, function(a, b)

@@ -345,7 +345,7 @@ class RedisStore:
             "limit": request.limit,
             "ahead": (request.due_by - claimant.now) // _MS,
             "workflows": workflows,
-            "exclude": sorted(request.exclude),
+            "exclude": list(request.exclude),
             "owner": claimant.owner.to_json_line(),
             "runs": [uuid.uuid4().hex for _ in range(request.limit)],
         }
