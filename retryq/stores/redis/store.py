@@ -125,8 +125,9 @@ class RedisStore:
     def _decode(self, row: Sequence[str]) -> tuple[Job | None, int, str]:
         """The job of a row, its version, and (when it is not a valid job) why not."""
         _, text, claim, meta = row[:4]
-        version = int(json.loads(meta)["v"]) if meta else 0
+        version = 0
         try:
+            version = int(json.loads(meta)["v"]) if meta else 0
             record = json.loads(text)
             if not isinstance(record, dict):
                 return None, version, "not a JSON object"
@@ -135,7 +136,7 @@ class RedisStore:
             return Job.model_validate(record), version, ""
         except ValidationError as error:
             return None, version, describe_validation_error(error)
-        except ValueError as error:  # not JSON
+        except (ValueError, KeyError, TypeError) as error:  # not JSON, or written by hand
             return None, version, first_line(error)
 
     def _jobs(self, rows: Sequence[Sequence[str]], *, remember: bool = False) -> list[tuple[Job, int]]:
