@@ -11,7 +11,7 @@ _DATABASE_SCHEMES = ("postgresql://", "postgres://", "redis://", "rediss://", "u
 
 
 def is_database_url(address: str | os.PathLike[str]) -> bool:
-    """Whether ``address`` names a PostgreSQL database rather than a file."""
+    """Whether ``address`` names a server (PostgreSQL, or Redis until the backend registry) rather than a file."""
     return os.fspath(address).startswith(_DATABASE_SCHEMES)
 
 
