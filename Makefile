@@ -53,12 +53,13 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 ## bench: run every benchmark (prints its tables, saves benchmarks/results/*.json), then rewrite the docs' table
-## (not part of the tests; tenacity, huey and procrastinate are installed into the venv only as peers to compare
-## with; bench_postgres uses RETRYQ_TEST_POSTGRES, else starts a throwaway cluster with fsync on and stops it)
+## (not part of the tests; tenacity, huey, procrastinate, rq and bullmq are installed into the venv only as peers to
+## compare with; bench_postgres uses RETRYQ_TEST_POSTGRES, else starts a throwaway cluster with fsync on and stops it;
+## bench_redis uses RETRYQ_TEST_REDIS, else a throwaway redis-server with appendfsync always)
 BENCH_RESULTS := benchmarks/results
 bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey procrastinate
-	@for name in startup schedule concurrent process read postgres retry; do \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check tenacity huey procrastinate rq bullmq
+	@for name in startup schedule concurrent process read postgres redis retry; do \
 		$(BIN)/python benchmarks/bench_$$name.py --json $(BENCH_RESULTS)/$$name.json || exit 1; \
 	done
 	@$(MAKE) --no-print-directory bench-table

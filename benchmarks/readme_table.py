@@ -23,7 +23,7 @@ RESULTS = BENCHMARKS / "results"
 #: The page that holds the table.
 PAGE = ROOT / "docs" / "performance.md"
 #: The order of the table; results of other benchmarks follow, by name.
-ORDER = ["startup", "schedule", "concurrent", "process", "postgres"]
+ORDER = ["startup", "schedule", "concurrent", "process", "postgres", "redis"]
 
 
 def load_results(directory: Path = RESULTS) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,3 +187,97 @@ def postgres_queue(postgres_url: str, postgres_schema: str) -> str:
     """A queue address of its own: the server's URL, its tables in this test's schema."""
     separator = "&" if "?" in postgres_url else "?"
     return f"{postgres_url}{separator}options=-csearch_path%3D{postgres_schema}"
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A Redis server for the tests, and its directory when the tests may kill and restart it."""
+
+    url: str
+    directory: Path | None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """``$RETRYQ_TEST_REDIS`` (what .ci/run starts, its files in ``$RETRYQ_TEST_REDIS_DIR``), else a
+    throwaway redis-server started here (loopback, a free port, appendfsync always)."""
+    given = os.environ.get("RETRYQ_TEST_REDIS")
+    if given:
+        directory = os.environ.get("RETRYQ_TEST_REDIS_DIR")
+        yield RedisServer(given, Path(directory) if directory else None)
+        return
+    try:
+        import redis  # noqa: F401
+    except ModuleNotFoundError:
+        unavailable("the Redis tests need the driver: pip install 'retryq[redis]'")
+    from . import redis_server as server
+
+    root = Path(tempfile.mkdtemp(prefix="retryq-redis-"))
+    try:
+        url = server.start(root)
+    except RuntimeError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        unavailable(f"the Redis tests need a server: {error}")
+    try:
+        yield RedisServer(url, root)
+    finally:
+        server.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_namespace(redis_url: str) -> Iterator[str]:
+    """A key prefix of its own for one test; its keys are deleted after it."""
+    import uuid
+
+    import redis
+
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{{{namespace}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # a test that stopped the server leaves nothing to clean
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_queue(redis_url: str, redis_namespace: str) -> str:
+    """A queue address of its own: the server's URL, its keys under this test's namespace."""
+    separator = "&" if "?" in redis_url else "?"
+    return f"{redis_url}{separator}namespace={redis_namespace}"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[Callable[..., RedisServer]]:
+    """Start a redis-server of this test's own (``own_redis(password=…, settings=[…])``), for tests
+    that kill it, restart it or configure it; every one is stopped and removed after the test."""
+    try:
+        import redis  # noqa: F401
+    except ModuleNotFoundError:
+        unavailable("the Redis tests need the driver: pip install 'retryq[redis]'")
+    from . import redis_server as server
+
+    started: list[Path] = []
+
+    def start(*, password: str | None = None, settings: Sequence[str] = ()) -> RedisServer:
+        root = Path(tempfile.mkdtemp(prefix="rq-redis-"))  # short: a unix socket path has a limit
+        started.append(root)
+        try:
+            return RedisServer(server.start(root, password=password, settings=settings), root)
+        except RuntimeError as error:
+            unavailable(f"the Redis tests need a server: {error}")
+
+    yield start
+    for root in started:
+        server.stop(root)
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,7 +3,7 @@
 :func:`open_store` asks the registry (:mod:`.registry`) which backend an address names: a path is
 the JSON file store; a URL's scheme names a server's backend, imported only then (the core install
 never needs a driver it does not use). The stores are the ground floor: they import only
-:mod:`retryq.record` (and, for PostgreSQL's reconnection loop, the in-process toolkit's ``retrying``).
+:mod:`retryq.record`.
 """
 
 from __future__ import annotations

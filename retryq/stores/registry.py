@@ -39,6 +39,9 @@ BACKENDS: dict[str, str] = {
     "file": "retryq.stores.file.backend:BACKEND",
     "postgresql": "retryq.stores.postgres.backend:BACKEND",
     "postgres": "retryq.stores.postgres.backend:BACKEND",
+    "redis": "retryq.stores.redis.backend:BACKEND",
+    "rediss": "retryq.stores.redis.backend:BACKEND",
+    "unix": "retryq.stores.redis.backend:BACKEND",
 }
 #: The backend of an address that is not a URL.
 PATHS = "file"

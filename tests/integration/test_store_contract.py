@@ -89,6 +89,66 @@ class TestPostgresStore(ServerStoreContract):
         store.close()
 
 
+@pytest.mark.redis
+class TestRedisStore(ServerStoreContract):
+    """Each store under a key prefix of its own; its connections named by the test (``client_name``), so that
+    cutting them leaves every other client alone; a password in the URL, which no message shows (the test
+    server asks for none, and Redis 6 takes one it does not need as the default user's)."""
+
+    @pytest.fixture
+    def name(self) -> str:
+        return f"retryq-contract-{uuid.uuid4().hex[:12]}"
+
+    @pytest.fixture
+    def new_store(self, redis_url: str, name: str) -> Iterator[Callable[..., Store]]:
+        from retryq.stores.redis import RedisStore
+
+        url = with_options(redis_url, client_name=name)
+        namespaces: list[str] = []
+
+        def new(archive: bool = True, **options: Any) -> Store:
+            namespaces.append(f"{name}-{len(namespaces)}")
+            return RedisStore(url, namespace=namespaces[-1], archive=archive, **options)
+
+        yield new
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            for namespace in namespaces:
+                keys = list(client.scan_iter(match=f"{{{namespace}}}:*", count=1000))
+                if keys:
+                    client.delete(*keys)
+        finally:
+            client.close()
+
+    @pytest.fixture
+    def cut_connections(self, redis_url: str, name: str) -> Callable[[Store], None]:
+        import redis
+
+        def cut(_: Store) -> None:
+            client = redis.Redis.from_url(redis_url)
+            try:
+                for each in client.client_list():
+                    if each.get("name") == name:
+                        client.client_kill_filter(_id=each["id"])
+            finally:
+                client.close()
+
+        return cut
+
+    @pytest.fixture
+    def unreachable(self) -> Iterator[tuple[Store, str]]:
+        from retryq.stores.redis import RedisStore
+
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        store = RedisStore(f"redis://:{SECRET}@127.0.0.1:{port}/0", sleep=lambda _: None)
+        yield store, SECRET
+        store.close()
+
+
 def test_a_filter_with_nothing_set_selects_all() -> None:
     assert JobFilter.of().selects_all
     assert JobFilter.of(status=None, client=None).selects_all

@@ -47,6 +47,10 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
         " (at most 3, or at most 0.50%); retry scheduled in 60 minutes: job 7ff34e211f074aba, due"
         " 2025-12-19T11:00:02.310Z, attempt 1 of 3",
     ),
+    ("docs/redis.md", "sh", "pip install 'retryq[redis]'        # redis-py 5 or later"),
+    ("docs/redis.md", "sh", "retryq --queue .retry-queue.json export --archive --output queue.jsonl"),
+    ("docs/redis.md", "text", "# redis.conf"),
+    ("docs/redis.md", "text", "ok: queue: Redis 7.0.15 reachable, keys {retryq}:*, 120 jobs, layout version 1"),
     (
         "docs/retrying.md",
         "text",

@@ -1,0 +1,132 @@
+"""What ``doctor`` learns from a Redis queue's server: is it there, what may it lose, is our clock right.
+
+Redis keeps only what its persistence keeps: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged job survives a crash of the server; with ``everysec``, the last second may be lost;
+without the append-only file, everything since the last snapshot. An evicting memory policy may
+drop jobs outright. Due times and leases are judged by the server's clock; a host whose clock is
+off says so, since what it shows and what it logs are in its own time.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ClockWatch", "findings", "persistence"]
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ...record.text import plural
+from ..base import Finding
+from .connection import Connection
+
+log = logging.getLogger("retryq")
+
+
+class ClockWatch:
+    """The difference between this host's clock and the server's, measured once and said once if too large."""
+
+    def __init__(self, location: str, bound: float) -> None:
+        self.location, self.bound = location, bound
+        self.skew: float | None = None  # server minus host, in seconds
+        self._lock = threading.Lock()
+
+    def measure(self, db: Connection) -> float:
+        """Seconds the server's clock is ahead of this host's (negative: behind), half a round trip close."""
+        before = time.time()
+        seconds, micros = db.run(lambda client: client.time())
+        after = time.time()
+        return seconds + micros / 1e6 - (before + after) / 2
+
+    def watch(self, db: Connection) -> None:
+        """Measure the skew the first time, and log a warning once if it passes the bound."""
+        with self._lock:
+            if self.skew is None:
+                self.skew = skew = self.measure(db)
+                if abs(skew) > self.bound:
+                    log.warning("%s", self.message(skew))
+
+    def message(self, skew: float) -> str:
+        side = "behind" if skew > 0 else "ahead of"
+        return (
+            f"{self.location}: this host's clock is {abs(skew):.1f}s {side} the Redis server's "
+            f"(more than {self.bound:g}s): due times and leases follow the server's clock; "
+            "times this host shows and logs are its own (set up NTP)"
+        )
+
+
+def persistence(settings: dict[str, str]) -> Finding:
+    """What the server's persistence settings promise about acknowledged jobs."""
+    aof, fsync = settings.get("appendonly", "no"), settings.get("appendfsync", "everysec")
+    if aof == "yes" and fsync == "always":
+        return Finding("ok", "queue: appendonly yes, appendfsync always: no acknowledged job is lost if Redis crashes")
+    if aof == "yes" and fsync == "everysec":
+        return Finding(
+            "warning",
+            "queue: appendfsync everysec: a crash of Redis may lose up to a second of acknowledged changes "
+            "(appendfsync always loses none)",
+        )
+    if aof == "yes":
+        return Finding(
+            "warning",
+            f"queue: appendfsync {fsync}: the system decides when changes reach the disk; a crash of the machine "
+            "may lose acknowledged jobs (appendfsync always loses none)",
+        )
+    snapshots = settings.get("save", "")
+    since = "since the last snapshot" if snapshots.strip() else "(no snapshots either)"
+    return Finding(
+        "warning",
+        f"queue: appendonly no: a restart of Redis loses every change {since}; "
+        "set appendonly yes and appendfsync always",
+    )
+
+
+def findings(db: Connection, prefix: str, clock: ClockWatch) -> list[Finding]:
+    """The server's side of ``doctor``: reachable, its persistence, its memory policy, the clock."""
+
+    def facts(client: Any) -> tuple[dict[str, Any], int, str | None]:
+        info = client.info("server")
+        count = client.hlen(f"{prefix}:rec")
+        return info, count, client.get(f"{prefix}:version")
+
+    info, count, version = db.run(facts)
+    found = [
+        Finding(
+            "ok",
+            f"queue: Redis {info.get('redis_version', '?')} reachable, keys {prefix}:*, "
+            f"{plural(count, 'job')}, layout version {version or '(none yet)'}",
+        )
+    ]
+    try:
+        settings: dict[str, str] = db.run(
+            lambda client: {
+                str(name): str(value)
+                for pattern in ("appendonly", "appendfsync", "save", "maxmemory-policy")
+                for name, value in client.config_get(pattern).items()
+            }
+        )
+    except Exception as error:  # CONFIG disabled or renamed (managed services): say so, do not fail
+        found.append(
+            Finding(
+                "warning",
+                f"queue: cannot tell whether Redis keeps acknowledged jobs (CONFIG GET refused: {db.said(error)}); "
+                "make sure it runs with appendonly yes and appendfsync always",
+            )
+        )
+    else:
+        found.append(persistence(settings))
+        policy = settings.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            found.append(
+                Finding(
+                    "problem",
+                    f"queue: maxmemory-policy {policy}: Redis may evict jobs when memory runs short; "
+                    "set maxmemory-policy noeviction",
+                )
+            )
+    skew = clock.measure(db)
+    if abs(skew) > clock.bound:
+        found.append(Finding("warning", f"clock: {clock.message(skew)}"))
+    else:
+        found.append(Finding("ok", f"clock: within {clock.bound:g}s of the Redis server's ({skew:+.3f}s)"))
+    return found
