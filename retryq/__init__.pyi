@@ -37,6 +37,7 @@ from .record.models import Job as Job
 from .record.models import JobKey as JobKey
 from .record.models import JobStatus as JobStatus
 from .record.models import Outcome as Outcome
+from .running.options import ProcessorOptions as ProcessorOptions
 from .running.processor import Processor as Processor
 from .running.summary import ProcessReport as ProcessReport
 from .settings.config import Config as Config

@@ -16,7 +16,6 @@ from .record.errors import InvalidInput, JobNotFound, JobStateError, OpenJobExis
 from .record.models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
 from .record.text import plural
 from .record.timeutil import format_utc, parse_delay, to_utc, utcnow, wait_in_words
-from .running.housekeeping import prune_rule
 from .settings.config import Config, load_config
 from .stores import JobFilter, Store, open_store
 
@@ -380,7 +379,7 @@ class RetryQueue:
         per status). Removed jobs go to the archive first when archiving is on.
         """
         now = to_utc(now or utcnow())
-        return self.store.prune(prune_rule(self.config, now, keep_days), dry_run=dry_run)
+        return self.store.prune(self.config.prune_rule(now, keep_days), dry_run=dry_run)
 
     def _select(
         self,

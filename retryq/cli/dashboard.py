@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -83,7 +84,6 @@ def dashboard(
     if token is not None and not token.strip():
         fail("the dashboard token is empty (--token or RETRYQ_DASHBOARD_TOKEN)", ExitCode.USAGE)
     from ..reporting.dashboard import DashboardData, collect, page_mode, render, write_dashboard
-    from ..reporting.dashboard import serve as serve_page
 
     queue = open_queue(ctx)
     warn_invalid(queue, "not shown")
@@ -105,13 +105,19 @@ def dashboard(
     def build() -> str:
         return render(gather(), refresh=every, tails=show_tails)
 
-    build()  # a missing extra or a corrupt queue stops the command here, before it listens
+    _serve(build, queue.store.location, port, token.strip() if token else None)
 
+
+def _serve(build: Callable[[], str], location: str, port: int, token: str | None) -> None:
+    """Serve the page ``build`` renders until a signal stops the server, then exit 128 + its number."""
+    from ..reporting.dashboard import serve
+
+    build()  # a missing extra or a corrupt queue stops the command here, before it listens
     gc.enable()  # the server may run for days: its garbage is collected as usual
 
     def ready(url: str) -> None:
-        typer.echo(f"serving the dashboard of {queue.store.location} at {url} (Ctrl-C to stop)")
+        typer.echo(f"serving the dashboard of {location} at {url} (Ctrl-C to stop)")
 
-    signum = serve_page(build, port=port, on_ready=ready, token=token.strip() if token else None)
+    signum = serve(build, port=port, on_ready=ready, token=token)
     typer.echo("dashboard server stopped")
-    raise typer.Exit(128 + signum)
+    raise typer.Exit(ExitCode.of_signal(signum))

@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import shlex
+import signal
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -166,7 +167,7 @@ def run(
         error("the workflow timed out and was stopped")
         raise typer.Exit(124)
     if result.stopped:
-        raise typer.Exit(128 + (result.stop_signal or 2))
+        raise typer.Exit(ExitCode.of_signal(result.stop_signal or signal.SIGINT))
     raise typer.Exit(result.exit_code or 0)
 
 
@@ -186,7 +187,7 @@ def _exit(report: ProcessReport) -> None:
     for problem in report.invalid:  # in the log above, and on stderr: a human must fix or remove it
         warn(f"{problem}; left as it is, never run")
     if report.stopped_by is not None:
-        raise typer.Exit(128 + report.stopped_by)
+        raise typer.Exit(ExitCode.of_signal(report.stopped_by))
     if report.config_errors:
         for message in report.config_errors:  # in the log above, and on stderr where cron and people look
             error(message)

@@ -39,6 +39,11 @@ class ExitCode(enum.IntEnum):
     SIGINT = 130
     SIGTERM = 143
 
+    @staticmethod
+    def of_signal(signum: int) -> int:
+        """The exit status of a process ended by signal ``signum``, as shells report it: 128 + N."""
+        return 128 + signum
+
 
 class RetryqError(Exception):
     """Base class: a message fit for one line, and the exit code that goes with it."""

@@ -9,14 +9,14 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from ..record.errors import ConfigError, RetryqError
+from ..record.leases import describe_skew, stale_reason
 from ..record.models import Job, JobStatus
 from ..record.text import plural
 from ..record.timeutil import format_duration, format_utc
 from ..running import platform
 from ..running.commands import resolve_command
-from ..running.housekeeping import describe_skew, stale_reason, store_time
 from ..settings.config import Config, WorkflowSettings
-from ..stores import Finding, Store
+from ..stores import Finding, Store, store_time
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"

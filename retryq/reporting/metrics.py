@@ -87,6 +87,15 @@ def render_metrics(
         }
     )
 
+    families = [*_job_families(tally, now, names), *_history_families(tally, names)]
+    if report is not None:
+        families += _report_families(report)
+    lines = [line for family in sorted(families, key=lambda f: f.name) if family.samples for line in family.lines()]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _job_families(tally: Tally, now: datetime, names: list[str]) -> list[_Family]:
+    """The queue as it is: jobs by status, the oldest pending job's age, the most overdue one's lateness."""
     jobs = _Family("retryq_jobs", "gauge", "Jobs in the queue file, by status.", ("status", "workflow"))
     oldest = _Family(
         "retryq_oldest_pending_age_seconds",
@@ -101,6 +110,23 @@ def render_metrics(
         "A value that keeps growing means retryq process is not running.",
         ("workflow",),
     )
+    for name in names:
+        for status in JobStatus:
+            jobs.add((status.value, name), 0.0)
+        oldest.add((name,), 0.0)
+        overdue.add((name,), 0.0)
+    for (workflow, state), count in tally.jobs.items():
+        jobs.add((state, workflow), count)
+    # Clamped at 0: a timestamp written by a host whose clock runs ahead is not "negative age".
+    for workflow, scheduled in tally.oldest_scheduled.items():
+        oldest.keep_max((workflow,), max(0.0, (now - scheduled).total_seconds()))
+    for workflow, due in tally.earliest_due.items():
+        overdue.keep_max((workflow,), max(0.0, (now - due).total_seconds()))
+    return [jobs, oldest, overdue]
+
+
+def _history_families(tally: Tally, names: list[str]) -> list[_Family]:
+    """What the histories count, queue and archive: attempts by outcome, resolutions by attempt, failures."""
     attempts = _Family(
         "retryq_attempts_total",
         "counter",
@@ -115,32 +141,16 @@ def render_metrics(
     )
     failures = _Family("retryq_failures_total", "counter", "Jobs that ended failed, queue and archive.", ("workflow",))
     for name in names:
-        for status in JobStatus:
-            jobs.add((status.value, name), 0.0)
         for outcome in Outcome:
             attempts.add((name, outcome.value), 0.0)
-        for family in (oldest, overdue, failures):
-            family.add((name,), 0.0)
-
-    for (workflow, state), count in tally.jobs.items():
-        jobs.add((state, workflow), count)
-    # Clamped at 0: a timestamp written by a host whose clock runs ahead is not "negative age".
-    for workflow, scheduled in tally.oldest_scheduled.items():
-        oldest.keep_max((workflow,), max(0.0, (now - scheduled).total_seconds()))
-    for workflow, due in tally.earliest_due.items():
-        overdue.keep_max((workflow,), max(0.0, (now - due).total_seconds()))
+        failures.add((name,), 0.0)
     for (workflow, ending), count in tally.attempts.items():
         attempts.add((workflow, ending), count)
     for (workflow, attempt), count in tally.resolutions.items():
         resolutions.add((workflow, str(attempt)), count)
     for workflow, count in tally.failures.items():
         failures.add((workflow,), count)
-
-    families = [jobs, oldest, overdue, attempts, resolutions, failures]
-    if report is not None:
-        families += _report_families(report)
-    lines = [line for family in sorted(families, key=lambda f: f.name) if family.samples for line in family.lines()]
-    return "".join(f"{line}\n" for line in lines)
+    return [attempts, resolutions, failures]
 
 
 def _report_families(report: ProcessReport) -> list[_Family]:

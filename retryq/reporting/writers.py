@@ -1,7 +1,7 @@
 """What a processor's report is turned into after each run: the metrics file and the dashboard page.
 
 The processor knows nothing of either: it calls the reporters it is given (see
-:class:`retryq.running.housekeeping.Reporter`); :func:`reporters_for` builds them from the
+:class:`retryq.running.options.Reporter`); :func:`reporters_for` builds them from the
 configuration and the command line's overrides. A reporter's failure is logged, never fatal.
 """
 
@@ -20,7 +20,7 @@ from ..record.errors import RetryqError
 from ..record.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from ..running.housekeeping import Reporter
+    from ..running.options import Reporter
     from ..running.summary import ProcessReport
     from ..settings.config import Config
     from ..stores import Store

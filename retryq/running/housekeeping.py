@@ -1,115 +1,43 @@
-"""What a processor does besides running jobs: recovering abandoned claims, pruning, and handing
-its report to the reporters it was given (metrics, a dashboard: :mod:`retryq.reporting.writers`).
-
-One rule decides whether a running job is abandoned (:func:`stale_reason`); recovery in
-``process`` and the stuck-job check of ``doctor`` both use it. One rule decides which finished
-jobs go (:func:`prune_rule`); ``process`` and ``retryq prune`` both use it.
+"""The processor's steps besides running jobs: giving back claims it never heard of, recovering
+abandoned ones, pruning, and handing its report to the reporters it was given (metrics, a
+dashboard: :mod:`retryq.reporting.writers`). The rules they apply live with the record (whether a
+claim still holds: :mod:`retryq.record.leases`) and the configuration (which finished jobs go:
+:meth:`retryq.Config.prune_rule`); this module applies them, with the processor's options.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "MAX_KEEP_DAYS",
     "Housekeeping",
-    "Reporter",
-    "describe_skew",
     "give_back_unheard_of",
-    "lease_end",
-    "prune_rule",
     "recover_abandoned",
     "run_is_over",
-    "stale_reason",
-    "store_time",
 ]
 
 import logging
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..record import lifecycle
-from ..record.errors import InvalidInput
-from ..record.models import Job, JobStatus, Owner
-from ..record.timeutil import format_duration, format_utc, utcnow
+from ..record.leases import OwnerCheck, describe_skew, stale_reason
+from ..record.models import Job, JobStatus
 from ..settings.config import Config, WorkflowSettings
-from ..settings.declaration import MAX_KEEP_DAYS
-from ..stores import JobFilter, PruneRule, Store
+from ..stores import JobFilter, Store, store_time
 from . import platform
 from .claims import OWN_CLAIMS, OwnClaims
+from .options import ProcessorOptions
 
 if TYPE_CHECKING:
     from .summary import ProcessReport
 
 log = logging.getLogger("retryq")
 
-#: A hundred years: finished jobs kept longer than that are kept for ever in practice.
 #: A worker looks for runs abandoned by other processes (and hosts) this often, busy or idle (seconds).
 RECOVER_EVERY = 30.0
 #: A worker prunes finished jobs this often (seconds).
 PRUNE_EVERY = 600.0
-
-OwnerCheck = Callable[[Owner], "bool | None"]
-
-
-class Reporter(Protocol):
-    """Something that turns a run's report into an output (a metrics file, a page): called at the
-    end of each run, and by a worker every ``every`` seconds. A failure is its own to log."""
-
-    every: float
-
-    def __call__(self, report: ProcessReport) -> None: ...
-
-
-def lease_end(job: Job, settings: WorkflowSettings, lease_grace: timedelta) -> datetime | None:
-    """When a running job's lease ends: as recorded, but never after its start plus what the
-    configuration allows a run (timeout, kill grace, lease grace): a lease until 2100 is not a lease."""
-    allowed = None if job.started_at is None else job.started_at + settings.timeout + settings.kill_grace + lease_grace
-    ends = [end for end in (job.lease_until, allowed) if end is not None]
-    return min(ends, default=None)
-
-
-def stale_reason(
-    job: Job, *, now: datetime, settings: WorkflowSettings, lease_grace: timedelta, owner_alive: OwnerCheck
-) -> str | None:
-    """Why a running job is abandoned by its runner (a phrase for logs), or None while its claim holds.
-
-    A runner on this host is asked directly: gone, or alive and holding the job while its lease
-    lasts (a live runner whose lease ended may never have heard of its claim). A runner elsewhere
-    is judged by its lease, bounded by the configuration; and a job that started further in the
-    future than ``lease_grace`` (the clock skew hosts may have) is not trusted at all.
-    """
-    owner = job.owner
-    holder = f"{owner.host}:{owner.pid}" if owner is not None else "an unknown runner"
-    if owner is not None:
-        alive = owner_alive(owner)
-        if alive is True:  # the same host, the same clock: its lease alone says whether it holds
-            end = lease_end(job, settings, lease_grace)
-            if end is None or end >= now:
-                return None
-            return (
-                f"lease of {holder} expired at {format_utc(end)}, though it is alive "
-                "(the reply to its claim was lost, or it is stuck)"
-            )
-        if alive is False:
-            return f"runner {holder} is gone"
-    if job.started_at is not None and job.started_at > now + lease_grace:
-        return (
-            f"started in the future ({format_utc(job.started_at)}, more than lease_grace ahead): "
-            f"the clock of {holder} is ahead, or the file was edited; its lease is not trusted"
-        )
-    end = lease_end(job, settings, lease_grace)
-    if end is None:
-        return f"running for {holder} with no lease"
-    if end >= now:
-        return None
-    if job.lease_until is not None and job.lease_until > end:
-        return (
-            f"holds a lease until {format_utc(job.lease_until)}, beyond what the configuration allows "
-            f"(start + timeout + kill_grace + lease_grace = {format_utc(end)}, passed)"
-        )
-    return f"lease of {holder} expired at {format_utc(end)}"
 
 
 def run_is_over(job: Job, settings: WorkflowSettings, now: datetime, *, owner_alive: OwnerCheck) -> bool:
@@ -179,21 +107,6 @@ def recover_abandoned(
     return len(recovered)
 
 
-def store_time(store: Store, host_now: datetime) -> tuple[datetime, timedelta]:
-    """The time leases are judged by (the store's own clock where it has one, else the host's), and how
-    far the host's clock is ahead of it (negative: behind)."""
-    server = store.server_now()
-    if server is None:
-        return host_now, timedelta(0)
-    return server, host_now - server
-
-
-def describe_skew(skew: timedelta, location: str) -> str:
-    """A phrase for a host's clock that is ``skew`` ahead of (or behind) the clock of the store at ``location``."""
-    shown = format_duration(timedelta(seconds=round(abs(skew).total_seconds())))
-    return f"this host's clock is {shown} {'ahead of' if skew > timedelta(0) else 'behind'} the clock of {location}"
-
-
 def give_back_unheard_of(store: Store, jobs: Sequence[Job]) -> int:
     """Undo the claims of ``jobs``, which this process made but never heard of (see
     :mod:`retryq.running.claims`): pending again, no attempt counted. Returns how many it undid."""
@@ -219,44 +132,13 @@ def give_back_unheard_of(store: Store, jobs: Sequence[Job]) -> int:
     return len(undone)
 
 
-def prune_rule(config: Config, now: datetime, keep_days: int | None = None) -> PruneRule:
-    """Which finished jobs go: those older than their workflow's ``keep_days`` (per status), or ``keep_days``."""
-    if keep_days is not None and (isinstance(keep_days, bool) or not 0 <= keep_days <= MAX_KEEP_DAYS):
-        raise InvalidInput(f"keep days must be between 0 and {MAX_KEEP_DAYS}, not {keep_days}")
-
-    def cutoffs(days: Mapping[JobStatus, int]) -> dict[JobStatus, datetime]:
-        return {status: now - timedelta(days=keep_days if keep_days is not None else n) for status, n in days.items()}
-
-    return PruneRule(
-        cutoffs=cutoffs(config.workflow().keep_days),  # also for workflows no longer configured
-        by_workflow={name: cutoffs(settings.keep_days) for name, settings in config.workflows.items()},
-    )
-
-
 class Housekeeping:
     """Recovery, pruning and reporting for a processor: at the start and end of a run, and now and then in a worker."""
 
-    def __init__(
-        self,
-        store: Store,
-        config: Config,
-        *,
-        clock: Callable[[], datetime] = utcnow,
-        monotonic: Callable[[], float] = time.monotonic,
-        keep_days: int | None = None,
-        prune: bool = True,
-        reporters: Sequence[Reporter] = (),
-        claims: OwnClaims = OWN_CLAIMS,
-    ) -> None:
-        self.store = store
-        self.claims = claims
-        self.config = config
-        self.clock = clock
-        self.monotonic = monotonic
-        self.keep_days = keep_days
-        self.pruning = prune
-        self.reporters = tuple(reporters)
-        self._reported_at = [-math.inf] * len(self.reporters)
+    def __init__(self, store: Store, config: Config, options: ProcessorOptions, claims: OwnClaims = OWN_CLAIMS) -> None:
+        self.store, self.config, self.options, self.claims = store, config, options, claims
+        self.clock, self.monotonic = options.clock, options.monotonic
+        self._reported_at = [-math.inf] * len(options.reporters)
         self._pruned_at = -math.inf
         self._recovered_at = -math.inf
         self._skew_told = False
@@ -274,7 +156,7 @@ class Housekeeping:
         )
 
     def now(self) -> datetime:
-        """The time leases are judged by: the store's clock where it has one (see :func:`store_time`).
+        """The time leases are judged by: the store's clock where it has one (see :func:`~retryq.stores.store_time`).
 
         A host whose clock is off from it by more than ``lease_grace`` is told so, once: its claims
         still follow the store's clock, but the times of its results and of the next attempts it
@@ -291,10 +173,10 @@ class Housekeeping:
         return now
 
     def prune(self, report: ProcessReport) -> None:
-        if not self.pruning:
+        if not self.options.prune:
             return
         self._pruned_at = self.monotonic()
-        rule = prune_rule(self.config, self.clock(), self.keep_days)
+        rule = self.config.prune_rule(self.clock(), self.options.keep_days)
         report.pruned += len(self.store.prune(rule))
 
     def periodic(self, report: ProcessReport) -> None:
@@ -307,7 +189,7 @@ class Housekeeping:
             self.recover(report)
         if self.monotonic() - self._pruned_at >= PRUNE_EVERY:
             self.prune(report)
-        for index, reporter in enumerate(self.reporters):
+        for index, reporter in enumerate(self.options.reporters):
             if self.monotonic() - self._reported_at[index] >= reporter.every:
                 self._report(index, report)
 
@@ -323,9 +205,9 @@ class Housekeeping:
         waiting = [job.execute_at for job in open_jobs if job.status is JobStatus.PENDING]
         report.pending, report.next_due = len(waiting), min(waiting, default=None)
         report.finished_at = self.clock()
-        for index in range(len(self.reporters)):
+        for index in range(len(self.options.reporters)):
             self._report(index, report)
 
     def _report(self, index: int, report: ProcessReport) -> None:
         self._reported_at[index] = self.monotonic()
-        self.reporters[index](report)
+        self.options.reporters[index](report)

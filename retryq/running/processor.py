@@ -15,24 +15,25 @@ import contextlib
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..record import lifecycle
 from ..record.backoff import Backoff, RetryState, exponential
 from ..record.errors import RetryqError, StoreUnavailable
 from ..record.models import Job, JobStatus, Outcome
 from ..record.text import plural
-from ..record.timeutil import format_utc, utcnow
+from ..record.timeutil import format_utc
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Claimant, ClaimRequest, JobFilter, Store
 from . import platform
 from .claims import OWN_CLAIMS
 from .commands import invocation
-from .housekeeping import Housekeeping, Reporter
+from .housekeeping import Housekeeping
 from .notify import FailureHooks
+from .options import ProcessorOptions
 from .pending import Active as _Active
 from .pending import Change
 from .pending import Pending as _Pending
@@ -51,55 +52,27 @@ OUTAGE_WAIT = exponential(initial=2.0, factor=2.0, max=30.0)
 
 
 class Processor:
-    """Runs the due jobs of ``store`` with the workflows of ``config``.
+    """Runs the due jobs of ``store`` with the workflows of ``config``, as ``options`` say.
 
-    ``concurrency`` caps runs at once (a workflow may cap its own); ``timeout`` shortens workflows'
-    timeouts; ``reporters`` get the report after a run, and now and then in a worker (see
-    :func:`retryq.reporting.writers.reporters_for`). ``supervisor`` runs the workflows (tests give a
-    fake); ``clock``, ``monotonic`` and ``sleep`` are injectable: tests never wait for real time.
+    The options are one :class:`~retryq.running.options.ProcessorOptions`; keyword arguments build
+    it (``Processor(store, config, concurrency=4)``), or change the one given.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        config: Config,
-        *,
-        supervisor: Supervisor | None = None,
-        concurrency: int | None = None,
-        timeout: timedelta | None = None,
-        workflows: list[str] | None = None,
-        keep_days: int | None = None,
-        prune: bool = True,
-        on_finished: Callable[[Job, Outcome], None] | None = None,
-        reporters: Sequence[Reporter] = (),
-        clock: Callable[[], datetime] = utcnow,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] | None = None,
-    ) -> None:
+    def __init__(self, store: Store, config: Config, options: ProcessorOptions | None = None, **changes: Any) -> None:
         self.store = store
         self.config = config
-        self.concurrency = concurrency or config.concurrency
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self.only = set(workflows) if workflows else None
-        self.timeout = None if timeout is None else config.check_timeout_override(timeout, self.only)
-        self.on_finished = on_finished
-        self.clock = clock
-        self.monotonic = monotonic
-        self.sleep = sleep
-        self.housekeeping = Housekeeping(
-            store,
-            config,
-            clock=clock,
-            monotonic=monotonic,
-            keep_days=keep_days,
-            prune=prune,
-            reporters=reporters,
-            claims=OWN_CLAIMS,
-        )
+        self.options = options = replace(options or ProcessorOptions(), **changes)
+        self.concurrency = options.concurrency or config.concurrency
+        self.only = options.workflows
+        self.timeout = None if options.timeout is None else config.check_timeout_override(options.timeout, self.only)
+        self.on_finished = options.on_finished
+        self.clock, self.monotonic, self.sleep = options.clock, options.monotonic, options.sleep
+        self.housekeeping = Housekeeping(store, config, options, OWN_CLAIMS)
         self.claims = self.housekeeping.claims
         self.owner = platform.current_owner()
-        self.supervisor = supervisor or Supervisor(on_line=self._output, now=clock, monotonic=monotonic)
+        self.supervisor = options.supervisor or Supervisor(
+            on_line=self._output, now=options.clock, monotonic=options.monotonic
+        )
         self._active: dict[str, _Active] = {}
         self._stop_signal: int | None = None
         self._stop_event = threading.Event()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..record.errors import ConfigError, InvalidInput
+from ..record.errors import ConfigError, ExitCode, InvalidInput
 from ..record.text import plural
 from ..record.timeutil import format_duration, utcnow
 from . import platform
@@ -248,7 +248,7 @@ class Supervisor:
         return finished
 
     def _result(self, run: _Run, code: int, leftovers: int) -> RunResult:
-        exit_code = 128 - code if code < 0 else code
+        exit_code = ExitCode.of_signal(-code) if code < 0 else code
         tail = "\n".join(run.tail)
         if len(tail) > TAIL_CHARS:
             tail = "…" + tail[-TAIL_CHARS:]

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..record.errors import ConfigError, InvalidInput
 from ..record.inconsistency import InconsistencyThresholds
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, validate_workflow_name
 from ..record.timeutil import format_duration
+from ..stores.base import PruneRule
 from . import declaration as declared
 from .declaration import DEFAULT_QUEUE_FILE, PER_WORKFLOW, REPORT, SETTINGS, TOP_LEVEL
 from .kinds import PLACEHOLDERS, Invalid
@@ -147,6 +148,20 @@ class Config:
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with some top-level fields replaced (what command-line options do)."""
         return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    def prune_rule(self, now: datetime, keep_days: int | None = None) -> PruneRule:
+        """Which finished jobs go: those older than their workflow's ``keep_days`` (per status), or
+        ``keep_days`` for every workflow; ``process``, ``worker`` and ``retryq prune`` all ask here."""
+        if keep_days is not None and (isinstance(keep_days, bool) or not 0 <= keep_days <= declared.MAX_KEEP_DAYS):
+            raise InvalidInput(f"keep days must be between 0 and {declared.MAX_KEEP_DAYS}, not {keep_days}")
+
+        def cutoffs(days: Mapping[JobStatus, int]) -> dict[JobStatus, datetime]:
+            return {status: now - timedelta(days=n if keep_days is None else keep_days) for status, n in days.items()}
+
+        return PruneRule(
+            cutoffs=cutoffs(self.workflow().keep_days),  # also for workflows no longer configured
+            by_workflow={name: cutoffs(settings.keep_days) for name, settings in self.workflows.items()},
+        )
 
 
 def find_config_file(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:

@@ -19,6 +19,7 @@ __all__ = [
     "PruneRule",
     "Store",
     "Tally",
+    "store_time",
 ]
 
 import threading
@@ -303,3 +304,12 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release what the store holds (connections); it is not used afterwards."""
+
+
+def store_time(store: Store, host_now: datetime) -> tuple[datetime, timedelta]:
+    """The time leases are judged by (the store's own clock where it has one, else the host's), and how
+    far the host's clock is ahead of it (negative: behind)."""
+    server = store.server_now()
+    if server is None:
+        return host_now, timedelta(0)
+    return server, host_now - server

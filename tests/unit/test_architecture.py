@@ -13,6 +13,8 @@ import retryq
 PACKAGE = Path(retryq.__file__).parent
 #: A module may be longer only if its docstring says why (none needs to today).
 MAX_LINES = 450
+#: A function longer than this is two functions (declarations of options aside, none needs more).
+MAX_FUNCTION_LINES = 60
 
 
 def modules() -> dict[str, Path]:
@@ -119,6 +121,18 @@ def test_modules_stay_readable_in_one_sitting(name: str) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     assert lines <= MAX_LINES or "long because" in docstring, f"{path.name}: {lines} lines"
+
+
+def test_functions_stay_short() -> None:
+    long = [
+        f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for name, path in modules().items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == []
 
 
 def test_every_public_name_resolves_from_the_module_the_stub_names() -> None:
