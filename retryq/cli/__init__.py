@@ -1,6 +1,6 @@
 """The ``retryq`` command: parse arguments, call the library, format what it returns.
 
-Every error the library raises becomes one line on stderr and the exit code of the README;
+Every error the library raises becomes one line on stderr and the exit code docs/troubleshooting.md lists;
 no traceback reaches the user. The library never imports this package.
 
 ``main`` imports only the command it runs (see ``COMMANDS`` in ``_app``); ``app`` is the typer

@@ -126,7 +126,7 @@ def record_pid(run_id: str, pid: int) -> _Mutation:
 
 
 def classify(result: RunResult, job: Job, settings: AttemptSettings) -> Outcome:
-    """Turn a run's exit into an outcome: the exit-code protocol of the README."""
+    """Turn a run's exit into an outcome: the exit-code protocol (docs/concepts.md)."""
     if result.stopped:
         return Outcome.STOPPED
     if result.timed_out:

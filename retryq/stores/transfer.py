@@ -43,7 +43,8 @@ def dump(store: Store, *, archive: bool = False, skip_invalid: bool = False) -> 
     problems = store.invalid()
     if problems and not skip_invalid:
         raise QueueCorrupt(
-            f"{problems[0]}; {plural(len(problems), 'record')} that are not jobs would be left behind: "
+            f"{problems[0]}; {plural(len(problems), 'record that is not a job', 'records that are not jobs')} "
+            "would be left behind: "
             "mend or remove them (retryq doctor says where), or export with --skip-invalid"
         )
     jobs = store.load()

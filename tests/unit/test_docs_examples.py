@@ -12,7 +12,7 @@ from ..docs_examples import Block, Mismatch, match, substitute
 #: Every block of the README and docs/ that is not run (generated pages aside), by page, language and
 #: first line. A block added in a language that is not run must be added here, knowingly.
 UNCOLLECTED: list[tuple[str, str, str]] = [
-    ("README.md", "sh", "pip install retryq                 # the command and the library (Python 3.10+)"),
+    ("README.md", "sh", "pip install .                      # the command and the library"),
     ("README.md", "sh", "make demo"),  # tests/system/test_demo.py runs the demo; `make test` is the suite itself
     ("README.md", "crontab", "*/5 * * * * cd /srv/app && retryq process >> /srv/app/retry.log 2>&1"),
     ("docs/architecture.md", "text", "retryq/"),  # read by tests/unit/test_architecture.py
@@ -36,7 +36,7 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
         '55 3 * * *  cd /srv/app && retryq schedule assurance "$(date +\\%F)" 60 --at 04:00 --workflow assurance-import'
         " >> retry.log 2>&1",
     ),
-    ("docs/getting-started.md", "sh", "pip install retryq                 # the command and the library"),
+    ("docs/getting-started.md", "sh", "pip install .                      # from a clone: the command and the library"),
     ("docs/getting-started.md", "crontab", '--8<-- "crontab.example"'),
     ("docs/getting-started.md", "ini", '--8<-- "retryq.service.example"'),
     ("docs/getting-started.md", "batch", '--8<-- "schtasks.example.cmd"'),
