@@ -8,7 +8,21 @@ never needs a driver it does not use). The stores are the ground floor: they imp
 
 from __future__ import annotations
 
-from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
+from .base import (
+    Claimant,
+    ClaimRequest,
+    Finding,
+    Insertion,
+    InvalidJob,
+    JobFilter,
+    Mutation,
+    Plan,
+    PlanResult,
+    PruneRule,
+    StateDoc,
+    Store,
+    Tally,
+)
 from .document import DocumentStore, MemoryStore
 from .file.store import JsonFileStore
 from .registry import Backend, backend_for, display_address, known_schemes, open_store
@@ -25,7 +39,10 @@ __all__ = [
     "JsonFileStore",
     "MemoryStore",
     "Mutation",
+    "Plan",
+    "PlanResult",
     "PruneRule",
+    "StateDoc",
     "Store",
     "Tally",
     "backend_for",
