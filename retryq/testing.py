@@ -162,7 +162,11 @@ class StateContract:
         assert store.state(["schedule:nightly"]) == {}
 
     def test_state_round_trip(self, store: Store, reopen: Callable[[Store], Store]) -> None:
-        nightly = {"last": "2025-12-19T03:00:00Z", "values": [1, 2.5, None, True, "é ☃"], "nested": {"a": {"b": []}}}
+        nightly: StateDoc = {
+            "last": "2025-12-19T03:00:00Z",
+            "values": [1, 2.5, None, True, "é ☃"],
+            "nested": {"a": {"b": []}},
+        }
         assert store.update({}, plan=writing(**{"schedule:nightly": nightly, "workflow:ftp": {"paused": False}})) == {}
         assert store.state() == {"schedule:nightly": nightly, "workflow:ftp": {"paused": False}}
         assert store.state(["workflow:ftp", "missing"]) == {"workflow:ftp": {"paused": False}}
@@ -288,7 +292,9 @@ class StateContract:
             store.add(job(id=f"f{n}", client_id=f"f{n}", workflow="ftp", execute_at=T0), unchanged)
         handles = [reopen(store) for _ in range(4)]
 
-        def probe_once(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+        def probe_once(
+            docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
+        ) -> PlanResult:
             if "probe" in docs.get("breaker:ftp", {}):
                 return PlanResult(slots={"ftp": 0})
             return PlanResult(writes={"breaker:ftp": {"probe": True}}, slots={"ftp": 1})

@@ -23,8 +23,9 @@ from .base import (
     Store,
     Tally,
 )
-from .document import DocumentStore, MemoryStore
+from .document import DocumentStore
 from .file.store import JsonFileStore
+from .memory import MemoryStore
 from .registry import Backend, backend_for, display_address, known_schemes, open_store
 
 __all__ = [

@@ -88,7 +88,9 @@ class Plan:
         if self.keys is not None:
             object.__setattr__(self, "keys", frozenset(check_state_key(key) for key in self.keys))
 
-    def __call__(self, docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+    def __call__(
+        self, docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
+    ) -> PlanResult:
         return self.decide(docs, now, jobs)
 
 

@@ -8,7 +8,7 @@ that is not JSON, fails before anything is written, whatever the backend.
 
 from __future__ import annotations
 
-__all__ = ["Decision", "capped", "decide", "encode", "merged", "selected", "then"]
+__all__ = ["Decision", "capped", "checked_keys", "decide", "encode", "merged", "selected", "then"]
 
 import json
 from collections.abc import Collection, Mapping
@@ -50,6 +50,11 @@ def copied(doc: StateDoc) -> StateDoc:
     return value
 
 
+def checked_keys(keys: Collection[str] | None) -> list[str] | None:
+    """``keys`` as asked for (None: all), each checked to be a state key."""
+    return None if keys is None else [check_state_key(key) for key in keys]
+
+
 def selected(state: Mapping[str, StateDoc], keys: Collection[str] | None) -> dict[str, StateDoc]:
     """Copies of the documents of ``keys`` that exist (all of them without ``keys``)."""
     if keys is None:
@@ -57,9 +62,7 @@ def selected(state: Mapping[str, StateDoc], keys: Collection[str] | None) -> dic
     return {key: copied(state[key]) for key in keys if key in state}
 
 
-def decide(
-    plan: Plan, state: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
-) -> Decision:
+def decide(plan: Plan, state: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> Decision:
     """Call ``plan`` on copies of its documents in ``state`` and check what it returns."""
     result = plan(selected(state, plan.keys), now, dict(jobs))
     if result.abort:
