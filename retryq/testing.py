@@ -326,6 +326,33 @@ class StateContract:
         assert store.state() == {"counter": {"n": 100}}
         assert sorted(applied[0] + applied[1]) == list(range(1, 101))
 
+    def test_racing_plans_over_overlapping_keys_lose_nothing(
+        self, store: Store, reopen: Callable[[Store], Store]
+    ) -> None:
+        """Plans over several keys, named in any order, and over every document: no change lost, no deadlock."""
+        handles = [reopen(store) for _ in range(3)]
+        rng = random.Random(20251222)  # noqa: S311  (generated test data, the same on every run)
+        subsets = [[rng.sample(["a", "b", "c"], k=rng.randint(1, 3)) for _ in range(15)] for _ in handles]
+        for ops in subsets:
+            ops[rng.randrange(len(ops))] = []  # one plan over every document, per handle
+        expected = Counter(key for ops in subsets for keys in ops for key in (keys or ["a", "b", "c"]))
+
+        def bump(keys: list[str]) -> Plan:
+            def decide(
+                docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
+            ) -> PlanResult:
+                names = keys or ["a", "b", "c"]
+                return PlanResult(writes={key: {"n": docs.get(key, {}).get("n", 0) + 1} for key in names})
+
+            return Plan(keys or None, decide)
+
+        def work(number: int) -> None:
+            for keys in subsets[number]:
+                handles[number].update({}, plan=bump(keys))
+
+        run_together(len(handles), work)
+        assert store.state() == {key: {"n": count} for key, count in expected.items()}
+
     def test_racing_adds_record_one_occurrence_once(self, store: Store, reopen: Callable[[Store], Store]) -> None:
         handles = [reopen(store) for _ in range(6)]
 
@@ -379,6 +406,8 @@ class StateContract:
             Plan(["a\nb"], lambda docs, now, jobs: PlanResult())
         with pytest.raises(InvalidInput, match="invalid state key"):
             store.state([""])
+        with pytest.raises(TypeError, match="not one string"):
+            Plan("mine", lambda docs, now, jobs: PlanResult())
 
 
 class StoreContract(StateContract):

@@ -85,6 +85,8 @@ class Plan:
     decide: Decide
 
     def __post_init__(self) -> None:
+        if isinstance(self.keys, str):
+            raise TypeError(f"a plan's keys are a collection of keys, not one string: [{self.keys!r}]")
         if self.keys is not None:
             object.__setattr__(self, "keys", frozenset(check_state_key(key) for key in self.keys))
 
