@@ -925,6 +925,23 @@ class ServerStoreContract(StoreContract):
         statuses = Counter(each.status for each in store.load())
         assert statuses == {JobStatus.PENDING: 3, JobStatus.RUNNING: 1, JobStatus.COMPLETED: 1}
 
+    def test_a_plan_whose_connection_is_cut_is_applied_once(
+        self, store: Store, cut_connections: Callable[[Store], None]
+    ) -> None:
+        store.add(job(id="a"), unchanged)
+        calls: list[int] = []
+
+        def decide(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+            calls.append(docs.get("counter", {}).get("n", 0) + 1)
+            if len(calls) == 1:
+                cut_connections(store)  # in the middle of the step, before anything of it is written
+            return PlanResult(writes={"counter": {"n": calls[-1]}}, mutations={"a": running})
+
+        store.update({}, plan=Plan(["counter"], decide))
+        assert calls[-1] == 1
+        assert store.state() == {"counter": {"n": 1}}
+        assert [each.status for each in store.load()] == [JobStatus.RUNNING]
+
     def test_claims_while_connections_drop_never_hand_a_job_twice(
         self, store: Store, reopen: Callable[[Store], Store], cut_connections: Callable[[Store], None]
     ) -> None:
