@@ -15,7 +15,9 @@ them). A backend on a server subclasses :class:`ServerStoreContract` and adds th
 cut its connections and name a server that is down. Beside the operations themselves, the
 contract runs the store and :mod:`retryq.record.rules` on the same generated queues and checks
 that they claim the same jobs in the same order: a backend that decides in its own language
-(SQL, Lua) is held to the one written definition.
+(SQL, Lua) is held to the one written definition. The state documents a store keeps beside its
+jobs, and the plans that change them in the same step as jobs, are part of it (:class:`StateContract`,
+which :class:`StoreContract` includes): racing handles, aborts, slots, all or nothing.
 
 pytest is imported here, and only here: it is a test dependency, and nothing in retryq imports
 this module.
@@ -23,12 +25,12 @@ this module.
 
 from __future__ import annotations
 
-__all__ = ["ServerStoreContract", "StoreContract"]
+__all__ = ["ServerStoreContract", "StateContract", "StoreContract"]
 
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -36,9 +38,21 @@ from typing import Any
 import pytest
 
 from .record import rules
-from .record.errors import ExitCode, OpenJobExists, StoreUnavailable
+from .record.errors import ExitCode, InvalidInput, OpenJobExists, StoreUnavailable
 from .record.models import Job, JobStatus, Owner
-from .stores import Claimant, ClaimRequest, Insertion, JobFilter, PruneRule, Store, Tally, open_store
+from .stores import (
+    Claimant,
+    ClaimRequest,
+    Insertion,
+    JobFilter,
+    Plan,
+    PlanResult,
+    PruneRule,
+    StateDoc,
+    Store,
+    Tally,
+    open_store,
+)
 
 T0 = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
 OWNER = Owner(host="contract", pid=1)
@@ -107,7 +121,296 @@ def run_together(count: int, work: Callable[[int], None], *, timeout: float = 12
         raise errors[0]
 
 
-class StoreContract:
+# -- state documents and the plans that change them ------------------------------------------------
+
+Seen = dict[str, Any]
+
+
+def writing(**docs: StateDoc | None) -> Plan:
+    """A plan that writes ``docs`` (None deletes), whatever it finds."""
+    return Plan(list(docs), lambda found, now, jobs: PlanResult(writes=docs))
+
+
+def counting(key: str, calls: list[int]) -> Plan:
+    """A plan that adds one to ``docs[key]["n"]``, and notes each call's new value in ``calls``."""
+
+    def decide(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+        calls.append(docs.get(key, {}).get("n", 0) + 1)
+        return PlanResult(writes={key: {"n": calls[-1]}})
+
+    return Plan([key], decide)
+
+
+def recording(seen: Seen, result: PlanResult | None = None, keys: list[str] | None = None) -> Plan:
+    """A plan that records what it was given (its last call) and returns ``result``."""
+
+    def decide(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+        seen.update(docs=dict(docs), now=now, jobs=dict(jobs))
+        return result or PlanResult()
+
+    return Plan(keys, decide)
+
+
+ABORT = PlanResult(abort=True)
+
+
+class StateContract:
+    """State documents beside the jobs, and plans: part of :class:`StoreContract` (same fixtures)."""
+
+    def test_state_starts_empty(self, store: Store) -> None:
+        assert store.state() == {}
+        assert store.state(["schedule:nightly"]) == {}
+
+    def test_state_round_trip(self, store: Store, reopen: Callable[[Store], Store]) -> None:
+        nightly: StateDoc = {
+            "last": "2025-12-19T03:00:00Z",
+            "values": [1, 2.5, None, True, "é ☃"],
+            "nested": {"a": {"b": []}},
+        }
+        assert store.update({}, plan=writing(**{"schedule:nightly": nightly, "workflow:ftp": {"paused": False}})) == {}
+        assert store.state() == {"schedule:nightly": nightly, "workflow:ftp": {"paused": False}}
+        assert store.state(["workflow:ftp", "missing"]) == {"workflow:ftp": {"paused": False}}
+        assert reopen(store).state(["schedule:nightly"]) == {"schedule:nightly": nightly}  # shared by every handle
+        store.update({}, plan=writing(**{"workflow:ftp": None, "never:there": None}))
+        assert store.state() == {"schedule:nightly": nightly}
+        assert store.load() == []  # state is not jobs
+
+    def test_a_plan_gets_copies_of_the_documents_of_its_keys(self, store: Store) -> None:
+        store.update({}, plan=writing(a={"n": 1}, b={"n": 2}))
+        seen: Seen = {}
+
+        def meddle(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+            seen["docs"] = {key: dict(doc) for key, doc in docs.items()}
+            for doc in docs.values():
+                doc["n"] = 99  # a copy: the store keeps what it holds
+            return PlanResult()
+
+        store.update({}, plan=Plan(["a", "missing"], meddle))
+        assert seen["docs"] == {"a": {"n": 1}}
+        store.update({}, plan=Plan(None, meddle))
+        assert seen["docs"] == {"a": {"n": 1}, "b": {"n": 2}}
+        assert store.state() == {"a": {"n": 1}, "b": {"n": 2}}
+
+    def test_a_plans_writes_and_mutations_land_with_the_job_changes(self, store: Store) -> None:
+        store.add(job(id="a"), unchanged)
+        store.add(job(id="b", client_id="other"), unchanged)
+        seen: Seen = {}
+        plan = recording(
+            seen, PlanResult(writes={"k": {"v": 1}}, mutations={"b": finished(JobStatus.CANCELLED)}), keys=["k"]
+        )
+        results = store.update({"a": running, "missing": running}, plan=plan)
+        assert {ident: each.status for ident, each in seen["jobs"].items()} == {"a": JobStatus.RUNNING}
+        assert {ident: each and each.status for ident, each in results.items()} == {
+            "a": JobStatus.RUNNING,
+            "b": JobStatus.CANCELLED,
+        }
+        assert [each.status for each in store.load()] == [JobStatus.RUNNING, JobStatus.CANCELLED]
+        assert store.state() == {"k": {"v": 1}}
+
+    def test_a_plans_mutation_comes_after_the_callers_change_of_the_same_job(self, store: Store) -> None:
+        store.add(job(id="a"), unchanged)
+        marked = PlanResult(mutations={"a": lambda each: each.model_copy(update={"follow_up_minutes": 7})})
+        results = store.update({"a": running}, plan=Plan([], lambda docs, now, jobs: marked))
+        [stored] = store.load()
+        assert (stored.status, stored.follow_up_minutes) == (JobStatus.RUNNING, 7)
+        assert results == {"a": stored}
+
+    def test_a_plans_mutation_may_remove_a_job(self, store: Store) -> None:
+        store.add(job(id="a"), unchanged)
+        store.add(job(id="b", client_id="other"), unchanged)
+        gone = PlanResult(writes={"k": {}}, mutations={"b": lambda each: None})
+        assert store.update({}, plan=Plan(["k"], lambda docs, now, jobs: gone)) == {"b": None}
+        assert [each.id for each in store.load()] == ["a"]
+        assert [each.id for each in store.load_archive()] == ["b"]
+
+    def test_an_open_job_conflict_writes_no_state(self, store: Store) -> None:
+        store.add(job(id="a"), unchanged)
+        store.update({"a": finished(JobStatus.FAILED)})
+        store.add(job(id="b"), unchanged)
+
+        def reopen(each: Job) -> Job:
+            return each.model_copy(update={"status": JobStatus.PENDING})
+
+        with pytest.raises(OpenJobExists):
+            store.update({"a": reopen}, plan=writing(k={"v": 1}))
+        with pytest.raises(OpenJobExists):  # a conflict of the plan's own mutation: the same
+            store.update({}, plan=Plan(["k"], lambda docs, now, jobs: PlanResult({"k": {}}, {"a": reopen})))
+        assert store.state() == {}
+        assert [each.status for each in store.load()] == [JobStatus.FAILED, JobStatus.PENDING]
+
+    def test_a_plan_that_aborts_writes_nothing(self, store: Store) -> None:
+        store.add(job(id="a", execute_at=T0), unchanged)
+        aborting = Plan(["k"], lambda docs, now, jobs: PlanResult(writes={"k": {}}, abort=True))
+        assert store.update({"a": running}, plan=aborting) == {}
+        assert store.claim(claim_request(timedelta(hours=1)), {"a": finished(JobStatus.CANCELLED)}, plan=aborting) == (
+            [],
+            {},
+        )
+        assert [each.status for each in store.load()] == [JobStatus.PENDING]
+        assert store.state() == {}
+
+    def test_an_add_whose_plan_aborts_adds_nothing(self, store: Store) -> None:
+        aborting = Plan([], lambda docs, now, jobs: ABORT)
+        assert store.add(job(id="a"), unchanged, plan=aborting) == (job(id="a"), False)
+        assert store.load() == []
+        store.add(job(id="a"), unchanged)
+        marked = store.add(job(id="b"), lambda each: each.model_copy(update={"follow_up_minutes": 5}), plan=aborting)
+        assert marked == (job(id="a"), False)  # the open job as it is: on_open's change is not written either
+        assert store.load() == [job(id="a")]
+
+    def test_an_adds_plan_sees_what_the_add_did(self, store: Store) -> None:
+        seen: Seen = {}
+        plan = recording(seen, PlanResult(writes={"schedule:s": {"last": "occ1"}}), keys=["schedule:s"])
+        assert store.add(job(id="a"), unchanged, plan=plan) == (job(id="a"), True)
+        assert seen["jobs"] == {"a": job(id="a")}
+        assert store.state() == {"schedule:s": {"last": "occ1"}}
+        marked, created = store.add(
+            job(id="b"), lambda each: each.model_copy(update={"follow_up_minutes": 5}), plan=recording(seen)
+        )
+        assert not created
+        assert marked.follow_up_minutes == 5
+        assert seen["jobs"] == {"a": marked}  # the open job, as on_open left it
+        assert seen["docs"] == {"schedule:s": {"last": "occ1"}}
+        assert store.load() == [marked]
+
+    def test_slots_from_a_plan_hold_a_workflow_or_let_one_through(self, store: Store) -> None:
+        for n in range(3):
+            store.add(job(id=f"d{n}", client_id=f"d{n}", execute_at=T0), unchanged)
+            store.add(job(id=f"f{n}", client_id=f"f{n}", workflow="ftp", execute_at=T0), unchanged)
+
+        def claim(slots: dict[str, int]) -> list[str]:
+            plan = Plan([], lambda docs, now, jobs: PlanResult(slots=slots))
+            claimed, _ = store.claim(claim_request(timedelta(hours=1), 10, default=2, ftp=5), plan=plan)
+            return sorted(each.id for each in claimed)
+
+        assert claim({"ftp": 0, "unknown": 3}) == ["d0", "d1"]  # ftp held; a workflow not claimed is ignored
+        assert claim({"ftp": 1}) == ["d2", "f0"]
+        assert claim({"ftp": 9}) == ["f1", "f2"]  # a cap above the claimant's slots changes nothing
+
+    def test_two_hosts_never_both_let_a_probe_through(self, store: Store, reopen: Callable[[Store], Store]) -> None:
+        for n in range(6):
+            store.add(job(id=f"f{n}", client_id=f"f{n}", workflow="ftp", execute_at=T0), unchanged)
+        handles = [reopen(store) for _ in range(4)]
+
+        def probe_once(
+            docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
+        ) -> PlanResult:
+            if "probe" in docs.get("breaker:ftp", {}):
+                return PlanResult(slots={"ftp": 0})
+            return PlanResult(writes={"breaker:ftp": {"probe": True}}, slots={"ftp": 1})
+
+        taken: list[str] = []
+
+        def claim(number: int) -> None:
+            for _ in range(3):
+                claimed, _ = handles[number].claim(
+                    claim_request(timedelta(hours=1), 5, ftp=5), plan=Plan(["breaker:ftp"], probe_once)
+                )
+                taken.extend(each.id for each in claimed)
+
+        run_together(len(handles), claim)
+        assert len(taken) == 1
+        assert store.state() == {"breaker:ftp": {"probe": True}}
+
+    def test_racing_plans_on_one_key_lose_no_change(self, store: Store, reopen: Callable[[Store], Store]) -> None:
+        handles = [reopen(store), reopen(store)]
+        applied: list[list[int]] = [[], []]
+
+        def count(number: int) -> None:
+            for _ in range(50):
+                calls: list[int] = []
+                handles[number].update({}, plan=counting("counter", calls))
+                applied[number].append(calls[-1])  # the last call is the one applied
+
+        run_together(len(handles), count)
+        assert store.state() == {"counter": {"n": 100}}
+        assert sorted(applied[0] + applied[1]) == list(range(1, 101))
+
+    def test_racing_plans_over_overlapping_keys_lose_nothing(
+        self, store: Store, reopen: Callable[[Store], Store]
+    ) -> None:
+        """Plans over several keys, named in any order, and over every document: no change lost, no deadlock."""
+        handles = [reopen(store) for _ in range(3)]
+        rng = random.Random(20251222)  # noqa: S311  (generated test data, the same on every run)
+        subsets = [[rng.sample(["a", "b", "c"], k=rng.randint(1, 3)) for _ in range(15)] for _ in handles]
+        for ops in subsets:
+            ops[rng.randrange(len(ops))] = []  # one plan over every document, per handle
+        expected = Counter(key for ops in subsets for keys in ops for key in (keys or ["a", "b", "c"]))
+
+        def bump(keys: list[str]) -> Plan:
+            def decide(
+                docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
+            ) -> PlanResult:
+                names = keys or ["a", "b", "c"]
+                return PlanResult(writes={key: {"n": docs.get(key, {}).get("n", 0) + 1} for key in names})
+
+            return Plan(keys or None, decide)
+
+        def work(number: int) -> None:
+            for keys in subsets[number]:
+                handles[number].update({}, plan=bump(keys))
+
+        run_together(len(handles), work)
+        assert store.state() == {key: {"n": count} for key, count in expected.items()}
+
+    def test_racing_adds_record_one_occurrence_once(self, store: Store, reopen: Callable[[Store], Store]) -> None:
+        handles = [reopen(store) for _ in range(6)]
+
+        def once(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+            if docs.get("schedule:nightly", {}).get("last") == "2025-12-19T03:00":
+                return ABORT
+            [added] = jobs
+            return PlanResult(writes={"schedule:nightly": {"last": "2025-12-19T03:00", "job": added}})
+
+        created: list[bool] = []
+
+        def add(number: int) -> None:
+            occurrence = job(id=f"occ{number}", client_id=f"host{number}")  # keys differ: only the plan dedupes
+            created.append(handles[number].add(occurrence, unchanged, plan=Plan(["schedule:nightly"], once))[1])
+
+        run_together(len(handles), add)
+        assert sorted(created) == [False] * 5 + [True]
+        [winner] = store.load()
+        assert store.state() == {"schedule:nightly": {"last": "2025-12-19T03:00", "job": winner.id}}
+
+    def test_a_plan_sees_the_stores_clock_where_it_has_one(self, store: Store) -> None:
+        seen: Seen = {}
+        before = store.server_now()
+        store.update({}, plan=recording(seen))
+        after = store.server_now()
+        if before is None:
+            assert seen["now"] is None
+            return
+        assert after is not None
+        assert before <= seen["now"] <= after
+        assert seen["now"].utcoffset() == timedelta(0)
+
+    @pytest.mark.parametrize(
+        "bad",
+        [{"k": ("a", "tuple")}, {"k": float("nan")}, {"k": {1, 2}}, {1: "a key that is not a string"}, ["a list"]],
+    )
+    def test_a_plan_that_writes_what_is_not_json_fails_and_writes_nothing(self, store: Store, bad: object) -> None:
+        store.add(job(id="a"), unchanged)
+        plan = Plan(["k"], lambda docs, now, jobs: PlanResult(writes={"k": bad}))  # type: ignore[dict-item]
+        with pytest.raises(ValueError, match="state document 'k'"):
+            store.update({"a": running}, plan=plan)
+        assert [each.status for each in store.load()] == [JobStatus.PENDING]
+        assert store.state() == {}
+
+    def test_a_plan_writes_only_the_keys_it_names(self, store: Store) -> None:
+        plan = Plan(["mine"], lambda docs, now, jobs: PlanResult(writes={"mine": {}, "theirs": {}}))
+        with pytest.raises(ValueError, match="'theirs', which is not among its keys"):
+            store.update({}, plan=plan)
+        assert store.state() == {}
+        with pytest.raises(InvalidInput, match="invalid state key"):
+            Plan(["a\nb"], lambda docs, now, jobs: PlanResult())
+        with pytest.raises(InvalidInput, match="invalid state key"):
+            store.state([""])
+        with pytest.raises(TypeError, match="not one string"):
+            Plan("mine", lambda docs, now, jobs: PlanResult())
+
+
+class StoreContract(StateContract):
     """What every :class:`~retryq.stores.Store` does: subclass it and give the ``new_store`` fixture."""
 
     #: How many generated queues the agreement with the rules is checked on.
@@ -621,6 +924,23 @@ class ServerStoreContract(StoreContract):
         cut_connections(store)
         statuses = Counter(each.status for each in store.load())
         assert statuses == {JobStatus.PENDING: 3, JobStatus.RUNNING: 1, JobStatus.COMPLETED: 1}
+
+    def test_a_plan_whose_connection_is_cut_is_applied_once(
+        self, store: Store, cut_connections: Callable[[Store], None]
+    ) -> None:
+        store.add(job(id="a"), unchanged)
+        calls: list[int] = []
+
+        def decide(docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]) -> PlanResult:
+            calls.append(docs.get("counter", {}).get("n", 0) + 1)
+            if len(calls) == 1:
+                cut_connections(store)  # in the middle of the step, before anything of it is written
+            return PlanResult(writes={"counter": {"n": calls[-1]}}, mutations={"a": running})
+
+        store.update({}, plan=Plan(["counter"], decide))
+        assert calls[-1] == 1
+        assert store.state() == {"counter": {"n": 1}}
+        assert [each.status for each in store.load()] == [JobStatus.RUNNING]
 
     def test_claims_while_connections_drop_never_hand_a_job_twice(
         self, store: Store, reopen: Callable[[Store], Store], cut_connections: Callable[[Store], None]

@@ -16,13 +16,17 @@ from .base import (
     InvalidJob,
     JobFilter,
     Mutation,
+    Plan,
+    PlanResult,
     PruneRule,
+    StateDoc,
     Store,
     Tally,
     store_time,
 )
-from .document import DocumentStore, MemoryStore
+from .document import DocumentStore
 from .file.store import JsonFileStore
+from .memory import MemoryStore
 from .registry import Backend, backend_for, display_address, known_schemes, open_store
 
 __all__ = [
@@ -37,7 +41,10 @@ __all__ = [
     "JsonFileStore",
     "MemoryStore",
     "Mutation",
+    "Plan",
+    "PlanResult",
     "PruneRule",
+    "StateDoc",
     "Store",
     "Tally",
     "backend_for",

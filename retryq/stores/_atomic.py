@@ -47,6 +47,12 @@ def replace_file(
         _fsync_directory(path.parent)
 
 
+def rename_durably(source: Path, target: Path) -> None:
+    """``os.replace(source, target)``, then the directory fsynced so that the rename survives a power loss."""
+    os.replace(source, target)
+    _fsync_directory(target.parent)
+
+
 def new_file_owner(reference: Path) -> tuple[int, int] | None:
     """As root, the owner and group a file retryq creates beside ``reference`` takes: ``reference``'s,
     else its directory's. None when not root (a file is then this user's, as it should be).

@@ -4,6 +4,11 @@ A store keeps jobs and offers a handful of atomic operations; everything a queue
 built from them. The operations take *mutations* (pure functions ``Job -> Job | None``) rather
 than new values, so that a backend applies them to the job as it is at that instant, under its
 own lock or transaction, and may apply them again if it has to start the transaction over.
+
+Beside its jobs a store keeps *state documents*: small JSON objects under keys their users choose
+(``"schedule:nightly"``), shared by every process and host. They change only through a
+:class:`Plan`, which a write carries and which runs inside that write's step, on the documents as
+they are then, like a mutation on a job: its writes land with the job changes, or nothing does.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ __all__ = [
     "InvalidJob",
     "JobFilter",
     "Mutation",
+    "Plan",
+    "PlanResult",
     "PruneRule",
+    "StateDoc",
     "Store",
     "Tally",
     "store_time",
@@ -24,10 +32,10 @@ __all__ = [
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..record import rules
 from ..record.errors import InvalidInput
@@ -35,6 +43,69 @@ from ..record.models import Job, JobStatus, Owner, parse_statuses
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
+#: A state document: a JSON object (strings, numbers, booleans, null, lists and objects only).
+StateDoc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """What a plan decided, applied in the step that ran it (or, with ``abort``, nothing at all).
+
+    ``writes``: the new documents by key (None deletes one); only keys of the plan's ``keys``.
+    ``mutations``: more job changes, applied in the same step after the caller's own (to the job as
+    the caller's change left it). ``slots``: for a claim, caps on its free slots per workflow,
+    applied before it chooses jobs (0 holds a workflow, 1 lets one job through; a workflow absent
+    is unchanged); ignored by other operations. ``abort``: write nothing at all, not even the
+    caller's own changes (another process got there first).
+    """
+
+    writes: Mapping[str, StateDoc | None] = field(default_factory=dict)
+    mutations: Mapping[str, Mutation] = field(default_factory=dict)
+    slots: Mapping[str, int] | None = None
+    abort: bool = False
+
+
+#: How a plan decides: ``(documents, now, jobs) -> PlanResult`` (see :class:`Plan`).
+Decide = Callable[[Mapping[str, StateDoc], "datetime | None", Mapping[str, "Job | None"]], PlanResult]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A change of state documents, decided inside a write's step from the documents as they are then.
+
+    ``keys`` are the documents it reads and may write (None: all of them, which serialises it with
+    every other plan). ``decide(docs, now, jobs)`` gets those of ``keys`` that exist (copies), the
+    store's clock in the step (:meth:`Store.server_now`; None for a store without one), and what
+    the caller's own changes of that step left (id -> job, None for a job removed: the results of
+    ``update``/``claim``'s changes; for ``add``, the job added or the open job as ``on_open`` left
+    it). It may be called again when the store starts its step over, so it must be pure; the last
+    call before the operation returns is the one that was applied.
+    """
+
+    keys: Collection[str] | None
+    decide: Decide
+
+    def __post_init__(self) -> None:
+        if isinstance(self.keys, str):
+            raise TypeError(f"a plan's keys are a collection of keys, not one string: [{self.keys!r}]")
+        if self.keys is not None:
+            object.__setattr__(self, "keys", frozenset(check_state_key(key) for key in self.keys))
+
+    def __call__(
+        self, docs: Mapping[str, StateDoc], now: datetime | None, jobs: Mapping[str, Job | None]
+    ) -> PlanResult:
+        return self.decide(docs, now, jobs)
+
+
+#: The longest state key.
+MAX_STATE_KEY = 200
+
+
+def check_state_key(key: object) -> str:
+    """``key`` if it can name a state document: a non-empty string of printable characters, at most 200."""
+    if not isinstance(key, str) or not key or len(key) > MAX_STATE_KEY or not key.isprintable():
+        raise InvalidInput(f"invalid state key {key!r}: 1 to {MAX_STATE_KEY} printable characters")
+    return key
 
 
 @dataclass(frozen=True)
@@ -251,11 +322,19 @@ class Store(Protocol):
     def tally(self) -> Tally:
         """The counts metrics need, over the queue and its archive."""
 
-    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
+    def state(self, keys: Collection[str] | None = None) -> dict[str, StateDoc]:
+        """The state documents (all, or those of ``keys`` that exist), as one consistent snapshot."""
+
+    def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
         """Insert ``job`` unless an open (pending or running) job has the same key.
 
         If one has, ``on_open`` is applied to it instead and ``(that job, False)`` is returned;
         otherwise ``(job, True)``. Racing adds for one key create exactly one job.
+
+        With ``plan``, it runs in the same step once the outcome is known (its ``jobs`` hold the job
+        added, or the open job as ``on_open`` left it), and its writes and mutations land with the
+        add. If it aborts, nothing is written (not even ``on_open``'s change) and the result is
+        ``(the open job of the key as it is, False)``, or ``(job, False)`` when there is none.
         """
 
     def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
@@ -268,22 +347,30 @@ class Store(Protocol):
         added either way. The caller makes sure ``jobs`` itself holds one id and one open job per key.
         """
 
-    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
+    def update(self, changes: Mapping[str, Mutation], *, plan: Plan | None = None) -> dict[str, Job | None]:
         """Apply each mutation to the job with that id; return the results (ids not found are left out).
 
         A job removed (mutation returned None) is archived first when archiving is on. A change
         that would leave two open jobs with one key raises :class:`~retryq.record.errors.OpenJobExists`
-        and writes nothing.
+        and writes nothing (no state either).
+
+        With ``plan``, it runs in the same step after ``changes`` (its ``jobs`` are their results);
+        its mutations are applied next and their results join the returned ones. If it aborts,
+        nothing is written and the result is empty. ``update({}, plan=plan)`` changes state alone.
         """
 
     def claim(
-        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None, *, plan: Plan | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
         """Apply ``changes`` as :meth:`update` does, then claim due jobs for ``request.claimant``; return both.
 
         Due means pending with ``executeAt <= request.due_by``; the oldest ``executeAt`` comes
         first. Two claimants never get the same job. Doing both in one step lets a processor write
         the results of finished runs and claim the next jobs with a single write.
+
+        With ``plan``, it runs as in :meth:`update`, and its ``slots`` cap the claim's free slots
+        before it chooses jobs, in the same step: two claimants never both get what a plan lets
+        through once. If it aborts, nothing is written or claimed: ``([], {})``.
         """
 
     def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:

@@ -7,16 +7,16 @@ turns out not to be a valid job is skipped by every operation and written back b
 
 from __future__ import annotations
 
-__all__ = ["DocumentStore", "MemoryStore"]
+__all__ = ["DocumentStore"]
 
 import json
 import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,7 +27,8 @@ from ..record.errors import InvalidInput, QueueCorrupt
 from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
 from ..record.text import printable
 from ..record.timeutil import parse_utc
-from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
+from .plans import Decision, capped, checked_keys, decide, merged, selected
 
 R = TypeVar("R")
 
@@ -140,10 +141,28 @@ class _Entry:
 
 @dataclass
 class _Write:
-    """What a transaction writes: the new records, and the jobs it removes (for the archive)."""
+    """What a transaction writes: the new records (None: the jobs are unchanged), the jobs it removes
+    (for the archive), and the new state documents (None: unchanged)."""
+
+    entries: list[_Entry] | None
+    removed: list[Job]
+    state: dict[str, StateDoc] | None = None
+
+
+@dataclass
+class _Step:
+    """A transaction's work so far: the records, the results of job changes, the jobs removed."""
 
     entries: list[_Entry]
+    results: dict[str, Job | None]
     removed: list[Job]
+    changed: bool
+    state: dict[str, StateDoc] | None = None  # new state documents, once a plan wrote some
+
+    def write(self) -> _Write | None:
+        if not self.changed and self.state is None:
+            return None
+        return _Write(self.entries if self.changed else None, self.removed, self.state)
 
 
 #: A transaction: from the current records, a result and what to write (None: nothing).
@@ -153,9 +172,10 @@ Transaction = Callable[[list[_Entry]], tuple[R, "_Write | None"]]
 class DocumentStore:
     """The store operations for backends that read and rewrite all records at once.
 
-    Subclasses provide :meth:`_read` (the current records) and :meth:`_transact`, which runs a
-    transaction under their lock, writes what it returns, and may run it again from a fresh read
-    (the JSON file does when its lock file was taken away): transactions are pure.
+    Subclasses provide :meth:`_read` (the current records), :meth:`_read_state` (the state
+    documents) and :meth:`_transact`, which runs a transaction under their lock, writes what it
+    returns, and may run it again from a fresh read (the JSON file does when its lock file was
+    taken away): transactions are pure. A transaction with a plan reads the state under that lock.
     """
 
     location: str = "memory"
@@ -171,6 +191,13 @@ class DocumentStore:
 
     def _read(self) -> list[_Entry]:
         raise NotImplementedError
+
+    def _read_state(self) -> dict[str, StateDoc]:
+        """The state documents as they are (a transaction calls it under the lock); never changed in place."""
+        raise NotImplementedError
+
+    def state(self, keys: Collection[str] | None = None) -> dict[str, StateDoc]:
+        return selected(self._read_state(), checked_keys(keys))
 
     def load_archive(self) -> Iterator[Job]:
         raise NotImplementedError
@@ -221,8 +248,9 @@ class DocumentStore:
     def environment(self) -> dict[str, str]:
         return {} if self.address is None else {"RETRYQ_QUEUE": self.address}
 
-    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
+    def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
         def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
+            existing, outcome, step = None, job, None
             for position, entry in enumerate(current):
                 # Compared on the scanned fields: adding a job never decodes the whole queue.
                 if not (entry.is_open and entry.key == job.key):
@@ -233,12 +261,17 @@ class DocumentStore:
                 updated = on_open(existing)
                 if updated is None:
                     raise ValueError("on_open must return a job")
-                if updated is existing:
-                    return (existing, False), None
-                entries = current.copy()
-                entries[position] = _Entry.of(updated)
-                return (updated, False), _Write(entries, [])
-            return (job, True), _Write([*current, _Entry.of(job)], [])
+                outcome = updated
+                step = _Step(current, {existing.id: outcome}, [], outcome is not existing)  # current is ours
+                if step.changed:
+                    step.entries[position] = _Entry.of(outcome)
+                break
+            if step is None:
+                step = _Step([*current, _Entry.of(job)], {job.id: job}, [], True)
+            if plan is not None and self._plan(plan, step) is None:
+                return (existing or job, False), None
+            # What the plan's mutations left of the job, if they changed it (and did not remove it).
+            return (step.results.get(outcome.id) or outcome, existing is None), step.write()
 
         return self._transact(transaction)
 
@@ -256,25 +289,33 @@ class DocumentStore:
 
         return self._transact(transaction)
 
-    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
-        if not changes:
+    def update(self, changes: Mapping[str, Mutation], *, plan: Plan | None = None) -> dict[str, Job | None]:
+        if not changes and plan is None:
             return {}
 
         def transaction(current: list[_Entry]) -> tuple[dict[str, Job | None], _Write | None]:
-            entries, results, removed, changed = self._apply(current, changes)
-            return results, _Write(entries, removed) if changed else None
+            step = _Step(*self._apply(current, changes))
+            if plan is not None and self._plan(plan, step) is None:
+                return {}, None
+            return step.results, step.write()
 
         return self._transact(transaction)
 
     def claim(
-        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None, *, plan: Plan | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
         claimant = request.claimant
 
         def transaction(current: list[_Entry]) -> tuple[tuple[list[Job], dict[str, Job | None]], _Write | None]:
-            entries, results, removed, changed = self._apply(current, changes or {})
-            claimed: list[Job] = []
-            for position, job in self._due(entries, request):
+            step = _Step(*self._apply(current, changes or {}))
+            asked = request
+            if plan is not None:
+                planned = self._plan(plan, step)
+                if planned is None:
+                    return ([], {}), None
+                asked = replace(request, slots=capped(request.slots, planned.slots))
+            entries, claimed = step.entries, []
+            for position, job in self._due(entries, asked):
                 new = rules.claimed(
                     job,
                     owner=claimant.owner,
@@ -285,8 +326,8 @@ class DocumentStore:
                 )
                 entries[position] = _Entry.of(new)
                 claimed.append(new)
-                changed = True
-            return (claimed, results), _Write(entries, removed) if changed else None
+                step.changed = True
+            return (claimed, step.results), step.write()
 
         return self._transact(transaction)
 
@@ -311,6 +352,20 @@ class DocumentStore:
             return removed, _Write([entry for entry, gone in zip(current, verdicts, strict=True) if not gone], removed)
 
         return self._transact(transaction)
+
+    def _plan(self, plan: Plan, step: _Step) -> Decision | None:
+        """Run ``plan`` on the state as it is (under the lock); add what it decided to ``step``. None: it aborts."""
+        state = self._read_state()
+        decision = decide(plan, state, None, step.results)  # a file or memory has no clock of its own
+        if decision.abort:
+            return None
+        if decision.mutations:
+            entries, results, removed, changed = self._apply(step.entries, decision.mutations)
+            step.entries, step.changed = entries, step.changed or changed
+            step.results.update(results)
+            step.removed.extend(removed)
+        step.state = merged(state, decision.writes)
+        return decision
 
     def _apply(
         self, entries: list[_Entry], changes: Mapping[str, Mutation]
@@ -377,34 +432,3 @@ class DocumentStore:
             accept=lambda position: entries[position].decoded() is not None,
         )
         return [(position, entries[position].job(self.location)) for position in chosen]
-
-
-class MemoryStore(DocumentStore):
-    """Jobs in memory, for tests and for embedding; thread-safe, gone with the process."""
-
-    def __init__(self, jobs: Iterable[Job] = (), *, archive: bool = True) -> None:
-        self.location = "memory"
-        self._entries = [_Entry.of(job) for job in jobs]
-        self._archive: list[Job] | None = [] if archive else None
-        self._lock = threading.RLock()
-
-    @property
-    def _archives(self) -> bool:
-        return self._archive is not None
-
-    def _read(self) -> list[_Entry]:
-        with self._lock:
-            return list(self._entries)
-
-    def load_archive(self) -> Iterator[Job]:
-        with self._lock:
-            return iter(list(self._archive or ()))
-
-    def _transact(self, transaction: Transaction[R]) -> R:
-        with self._lock:
-            result, write = transaction(list(self._entries))
-            if write is not None:
-                if self._archive is not None:
-                    self._archive.extend(write.removed)
-                self._entries = write.entries
-            return result

@@ -87,3 +87,24 @@ def test_a_schema_without_its_version_is_brought_up_to_date(postgres_url: str, p
     store.add(make_job(), lambda job: job)
     assert version(postgres_url, postgres_schema) == str(SCHEMA_VERSION)
     store.close()
+
+
+def test_a_queue_at_version_1_gains_the_state_table_and_keeps_its_jobs(
+    postgres_url: str, postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 2 adds the table of state documents; a queue made by the retryq before it is upgraded in place."""
+    from retryq.stores import Plan, PlanResult
+    from retryq.stores.postgres import schema
+
+    with monkeypatch.context() as older:
+        older.setattr(schema, "SCHEMA_VERSION", 1)
+        store = PostgresStore(postgres_url, schema=postgres_schema)
+        store.add(make_job(id="kept"), lambda job: job)
+        store.close()
+    assert version(postgres_url, postgres_schema) == "1"
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    assert [job.id for job in store.load()] == ["kept"]
+    assert version(postgres_url, postgres_schema) == "2"
+    store.update({}, plan=Plan(["k"], lambda docs, now, jobs: PlanResult(writes={"k": {"v": 1}})))
+    assert store.state() == {"k": {"v": 1}}
+    store.close()

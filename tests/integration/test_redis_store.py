@@ -336,3 +336,48 @@ def test_a_claim_skips_the_jobs_this_run_already_started_however_many(store: Red
         ClaimRequest(request.due_by, request.limit, request.claimant, request.slots, exclude=excluded)
     )
     assert [job.id for job in claimed] == ["j30", "j31", "j32", "j33", "j34"]
+
+
+# -- state documents -------------------------------------------------------------------------------
+
+
+def test_state_documents_and_their_versions_are_kept_in_hashes(
+    store: RedisStore, redis_url: str, redis_namespace: str
+) -> None:
+    import redis
+
+    from retryq.stores import Plan, PlanResult
+
+    store.update({}, plan=Plan(["k"], lambda docs, now, jobs: PlanResult(writes={"k": {"v": 1}})))
+    store.update({}, plan=Plan(["k"], lambda docs, now, jobs: PlanResult(writes={"k": None})))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        prefix = "{" + redis_namespace + "}"
+        assert client.hgetall(f"{prefix}:state") == {}
+        assert client.hgetall(f"{prefix}:statev") == {"k": "2"}  # a deleted key keeps its version
+        assert client.get(f"{prefix}:statever") == "2"
+    finally:
+        client.close()
+
+
+def test_a_job_a_plan_saw_that_changed_before_the_commit_makes_the_step_again(
+    store: RedisStore, redis_url: str, redis_namespace: str
+) -> None:
+    """The caller's change left the job as it was (nothing to write), but the plan decided from it:
+    its version is checked by the commit, and the step is made again on what is there now."""
+    from retryq.stores import Plan, PlanResult
+
+    store.add(make_job(id="a"), unchanged)
+    other = RedisStore(redis_url, namespace=redis_namespace)
+    seen: list[JobStatus] = []
+
+    def decide(docs: Any, now: Any, jobs: Any) -> PlanResult:
+        seen.append(jobs["a"].status)
+        if len(seen) == 1:  # between this step's read and its commit, another host starts the job
+            other.update({"a": lambda job: job.model_copy(update={"status": JobStatus.RUNNING, "run_id": "r"})})
+        return PlanResult(writes={"k": {"status": jobs["a"].status.value}})
+
+    store.update({"a": unchanged}, plan=Plan(["k"], decide))
+    other.close()
+    assert seen == [JobStatus.PENDING, JobStatus.RUNNING]
+    assert store.state() == {"k": {"status": "running"}}

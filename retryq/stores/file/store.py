@@ -4,7 +4,8 @@ Every change reads the file, applies the change and writes the whole queue to a 
 in the same directory, fsyncs it and ``os.replace``s it over the old one, all while holding
 ``<queue file>.lock``. A crash at any instant leaves either the old file or the new one; a
 reader never needs the lock. The file holds one job per line so that it stays readable with
-``grep`` and ``jq`` and cheap to rewrite.
+``grep`` and ``jq`` and cheap to rewrite. State documents live beside it, in ``<queue file>.state.json``,
+written under the same lock, with the queue as one commit (see :mod:`.sidecar`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from ...record.limits import LOCK_TIMEOUT
 from ...record.models import Job
 from ...record.text import plural
 from .._atomic import new_file_owner, replace_file
-from ..base import Finding, InvalidJob, JobFilter
+from ..base import Finding, InvalidJob, JobFilter, StateDoc
 from ..document import DocumentStore, R, Transaction, _Entry, _Write
 from .layout import all_jobs_valid, every_job_of, layout, parse
+from .sidecar import StateFile
 
 log = logging.getLogger("retryq")
 
@@ -65,6 +67,7 @@ class JsonFileStore(DocumentStore):
         # Messages name the lock as the user knows the queue, unless it is reached through a link.
         self.lock_name = f"{path}.lock" if os.path.abspath(path) == str(self.path) else str(self.lock_path)
         self.archive_path = Path(f"{self.path}.archive.jsonl") if archive else None
+        self.state_file = StateFile(self.path, self.lock_name.removesuffix(".lock") + ".state.json")
         self.lock_timeout = lock_timeout
         # The lock file is kept (not unlinked on release, which races with the next holder's open),
         # and checked to still be the one at its path after acquiring it and before each rename.
@@ -149,6 +152,9 @@ class JsonFileStore(DocumentStore):
         self._cache = (raw, entries)
         return list(entries)
 
+    def _read_state(self) -> dict[str, StateDoc]:
+        return self.state_file.read()
+
     def _check_path(self) -> None:
         try:
             info = self.path.stat()
@@ -225,6 +231,13 @@ class JsonFileStore(DocumentStore):
             )
         if not self.path.exists():
             findings.append(Finding("ok", f"queue: {self.location} does not exist yet (the first schedule creates it)"))
+        if self.state_file.exists():  # a queue that keeps no state has no state file, and no line here
+            try:
+                documents = self.state_file.read()
+            except RetryqError as error:
+                findings.append(Finding("problem", f"state: {error}"))
+            else:
+                findings.append(Finding("ok", f"state: {plural(len(documents), 'document')} in {self.state_file.name}"))
         directory = self.path.parent
         if not os.access(directory, os.W_OK):
             return [*findings, Finding("problem", f"queue: directory {str(directory)!r} is not writable by this user")]
@@ -245,6 +258,7 @@ class JsonFileStore(DocumentStore):
         for _ in range(LOCK_LOST_RETRIES):
             with self._locked():
                 self._remove_stale_temp_files()
+                self.state_file.recover()  # a change a killed writer left half done: settled before reading
                 result, write = transaction(self._read())
                 if write is None:
                     return result
@@ -309,15 +323,25 @@ class JsonFileStore(DocumentStore):
         self._verify_lock()
         if write.removed and self.archive_path is not None:
             self._append_archive(write.removed)
+        mode, owner = self.file_mode, new_file_owner(self.path)
+        if write.entries is None:  # documents alone: one file, one rename
+            assert write.state is not None
+            self.state_file.write(write.state, mode=mode, owner=owner, before_replace=self._verify_lock)
+            return
         raw = layout([entry.line() for entry in write.entries])
-        try:
-            mode = stat.S_IMODE(self.path.stat().st_mode)
-        except FileNotFoundError:
-            mode = NEW_FILE_MODE
-        try:
-            replace_file(self.path, raw, mode=mode, owner=new_file_owner(self.path), before_replace=self._verify_lock)
-        except OSError as error:
-            raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
+
+        def replace_queue() -> None:
+            try:
+                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock)
+            except OSError as error:
+                raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
+
+        if write.state is None:
+            replace_queue()
+        else:
+            self.state_file.write_with(
+                write.state, raw, replace_queue, mode=mode, owner=owner, before_replace=self._verify_lock
+            )
         # A write keeps the records it read and adds validated jobs: what was all valid stays so, and
         # the verdict moves to the new bytes rather than holding on to a copy of the old ones.
         verdict, base = self._verdict, self._cache

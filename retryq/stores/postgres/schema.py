@@ -14,7 +14,7 @@ from ...record.errors import ConfigError
 
 log = logging.getLogger("retryq")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS = {
     1: """
@@ -45,6 +45,14 @@ MIGRATIONS = {
         id text PRIMARY KEY,
         archived_at timestamptz NOT NULL DEFAULT now(),
         record json NOT NULL
+    );
+    """,
+    # The state documents beside the jobs (see state.py): what features keep across runs and hosts.
+    2: """
+    CREATE TABLE {schema}.state (
+        key text PRIMARY KEY,
+        doc jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     """,
 }

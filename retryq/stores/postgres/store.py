@@ -4,7 +4,8 @@ Each job is a row: the columns a query needs, and the record as the JSON file wo
 (``json``, kept as written: unknown keys and their order survive). A claim is one statement that
 changes only the claim's columns; on reading, those columns are laid over the record. Every
 other change is a mutation applied in Python to the job read ``FOR UPDATE``, in one transaction.
-One open job per key is a partial unique index. Connections lost are retried a few times with
+One open job per key is a partial unique index. State documents are rows of their own, locked first
+in the transaction of the jobs they go with (:mod:`.state`). Connections lost are retried a few times with
 backoff (the in-process toolkit); past that, :class:`~retryq.record.errors.StoreUnavailable` (exit 75).
 """
 
@@ -15,7 +16,7 @@ __all__ = ["PostgresStore"]
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,16 +30,19 @@ from ...record.limits import LOCK_TIMEOUT
 from ...record.models import Job, JobStatus
 from ...record.timeutil import to_utc, utcnow
 from ..address import display_url
-from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
+from ..plans import Decision, capped, checked_keys, decide
 from .address import parse
 from .checks import durability
 from .connection import Database, first_line
 from .queries import CLAIM, COLUMNS, INSERT, condition, count, decode, dumps, record_of, values_of
+from .state import Aborted, begin, planned, snapshot_documents, write_documents
 
 log = logging.getLogger("retryq")
 R = TypeVar("R")
 
 RACE = "a change would open a second job for one workflow, client and date"
+Connection = psycopg.Connection[dict[str, Any]]
 
 
 class PostgresStore:
@@ -137,6 +141,10 @@ class PostgresStore:
     def tally(self) -> Tally:
         return self._transact(lambda connection: count(connection, self._sql))
 
+    def state(self, keys: Collection[str] | None = None) -> dict[str, StateDoc]:
+        wanted = checked_keys(keys)
+        return self._transact(lambda connection: snapshot_documents(connection, self._sql, wanted))
+
     def check(self) -> list[Finding]:
         try:
             version, settings = self._transact(
@@ -152,13 +160,25 @@ class PostgresStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
-        def insert(connection: psycopg.Connection[dict[str, Any]]) -> tuple[Job, bool]:
+    def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
+        def add(connection: Connection) -> tuple[Job, bool]:
+            documents = begin(connection, self.schema, self._sql, plan)
+            outcome, created, holder = insert(connection)
+            if plan is None or documents is None:
+                return outcome, created
+            decision = decide(plan, documents.docs, documents.now, {outcome.id: outcome})
+            if decision.abort:  # the open job as it is (ours, when an earlier try's commit went through)
+                raise Aborted((holder or job, holder is not None and holder.id == job.id))
+            results = self._finish(connection, decision)
+            return results.get(outcome.id) or outcome, created
+
+        def insert(connection: Connection) -> tuple[Job, bool, Job | None]:
+            """The job as the add leaves it, whether it was added, and the open job of its key it found."""
             while True:
                 inserted = connection.execute(self._sql(INSERT + " RETURNING id"), values_of(job)).fetchone()
                 if inserted is not None:
                     self._notify_if_due(connection, [job])
-                    return job, True
+                    return job, True, None
                 existing = connection.execute(
                     self._sql(
                         f"SELECT {COLUMNS} FROM {{schema}}.jobs WHERE workflow = %s AND client_id = %s AND date = %s "
@@ -171,15 +191,15 @@ class PostgresStore:
                 found = decode(existing)
                 assert found is not None
                 if found.id == job.id:  # our own insert, whose commit's outcome an earlier try lost
-                    return found, True
+                    return found, True, found
                 updated = on_open(found)
                 if updated is None:
                     raise ValueError("on_open must return a job")
                 if updated is not found:
                     self._write(connection, [updated])
-                return updated, False
+                return updated, False, found
 
-        return self._transact(insert)
+        return planned(self._transact, add)
 
     def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
         def insert(connection: psycopg.Connection[dict[str, Any]]) -> Insertion:
@@ -204,56 +224,82 @@ class PostgresStore:
 
         return self._transact(insert)
 
-    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
-        if not changes:
+    def update(self, changes: Mapping[str, Mutation], *, plan: Plan | None = None) -> dict[str, Job | None]:
+        if not changes and plan is None:
             return {}
-        return self._transact(lambda connection: self._apply(connection, changes))
+
+        def update(connection: Connection) -> dict[str, Job | None]:
+            documents = begin(connection, self.schema, self._sql, plan)
+            results = self._apply(connection, changes) if changes else {}
+            if plan is not None and documents is not None:
+                decision = decide(plan, documents.docs, documents.now, results)
+                if decision.abort:
+                    raise Aborted({})
+                results.update(self._finish(connection, decision))
+            return results
+
+        return planned(self._transact, update)
 
     def claim(
-        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None, *, plan: Plan | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
-        def claim(connection: psycopg.Connection[dict[str, Any]]) -> tuple[list[Job], dict[str, Job | None]]:
+        def claim(connection: Connection) -> tuple[list[Job], dict[str, Job | None]]:
+            documents = begin(connection, self.schema, self._sql, plan)
             results = self._apply(connection, changes) if changes else {}
-            free = dict(request.slots)
-            if request.caps:
-                # Counted and claimed under a lock per capped workflow: two hosts never both see room.
-                for workflow in sorted(request.caps):
-                    connection.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"retryq cap {self.schema} {workflow}",)
-                    )
-                running = connection.execute(
-                    self._sql(
-                        "SELECT workflow, count(*) AS n FROM {schema}.jobs WHERE status = 'running' "
-                        "AND workflow = ANY(%s) GROUP BY workflow"
-                    ),
-                    (list(request.caps),),
-                ).fetchall()
-                busy = Counter({row["workflow"]: row["n"] for row in running})
-                for workflow, cap in request.caps.items():
-                    if workflow in free:
-                        free[workflow] = min(free[workflow], cap - busy[workflow])
-            workflows = [name for name, room in free.items() if room > 0]
-            if request.limit <= 0 or not workflows:
-                return [], results
-            claimant = request.claimant
-            rows = connection.execute(
-                self._sql(CLAIM),
-                {
-                    "workflows": workflows,
-                    "free": [free[name] for name in workflows],
-                    "leases": [claimant.leases[name].total_seconds() for name in workflows],
-                    "limits": [claimant.max_attempts[name] for name in workflows],
-                    "ahead": request.ahead.total_seconds(),
-                    "exclude": list(request.exclude),
-                    "limit": request.limit,
-                    "owner": Jsonb(claimant.owner.to_json_dict()),
-                },
-            ).fetchall()
-            rows.sort(key=lambda row: (row["execute_at"], row["position"]))
-            claimed = [decode(row) for row in rows]
-            return [job for job in claimed if job is not None], results
+            decision = None
+            if plan is not None and documents is not None:
+                decision = decide(plan, documents.docs, documents.now, results)
+                if decision.abort:
+                    raise Aborted(([], {}))
+                if decision.mutations:
+                    results.update(self._apply(connection, decision.mutations))
+            claimed = self._claim(connection, request, capped(request.slots, decision.slots if decision else None))
+            if decision is not None:
+                write_documents(connection, self._sql, decision.texts)  # last: after the jobs they go with
+            return claimed, results
 
-        return self._transact(claim)
+        return planned(self._transact, claim)
+
+    def _claim(self, connection: Connection, request: ClaimRequest, slots: Mapping[str, int]) -> list[Job]:
+        """Claim due jobs for ``request`` with these free ``slots`` (the claimant's, capped by a plan)."""
+        free = dict(slots)
+        if request.caps:
+            # Counted and claimed under a lock per capped workflow: two hosts never both see room.
+            for workflow in sorted(request.caps):
+                connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"retryq cap {self.schema} {workflow}",)
+                )
+            running = connection.execute(
+                self._sql(
+                    "SELECT workflow, count(*) AS n FROM {schema}.jobs WHERE status = 'running' "
+                    "AND workflow = ANY(%s) GROUP BY workflow"
+                ),
+                (list(request.caps),),
+            ).fetchall()
+            busy = Counter({row["workflow"]: row["n"] for row in running})
+            for workflow, cap in request.caps.items():
+                if workflow in free:
+                    free[workflow] = min(free[workflow], cap - busy[workflow])
+        workflows = [name for name, room in free.items() if room > 0]
+        if request.limit <= 0 or not workflows:
+            return []
+        claimant = request.claimant
+        rows = connection.execute(
+            self._sql(CLAIM),
+            {
+                "workflows": workflows,
+                "free": [free[name] for name in workflows],
+                "leases": [claimant.leases[name].total_seconds() for name in workflows],
+                "limits": [claimant.max_attempts[name] for name in workflows],
+                "ahead": request.ahead.total_seconds(),
+                "exclude": list(request.exclude),
+                "limit": request.limit,
+                "owner": Jsonb(claimant.owner.to_json_dict()),
+            },
+        ).fetchall()
+        rows.sort(key=lambda row: (row["execute_at"], row["position"]))
+        claimed = [decode(row) for row in rows]
+        return [job for job in claimed if job is not None]
 
     def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
         def prune(connection: psycopg.Connection[dict[str, Any]]) -> list[Job]:
@@ -286,6 +332,12 @@ class PostgresStore:
         self._db.wait(self.channel, seconds, stop)
 
     # -- the parts of a transaction ------------------------------------------------------------
+
+    def _finish(self, connection: Connection, decision: Decision) -> dict[str, Job | None]:
+        """Apply a plan's mutations and write its documents; the mutations' results."""
+        results = self._apply(connection, decision.mutations) if decision.mutations else {}
+        write_documents(connection, self._sql, decision.texts)
+        return results
 
     def _apply(
         self, connection: psycopg.Connection[dict[str, Any]], changes: Mapping[str, Mutation]

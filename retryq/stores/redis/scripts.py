@@ -14,6 +14,9 @@ The keys of a queue all start with ``{namespace}:`` (the braces keep them in one
 ``arc``      hash   id → the last copy of a pruned job; ``arcorder`` zset its position
 ``reply:<t>`` the ids a claim of token ``t`` took, for 10 minutes: a claim sent again after its
                     reply was lost gets the same jobs back instead of claiming more
+``state``    hash   key → a state document (JSON)
+``statev``   hash   key → its version, raised by each write or deletion (never removed: no ABA)
+``statever`` string the version of the whole state, raised by each write that changes a document
 
 The due score is ``priority band × 2^43 + executeAt in ms`` (2^43 ms reach the year 2248, and
 doubles hold integers exactly up to 2^53): today every job is in band 0; a priority becomes a band,
@@ -21,7 +24,9 @@ and a claim reads the bands of a workflow in order, each from its start up to it
 
 Scripts judge "now" by the server's clock (``TIME``): due times and leases do not depend on the
 clock of the host that claims. A write whose versions no longer match what the caller read writes
-nothing and says ``conflict``; the caller reads again and applies its pure mutations again.
+nothing and says ``conflict``; the caller reads again and applies its pure mutations again. State
+documents work the same way: a plan runs on documents read with their versions (and the server's
+``TIME``), and the commit that writes its decision checks them first, with the jobs' versions.
 """
 
 from __future__ import annotations
@@ -88,9 +93,12 @@ local function notify_if_due(m, now)
 end
 """
 
-# ARGV[1]: {"ops": [...], "archive": 0|1, "claim": {...}?, "token": "..."?}; ARGV[2]: the schema version.
-# An op: {"id", "v" (the version read; 0: none), "del": true, "arc": archived record} or {"id", "v",
-# "rec", "meta"}. Returns {"conflict", id} | {"open", id, holder} | {"ok", {id, version, ...}, {rows claimed}}.
+# ARGV[1]: {"ops": [...], "archive": 0|1, "claim": {...}?, "token": "..."?, "state": {...}?}; ARGV[2]: the
+# schema version. An op: {"id", "v" (the version read; 0: none), "del": true, "arc": archived record} or {"id",
+# "v", "rec", "meta"} or {"id", "v", "check": true} (a job a plan saw but nothing changes: its version is
+# checked, nothing written). "state": {"expect": {key: version read}, "whole": version of the whole state
+# read (a plan over every document)?, "put": {key: JSON}, "del": [key]}.
+# Returns {"conflict", id} | {"open", id, holder} | {"ok", {id, version, ...}, {rows claimed}}.
 COMMIT = (
     _COMMON
     + """
@@ -104,24 +112,31 @@ if req.token then
   end
 end
 local now = server_ms()
+local st = req.state
+if st then
+  if st.whole and tonumber(redis.call('GET', k('statever')) or '0') ~= st.whole then return {'conflict', 'state'} end
+  for key, v in pairs(st.expect) do
+    if tonumber(redis.call('HGET', k('statev'), key) or '0') ~= v then return {'conflict', 'state ' .. key} end
+  end
+end
 local olds, inbatch = {}, {}
 for i, op in ipairs(req.ops) do
   local m = meta_of(op.id)
   if (m and m.v or 0) ~= op.v then return {'conflict', op.id} end
   olds[i] = m
-  inbatch[op.id] = true
+  if not op.check then inbatch[op.id] = true end
 end
 -- One open job per key: among the jobs written, and against the open jobs not written.
 local taken = {}
 for _, op in ipairs(req.ops) do
-  if not op.del and is_open(op.meta.s) then
+  if not op.del and not op.check and is_open(op.meta.s) then
     local other = taken[op.meta.k]
     if other then return {'open', op.id, other} end
     taken[op.meta.k] = op.id
   end
 end
 for _, op in ipairs(req.ops) do
-  if not op.del and is_open(op.meta.s) then
+  if not op.del and not op.check and is_open(op.meta.s) then
     local holder = redis.call('HGET', k('open'), op.meta.k)
     if holder and holder ~= op.id and not inbatch[holder] then return {'open', op.id, holder} end
   end
@@ -129,8 +144,10 @@ end
 local written, due = {}, false
 for i, op in ipairs(req.ops) do
   local m = olds[i]
-  if m then unindex(op.id, m) end
-  if op.del then
+  if m and not op.check then unindex(op.id, m) end
+  if op.check then
+    -- seen by a plan, not changed: its version was checked above
+  elseif op.del then
     if m then
       if req.archive == 1 then archive(op.id, op.arc, true) end
       redis.call('HDEL', k('rec'), op.id)
@@ -147,6 +164,20 @@ for i, op in ipairs(req.ops) do
     written[#written + 1] = version
     if not due then due = notify_if_due(op.meta, now) end
   end
+end
+if st then
+  local changed = false
+  for key, text in pairs(st.put) do
+    redis.call('HSET', k('state'), key, text)
+    redis.call('HINCRBY', k('statev'), key, 1)
+    changed = true
+  end
+  for _, key in ipairs(st.del) do
+    redis.call('HDEL', k('state'), key)
+    redis.call('HINCRBY', k('statev'), key, 1)
+    changed = true
+  end
+  if changed then redis.call('INCR', k('statever')) end
 end
 local rows = {}
 local c = req.claim
@@ -261,10 +292,32 @@ return {'ok', added, archived}
 # ARGV[1]: "all" | "ids" | "status", ARGV[2]: the schema version, then the ids or statuses.
 # Rows {id, record, claim, meta}, in queue order; with "all", records written into the hash by hand
 # (no position) come last.
+# Or ARGV[1]: "state", then "all" | "some", the key of the open job wanted ("" for none), the keys: {the
+# server's time in ms, the version of the whole state, the open job's row or {}, key, version, document, ...}.
 READ = (
     _COMMON
     + """
 local mode, out = ARGV[1], {}
+if mode == 'state' then
+  local holder = {}
+  if ARGV[4] ~= '' then
+    local id = redis.call('HGET', k('open'), ARGV[4])
+    if id then holder = row(id) end
+  end
+  out = {server_ms(), tonumber(redis.call('GET', k('statever')) or '0'), holder}
+  local function emit_state(key, doc)
+    out[#out + 1] = key
+    out[#out + 1] = tonumber(redis.call('HGET', k('statev'), key) or '0')
+    out[#out + 1] = doc or ''
+  end
+  if ARGV[3] == 'all' then
+    local all = redis.call('HGETALL', k('state'))
+    for i = 1, #all, 2 do emit_state(all[i], all[i + 1]) end
+  else
+    for i = 5, #ARGV do emit_state(ARGV[i], redis.call('HGET', k('state'), ARGV[i])) end
+  end
+  return out
+end
 local function emit(id)
   local rec = redis.call('HGET', k('rec'), id)
   if rec then

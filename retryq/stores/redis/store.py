@@ -6,7 +6,9 @@ workflow up to its free slots (and its global cap), by the server's clock, and m
 Every other change is a pure mutation applied here to the job as read, then written by a script
 that first checks that no job changed since (its version): if one did, nothing is written and the
 change is made again on a fresh read. The versions of the jobs this process wrote last are kept, so
-that writing the result of a run it claimed takes one round trip, not two.
+that writing the result of a run it claimed takes one round trip, not two. A change that carries a
+plan reads its state documents first (one round trip more), and writes them in the same commit
+(see :mod:`.state`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,42 +30,22 @@ from ...record import rules
 from ...record.errors import ConfigError, OpenJobExists, StoreUnavailable
 from ...record.limits import LOCK_TIMEOUT
 from ...record.models import Job, JobStatus, describe_validation_error
-from ...record.timeutil import format_utc
-from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Tally
+from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
+from ..plans import capped, checked_keys, decide
 from .address import NAMESPACE, NAMESPACE_RULE, parse
 from .checks import ClockWatch, findings
 from .connection import Connection, first_line
+from .records import claim_arguments, from_ms, meta_of, with_claim
 from .scripts import SCHEMA_VERSION
+from .state import Snapshot, Write, arguments, chain, expectations, snapshot
 
 log = logging.getLogger("retryq")
 
 DEFAULT_NAMESPACE = "retryq"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
 #: How many times a change is made again when another process changed one of its jobs meanwhile.
 CONFLICT_RETRIES = 100
 #: How many jobs' versions are remembered between writes.
 CACHE_SIZE = 10_000
-# The claim's fields, laid over the record on reading: (record key, overlay key).
-_OVERLAY = (("runId", "r"), ("startedAt", "s"), ("leaseUntil", "l"))
-
-
-def to_ms(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MS
-
-
-def from_ms(ms: int | str) -> datetime:
-    return _EPOCH + timedelta(milliseconds=int(ms))
-
-
-def due_score(job: Job, priority_band: int = 0) -> str:
-    """Where a pending job sorts among its workflow's: its band first, then its due time (see :mod:`.scripts`)."""
-    return str(priority_band * 2**43 + to_ms(job.execute_at))
-
-
-def meta_of(job: Job) -> dict[str, str]:
-    """What the scripts index a job by (its version is theirs to keep)."""
-    return {"s": job.status.value, "w": job.workflow, "k": " ".join(job.key), "e": due_score(job)}
 
 
 class _Conflict(Exception):
@@ -145,7 +128,7 @@ class RedisStore:
             if not isinstance(record, dict):
                 return None, version, "not a JSON object"
             if claim:
-                record = _with_claim(record, json.loads(claim))
+                record = with_claim(record, json.loads(claim))
             return Job.model_validate(record), version, ""
         except ValidationError as error:
             return None, version, describe_validation_error(error)
@@ -236,6 +219,14 @@ class RedisStore:
     def tally(self) -> Tally:
         return Tally.of(self.load(), self.load_archive())
 
+    def state(self, keys: Collection[str] | None = None) -> dict[str, StateDoc]:
+        return self._snapshot(checked_keys(keys)).docs
+
+    def _snapshot(self, keys: Collection[str] | None, open_key: str = "") -> Snapshot:
+        """The documents of ``keys`` (all: None) with their versions and the server's clock, in one script."""
+        reply = self._script(self._db.read, arguments(keys, open_key))
+        return snapshot(reply, keys, server_clock=self.server_clock)
+
     def check(self) -> list[Finding]:
         try:
             return findings(self._db, self._prefix, self._clock)
@@ -248,7 +239,9 @@ class RedisStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add(self, job: Job, on_open: Mutation) -> tuple[Job, bool]:
+    def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
+        if plan is not None:
+            return self._add_planned(job, on_open, plan)
         for _ in range(CONFLICT_RETRIES):
             reply = self._script(self._db.add, [job.id, job.to_json_line(), json.dumps(meta_of(job))])
             if reply[0] == "added":
@@ -285,16 +278,16 @@ class RedisStore:
             raise rules.key_conflict(job, [reply[2]]) or OpenJobExists(f"job {reply[2]} is already open for this key")
         return Insertion(tuple(reply[1]), tuple(reply[2]))
 
-    def update(self, changes: Mapping[str, Mutation]) -> dict[str, Job | None]:
-        if not changes:
+    def update(self, changes: Mapping[str, Mutation], *, plan: Plan | None = None) -> dict[str, Job | None]:
+        if not changes and plan is None:
             return {}
-        return self._change(changes, None)[1]
+        return self._change(changes, None, plan)[1]
 
     def claim(
-        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None
+        self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None, *, plan: Plan | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
         self._clock.watch(self._db)
-        return self._change(changes or {}, request)
+        return self._change(changes or {}, request, plan)
 
     def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
         finished = [status.value for status in JobStatus if status.is_finished]
@@ -315,64 +308,102 @@ class RedisStore:
     # -- the parts of a change -----------------------------------------------------------------
 
     def _change(
-        self, changes: Mapping[str, Mutation], request: ClaimRequest | None
+        self, changes: Mapping[str, Mutation], request: ClaimRequest | None, plan: Plan | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
-        """Apply ``changes`` (and claim, with ``request``) in one script; again from a fresh read on a conflict."""
-        claim = None if request is None else self._claim_arguments(request)
+        """Apply ``changes`` (and claim, with ``request``) in one script; again from a fresh read on a conflict.
+
+        With ``plan``, its documents are read first, and the commit checks that neither they nor the jobs
+        it saw changed since, and writes its decision with the jobs.
+        """
+        claim = None if request is None else claim_arguments(request, server_clock=self.server_clock)
         token = None if claim is None else uuid.uuid4().hex  # the same for every try: a lost reply is replayed
         for attempt in range(CONFLICT_RETRIES):
+            read = None if plan is None else self._snapshot(plan.keys)
             current = self._current(list(changes), cached=attempt == 0) if changes else {}
             results: dict[str, Job | None] = {}
-            writes: dict[str, tuple[Job, int, Job | None]] = {}
+            writes: dict[str, Write] = {}
             for ident, (job, version) in current.items():
                 new = changes[ident](job)
                 results[ident] = new
                 if new is not job:
                     writes[ident] = (job, version, new)
-            if not writes and claim is None:
+            state, checks = None, {}
+            if plan is not None and read is not None:
+                decision = decide(plan, read.docs, read.now, results)
+                if decision.abort:
+                    return [], {}
+                seen = chain(decision, writes, current, results, self._fetch)
+                checks = {ident: version for ident, (_, version) in seen.items() if ident not in writes}
+                if request is not None:
+                    claim = claim_arguments(
+                        replace(request, slots=capped(request.slots, decision.slots)), server_clock=self.server_clock
+                    )
+                state = expectations(read, decision) if decision.texts or writes or claim else None
+            if not writes and claim is None and state is None:
                 return [], results
             try:
-                claimed = self._commit(writes, claim, token)
+                claimed = self._commit(writes, claim, token, state=state, checks=checks)
             except _Conflict:
                 continue
             return claimed, results
         raise StoreUnavailable(f"{self.location}: too many concurrent changes to the same jobs; try again")
 
-    def _claim_arguments(self, request: ClaimRequest) -> dict[str, Any] | None:
-        claimant = request.claimant
-        workflows = [
-            {
-                "name": name,
-                "free": free,
-                "cap": request.caps.get(name, -1),
-                "lease": claimant.leases[name] // _MS,
-                "max": claimant.max_attempts[name],
-            }
-            for name, free in request.slots.items()
-            if free > 0
-        ]
-        if request.limit <= 0 or not workflows:
-            return None
-        arguments = {
-            "limit": request.limit,
-            "ahead": (request.due_by - claimant.now) // _MS,
-            "workflows": workflows,
-            "exclude": list(request.exclude),
-            "owner": claimant.owner.to_json_line(),
-            "runs": [uuid.uuid4().hex for _ in range(request.limit)],
-        }
-        if not self.server_clock:
-            arguments["now"] = to_ms(claimant.now)
-        return arguments
+    def _add_planned(self, job: Job, on_open: Mutation, plan: Plan) -> tuple[Job, bool]:
+        """:meth:`add` with a plan: the key's open job read with the documents, then one commit of it all."""
+        for _ in range(CONFLICT_RETRIES):
+            read = self._snapshot(plan.keys, " ".join(job.key))
+            holder, version = None, 0
+            if read.holder:
+                decoded = self._jobs([read.holder])
+                if not decoded:
+                    raise OpenJobExists(
+                        f"the open job {read.holder[0]} of this key is not a valid job (see retryq doctor)"
+                    )
+                [(holder, version)] = decoded
+            outcome, created = job, True
+            writes: dict[str, Write] = {job.id: (job, 0, job)}
+            if holder is not None:
+                updated = holder if holder.id == job.id else on_open(holder)  # ours: an earlier try's reply was lost
+                if updated is None:
+                    raise ValueError("on_open must return a job")
+                outcome, created = updated, holder.id == job.id
+                writes = {} if updated is holder else {holder.id: (holder, version, updated)}
+            decision = decide(plan, read.docs, read.now, {outcome.id: outcome})
+            if decision.abort:
+                return (holder or job, created and holder is not None)
+            results: dict[str, Job | None] = {outcome.id: outcome}
+            seen = chain(
+                decision, writes, {} if holder is None else {holder.id: (holder, version)}, results, self._fetch
+            )
+            checks = {ident: number for ident, (_, number) in seen.items() if ident not in writes}
+            try:
+                self._commit(writes, state=expectations(read, decision), checks=checks)
+            except _Conflict:
+                continue
+            except OpenJobExists as error:
+                if holder is None and error.job_ids[:1] == (job.id,):
+                    continue  # another add of the key came first: read it
+                raise
+            return results.get(outcome.id) or outcome, created
+        raise StoreUnavailable(f"{self.location}: too many concurrent changes to one job; try again")
+
+    def _fetch(self, ids: list[str]) -> dict[str, tuple[Job, int]]:
+        return self._current(ids, cached=False)
 
     def _commit(
         self,
-        writes: Mapping[str, tuple[Job, int, Job | None]],
+        writes: Mapping[str, Write],
         claim: dict[str, Any] | None = None,
         token: str | None = None,
+        *,
+        state: dict[str, Any] | None = None,
+        checks: Mapping[str, int] | None = None,
     ) -> list[Job]:
-        """Write ``writes`` (id → (job as read, its version, new job or None to remove)) and claim."""
-        ops: list[dict[str, Any]] = []
+        """Write ``writes`` (id → (job as read, its version, new job or None to remove)) and claim; with
+        ``state``, check the documents' versions and write them; ``checks``: jobs whose versions must not have moved."""
+        ops: list[dict[str, Any]] = [
+            {"id": ident, "v": version, "check": True} for ident, version in (checks or {}).items()
+        ]
         for ident, (old, version, new) in writes.items():
             if new is None:
                 ops.append({"id": ident, "v": version, "del": True, "arc": old.to_json_line()})
@@ -381,6 +412,8 @@ class RedisStore:
         payload: dict[str, Any] = {"ops": ops, "archive": int(self.archive)}
         if claim is not None:
             payload["claim"] = claim
+        if state is not None:
+            payload["state"] = state
         if token is not None:
             payload["token"] = token
         reply = self._script(self._db.commit, [json.dumps(payload)])
@@ -401,23 +434,3 @@ class RedisStore:
         claimed = self._jobs(reply[2], remember=True)
         claimed.sort(key=lambda pair: pair[0].execute_at)
         return [job for job, _ in claimed]
-
-
-def _with_claim(record: dict[str, Any], claim: Mapping[str, Any]) -> dict[str, Any]:
-    """The record with the claim laid over it, as :func:`retryq.record.lifecycle.claim` writes it."""
-    record = dict(record)
-    values: dict[str, Any] = {
-        "status": JobStatus.RUNNING.value,
-        "owner": json.loads(claim["o"]),
-        "runId": claim["r"],
-        "startedAt": format_utc(from_ms(claim["s"])),
-        "finishedAt": None,
-        "leaseUntil": format_utc(from_ms(claim["l"])),
-        "workflowPid": None,
-        "followUpMinutes": None,
-        "maxAttempts": record.get("maxAttempts") or claim["m"],
-    }
-    for key, value in values.items():
-        if key in record or value is not None:
-            record[key] = value
-    return record
