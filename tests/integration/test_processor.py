@@ -160,7 +160,7 @@ def test_concurrency_runs_several_at_once_and_no_more(tmp_path: Path) -> None:
 touch {running}/$1
 ls {running} | wc -l >> {peak}
 i=0
-while [ $(ls {running} | wc -l) -lt 3 ] && [ $i -lt 50 ]; do sleep 0.05; i=$((i+1)); done
+while [ $(ls {running} | wc -l) -lt 3 ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
 sleep 0.2
 rm {running}/$1
 """,
@@ -500,9 +500,13 @@ def test_the_overall_concurrency_applies_when_a_workflow_sets_none(tmp_path: Pat
     running = tmp_path / "running"
     running.mkdir()
     peak = tmp_path / "peak.log"
+    # Each run waits (up to 60 s) for the others to start: the peak is reached whatever the machine's speed,
+    # and is only reached if three run at once.
     script = write_script(
         tmp_path / "busy.sh",
-        f"touch {running}/$1\nls {running} | wc -l >> {peak}\nsleep 0.5\nrm {running}/$1\n",
+        f"touch {running}/$1\ni=0\n"
+        f'while [ "$(ls {running} | wc -l)" -lt 3 ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n'
+        f"ls {running} | wc -l >> {peak}\n",
     )
     settings = WorkflowSettings("default", command=(str(script), "{client}"), command_origin="test")
     assert settings.concurrency is None
