@@ -136,8 +136,11 @@ echo "$RETRYQ_JOB_ID" >> ends
     assert 1 <= len(recovered) <= 4  # host-0's runs at the time of the kill (its concurrency)
     for job in jobs:
         assert [entry.outcome for entry in job.history][-1] is Outcome.SUCCEEDED
-        assert starts[job.id] == len(job.history), job.id  # every attempt ran once, none was lost
         interrupted = job in recovered
+        # Every attempt ran once and none was lost; but a run of the killed host may have been stopped (its
+        # watchdog stops its workflows) before the workflow wrote its first line: an attempt with no start.
+        ran = len(job.history) - 1 if interrupted else len(job.history)
+        assert ran <= starts[job.id] <= len(job.history), job.id
         assert len(job.history) == (2 if interrupted else 1), job.id
         assert job.history[-1].attempt == job.attempt
     print(
