@@ -28,6 +28,7 @@ from _common import (
     clean_env,
     finished_job,
     interleave,
+    launch,
     paired,
     rows_from,
     scaled,
@@ -97,26 +98,12 @@ def process_run(directory: Path, command: list[str], count: int, concurrency: in
     return once
 
 
-#: Started by the benchmark, it starts the measured command and prints that command's peak RSS. A child
-#: inherits the high-water mark of the process that forked it (Linux records the old memory map's
-#: peak at exec), so the command must not be the benchmark's own child: the benchmark holds
-#: thousands of jobs in memory, this launcher only a Python interpreter (about 10 MB).
-LAUNCHER = """
-import os, sys
-devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
-pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=devnull)
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def peak_rss(argv: list[str], env: dict[str, str]) -> float:
-    """Peak resident memory of one run of ``argv``, in MB (10⁶ bytes)."""
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *argv], check=False, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{argv} exited {done.returncode}: {done.stderr.strip()}")
-    return int(done.stdout) * 1024 / 1e6  # ru_maxrss is in KiB on Linux
+    """Peak resident memory of one run of ``argv``, in MB (10⁶ bytes), measured through the launcher."""
+    run = launch(argv, env=env)
+    if run.exit_code != 0:
+        raise SystemExit(f"{argv} exited {run.exit_code}: {run.stderr.strip()}")
+    return run.peak_mb
 
 
 def overhead(directory: Path, rounds: int) -> Group:
