@@ -6,7 +6,9 @@ __all__ = ["CRON_PATH", "Finding", "diagnose"]
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..record.errors import ConfigError, RetryqError
 from ..record.models import Job, JobStatus
@@ -16,7 +18,10 @@ from ..running import platform
 from ..running.commands import resolve_command
 from ..running.housekeeping import describe_skew, stale_reason, store_time
 from ..settings.config import Config, WorkflowSettings
-from ..stores import Finding, Store
+from ..stores import Finding, JobFilter, Store, read_jobs
+
+if TYPE_CHECKING:
+    from ..record.views import JobData
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
@@ -34,8 +39,10 @@ def diagnose(
     findings += _commands(config)
     findings += _hooks_and_metrics(config)
     try:
-        jobs = store.load()
+        jobs = read_jobs(store)  # no model per job: a large queue is read quickly
         invalid = store.invalid()
+        # Whether a runner still holds a running job is judged on the job itself (its owner, its lease).
+        running = store.load(JobFilter.of(status=JobStatus.RUNNING)) if _any_running(jobs) else []
         now, skew = store_time(store, now)
     except RetryqError as error:
         return [*findings, Finding("problem", f"queue: {error}")]
@@ -51,8 +58,12 @@ def diagnose(
             )
         )
     findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
-    findings += _jobs(config, jobs, now=now, overdue=overdue)
+    findings += _jobs(config, jobs, running, now=now, overdue=overdue)
     return findings
+
+
+def _any_running(jobs: Sequence[JobData]) -> bool:
+    return any(job.status is JobStatus.RUNNING for job in jobs)
 
 
 def _configuration(config: Config) -> Finding:
@@ -122,17 +133,17 @@ def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> 
     return Finding("ok", f"{label}: {found} (from {origin}; also found on cron's default PATH={CRON_PATH})")
 
 
-def _queue_summary(store: Store, jobs: list[Job]) -> Finding:
+def _queue_summary(store: Store, jobs: Sequence[JobData]) -> Finding:
     counts = Counter(job.status.value for job in jobs)
     detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "empty"
     return Finding("ok", f"queue: {store.location}: {plural(len(jobs), 'job')} ({detail})")
 
 
-def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta) -> list[Finding]:
+def _jobs(
+    config: Config, jobs: Sequence[JobData], running: list[Job], *, now: datetime, overdue: timedelta
+) -> list[Finding]:
     findings = []
-    for job in jobs:
-        if job.status is not JobStatus.RUNNING:
-            continue
+    for job in running:
         settings = config.settings_of(job.workflow)
         reason = stale_reason(
             job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=platform.owner_alive

@@ -8,7 +8,19 @@ never needs a driver it does not use). The stores are the ground floor: they imp
 
 from __future__ import annotations
 
-from .base import Claimant, ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, PruneRule, Store, Tally
+from .base import (
+    Claimant,
+    ClaimRequest,
+    Finding,
+    Insertion,
+    InvalidJob,
+    JobFilter,
+    Mutation,
+    PruneRule,
+    Store,
+    Tally,
+    read_jobs,
+)
 from .document import DocumentStore, MemoryStore
 from .file.store import JsonFileStore
 from .registry import Backend, backend_for, display_address, known_schemes, open_store
@@ -32,4 +44,5 @@ __all__ = [
     "display_address",
     "known_schemes",
     "open_store",
+    "read_jobs",
 ]

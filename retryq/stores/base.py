@@ -19,6 +19,7 @@ __all__ = [
     "PruneRule",
     "Store",
     "Tally",
+    "read_jobs",
 ]
 
 import threading
@@ -26,11 +27,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from ..record import rules
 from ..record.errors import InvalidInput
 from ..record.models import Job, JobStatus, Owner, parse_statuses
+
+if TYPE_CHECKING:
+    from ..record.views import JobData
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
@@ -70,7 +74,7 @@ class JobFilter:
         """Whether every job matches (no field is set)."""
         return self == _EVERYTHING
 
-    def matches(self, job: Job) -> bool:
+    def matches(self, job: JobData) -> bool:
         return (
             (self.statuses is None or job.status in self.statuses)
             and (self.workflow is None or job.workflow == self.workflow)
@@ -303,3 +307,16 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release what the store holds (connections); it is not used afterwards."""
+
+
+def read_jobs(store: Store, query: JobFilter | None = None) -> Sequence[JobData]:
+    """The jobs ``query`` matches, for reading only: read-only views where the store offers them, else its jobs.
+
+    A store may offer ``load_views(query)``: every job as a :class:`~retryq.record.views.JobView`,
+    without a model per job, or None when it cannot vouch for them (a record that is not a valid
+    job, which :meth:`Store.load` and :meth:`Store.invalid` then read precisely). The JSON file
+    store does: it is what lets `list`, `stats` and `doctor` read a large file quickly.
+    """
+    fast = getattr(store, "load_views", None)
+    views = fast(query) if fast is not None else None
+    return store.load(query) if views is None else views
