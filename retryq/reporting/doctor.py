@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CRON_PATH", "Finding", "diagnose"]
+__all__ = ["CRON_PATH", "SLOW_DOCUMENT_BYTES", "Finding", "diagnose", "document_size_finding"]
 
 import os
 from collections import Counter
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
+#: The size of a queue rewritten whole at each change (the JSON file) past which one schedule took
+#: more than 50 ms on the machine of docs/performance.md: the line fitted through
+#: benchmarks/bench_schedule.py's medians from 100 to 100,000 jobs (see "How large a JSON queue").
+SLOW_DOCUMENT_BYTES = 6_000_000
 
 
 def diagnose(
@@ -47,6 +51,9 @@ def diagnose(
     except RetryqError as error:
         return [*findings, Finding("problem", f"queue: {error}")]
     findings.append(_queue_summary(store, jobs))
+    size = getattr(store, "document_bytes", None)  # only a store rewritten whole at each change has one
+    grown = document_size_finding(store.location, size if isinstance(size, int) else None, len(jobs))
+    findings += [grown] if grown is not None else []
     findings += store.check()
     if abs(skew) > config.lease_grace:
         findings.append(
@@ -131,6 +138,20 @@ def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> 
             "under cron another program runs; give its full path",
         )
     return Finding("ok", f"{label}: {found} (from {origin}; also found on cron's default PATH={CRON_PATH})")
+
+
+def document_size_finding(location: str, size: int | None, jobs: int) -> Finding | None:
+    """A warning when a queue rewritten whole at each change has grown past :data:`SLOW_DOCUMENT_BYTES`."""
+    if size is None or size <= SLOW_DOCUMENT_BYTES:
+        return None
+    return Finding(
+        "warning",
+        f"queue: {location} holds {size / 1e6:.1f} MB ({plural(jobs, 'job')}); past about "
+        f"{SLOW_DOCUMENT_BYTES / 1e6:.0f} MB, each change of the file (a schedule, a result) takes more than "
+        "50 ms, and longer as it grows: remove finished jobs sooner (keep_days, `retryq prune`; with "
+        "archive = true they are kept in its archive), or move the queue to PostgreSQL or Redis "
+        "(`retryq export --archive`, then `retryq --queue postgresql://… import`)",
+    )
 
 
 def _queue_summary(store: Store, jobs: Sequence[JobData]) -> Finding:

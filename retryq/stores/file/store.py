@@ -195,6 +195,14 @@ class JsonFileStore(DocumentStore):
         return self.archive_path is not None
 
     @property
+    def document_bytes(self) -> int | None:
+        """The size of the file each change reads and rewrites whole (None before the first schedule)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return None
+
+    @property
     def file_mode(self) -> int:
         """The queue file's permission bits (those a new one gets, before the first write): what a
         file showing its contents, as the dashboard does, should have too."""
