@@ -3,7 +3,7 @@
 A :class:`~retryq.record.models.Job` is a pydantic model whose checks partly run in Python (times
 made UTC, names and dates checked, text checked): at 100,000 jobs, validating the models takes
 three times as long as parsing the file. A :class:`JobView` holds the same fields in a slotted
-dataclass, and :func:`views_of` builds them in one pass of pydantic-core over the file's bytes,
+class, and :func:`views_of` builds them in one pass of pydantic-core over the file's bytes,
 with a schema derived from the models' own: each Python check of a model is replaced by the
 equivalent a schema can state, or by a check of the whole file's bytes, and the fields, aliases,
 types, bounds and defaults are the models' themselves. Nothing is declared twice.
@@ -28,7 +28,6 @@ import functools
 import gc
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -135,13 +134,39 @@ class JobData(Protocol):
 
 
 # -- the views: the models' fields, without a model ------------------------------------------------
-# No defaults: only the validator builds views, and it fills the models' defaults itself.
+# Plain classes with slots: only the validator builds them (filling the models' defaults), and a
+# dataclass would cost an import a few milliseconds of generated methods that nothing calls.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OwnerView:
+class _View:
+    """Read-only fields in slots, named as the model's: set once, by the validator."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _View) and type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class OwnerView(_View):
     """The fields of an :class:`Owner`."""
 
+    __slots__ = tuple(Owner.model_fields)
     host: str
     pid: int
     boot_id: str | None
@@ -149,10 +174,10 @@ class OwnerView:
     pid_ns: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptView:
+class AttemptView(_View):
     """The fields of an :class:`Attempt`."""
 
+    __slots__ = tuple(Attempt.model_fields)
     attempt: int
     started_at: datetime
     finished_at: datetime
@@ -161,10 +186,10 @@ class AttemptView:
     output_tail: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DetectionView:
+class DetectionView(_View):
     """The fields of a :class:`Detection` (without the keys of other tools)."""
 
+    __slots__ = tuple(Detection.model_fields)
     status: str
     total: int
     missing: int
@@ -174,10 +199,10 @@ class DetectionView:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobView:
+class JobView(_View):
     """The fields of a :class:`Job` (without the keys of other tools), read-only."""
 
+    __slots__ = tuple(Job.model_fields)
     client_id: str
     date: str
     scheduled_at: datetime
@@ -268,12 +293,10 @@ def _fast(node: Any, checks: dict[Callable[..., Any], Callable[[cs.CoreSchema], 
 
 
 def _dataclass(model: dict[str, Any], fields_schema: dict[str, Any]) -> cs.CoreSchema:
-    """The view of a model: its fields (types, aliases, defaults) in a slotted dataclass; extra keys ignored."""
+    """The view of a model: its fields (types, aliases, defaults) in a slotted class; extra keys ignored."""
     view = _VIEWS[model["cls"]]
-    if fields_schema.get("type") != "model-fields" or list(fields_schema["fields"]) != list(
-        view.__dataclass_fields__  # type: ignore[attr-defined]
-    ):
-        raise _NoFastPath(f"{view.__name__} does not have the fields of {model['cls'].__name__}")
+    if fields_schema.get("type") != "model-fields" or list(fields_schema["fields"]) != list(view.__annotations__):
+        raise _NoFastPath(f"{view.__name__} does not declare the fields of {model['cls'].__name__}")
     fields = [
         cs.dataclass_field(name, field["schema"], validation_alias=field.get("validation_alias"))
         for name, field in fields_schema["fields"].items()

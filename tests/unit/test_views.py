@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from retryq.record.models import Attempt, Detection, Job, JobStatus, Outcome, Owner, job_list
-from retryq.record.views import JobView, _validator, views_of
+from retryq.record.views import JobView, _validator, _View, views_of
 
 from ..helpers import T0, make_job
 
 
 def _same(view: Any, model: Any, where: str = "job") -> None:
     """Every field of ``view`` holds what the model's does: equal, of the same type, at the same UTC offset."""
-    assert dataclasses.is_dataclass(view), where
-    for field in dataclasses.fields(view):
-        mine, theirs = getattr(view, field.name), getattr(model, field.name)
-        at = f"{where}.{field.name}"
-        if dataclasses.is_dataclass(mine):
+    assert isinstance(view, _View), where
+    assert view.__slots__ == tuple(type(model).model_fields), where
+    for name in view.__slots__:
+        mine, theirs = getattr(view, name), getattr(model, name)
+        at = f"{where}.{name}"
+        if isinstance(mine, _View):
             _same(mine, theirs, at)
         elif isinstance(mine, tuple):
             assert len(mine) == len(theirs), at
@@ -80,6 +81,16 @@ def test_jobs_as_retryq_writes_them_are_read_as_views_with_the_models_values() -
         _same(view, job)
         assert view.key == job.key
         assert view.label == job.label
+
+
+def test_a_view_is_read_only() -> None:
+    raw = _file(make_job().to_json_dict())
+    [view] = views_of(raw) or []
+    with pytest.raises(AttributeError, match="read-only"):
+        view.status = JobStatus.FAILED  # type: ignore[misc]
+    assert view == (views_of(raw) or [])[0]
+    assert hash(view) == hash((views_of(raw) or [])[0])
+    assert "JobView(client_id='balthazar'" in repr(view)
 
 
 def test_what_only_the_models_can_say_is_left_to_them() -> None:
