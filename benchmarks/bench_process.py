@@ -2,7 +2,8 @@
 
 - 1,000 due jobs whose workflow is `true`, in A/B pairs with starting `true` 1,000 times the
   same way (own session, output piped): what retryq adds per job (claims, result writes with
-  their fsyncs, logging), at concurrency 1 and 4.
+  their fsyncs, logging), at concurrency 1 and 4; and at concurrency 1 with the same 1,000 due
+  jobs after 9,000 finished ones, to show whether that overhead grows with the queue.
 - 64 jobs that each sleep 1 s, concurrency 8: the ideal is 8 s.
 - Peak resident memory of a `retryq process` subprocess on a 10,000-job queue (100 due), in
   pairs with a Python that imports retryq's dependencies and loads the same file with json.load.
@@ -40,6 +41,8 @@ from retryq import Config, JsonFileStore, Processor, RetryQueue, WorkflowSetting
 
 ROUNDS = 5
 JOBS = 1_000
+#: The size of the queue that shows whether the overhead per job grows with the queue (JOBS due in it).
+LARGE = 10_000
 SLEEPERS, SLEEP_CONCURRENCY, IDEAL = 64, 8, 8.0
 JSON_FLOOR = "import json, sys, typer, pydantic, filelock, dateutil; json.loads(open(sys.argv[1], 'rb').read())"
 
@@ -82,12 +85,16 @@ def spawn_true(count: int) -> float:
     return timed(loop)
 
 
-def process_run(directory: Path, command: list[str], count: int, concurrency: int) -> Callable[[], float]:
-    """A callable that fills a new queue with ``count`` due jobs (untimed) and times one `process` over it."""
-    path = directory / f"process{concurrency}-{command[0]}.json"
+def process_run(
+    directory: Path, command: list[str], count: int, concurrency: int, *, finished: int = 0
+) -> Callable[[], float]:
+    """A callable that fills a new queue with ``count`` due jobs after ``finished`` finished ones (untimed)
+    and times one `process` over it."""
+    path = directory / f"process{concurrency}-{command[0]}-{finished}.json"
+    done = [finished_job(n) for n in range(finished)]
 
     def once() -> float:
-        write_queue(path, due_jobs(count))
+        write_queue(path, [*done, *due_jobs(count)])
         queue = queue_for(path, command, concurrency)
         reports = []
         elapsed = timed(lambda: reports.append(Processor(queue.store, queue.config, prune=False).run()))
@@ -113,6 +120,7 @@ def overhead(directory: Path, rounds: int) -> Group:
             "true": lambda: spawn_true(JOBS),
             "concurrency 1": process_run(directory, ["true"], JOBS, 1),
             "concurrency 4": process_run(directory, ["true"], JOBS, 4),
+            "concurrency 1, 10,000-job queue": process_run(directory, ["true"], JOBS, 1, finished=LARGE - JOBS),
         },
         rounds,
         label="overhead",
@@ -124,8 +132,9 @@ def overhead(directory: Path, rounds: int) -> Group:
             "true": f"starting `true` {JOBS:,} times",
             "concurrency 1": f"retryq process, {JOBS:,} due jobs running `true`, concurrency 1",
             "concurrency 4": f"retryq process, {JOBS:,} due jobs running `true`, concurrency 4",
+            "concurrency 1, 10,000-job queue": f"the same, concurrency 1, among {LARGE - JOBS:,} finished jobs",
         },
-        goals={"concurrency 1": target, "concurrency 4": target},
+        goals={"concurrency 1": target, "concurrency 4": target, "concurrency 1, 10,000-job queue": target},
     )
     for row in rows[1:]:
         per_job = [difference / JOBS * 1000 for difference in runs.differences(row.name, "true")]
@@ -203,6 +212,12 @@ def main() -> None:
     report.readme = [
         ReadmeRow("`process`, 1,000 due jobs running `true`, concurrency 1", "overhead", "concurrency 1", "true"),
         ReadmeRow("the same, concurrency 4", "overhead", "concurrency 4", "true"),
+        ReadmeRow(
+            "the same, concurrency 1, in a 10,000-job queue (9,000 finished)",
+            "overhead",
+            "concurrency 1, 10,000-job queue",
+            "true",
+        ),
         ReadmeRow(
             "`process`, 64 jobs that each sleep 1 s, concurrency 8",
             "sleepers",
