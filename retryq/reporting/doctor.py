@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
-#: The size of a queue rewritten whole at each change (the JSON file) past which one schedule took
-#: more than 50 ms on the machine of docs/performance.md: the line fitted through
-#: benchmarks/bench_schedule.py's medians from 100 to 100,000 jobs (see "How large a JSON queue").
-SLOW_DOCUMENT_BYTES = 6_000_000
+#: The size of a queue rewritten whole at each change (the JSON file) past which one schedule takes
+#: more than 50 ms on the machine of docs/performance.md: where benchmarks/bench_schedule.py's medians
+#: cross 50 ms (interpolated between the sizes around it), the median of three runs: 3.3 and 3.9 MB
+#: (the machine busy), 6.6 MB (the run of issue 21). See "How large a JSON queue can grow" there.
+SLOW_DOCUMENT_BYTES = 4_000_000
 
 
 def diagnose(
