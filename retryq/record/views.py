@@ -288,11 +288,11 @@ def _fast(node: Any, checks: dict[Callable[..., Any], Callable[[cs.CoreSchema], 
             raise _NoFastPath(f"no replacement for {function!r}")
         return replace(_fast(node["schema"], checks))
     if kind == "model":
-        return _dataclass(node, _fast(node["schema"], checks))
+        return _view_schema(node, _fast(node["schema"], checks))
     return {key: _fast(value, checks) for key, value in node.items() if key != "serialization"}
 
 
-def _dataclass(model: dict[str, Any], fields_schema: dict[str, Any]) -> cs.CoreSchema:
+def _view_schema(model: dict[str, Any], fields_schema: dict[str, Any]) -> cs.CoreSchema:
     """The view of a model: its fields (types, aliases, defaults) in a slotted class; extra keys ignored."""
     view = _VIEWS[model["cls"]]
     if fields_schema.get("type") != "model-fields" or list(fields_schema["fields"]) != list(view.__annotations__):

@@ -103,6 +103,9 @@ def test_what_only_the_models_can_say_is_left_to_them() -> None:
     assert _models(_file(offset)) is not None
     assert views_of(_file({**record, "date": "2025-02-30"})) is None
     assert views_of(_file({**record, "lastError": "a\x00b"})) is None
+    raw_nul = _file({**record, "lastError": "a-b"}).replace(b"a-b", b"a\x00b")  # not even valid JSON
+    assert views_of(raw_nul) is None
+    assert _models(raw_nul) is None
     assert views_of(_file(record, {"not": "a job"})) is None
 
 
