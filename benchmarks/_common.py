@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -470,6 +471,52 @@ def arguments(description: str | None, default_rounds: int) -> argparse.Namespac
 def scaled(rounds: int, default: int, wanted: int) -> int:
     """``wanted`` rounds when the script runs at its default, proportionally fewer or more otherwise."""
     return max(3, round(wanted * rounds / default))
+
+
+#: Started by a benchmark, it starts the measured command, waits for it and prints its peak resident set
+#: (KiB) and wall time (s). A child inherits the high-water mark of the process that forks it (Linux
+#: records the old memory map's peak at exec), so a measured command must not be the benchmark's own
+#: child: the benchmark may hold a whole test queue in memory, the launcher only a bare interpreter
+#: (about 10 MiB, below any command measured). Its wall time starts after its own start-up.
+LAUNCHER = """
+import os, sys, time
+devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ, file_actions=devnull)
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, time.perf_counter() - started)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass(frozen=True)
+class Launched:
+    """One run of a command through :data:`LAUNCHER`: its wall time, its own peak memory, its exit code."""
+
+    seconds: float
+    peak_kib: int
+    exit_code: int
+    stderr: str
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_kib / 1024
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_kib * 1024 / 1e6
+
+
+def launch(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> Launched:
+    """Run ``argv`` (its output discarded) through the small launcher; its peak memory is its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *argv], check=False, env=env, cwd=cwd, capture_output=True, text=True
+    )
+    try:
+        peak, seconds = done.stdout.split()
+    except ValueError:
+        raise SystemExit(f"{' '.join(argv)}: the launcher failed: {done.stderr.strip()}") from None
+    return Launched(float(seconds), int(peak), done.returncode, done.stderr)
 
 
 def clean_env() -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 - 1,000 due jobs whose workflow is `true`, in A/B pairs with starting `true` 1,000 times the
   same way (own session, output piped): what retryq adds per job (claims, result writes with
-  their fsyncs, logging), at concurrency 1 and 4.
+  their fsyncs, logging), at concurrency 1 and 4; and at concurrency 1 with the same 1,000 due
+  jobs after 9,000 finished ones, to show whether that overhead grows with the queue.
 - 64 jobs that each sleep 1 s, concurrency 8: the ideal is 8 s.
 - Peak resident memory of a `retryq process` subprocess on a 10,000-job queue (100 due), in
   pairs with a Python that imports retryq's dependencies and loads the same file with json.load.
@@ -28,6 +29,7 @@ from _common import (
     clean_env,
     finished_job,
     interleave,
+    launch,
     paired,
     rows_from,
     scaled,
@@ -39,6 +41,8 @@ from retryq import Config, JsonFileStore, Processor, RetryQueue, WorkflowSetting
 
 ROUNDS = 5
 JOBS = 1_000
+#: The size of the queue that shows whether the overhead per job grows with the queue (JOBS due in it).
+LARGE = 10_000
 SLEEPERS, SLEEP_CONCURRENCY, IDEAL = 64, 8, 8.0
 JSON_FLOOR = "import json, sys, typer, pydantic, filelock, dateutil; json.loads(open(sys.argv[1], 'rb').read())"
 
@@ -81,12 +85,16 @@ def spawn_true(count: int) -> float:
     return timed(loop)
 
 
-def process_run(directory: Path, command: list[str], count: int, concurrency: int) -> Callable[[], float]:
-    """A callable that fills a new queue with ``count`` due jobs (untimed) and times one `process` over it."""
-    path = directory / f"process{concurrency}-{command[0]}.json"
+def process_run(
+    directory: Path, command: list[str], count: int, concurrency: int, *, finished: int = 0
+) -> Callable[[], float]:
+    """A callable that fills a new queue with ``count`` due jobs after ``finished`` finished ones (untimed)
+    and times one `process` over it."""
+    path = directory / f"process{concurrency}-{command[0]}-{finished}.json"
+    done = [finished_job(n) for n in range(finished)]
 
     def once() -> float:
-        write_queue(path, due_jobs(count))
+        write_queue(path, [*done, *due_jobs(count)])
         queue = queue_for(path, command, concurrency)
         reports = []
         elapsed = timed(lambda: reports.append(Processor(queue.store, queue.config, prune=False).run()))
@@ -97,26 +105,12 @@ def process_run(directory: Path, command: list[str], count: int, concurrency: in
     return once
 
 
-#: Started by the benchmark, it starts the measured command and prints that command's peak RSS. A child
-#: inherits the high-water mark of the process that forked it (Linux records the old memory map's
-#: peak at exec), so the command must not be the benchmark's own child: the benchmark holds
-#: thousands of jobs in memory, this launcher only a Python interpreter (about 10 MB).
-LAUNCHER = """
-import os, sys
-devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
-pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=devnull)
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def peak_rss(argv: list[str], env: dict[str, str]) -> float:
-    """Peak resident memory of one run of ``argv``, in MB (10⁶ bytes)."""
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *argv], check=False, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{argv} exited {done.returncode}: {done.stderr.strip()}")
-    return int(done.stdout) * 1024 / 1e6  # ru_maxrss is in KiB on Linux
+    """Peak resident memory of one run of ``argv``, in MB (10⁶ bytes), measured through the launcher."""
+    run = launch(argv, env=env)
+    if run.exit_code != 0:
+        raise SystemExit(f"{argv} exited {run.exit_code}: {run.stderr.strip()}")
+    return run.peak_mb
 
 
 def overhead(directory: Path, rounds: int) -> Group:
@@ -126,6 +120,7 @@ def overhead(directory: Path, rounds: int) -> Group:
             "true": lambda: spawn_true(JOBS),
             "concurrency 1": process_run(directory, ["true"], JOBS, 1),
             "concurrency 4": process_run(directory, ["true"], JOBS, 4),
+            "concurrency 1, 10,000-job queue": process_run(directory, ["true"], JOBS, 1, finished=LARGE - JOBS),
         },
         rounds,
         label="overhead",
@@ -137,8 +132,9 @@ def overhead(directory: Path, rounds: int) -> Group:
             "true": f"starting `true` {JOBS:,} times",
             "concurrency 1": f"retryq process, {JOBS:,} due jobs running `true`, concurrency 1",
             "concurrency 4": f"retryq process, {JOBS:,} due jobs running `true`, concurrency 4",
+            "concurrency 1, 10,000-job queue": f"the same, concurrency 1, among {LARGE - JOBS:,} finished jobs",
         },
-        goals={"concurrency 1": target, "concurrency 4": target},
+        goals={"concurrency 1": target, "concurrency 4": target, "concurrency 1, 10,000-job queue": target},
     )
     for row in rows[1:]:
         per_job = [difference / JOBS * 1000 for difference in runs.differences(row.name, "true")]
@@ -216,6 +212,12 @@ def main() -> None:
     report.readme = [
         ReadmeRow("`process`, 1,000 due jobs running `true`, concurrency 1", "overhead", "concurrency 1", "true"),
         ReadmeRow("the same, concurrency 4", "overhead", "concurrency 4", "true"),
+        ReadmeRow(
+            "the same, concurrency 1, in a 10,000-job queue (9,000 finished)",
+            "overhead",
+            "concurrency 1, 10,000-job queue",
+            "true",
+        ),
         ReadmeRow(
             "`process`, 64 jobs that each sleep 1 s, concurrency 8",
             "sleepers",

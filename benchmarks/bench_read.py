@@ -4,7 +4,8 @@ The floor is what any Python tool pays to read the same file: `python -c "import
 filelock, dateutil, json; json.load(open(FILE))"` (the dependencies a command loads, and the
 file parsed into Python objects). Each command runs right before or right after its own run of
 the floor (order alternating); ratios are per pair. Peak memory is each process's own maximum
-resident set (``wait4``), beside the floor's in the same pair.
+resident set, read by a small launcher (``_common.launch``) rather than by this script, whose
+children would inherit the peak it reached building the test queue; beside the floor's in the same pair.
 
 The queue is what a busy queue looks like: nine in ten jobs finished (completed with one
 attempt, or failed after three), one in ten pending, 500 clients.
@@ -12,11 +13,8 @@ attempt, or failed after three), one in ten pending, 500 clients.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from _common import (
     arguments,
     clean_env,
     finished_job,
+    launch,
     paired,
     rows_from,
     scaled,
@@ -66,19 +65,14 @@ def queue_jobs(count: int) -> list[dict[str, object]]:
 
 
 def measured(argv: list[str], cwd: str, env: dict[str, str], peaks: list[float]) -> Callable[[], float]:
-    """Run ``argv``; return its wall time and append its peak resident set (MiB) to ``peaks``."""
+    """Run ``argv`` through the launcher; return its wall time, and append its own peak (MiB) to ``peaks``."""
 
     def once() -> float:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        errors = child.stderr.read().decode() if child.stderr else ""
-        if child.returncode not in (0, 1):  # doctor exits 1 when it finds something to say
-            raise SystemExit(f"{' '.join(argv)} exited {child.returncode}: {errors.strip()}")
-        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
-        return elapsed
+        run = launch(argv, env=env, cwd=cwd)
+        if run.exit_code not in (0, 1):  # doctor exits 1 when it finds something to say
+            raise SystemExit(f"{' '.join(argv)} exited {run.exit_code}: {run.stderr.strip()}")
+        peaks.append(run.peak_mib)
+        return run.seconds
 
     return once
 

@@ -20,6 +20,8 @@ from ._app import warn
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from ..record.views import JobData
+
 log = logging.getLogger("retryq")
 
 #: Between INFO and WARNING: what --quiet still shows, printed without a level (the summary).
@@ -165,7 +167,7 @@ def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]
     return rows
 
 
-def when(job: Job, now: datetime, times: TimeFormat) -> str:
+def when(job: JobData, now: datetime, times: TimeFormat) -> str:
     if job.status is JobStatus.PENDING:
         delta = job.execute_at - now
         relative = f"in {format_duration(delta)}" if delta > timedelta(0) else "due"
@@ -175,7 +177,7 @@ def when(job: Job, now: datetime, times: TimeFormat) -> str:
     return times(job.finished_at or job.execute_at)
 
 
-def last_outcome(job: Job) -> str:
+def last_outcome(job: JobData) -> str:
     if not job.history:
         return ""
     last = job.history[-1]

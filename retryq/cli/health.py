@@ -48,13 +48,13 @@ def stats(
         retryq stats --by status
         retryq stats --client balthazar --json
     """
-    from ..reporting.stats import format_by_status, format_stats, job_history, resolution_stats
+    from ..reporting.stats import format_by_status, format_stats, read_history, resolution_stats
 
     if by not in (None, "status"):
         raise InvalidInput(f"unknown breakdown {by!r} (known: status)")
     queue = open_queue(ctx)
+    jobs = read_history(queue.store)  # first: a queue read whole tells at once whether any record is invalid
     warn_invalid(queue, "not counted")
-    jobs = job_history(queue.store)
     window = parse_duration(since, unit="d") if since is not None else None
     result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
     if as_json:

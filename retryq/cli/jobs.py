@@ -11,7 +11,7 @@ from ..record.models import DEFAULT_WORKFLOW, Job, jobs_json
 from ..record.text import plural
 from ..record.timeutil import format_duration, parse_duration, utcnow
 from ..settings import declaration as declared
-from ..stores import JobFilter
+from ..stores import JobFilter, read_jobs
 from ._app import (
     ClientFilterOption,
     DryRunOption,
@@ -84,13 +84,18 @@ def list_jobs(
     if sort not in (*_SORTS, "queue"):
         raise InvalidInput(f"unknown sort {sort!r} (known: due, scheduled, status, client, queue)")
     queue = open_queue(ctx)
-    jobs = queue.jobs(status=status or None, client=client, workflow=workflow)
+    query = JobFilter.of(status=status or None, client=client, workflow=workflow)
+    if as_json:  # each job whole, with the keys of other tools: the models
+        models = queue.select(query)
+        warn_invalid(queue, "not listed")
+        if sort != "queue":
+            models.sort(key=_SORTS[sort])
+        typer.echo(jobs_json(models))
+        return
+    jobs = list(read_jobs(queue.store, query))  # the table needs no model per job
     warn_invalid(queue, "not listed")
     if sort != "queue":
         jobs.sort(key=_SORTS[sort])
-    if as_json:
-        typer.echo(jobs_json(jobs))
-        return
     if not jobs:
         filtered = status or client is not None or workflow is not None
         typer.echo(f"no {'matching ' if filtered else ''}jobs in {queue.store.location}")

@@ -29,10 +29,13 @@ __all__ = [
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import OpenJobExists
 from .models import DEFAULT_WORKFLOW, FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus, Owner
+
+if TYPE_CHECKING:
+    from .views import JobData
 
 T = TypeVar("T")
 
@@ -63,7 +66,7 @@ def ended_field(record: Mapping[str, Any]) -> Any:
     return record.get("finishedAt") or record.get("startedAt") or record.get("executeAt")
 
 
-def active_at(job: Job) -> datetime:
+def active_at(job: JobData) -> datetime:
     """The last time ``job`` was active: when it ended or started, else when it was scheduled
     (``--since``: a job scheduled in the window counts, even if due after it)."""
     return job.finished_at or job.started_at or job.scheduled_at

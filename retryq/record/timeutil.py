@@ -62,6 +62,10 @@ def to_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """Format as the queue file does: ``2025-12-19T10:00:00.000Z``."""
+    if not value.microsecond % 1000:
+        text = value.isoformat(timespec="milliseconds")
+        if text.endswith("+00:00"):  # UTC already, whatever object spells its zone (a time read from a file)
+            return text[:-6] + "Z"
     return to_utc(value).isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["CRON_PATH", "Finding", "diagnose"]
+__all__ = ["CRON_PATH", "SLOW_DOCUMENT_BYTES", "Finding", "diagnose", "document_size_finding"]
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..record.errors import ConfigError, RetryqError
 from ..record.leases import describe_skew, stale_reason
@@ -16,10 +18,18 @@ from ..record.timeutil import format_duration, format_utc
 from ..running import platform
 from ..running.commands import resolve_command
 from ..settings.config import Config, WorkflowSettings
-from ..stores import Finding, Store, store_time
+from ..stores import Finding, JobFilter, Store, read_jobs, store_time
+
+if TYPE_CHECKING:
+    from ..record.views import JobData
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
+#: The size of a queue rewritten whole at each change (the JSON file) past which one schedule takes
+#: more than 50 ms on the machine of docs/performance.md: where benchmarks/bench_schedule.py's medians
+#: cross 50 ms (interpolated between the sizes around it), the median of three runs: 3.3 and 3.9 MB
+#: (the machine busy), 6.6 MB (the run of issue 21). See "How large a JSON queue can grow" there.
+SLOW_DOCUMENT_BYTES = 4_000_000
 
 
 def diagnose(
@@ -34,12 +44,17 @@ def diagnose(
     findings += _commands(config)
     findings += _hooks_and_metrics(config)
     try:
-        jobs = store.load()
+        jobs = read_jobs(store)  # no model per job: a large queue is read quickly
         invalid = store.invalid()
+        # Whether a runner still holds a running job is judged on the job itself (its owner, its lease).
+        running = store.load(JobFilter.of(status=JobStatus.RUNNING)) if _any_running(jobs) else []
         now, skew = store_time(store, now)
     except RetryqError as error:
         return [*findings, Finding("problem", f"queue: {error}")]
     findings.append(_queue_summary(store, jobs))
+    size = getattr(store, "document_bytes", None)  # only a store rewritten whole at each change has one
+    grown = document_size_finding(store.location, size if isinstance(size, int) else None, len(jobs))
+    findings += [grown] if grown is not None else []
     findings += store.check()
     if abs(skew) > config.lease_grace:
         findings.append(
@@ -51,8 +66,12 @@ def diagnose(
             )
         )
     findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
-    findings += _jobs(config, jobs, now=now, overdue=overdue)
+    findings += _jobs(config, jobs, running, now=now, overdue=overdue)
     return findings
+
+
+def _any_running(jobs: Sequence[JobData]) -> bool:
+    return any(job.status is JobStatus.RUNNING for job in jobs)
 
 
 def _configuration(config: Config) -> Finding:
@@ -122,17 +141,31 @@ def _locate(label: str, argv0: str, origin: str, settings: WorkflowSettings) -> 
     return Finding("ok", f"{label}: {found} (from {origin}; also found on cron's default PATH={CRON_PATH})")
 
 
-def _queue_summary(store: Store, jobs: list[Job]) -> Finding:
+def document_size_finding(location: str, size: int | None, jobs: int) -> Finding | None:
+    """A warning when a queue rewritten whole at each change has grown past :data:`SLOW_DOCUMENT_BYTES`."""
+    if size is None or size <= SLOW_DOCUMENT_BYTES:
+        return None
+    return Finding(
+        "warning",
+        f"queue: {location} holds {size / 1e6:.1f} MB ({plural(jobs, 'job')}); past about "
+        f"{SLOW_DOCUMENT_BYTES / 1e6:.0f} MB, each change of the file (a schedule, a result) takes more than "
+        "50 ms, and longer as it grows: remove finished jobs sooner (keep_days, `retryq prune`; with "
+        "archive = true they are kept in its archive), or move the queue to PostgreSQL or Redis "
+        "(`retryq export --archive`, then `retryq --queue postgresql://… import`)",
+    )
+
+
+def _queue_summary(store: Store, jobs: Sequence[JobData]) -> Finding:
     counts = Counter(job.status.value for job in jobs)
     detail = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "empty"
     return Finding("ok", f"queue: {store.location}: {plural(len(jobs), 'job')} ({detail})")
 
 
-def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta) -> list[Finding]:
+def _jobs(
+    config: Config, jobs: Sequence[JobData], running: list[Job], *, now: datetime, overdue: timedelta
+) -> list[Finding]:
     findings = []
-    for job in jobs:
-        if job.status is not JobStatus.RUNNING:
-            continue
+    for job in running:
         settings = config.settings_of(job.workflow)
         reason = stale_reason(
             job, now=now, settings=settings, lease_grace=config.lease_grace, owner_alive=platform.owner_alive

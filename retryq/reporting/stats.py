@@ -20,6 +20,7 @@ __all__ = [
     "format_stats",
     "job_history",
     "latest_copies",
+    "read_history",
     "resolution_stats",
     "select_chains",
 ]
@@ -29,14 +30,17 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..record.models import Job, JobStatus
 from ..record.text import plural
 from ..record.timeutil import format_duration
 
 if TYPE_CHECKING:
+    from ..record.views import JobData
     from ..stores import Store
+
+J = TypeVar("J", bound="JobData")
 
 _MICROSECOND = timedelta(microseconds=1)
 #: Bin widths of the delay histogram, in microseconds: the narrowest that needs at most _MAX_BINS bins wins.
@@ -154,7 +158,7 @@ class ResolutionStats:
         }
 
 
-def latest_copies(jobs: Iterable[Job]) -> list[Job]:
+def latest_copies(jobs: Iterable[J]) -> list[J]:
     """One job per id, the last copy winning: pass archived jobs before live ones (a job archived, then
     requeued or archived twice by a crash between the two writes, appears more than once)."""
     return list({job.id: job for job in jobs}.values())
@@ -165,14 +169,21 @@ def job_history(store: Store) -> list[Job]:
     return latest_copies([*store.load_archive(), *store.load()])
 
 
+def read_history(store: Store) -> list[JobData]:
+    """:func:`job_history` for reading only: the live jobs as read-only views where the store offers them."""
+    from ..stores import read_jobs
+
+    return latest_copies([*store.load_archive(), *read_jobs(store)])
+
+
 def select_chains(
-    jobs: Iterable[Job],
+    jobs: Iterable[J],
     *,
     now: datetime,
     since: timedelta | None = None,
     client: str | None = None,
     workflow: str | None = None,
-) -> list[Job]:
+) -> list[J]:
     """The chains :func:`resolution_stats` counts: one job per id (the last copy wins), within the filters."""
     try:
         cutoff = None if since is None else now - since
@@ -188,7 +199,7 @@ def select_chains(
 
 
 def resolution_stats(
-    jobs: Iterable[Job],
+    jobs: Iterable[JobData],
     *,
     now: datetime,
     since: timedelta | None = None,
@@ -201,8 +212,8 @@ def resolution_stats(
     archived jobs before the live ones. ``since`` keeps chains detected at or after ``now - since``.
     """
     chains = select_chains(jobs, now=now, since=since, client=client, workflow=workflow)
-    per_client: defaultdict[str, list[Job]] = defaultdict(list)
-    per_status: defaultdict[str, list[Job]] = defaultdict(list)
+    per_client: defaultdict[str, list[JobData]] = defaultdict(list)
+    per_status: defaultdict[str, list[JobData]] = defaultdict(list)
     for job in chains:
         per_client[job.client_id].append(job)
         per_status[detection_status(job)].append(job)
@@ -219,7 +230,7 @@ def resolution_stats(
     )
 
 
-def detection_status(job: Job) -> str:
+def detection_status(job: JobData) -> str:
     """The status ``report`` judged when it asked for ``job``'s chain: OK, DEGRADED, ERROR, or "unknown"."""
     return job.detection.status if job.detection is not None else UNKNOWN_STATUS
 
@@ -263,7 +274,7 @@ def format_by_status(stats: ResolutionStats) -> list[str]:
     return lines
 
 
-def _summarize(chains: list[Job]) -> dict[str, Any]:
+def _summarize(chains: list[JobData]) -> dict[str, Any]:
     """The fields of :class:`ResolutionStats` that count ``chains`` as a whole."""
     by_status = Counter(job.status for job in chains)
     by_attempt = Counter(job.attempt for job in chains if job.status is JobStatus.COMPLETED)
@@ -274,7 +285,8 @@ def _summarize(chains: list[Job]) -> dict[str, Any]:
         "persistent": by_status[JobStatus.FAILED],
         "open": by_status[JobStatus.PENDING] + by_status[JobStatus.RUNNING],
         "cancelled": by_status[JobStatus.CANCELLED],
-        "delay_mean": timedelta(microseconds=statistics.mean(delays)) if delays else None,
+        # sum / len of whole numbers is statistics.mean's exact result, rounded once, without its fractions.
+        "delay_mean": timedelta(microseconds=sum(delays) / len(delays)) if delays else None,
         "delay_median": timedelta(microseconds=statistics.median(delays)) if delays else None,
         "delay_max": timedelta(microseconds=max(delays)) if delays else None,
         "misdated": tuple(
@@ -285,7 +297,7 @@ def _summarize(chains: list[Job]) -> dict[str, Any]:
     }
 
 
-def _delays(chains: Iterable[Job]) -> list[int]:
+def _delays(chains: Iterable[JobData]) -> list[int]:
     """Microseconds from detection to success of each resolved chain that records when it finished (after it began)."""
     # Whole microseconds keep the arithmetic exact; statistics would reject timedelta itself.
     return [
@@ -295,7 +307,7 @@ def _delays(chains: Iterable[Job]) -> list[int]:
     ]
 
 
-def _by_day(chains: list[Job], *, today: date) -> tuple[DayCounts, ...]:
+def _by_day(chains: list[JobData], *, today: date) -> tuple[DayCounts, ...]:
     """Counts per UTC day of detection; days without any chain are listed too, so that a chart keeps its scale."""
     if not chains:
         return ()

@@ -18,18 +18,21 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..record.backoff import Backoff
 from ..record.errors import ConfigError, InvalidInput
 from ..record.inconsistency import InconsistencyThresholds
-from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, validate_workflow_name
+from ..record.models import DEFAULT_WORKFLOW, JobStatus, validate_workflow_name
 from ..record.timeutil import format_duration
 from ..stores.base import PruneRule
 from . import declaration as declared
 from .declaration import DEFAULT_QUEUE_FILE, PER_WORKFLOW, REPORT, SETTINGS, TOP_LEVEL
 from .kinds import PLACEHOLDERS, Invalid
 from .setting import Scope, Setting, read_table
+
+if TYPE_CHECKING:
+    from ..record.views import JobData
 
 CONFIG_FILE = "retryq.toml"
 #: What the top level accepts: its own settings, and the defaults of every workflow.
@@ -114,7 +117,7 @@ class Config:
         (for jobs of a workflow removed from the configuration since)."""
         return self.workflows.get(name) or self.workflow()
 
-    def attempts_limit(self, job: Job) -> int:
+    def attempts_limit(self, job: JobData) -> int:
         """How many attempts ``job`` has: its own limit, else its workflow's (files of the original scripts)."""
         return job.max_attempts if job.max_attempts is not None else self.settings_of(job.workflow).max_attempts
 

@@ -22,6 +22,7 @@ from .base import (
     StateDoc,
     Store,
     Tally,
+    read_jobs,
     store_time,
 )
 from .document import DocumentStore
@@ -51,5 +52,6 @@ __all__ = [
     "display_address",
     "known_schemes",
     "open_store",
+    "read_jobs",
     "store_time",
 ]

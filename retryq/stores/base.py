@@ -27,6 +27,7 @@ __all__ = [
     "StateDoc",
     "Store",
     "Tally",
+    "read_jobs",
     "store_time",
 ]
 
@@ -35,11 +36,14 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..record import rules
 from ..record.errors import InvalidInput
 from ..record.models import Job, JobStatus, Owner, parse_statuses
+
+if TYPE_CHECKING:
+    from ..record.views import JobData
 
 #: A change to one job: return the new job, the same job (no change), or None to remove it.
 Mutation = Callable[[Job], "Job | None"]
@@ -142,7 +146,7 @@ class JobFilter:
         """Whether every job matches (no field is set)."""
         return self == _EVERYTHING
 
-    def matches(self, job: Job) -> bool:
+    def matches(self, job: JobData) -> bool:
         return (
             (self.statuses is None or job.status in self.statuses)
             and (self.workflow is None or job.workflow == self.workflow)
@@ -400,3 +404,16 @@ def store_time(store: Store, host_now: datetime) -> tuple[datetime, timedelta]:
     if server is None:
         return host_now, timedelta(0)
     return server, host_now - server
+
+
+def read_jobs(store: Store, query: JobFilter | None = None) -> Sequence[JobData]:
+    """The jobs ``query`` matches, for reading only: read-only views where the store offers them, else its jobs.
+
+    A store may offer ``load_views(query)``: every job as a :class:`~retryq.record.views.JobView`,
+    without a model per job, or None when it cannot vouch for them (a record that is not a valid
+    job, which :meth:`Store.load` and :meth:`Store.invalid` then read precisely). The JSON file
+    store does: it is what lets `list`, `stats` and `doctor` read a large file quickly.
+    """
+    fast = getattr(store, "load_views", None)
+    views = fast(query) if fast is not None else None
+    return store.load(query) if views is None else views

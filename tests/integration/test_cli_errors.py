@@ -214,12 +214,12 @@ def test_a_config_typo_is_caught(cli: CliRunner) -> None:
 
 
 def test_an_unexpected_error_is_one_line_too(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    from retryq import queue as queue_module
+    from retryq import JsonFileStore
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    monkeypatch.setattr(JsonFileStore, "_read_bytes", broken)  # whichever way a command reads the queue
     result = invoke(cli, "list")
     assert result.exit_code == 70
     assert result.stderr == "retryq: error: internal error: RuntimeError: boom (set RETRYQ_DEBUG=1 for a traceback)\n"
@@ -253,24 +253,24 @@ def test_a_record_with_text_utf8_cannot_hold_is_kept_named_and_stops_no_other_jo
 
 @pytest.mark.parametrize("value", ["0", "false", "no", "off", ""])
 def test_retryq_debug_off_keeps_the_one_line(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    from retryq import queue as queue_module
+    from retryq import JsonFileStore
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    monkeypatch.setattr(JsonFileStore, "_read_bytes", broken)  # whichever way a command reads the queue
     result = invoke(cli, "list", env={"RETRYQ_DEBUG": value})
     assert (result.exit_code, result.stderr.count("\n")) == (70, 1)
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES"])
 def test_retryq_debug_on_shows_the_traceback(cli: CliRunner, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    from retryq import queue as queue_module
+    from retryq import JsonFileStore
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(queue_module.RetryQueue, "jobs", broken)
+    monkeypatch.setattr(JsonFileStore, "_read_bytes", broken)  # whichever way a command reads the queue
     with pytest.raises(RuntimeError, match="boom"):
         invoke(cli, "list", env={"RETRYQ_DEBUG": value})
 

@@ -117,20 +117,25 @@ def test_short_commands_run_without_the_cycle_collector_and_runs_with_it(
     from retryq import JsonFileStore
 
     seen: list[tuple[str, bool]] = []
-    real_load = JsonFileStore.load
+    real_load, real_views = JsonFileStore.load, JsonFileStore.load_views
 
     def load(self: JsonFileStore, query=None):  # type: ignore[no-untyped-def]
         seen.append((sys._getframe(1).f_code.co_name, gc.isenabled()))
         return real_load(self, query)
 
+    def load_views(self: JsonFileStore, query=None):  # type: ignore[no-untyped-def]
+        seen.append(("read_jobs", gc.isenabled()))  # how `list` reads the queue
+        return real_views(self, query)
+
     monkeypatch.setattr(JsonFileStore, "load", load)
+    monkeypatch.setattr(JsonFileStore, "load_views", load_views)
     env = {"RETRYQ_COMMAND": "true"}
     invoke(cli, "schedule", "balthazar", "2025-12-19", "0", env=env)
     assert invoke(cli, "list", env=env).exit_code == 0
     assert invoke(cli, "process", env=env).exit_code == 0
     assert gc.isenabled()  # given back after each command
-    listed = [enabled for caller, enabled in seen if caller == "select"]
-    processed = [enabled for caller, enabled in seen if caller != "select"]
+    listed = [enabled for caller, enabled in seen if caller == "read_jobs"]
+    processed = [enabled for caller, enabled in seen if caller != "read_jobs"]
     assert listed == [False]
     assert processed
     assert all(processed)

@@ -186,3 +186,17 @@ def test_a_command_on_crons_path_or_the_workflows_own_path_is_ok(cli: CliRunner,
         f"ok: workflow ftp: {bin_dir}/boamp-fetch (from retryq.toml [workflows.ftp].command; on the workflow's own "
         f"PATH={bin_dir})" in lines
     )
+
+
+def test_a_queue_file_grown_past_the_measured_size_is_warned_about(
+    cli: CliRunner, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retryq.reporting import doctor
+
+    invoke(cli, "schedule", "balthazar", "2025-12-19", env=env)
+    assert "each change of the file" not in invoke(cli, "doctor", env=env).stdout
+    monkeypatch.setattr(doctor, "SLOW_DOCUMENT_BYTES", QUEUE.stat().st_size - 1)
+    result = invoke(cli, "doctor", env=env)
+    assert result.exit_code == 0, result.stdout  # a warning: nothing is broken yet
+    [line] = [line for line in result.stdout.splitlines() if "each change of the file" in line]
+    assert line.startswith("warning: queue: .retry-queue.json holds 0.0 MB (1 job); past about 0 MB")

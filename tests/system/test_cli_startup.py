@@ -84,6 +84,53 @@ def test_schedule_builds_only_the_record_it_writes(tmp_path: Path) -> None:
     assert "tomllib" not in found["modules"]  # no configuration file here
 
 
+def test_schedule_does_not_load_the_fast_reading_path(tmp_path: Path) -> None:
+    # A short queue is checked by the models, which schedule builds anyway: the views' module would cost more.
+    assert "retryq.record.views" not in probe(tmp_path, *SCHEDULE)["modules"]
+
+
+@pytest.mark.parametrize("command", ["list", "stats", "doctor"])
+def test_reading_commands_take_the_fast_path_and_build_no_model_but_the_jobs_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from retryq.record.models import Job
+
+    monkeypatch.setenv("RETRYQ_COMMAND", "true")  # doctor exits 1 without a workflow command
+    jobs = [Job.model_validate(record).to_json_line() for record in _records(600)]  # past FAST_CHECK_BYTES
+    (tmp_path / ".retry-queue.json").write_text("[\n" + ",\n".join(jobs) + "\n]\n")
+    found = probe(tmp_path, command)
+    assert "retryq.record.views" in found["modules"]
+    # Job's schema is what the views' validator is derived from; no Attempt, Owner or Detection is built.
+    assert found["built"] == ["retryq.record.models.Job"]
+
+
+def _records(count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "clientId": f"client{number}",
+            "date": "2025-12-19",
+            "scheduledAt": "2025-12-19T10:00:00.000Z",
+            "executeAt": "2025-12-19T11:00:00.000Z",
+            "delayMinutes": 60,
+            "status": "completed",
+            "id": f"{number:016x}",
+            "attempt": 1,
+            "finishedAt": "2025-12-19T11:00:02.000Z",
+            "lastError": "x" * 900,
+            "history": [
+                {
+                    "attempt": 1,
+                    "startedAt": "2025-12-19T11:00:00.000Z",
+                    "finishedAt": "2025-12-19T11:00:02.000Z",
+                    "outcome": "succeeded",
+                    "exitCode": 0,
+                }
+            ],
+        }
+        for number in range(count)
+    ]
+
+
 def test_help_imports_no_command_and_no_pydantic_model(tmp_path: Path) -> None:
     found = probe(tmp_path, "--help")
     assert command_modules(found["modules"]) == set()

@@ -175,3 +175,13 @@ def test_a_tz_that_names_a_zone_is_used_without_a_word(monkeypatch: pytest.Monke
     assert label == f"TZ={name}"
     assert zone.utcoffset(datetime(2025, 7, 1)) is not None
     assert notes == []
+
+
+def test_format_utc_spells_utc_alike_whatever_object_holds_the_zone() -> None:
+    from pydantic_core import TzInfo
+
+    moment = datetime(2025, 12, 19, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    assert format_utc(moment) == "2025-12-19T10:00:00.123Z"
+    assert format_utc(moment.replace(tzinfo=TzInfo(0))) == "2025-12-19T10:00:00.123Z"  # as read from a file
+    assert format_utc(moment.astimezone(timezone(timedelta(hours=2)))) == "2025-12-19T10:00:00.123Z"
+    assert format_utc(moment.replace(microsecond=123456)) == "2025-12-19T10:00:00.123Z"

@@ -7,6 +7,7 @@ __all__ = ["all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
 
 import gc
 import json
+import sys
 from json.scanner import make_scanner
 from typing import Any
 
@@ -15,6 +16,11 @@ from pydantic import ValidationError
 from ...record.errors import QueueCorrupt
 from ...record.models import Job, job_list
 from ..document import _Entry
+
+#: From this size on, a file is first checked by the fast path. Below it, a command spends more
+#: importing and building the fast path than validating models: measured, 400 jobs (261 KiB) take
+#: 10.6 ms by the models and 17.1 ms by the fast path with its import; 800 jobs, 24.6 and 20.5 ms.
+FAST_CHECK_BYTES = 512 * 1024
 
 _SCANNER = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed mistypes its argument
 
@@ -105,7 +111,8 @@ def every_job_of(raw: bytes) -> list[Job]:
 
 
 def all_jobs_valid(raw: bytes, *, slice_of: int = 500) -> bool:
-    """Whether every record of a queue file is a valid job, validated ``slice_of`` records at a time.
+    """Whether every record of a queue file is a valid job, validated ``slice_of`` records at a time
+    (by the fast path of :mod:`retryq.record.views`, and by the models where it cannot vouch).
 
     What `process` checks at each start: each slice's jobs are dropped before the next is read, so
     the check holds a few hundred models and a few hundred lines' bytes, never one per job. A file
@@ -113,8 +120,9 @@ def all_jobs_valid(raw: bytes, *, slice_of: int = 500) -> bool:
     pretty-printed object spans lines), which then fails here and is read record by record, as
     any invalid file is.
     """
+    fast = len(raw) >= FAST_CHECK_BYTES or "retryq.record.views" in sys.modules  # then it costs next to nothing
     if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
-        return _valid(raw)
+        return _valid(raw, fast)
     view = memoryview(raw)
     start, body_end = 2, len(raw) - 3  # raw[start:body_end]: the records, one per line
     while start <= body_end:
@@ -126,13 +134,18 @@ def all_jobs_valid(raw: bytes, *, slice_of: int = 500) -> bool:
                 break
         # Every line but the file's last ends with the comma that separates it from the next.
         end = stop - 1 if stop > start and raw[stop - 1] == 0x2C else stop
-        if not _valid(b"".join((b"[", view[start:end], b"]"))):
+        if not _valid(b"".join((b"[", view[start:end], b"]")), fast):
             return False
         start = stop + 1
     return True
 
 
-def _valid(raw: bytes) -> bool:
+def _valid(raw: bytes, fast: bool) -> bool:
+    if fast:
+        from ...record.views import views_of
+
+        if views_of(raw) is not None:
+            return True  # what the fast path accepts, the models do: no model per job
     try:
         every_job_of(raw)
     except ValidationError:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
@@ -34,6 +35,9 @@ from ..base import Finding, InvalidJob, JobFilter, StateDoc
 from ..document import DocumentStore, R, Transaction, _Entry, _Write
 from .layout import all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
+
+if TYPE_CHECKING:
+    from ...record.views import JobView
 
 log = logging.getLogger("retryq")
 
@@ -100,6 +104,23 @@ class JsonFileStore(DocumentStore):
             return super().load(query)  # record by record: only the records whose scanned fields match are validated
         jobs = self._every_job()
         return super().load() if jobs is None else jobs
+
+    def load_views(self, query: JobFilter | None = None) -> list[JobView] | None:
+        """Every job ``query`` matches as a read-only view, validated in one pass over the bytes without a
+        model per job (see :mod:`retryq.record.views`); None when that pass cannot vouch for every
+        record: read through :meth:`load` then, which says what is wrong."""
+        from ...record.views import views_of  # only the commands that read a whole queue build its validator
+
+        raw = self._read_bytes()
+        if raw is None:
+            return []
+        if self._verdict is not None and self._verdict[0] is raw and not self._verdict[1]:
+            return None
+        views = views_of(raw)
+        if views is None:
+            return None
+        self._verdict = (raw, True)  # what the views accept, the models do (invalid() has nothing to say)
+        return views if query is None or query.selects_all else [view for view in views if query.matches(view)]
 
     def invalid(self) -> list[InvalidJob]:
         raw = self._read_bytes()
@@ -178,6 +199,14 @@ class JsonFileStore(DocumentStore):
     @property
     def _archives(self) -> bool:
         return self.archive_path is not None
+
+    @property
+    def document_bytes(self) -> int | None:
+        """The size of the file each change reads and rewrites whole (None before the first schedule)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return None
 
     @property
     def file_mode(self) -> int:
