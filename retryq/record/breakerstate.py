@@ -101,6 +101,23 @@ class Incident:
     def next_probe(self, settings: BreakerSettings) -> datetime:
         return (self.last_probe_at or self.opened_at) + settings.probe_every
 
+    def to_json_dict(self, held: int | None = None) -> dict[str, Any]:
+        """The incident as ``retryq incidents --json`` and the on_incident hook show it (``held``: the jobs it
+        holds now, for an open one; else the most it held at once)."""
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "openedAt": _time(self.opened_at),
+            "closedAt": _time(self.closed_at),
+            "closedBy": self.closed_by,
+            "failures": self.failures,
+            "heldJobs": self.held if held is None else held,
+            "probes": self.probes,
+            "lastProbeAt": _time(self.last_probe_at),
+            "seen": dict(self.seen),
+            "givenBack": self.given_back,
+        }
+
 
 @dataclass(frozen=True)
 class Pause:
