@@ -176,10 +176,13 @@ def _summary(report: ProcessReport) -> str:
     if report.next_due is not None:
         waiting += f", next due {format_utc(report.next_due)}"
     invalid = f"; invalid {len(report.invalid)}" if report.invalid else ""
+    held = ""  # upstream incidents and pauses (docs/incidents.md)
+    if report.held or report.given_back:
+        held = f"; held {sum(report.held.values())}, attempts not counted {report.given_back}"
     return (
         f"summary: processed {report.processed} (succeeded {report.succeeded}, rescheduled {report.retrying}, "
         f"failed {report.failed}); recovered {report.recovered}, given back {report.released}, "
-        f"pruned {report.pruned}; {waiting}{invalid}"
+        f"pruned {report.pruned}; {waiting}{held}{invalid}"
     )
 
 

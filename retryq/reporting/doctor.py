@@ -6,6 +6,7 @@ __all__ = ["CRON_PATH", "Finding", "diagnose"]
 
 import os
 from collections import Counter
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from ..record.errors import ConfigError, RetryqError
@@ -17,6 +18,7 @@ from ..running import platform
 from ..running.commands import resolve_command
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Finding, Store, store_time
+from . import incidents
 
 #: The PATH cron gives its jobs unless the crontab sets one (Debian's and most others' cron).
 CRON_PATH = "/usr/bin:/bin"
@@ -51,7 +53,8 @@ def diagnose(
             )
         )
     findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
-    findings += _jobs(config, jobs, now=now, overdue=overdue)
+    findings += _jobs(config, jobs, now=now, overdue=overdue, held=incidents.held_workflows(store, now))
+    findings += incidents.findings(store, config, now=now)  # upstream incidents and pauses
     return findings
 
 
@@ -128,7 +131,10 @@ def _queue_summary(store: Store, jobs: list[Job]) -> Finding:
     return Finding("ok", f"queue: {store.location}: {plural(len(jobs), 'job')} ({detail})")
 
 
-def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta) -> list[Finding]:
+def _jobs(
+    config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta, held: Collection[str] = ()
+) -> list[Finding]:
+    """``held``: workflows an upstream incident or a pause holds: their jobs wait on purpose, not for cron."""
     findings = []
     for job in jobs:
         if job.status is not JobStatus.RUNNING:
@@ -145,10 +151,8 @@ def _jobs(config: Config, jobs: list[Job], *, now: datetime, overdue: timedelta)
                     "the next `retryq process` recovers it: is cron running?",
                 )
             )
-    late = sorted(
-        (job for job in jobs if job.status is JobStatus.PENDING and now - job.execute_at > overdue),
-        key=lambda job: job.execute_at,
-    )
+    waiting = (job for job in jobs if job.status is JobStatus.PENDING and job.workflow not in held)
+    late = sorted((job for job in waiting if now - job.execute_at > overdue), key=lambda job: job.execute_at)
     if late:
         oldest = late[0]
         findings.append(

@@ -6,24 +6,30 @@ from __future__ import annotations
 __all__ = [
     "IncidentStats",
     "Reading",
+    "findings",
+    "held_gauges",
     "held_jobs",
+    "held_workflows",
     "incident_stats",
     "incidents",
+    "pause_json",
     "read_states",
+    "upstream_stats",
 ]
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..record.breakerstate import STATE_PREFIX, Incident, Pause, WorkflowState
+from ..record.errors import RetryqError
 from ..record.models import Job, JobStatus
 from ..record.text import plural
 from ..record.timeutil import format_utc
 from ..settings.config import Config
-from ..stores import JobFilter, Store
+from ..stores import Finding, JobFilter, Store
 
 log = logging.getLogger("retryq")
 
@@ -76,6 +82,67 @@ def incidents(store: Store, config: Config, *, now: datetime, closed: bool = Fal
     return sorted(found, key=lambda each: (each.opened_at, each.workflow))
 
 
+def held_gauges(store: Store, now: datetime) -> dict[str, tuple[int, int, int]]:
+    """For each workflow that is held: whether an incident is open (0 or 1), whether it is paused, and its due
+    jobs, for the metrics; none when the state cannot be read."""
+    try:
+        reading = read_states(store)
+    except RetryqError:
+        return {}
+    holders = reading.holders(now)
+    counts = held_jobs(store, holders, now)
+    gauges = {}
+    for name in holders:
+        state = reading.states[name]
+        paused = state.pause is not None and state.pause.holds(now)
+        gauges[name] = (int(state.incident is not None), int(paused), counts[name])
+    return gauges
+
+
+def held_workflows(store: Store, now: datetime) -> set[str]:
+    """The workflows held at ``now`` (an open incident, a pause); none when the state cannot be read."""
+    try:
+        return set(read_states(store).holders(now))
+    except RetryqError:
+        return set()
+
+
+def findings(store: Store, config: Config, *, now: datetime) -> list[Finding]:
+    """What ``doctor`` says of incidents and pauses: each held workflow (a warning: its retries wait), and
+    each state document it cannot read (a problem). A state file that cannot be read is the store's to name."""
+    try:
+        reading = read_states(store)
+    except RetryqError:
+        return []
+    found = [
+        Finding("problem", f"state document {key}: {why}; `retryq resume` its workflow starts it afresh")
+        for key, why in reading.unreadable.items()
+    ]
+    holders = reading.holders(now)
+    counts = held_jobs(store, holders, now)
+    for name, holder in sorted(holders.items()):
+        jobs = plural(counts.get(name, 0), "job")
+        if isinstance(holder, Pause):
+            found.append(
+                Finding(
+                    "warning",
+                    f"workflow {name} is paused {describe_pause(holder)}: {jobs} due wait; `retryq resume {name}`",
+                )
+            )
+            continue
+        settings = config.settings_of(name).breaker
+        probe = f", next probe {format_utc(holder.next_probe(settings))}" if settings is not None else ""
+        found.append(
+            Finding(
+                "warning",
+                f"workflow {name}: upstream incident {holder.id} open since {format_utc(holder.opened_at)} "
+                f"({jobs} held, {plural(holder.given_back, 'attempt')} given back{probe}); "
+                f"`retryq resume {name}` once the upstream is back",
+            )
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class IncidentStats:
     """What ``stats`` says of incidents: how many, the open ones, the jobs they and pauses hold, the attempts
@@ -83,6 +150,7 @@ class IncidentStats:
 
     incidents: int
     open: tuple[Incident, ...]
+    closed: tuple[Incident, ...]  # those kept (a workflow keeps its last 20), in the order they opened
     paused: Mapping[str, Pause]
     held: int
     given_back: int
@@ -92,13 +160,17 @@ class IncidentStats:
         return {
             "count": self.incidents,
             "open": [each.to_json_dict() for each in self.open],
-            "paused": {name: _pause_json(pause) for name, pause in self.paused.items()},
+            "closed": [each.to_json_dict() for each in self.closed],
+            "paused": {name: pause_json(pause) for name, pause in self.paused.items()},
             "jobsHeld": self.held,
             "attemptsGivenBack": self.given_back,
             "chainsOverlapped": self.overlapped,
         }
 
     def lines(self) -> list[str]:
+        """Lines for ``stats``: none at all where no incident, pause or attempt given back was ever seen."""
+        if not (self.incidents or self.paused or self.given_back):
+            return []
         lines = [
             f"upstream incidents: {self.incidents} ({len(self.open)} open); attempts given back: {self.given_back}; "
             f"chains that overlapped one: {self.overlapped}"
@@ -130,11 +202,34 @@ def incident_stats(
     return IncidentStats(
         incidents=len(every),
         open=opened,
+        closed=tuple(sorted((each for each in every if each.closed_at is not None), key=lambda each: each.opened_at)),
         paused=paused,
         held=sum(count for name, count in held.items() if name in {*paused, *(each.workflow for each in opened)}),
         given_back=sum(1 for job in chains for entry in job.history if entry.incident is not None),
         overlapped=overlapped,
     )
+
+
+def upstream_stats(
+    store: Store,
+    jobs: Sequence[Job],
+    *,
+    now: datetime,
+    since: timedelta | None = None,
+    client: str | None = None,
+    workflow: str | None = None,
+) -> IncidentStats:
+    """:func:`incident_stats` of the store, against the chains of ``jobs`` the filters keep (as ``stats`` counts
+    them); nothing when the state cannot be read (``doctor`` says why)."""
+    from .stats import select_chains
+
+    try:
+        reading = read_states(store)
+    except RetryqError:
+        reading = Reading()
+    chains = select_chains(jobs, now=now, since=since, client=client, workflow=workflow)
+    held = held_jobs(store, reading.holders(now), now)
+    return incident_stats(reading, chains, held, now=now, workflow=workflow)
 
 
 def describe_pause(pause: Pause) -> str:
@@ -144,7 +239,8 @@ def describe_pause(pause: Pause) -> str:
     return f"{until} (since {format_utc(pause.since)}{'; ' + who if who else ''})"
 
 
-def _pause_json(pause: Pause) -> dict[str, Any]:
+def pause_json(pause: Pause) -> dict[str, Any]:
+    """A pause as JSON shows it."""
     return {
         "since": format_utc(pause.since),
         "until": None if pause.until is None else format_utc(pause.until),
