@@ -22,9 +22,9 @@ STATE = Path(".retry-queue.json.state.json")
 def configured(workflow: FakeWorkflow, tmp_path: Path) -> FakeWorkflow:
     """A default workflow with a breaker that opens at 2 failures, an on_incident hook that records each call,
     and a second workflow (ftp) without one."""
+    log = tmp_path / "hook.log"
     hook = write_script(
-        tmp_path / "hook.sh",
-        f'printf "%s %s " "$1" "$RETRYQ_INCIDENT_EVENT" >> {tmp_path}/hook.log\ncat >> {tmp_path}/hook.log\necho >> {tmp_path}/hook.log\n',
+        tmp_path / "hook.sh", f'printf "%s %s " "$1" "$RETRYQ_INCIDENT_EVENT" >> {log}\ncat >> {log}\necho >> {log}\n'
     )
     Path("retryq.toml").write_text(
         "[breaker]\nfailures = 2\n"
