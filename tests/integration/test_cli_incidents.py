@@ -214,3 +214,17 @@ def test_a_quoted_command_in_the_hook_never_reaches_a_shell(tmp_path: Path) -> N
         incident, "opened", (str(script), "{incident}", "{workflow}"), timeout=timedelta(seconds=30)
     )
     assert out.read_text() == "x; rm -rf /|default|"
+
+
+def test_a_missing_state_file_starts_afresh_and_loses_no_job(cli: CliRunner, configured: FakeWorkflow) -> None:
+    configured.exits(75, 75)
+    schedule(cli, "a", "b", "c")
+    invoke(cli, "process")
+    assert len(json.loads(invoke(cli, "incidents", "--json").stdout)["incidents"]) == 1
+    STATE.unlink()  # lost (a restore from a backup that forgot it): no incident is open any more
+    assert json.loads(invoke(cli, "incidents", "--json").stdout) == {"incidents": [], "paused": {}}
+    result = invoke(cli, "process")
+    assert result.exit_code == 0
+    assert "succeeded 3" in result.stdout
+    jobs = json.loads(invoke(cli, "list", "--json").stdout)
+    assert {(job["status"], job["attempt"]) for job in jobs} == {("completed", 1)}  # the given back stay given back

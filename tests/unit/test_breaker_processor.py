@@ -310,3 +310,44 @@ def test_scenario_3_with_a_breaker_one_incident_no_attempt_burnt_all_done_when_t
     assert (result.failed, result.on_failure, result.completed) == (0, 0, 20)
     # The 13:30 probe succeeds, and the same run runs the 19 others.
     assert result.first_success == result.completed_by == OUTAGE[1]
+
+
+def test_a_probe_whose_host_died_is_recovered_after_its_lease_and_given_back(notified: list[str]) -> None:
+    from retryq.record.breakerstate import Incident, Probe
+    from retryq.record.models import Owner
+    from retryq.stores import Plan, PlanResult
+
+    store = MemoryStore()
+    schedule(store, config(), 3)
+    [probe, *_] = store.load()
+    lease_end = ELEVEN + timedelta(minutes=6)
+    running = probe.model_copy(
+        update={
+            "status": JobStatus.RUNNING,
+            "owner": Owner(host="another-host", pid=99),
+            "run_id": "lost-run",
+            "started_at": ELEVEN,
+            "lease_until": lease_end,
+            "max_attempts": 3,
+        }
+    )
+    store.update({probe.id: lambda job: running})
+    marker = Probe(ELEVEN, lease_end, "ticket", job=probe.id, previous=None)
+    incident = Incident("default-1", "default", T0, 5, {"exit 75": 5}, probes=1, last_probe_at=ELEVEN, probe=marker)
+    doc = WorkflowState(incident=incident).to_doc()
+    store.update({}, plan=Plan([state_key("default")], lambda docs, now, jobs: PlanResult({state_key("default"): doc})))
+    cron = Cron(store, config(), down=lambda client, now: True)
+    assert cron.tick(lease_end).recovered == 0  # its lease covers the run (and lease_grace): it may still run
+    report = cron.tick(lease_end + timedelta(minutes=2))
+    assert (report.recovered, report.processed, report.failed) == (1, 0, 0)
+    [recovered] = [job for job in store.load() if job.id == probe.id]
+    assert (recovered.status, recovered.attempt) == (JobStatus.PENDING, 1)
+    assert (recovered.history[-1].outcome.value, recovered.history[-1].incident) == ("interrupted", "default-1")
+    state = cron.state()
+    assert state.incident is not None
+    assert (state.incident.probe, state.incident.given_back, state.incident.seen) == (
+        None,
+        1,
+        {"exit 75": 5, "interrupted": 1},
+    )
+    assert notified == []
