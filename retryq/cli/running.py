@@ -21,6 +21,8 @@ from ._options import NO_OVERRIDES, Overrides, overriding, setting_option
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..queue import RetryQueue
     from ..running.summary import ProcessReport
 
@@ -203,7 +205,11 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
     now = utcnow()
     due = queue.due(now + queue.config.due_window)
     typer.echo(f"dry run: {plural(len(due), 'job')} due in {queue.store.location}")
+    holders = _holders(queue, now)
     for job in due:
+        if job.workflow in holders:  # an upstream incident or a pause holds it (docs/incidents.md)
+            typer.echo(f"  would hold {job.id[:8]} {job.label}: {holders[job.workflow]}")
+            continue
         settings = queue.config.workflows.get(job.workflow)
         if settings is None or not settings.command:
             command = "(workflow not configured: left pending)"
@@ -218,3 +224,20 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
         typer.echo(f"dry run: {plural(len(pruned), 'finished job')} would be pruned")
         for job in pruned:
             typer.echo(f"  would prune {job.id[:8]} {job.label} ({job.status.value})")
+
+
+def _holders(queue: RetryQueue, now: datetime) -> dict[str, str]:
+    """Why each held workflow is held (an open incident, with a probe now and then, or a pause)."""
+    from ..record.breakerstate import Pause
+    from ..record.errors import RetryqError
+    from ..reporting.incidents import read_states
+
+    try:
+        holders = read_states(queue.store).holders(now)
+    except RetryqError as error:
+        warn(f"{error}")
+        return {}
+    return {
+        name: "paused" if isinstance(holder, Pause) else f"incident {holder.id} (one may run as its probe)"
+        for name, holder in holders.items()
+    }

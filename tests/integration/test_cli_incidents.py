@@ -228,3 +228,13 @@ def test_a_missing_state_file_starts_afresh_and_loses_no_job(cli: CliRunner, con
     assert "succeeded 3" in result.stdout
     jobs = json.loads(invoke(cli, "list", "--json").stdout)
     assert {(job["status"], job["attempt"]) for job in jobs} == {("completed", 1)}  # the given back stay given back
+
+
+def test_a_dry_run_says_which_jobs_it_would_hold_and_why(cli: CliRunner, configured: FakeWorkflow) -> None:
+    schedule(cli, "a")
+    schedule(cli, "b", workflow="ftp")
+    invoke(cli, "pause", "ftp")
+    lines = invoke(cli, "process", "--dry-run").stdout.splitlines()
+    assert any(re.fullmatch(r"  would run \S+ a 2025-12-19 #1: .*workflow\.sh a 2025-12-19", line) for line in lines)
+    assert any(re.fullmatch(r"  would hold \S+ ftp:b 2025-12-19 #1: paused", line) for line in lines)
+    assert configured.calls() == []
