@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..record import incidents as rules
 from ..record.breakerstate import Incident, Pause, WorkflowState, state_key
+from ..record.errors import RetryqError
 from ..record.models import Job, JobStatus, Outcome
 from ..record.text import plural
 from ..record.timeutil import format_duration, format_utc
@@ -198,7 +199,10 @@ class Breaker:
                 log.info("probe: incident %s still open?", self._incident_id(step, job.workflow), extra={"job": job})
         unused = [name for name in self._probing(step) if name not in probes]
         if probes or unused:
-            self._note_probes(probes, unused, step.ticket)
+            try:
+                self._note_probes(probes, unused, step.ticket)
+            except RetryqError as error:  # the claims are written: their runs start all the same
+                log.warning("the probe could not be noted (%s); it is forgotten once its lease is over", error)
         if step.claiming:
             self.held = {name: step.states[name] for name, room in step.slots.items() if room == 0}
 
@@ -241,6 +245,14 @@ class Breaker:
 
     def conclude(self, report: ProcessReport) -> None:
         """The run is over: one line for what it held and why; wait for the hooks it started."""
+        try:
+            self._say_held(report)
+        except RetryqError as error:  # the run is done: what it held is only told
+            log.warning("could not count the jobs held: %s", error)
+        self.failure_hooks.wait()
+        self.incident_hooks.wait()
+
+    def _say_held(self, report: ProcessReport) -> None:
         now = self.clock()
         held = {}
         for name in self.held:
@@ -252,8 +264,6 @@ class Breaker:
             counted = {name: count for name, count in held.items() if isinstance(self.held[name].incident, Incident)}
             if counted:
                 self._note_held(counted)
-        self.failure_hooks.wait()
-        self.incident_hooks.wait()
 
     # -- the parts -------------------------------------------------------------------------------------
 

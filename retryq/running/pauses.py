@@ -17,10 +17,10 @@ from datetime import datetime
 
 from ..record import incidents as rules
 from ..record.breakerstate import Incident, Pause, WorkflowState, state_key
-from ..record.errors import InvalidInput
+from ..record.errors import InvalidInput, RetryqError
 from ..record.models import Job
 from ..record.text import storable
-from ..record.timeutil import format_utc
+from ..record.timeutil import format_utc, to_utc
 from ..settings.config import Config
 from ..stores import Plan, PlanResult, StateDoc, Store
 from .incident_hooks import IncidentHooks
@@ -43,6 +43,9 @@ def pause(
 ) -> Pause:
     """Hold ``workflow``'s jobs on every host until ``until`` (None: until resumed); a new pause replaces one."""
     name = config.workflow(workflow).name
+    if until is not None and until.tzinfo is None:
+        raise InvalidInput("`until` must carry a time zone")
+    until = None if until is None else to_utc(until)
     if until is not None and until <= now:
         raise InvalidInput(f"a pause must end after now ({format_utc(now)}), not at {format_utc(until)}")
     if reason is not None:
@@ -69,12 +72,16 @@ def report_error(store: Store, config: Config, workflow: str, job: str, *, now: 
     settings = config.settings_of(workflow)
     if settings.breaker is None:
         return None
-    verdict = _change(
-        store,
-        config,
-        workflow,
-        lambda state: rules.reported_error(state, job, settings.breaker, workflow=workflow, now=now),
-    )
+    try:
+        verdict = _change(
+            store,
+            config,
+            workflow,
+            lambda state: rules.reported_error(state, job, settings.breaker, workflow=workflow, now=now),
+        )
+    except RetryqError as error:  # the retry is scheduled: the breaker's count is what is lost
+        log.warning("%s; this ERROR is not counted toward an upstream incident", error)
+        return None
     return next((event.incident for event in verdict.events if isinstance(event, rules.Opened)), None)
 
 

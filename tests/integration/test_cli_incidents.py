@@ -238,3 +238,19 @@ def test_a_dry_run_says_which_jobs_it_would_hold_and_why(cli: CliRunner, configu
     assert any(re.fullmatch(r"  would run \S+ a 2025-12-19 #1: .*workflow\.sh a 2025-12-19", line) for line in lines)
     assert any(re.fullmatch(r"  would hold \S+ ftp:b 2025-12-19 #1: paused", line) for line in lines)
     assert configured.calls() == []
+
+
+def test_reports_of_error_from_fetchers_open_an_incident_before_any_retry_runs(
+    cli: CliRunner, configured: FakeWorkflow, tmp_path: Path
+) -> None:
+    """The seed's scenario 3 as fetchers see it: the API answers with 50 of 650 notices for every client."""
+    for client in ("a", "b"):
+        result = invoke(cli, "report", client, "2025-12-19", "--total", "650", "--fetched", "600", "--delay", "0")
+        assert result.exit_code == 3  # ERROR, as before: the fetcher fails fast
+    [incident] = json.loads(invoke(cli, "incidents", "--json").stdout)["incidents"]
+    assert (incident["failures"], incident["seen"], incident["givenBack"]) == (2, {"report ERROR": 2}, 0)
+    assert [(each[1], each[0]) for each in hook_calls(tmp_path)] == [("opened", incident["id"])]
+    assert "held: workflow default, incident" in invoke(cli, "process").stdout
+    assert configured.calls() == []  # the retries wait for the upstream: no attempt spent
+    invoke(cli, "report", "c", "2025-12-19", "--total", "650", "--fetched", "648", "--delay", "0")  # DEGRADED
+    assert json.loads(invoke(cli, "incidents", "--json").stdout)["incidents"][0]["failures"] == 2
