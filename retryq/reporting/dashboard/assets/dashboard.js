@@ -181,11 +181,14 @@
     var canvas = document.getElementById("chart-incidents");
     var end = canvas ? Date.parse(canvas.getAttribute("data-now")) : Date.now();
     var workflows = [];
+    var start = end;
     upstream.closed.concat(upstream.open).forEach(function (each) {
       if (workflows.indexOf(each.workflow) < 0) {
         workflows.push(each.workflow);
       }
+      start = Math.min(start, Date.parse(each.openedAt));
     });
+    var margin = Math.max((end - start) / 20, 60000);  // a little room on each side, a minute at least
     function bars(list) {
       return list.map(function (each) {
         var closed = each.closedAt === null ? end : Date.parse(each.closedAt);
@@ -211,7 +214,8 @@
           } } }
         },
         scales: {
-          x: { type: "linear", ticks: { maxRotation: 0, autoSkipPadding: 16, callback: function (value) { return stamp(value); } },
+          x: { type: "linear", beginAtZero: false, min: start - margin, max: end + margin,
+            ticks: { maxRotation: 0, autoSkipPadding: 16, callback: function (value) { return stamp(value); } },
             title: { display: true, text: "UTC" } },
           y: { grid: { display: false } }
         }
