@@ -23,6 +23,9 @@ from .record.backoff import exponential as exponential
 from .record.backoff import fixed as fixed
 from .record.backoff import jitter as jitter
 from .record.backoff import linear as linear
+from .record.breakerstate import BreakerSettings as BreakerSettings
+from .record.breakerstate import Incident as Incident
+from .record.breakerstate import Pause as Pause
 from .record.errors import ConfigError as ConfigError
 from .record.errors import InvalidInput as InvalidInput
 from .record.errors import JobNotFound as JobNotFound

@@ -20,6 +20,7 @@ from .settings.config import Config, load_config
 from .stores import JobFilter, Store, open_store
 
 if TYPE_CHECKING:
+    from .record.breakerstate import Incident, Pause
     from .record.inconsistency import Assessment, Decision
 
 log = logging.getLogger("retryq")
@@ -215,6 +216,10 @@ class RetryQueue:
                 mark = record_detection(assessment, decision, retry.job.attempt + int(retry.outcome == "follow_up"))
                 marked = self.store.update({retry.job.id: mark}).get(retry.job.id)
                 retry = replace(retry, job=marked or retry.job, reason=decision.reason)
+            if assessment.status is FetchStatus.ERROR:  # an upstream incident, maybe (docs/incidents.md)
+                from .running.pauses import report_error
+
+                report_error(self.store, self.config, retry.job.workflow, retry.job.id, now=to_utc(now or utcnow()))
         report = FetchReport(assessment, retry, decision)
         level = {FetchStatus.OK: logging.INFO, FetchStatus.DEGRADED: logging.WARNING, FetchStatus.ERROR: logging.ERROR}
         text = assessment.describe()
@@ -380,6 +385,30 @@ class RetryQueue:
         """
         now = to_utc(now or utcnow())
         return self.store.prune(self.config.prune_rule(now, keep_days), dry_run=dry_run)
+
+    # -- upstream incidents and pauses (docs/incidents.md) ------------------------------------------
+
+    def pause(
+        self, workflow: str, *, until: datetime | None = None, reason: str | None = None, now: datetime | None = None
+    ) -> Pause:
+        """Hold ``workflow``'s jobs on every host (none starts, no probe) until ``until``, or :meth:`resume`."""
+        from .running.pauses import by_whom, pause
+
+        return pause(
+            self.store, self.config, workflow, now=to_utc(now or utcnow()), until=until, reason=reason, by=by_whom()
+        )
+
+    def resume(self, workflow: str, *, now: datetime | None = None) -> tuple[Pause | None, Incident | None]:
+        """Lift ``workflow``'s pause and close its open incident (the upstream is back); what was lifted and closed."""
+        from .running.pauses import resume
+
+        return resume(self.store, self.config, workflow, now=to_utc(now or utcnow()))
+
+    def incidents(self, *, closed: bool = False, now: datetime | None = None) -> list[Incident]:
+        """The open incidents, each with the jobs it holds now (with ``closed``, the ones kept since closed too)."""
+        from .reporting.incidents import incidents
+
+        return incidents(self.store, self.config, now=to_utc(now or utcnow()), closed=closed)
 
     def _select(
         self,

@@ -25,7 +25,7 @@ this module.
 
 from __future__ import annotations
 
-__all__ = ["ServerStoreContract", "StateContract", "StoreContract"]
+__all__ = ["IncidentContract", "ServerStoreContract", "StateContract", "StoreContract"]
 
 import random
 import threading
@@ -37,9 +37,15 @@ from typing import Any
 
 import pytest
 
+from .queue import RetryQueue
 from .record import rules
+from .record.breakerstate import BreakerSettings, Incident, WorkflowState, state_key
 from .record.errors import ExitCode, InvalidInput, OpenJobExists, StoreUnavailable
 from .record.models import Job, JobStatus, Owner
+from .running.processor import Processor
+from .running.runner import RunResult, Supervisor
+from .running.summary import ProcessReport
+from .settings.config import Config, WorkflowSettings
 from .stores import (
     Claimant,
     ClaimRequest,
@@ -410,7 +416,69 @@ class StateContract:
             Plan("mine", lambda docs, now, jobs: PlanResult())
 
 
-class StoreContract(StateContract):
+class IncidentContract:
+    """Upstream incidents and pauses, shared through the store: part of :class:`StoreContract` (same fixtures).
+
+    Processors run with scripted runs (nothing is executed): every run of a held-up upstream exits 75.
+    """
+
+    def test_two_processes_see_one_incident(self, store: Store, reopen: Callable[[Store], Store]) -> None:
+        for n in range(4):
+            store.add(job(id=f"j{n}", client_id=f"c{n}", execute_at=T0 + timedelta(seconds=n)), unchanged)
+        config = breaker_config(failures=2)
+        first = run_processor(store, config, exit_code=75)
+        assert (first.processed, first.given_back) == (2, 2)
+        other = reopen(store)
+        [incident] = RetryQueue(other, config=config).incidents()
+        assert (incident.workflow, incident.failures, incident.held, incident.given_back) == ("default", 2, 4, 2)
+        second = run_processor(other, config, exit_code=0)
+        assert (second.processed, second.held) == (0, {"default": 4})  # held there too: no probe due yet
+        assert [each.attempt for each in other.load()] == [1, 1, 1, 1]  # and no attempt was counted
+
+    def test_a_pause_by_one_host_holds_every_host(self, store: Store, reopen: Callable[[Store], Store]) -> None:
+        store.add(job(id="ftp", client_id="f", workflow="ftp", execute_at=T0), unchanged)
+        store.add(job(id="other", client_id="o", execute_at=T0), unchanged)
+        config = breaker_config(failures=2, ftp=None)
+        RetryQueue(store, config=config).pause("ftp", reason="maintenance")
+        other = reopen(store)
+        report = run_processor(other, config, exit_code=0)
+        assert (report.succeeded, report.held) == (1, {"ftp": 1})
+        assert {each.id: each.status for each in store.load()} == {
+            "ftp": JobStatus.PENDING,
+            "other": JobStatus.COMPLETED,
+        }
+        lifted, closed = RetryQueue(other, config=config).resume("ftp")
+        assert (lifted is not None, closed) == (True, None)
+        assert run_processor(store, config, exit_code=0).succeeded == 1
+
+    def test_one_probe_at_a_time_across_hosts(self, store: Store, tmp_path: Any) -> None:
+        """Four processes (real ones, each with its own handle) run at once while a probe is due: one probes."""
+        variables = store.environment()
+        if not variables:
+            pytest.skip("this store lives in one process")
+        for n in range(6):
+            store.add(job(id=f"j{n}", client_id=f"c{n}", execute_at=T0 + timedelta(seconds=n)), unchanged)
+        opened = (store.server_now() or datetime.now(timezone.utc)) - timedelta(hours=1)
+        held = WorkflowState(incident=Incident("default-1", "default", opened, 5, {"exit 75": 5}))
+        store.update(
+            {},
+            plan=Plan(
+                [state_key("default")], lambda docs, now, jobs: PlanResult({state_key("default"): held.to_doc()})
+            ),
+        )
+        started = tmp_path / "started"
+        go = tmp_path / "go"
+        children = [probe_host(variables, started, go) for _ in range(4)]
+        go.touch()
+        for child in children:
+            assert child.wait(timeout=120) == 0, child.stderr.read() if child.stderr else ""
+        assert started.read_text().splitlines() == ["probe"]  # one run in all, whoever got there first
+        [incident] = RetryQueue(store, config=breaker_config()).incidents()
+        assert (incident.probes, incident.given_back, incident.held) == (1, 1, 6)
+        assert [each.status for each in store.load()] == [JobStatus.PENDING] * 6
+
+
+class StoreContract(StateContract, IncidentContract):
     """What every :class:`~retryq.stores.Store` does: subclass it and give the ``new_store`` fixture."""
 
     #: How many generated queues the agreement with the rules is checked on.
@@ -1052,3 +1120,80 @@ def rules_answer(queue: list[Job], request: ClaimRequest) -> list[Job]:
         limit=request.limit,
         exclude=request.exclude,
     )
+
+
+# -- upstream incidents: scripted runs, and a host in a process of its own -------------------------------------
+
+
+class ScriptedRuns(Supervisor):
+    """Runs nothing: each run ends at the next wait with ``exit_code``; ``started`` notes each start in a file."""
+
+    def __init__(self, exit_code: int, started: Any = None) -> None:
+        self.exit_code, self.started = exit_code, started
+        self.running: list[str] = []
+
+    def start(self, key: str, argv: Any, env: Any, *, timeout: float, kill_grace: float, **_: Any) -> int:
+        self.running.append(key)
+        if self.started is not None:
+            with open(self.started, "a", encoding="utf-8") as notes:  # one line, appended whole
+                notes.write("probe\n")
+        return 4242
+
+    def wait(self, timeout: float | None = None) -> list[tuple[str, RunResult]]:
+        now = datetime.now(timezone.utc)
+        ended = [(key, RunResult(started_at=now, finished_at=now, exit_code=self.exit_code)) for key in self.running]
+        self.running.clear()
+        return ended
+
+    def stop_all(self, *, immediately: bool = False) -> None:
+        self.running.clear()
+
+
+def breaker_config(failures: int = 5, **workflows: BreakerSettings | None) -> Config:
+    """The default workflow with a breaker (and any other workflow named, with the breaker given, or none)."""
+    breaker = BreakerSettings(failures, timedelta(minutes=10), timedelta(minutes=15), timedelta(hours=12))
+    made = {
+        name: WorkflowSettings(name, command=("true",), command_origin="contract", breaker=settings)
+        for name, settings in {"default": breaker, **workflows}.items()
+    }
+    return Config(workflows=made)
+
+
+def run_processor(store: Store, config: Config, *, exit_code: int, started: Any = None) -> ProcessReport:
+    """A `process` run on ``store`` whose runs all end with ``exit_code``."""
+    processor = Processor(store, config, supervisor=ScriptedRuns(exit_code, started), prune=False)
+    return processor.run(handle_signals=False)
+
+
+def probe_host(variables: Mapping[str, str], started: Any, go: Any) -> Any:
+    """A process of its own that opens the store from ``variables``, waits for the file ``go``, and runs
+    `process` once with runs that fail (what it starts is noted in ``started``)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from retryq.testing import probe_host_main; probe_host_main(*sys.argv[1:])"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(started), str(go)],
+        env={**os.environ, **variables},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def probe_host_main(started: str, go: str) -> None:
+    """:func:`probe_host`'s process."""
+    import os
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + 60
+    while not Path(go).exists():  # all start together, however long each took to start
+        if time.monotonic() > deadline:
+            raise SystemExit("never told to go")
+        time.sleep(0.01)
+    store = open_store(os.environ["RETRYQ_QUEUE"], namespace=os.environ.get("RETRYQ_NAMESPACE"))
+    try:
+        run_processor(store, breaker_config(), exit_code=75, started=started)
+    finally:
+        store.close()

@@ -49,6 +49,15 @@ COMMANDS = {
         "health",
         "Check the configuration, the workflow commands, the queue file and the lock; flag stuck jobs.",
     ),
+    "incidents": (
+        "incidents",
+        "Upstream incidents: the open ones (with --all, the closed ones too), and the paused workflows.",
+    ),
+    "pause": ("incidents", "Hold a workflow's retries on every host, until `retryq resume` (or --for ends it)."),
+    "resume": (
+        "incidents",
+        "Run a workflow's retries again: lift its pause, and close its open incident (the upstream is back).",
+    ),
     "dashboard": ("dashboard", "One HTML page about the queue: how retries resolve, open and failed jobs, health."),
     "export": ("transfer", "Write every job of the queue as JSON lines, to move it to another store."),
     "import": ("transfer", "Add the jobs of an export to the queue: all of them or, on a conflict, none."),

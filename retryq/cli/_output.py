@@ -182,4 +182,5 @@ def last_outcome(job: JobData) -> str:
         return ""
     last = job.history[-1]
     code = "" if last.exit_code is None else f" (exit {last.exit_code})"
-    return f"{last.outcome.value}{code}"
+    given_back = ", not counted" if last.incident is not None else ""  # given back for an upstream incident
+    return f"{last.outcome.value}{code}{given_back}"

@@ -48,6 +48,7 @@ def stats(
         retryq stats --by status
         retryq stats --client balthazar --json
     """
+    from ..reporting.incidents import upstream_stats
     from ..reporting.stats import format_by_status, format_stats, read_history, resolution_stats
 
     if by not in (None, "status"):
@@ -56,11 +57,13 @@ def stats(
     jobs = read_history(queue.store)  # first: a queue read whole tells at once whether any record is invalid
     warn_invalid(queue, "not counted")
     window = parse_duration(since, unit="d") if since is not None else None
-    result = resolution_stats(jobs, now=utcnow(), since=window, client=client, workflow=workflow)
+    now = utcnow()
+    result = resolution_stats(jobs, now=now, since=window, client=client, workflow=workflow)
+    upstream = upstream_stats(queue.store, jobs, now=now, since=window, client=client, workflow=workflow)
     if as_json:
-        echo_json(result.to_json_dict(breakdowns=True))
+        echo_json({**result.to_json_dict(breakdowns=True), "incidents": upstream.to_json_dict()})
         return
-    for line in format_stats(result) + (format_by_status(result) if by == "status" else []):
+    for line in format_stats(result) + (format_by_status(result) if by == "status" else []) + upstream.lines():
         typer.echo(line)
 
 

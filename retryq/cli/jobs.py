@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..record.errors import InvalidInput
-from ..record.models import DEFAULT_WORKFLOW, Job, jobs_json
+from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, jobs_json
 from ..record.text import plural
 from ..record.timeutil import format_duration, parse_duration, utcnow
 from ..settings import declaration as declared
@@ -26,7 +26,11 @@ from ._options import setting_option
 from ._output import TimeFormat, job_rows, last_outcome, print_rows, print_table, time_format, when
 
 if TYPE_CHECKING:
-    from ..queue import BulkResult
+    from datetime import datetime
+
+    from ..queue import BulkResult, RetryQueue
+    from ..record.breakerstate import Incident, Pause
+    from ..record.views import JobData
 
 IdArgument = Annotated[
     str, typer.Argument(metavar="ID", help="A job id, or a unique prefix of one (as `retryq list` shows).")
@@ -101,6 +105,7 @@ def list_jobs(
         typer.echo(f"no {'matching ' if filtered else ''}jobs in {queue.store.location}")
         return
     now, times = utcnow(), time_format(queue.config, local=local)
+    holders = _holders(queue, now)
     show_workflow = any(job.workflow != DEFAULT_WORKFLOW for job in jobs)
     headers = ["ID", *(["WORKFLOW"] if show_workflow else []), "CLIENT", "DATE", "STATUS", "ATTEMPT", "WHEN", "LAST"]
     rows = [
@@ -111,7 +116,7 @@ def list_jobs(
             job.date,
             job.status.value,
             f"{job.attempt}/{queue.config.attempts_limit(job)}",
-            when(job, now, times),
+            when(job, now, times) + _held(job, holders, now),
             last_outcome(job),
         ]
         for job in jobs
@@ -133,12 +138,37 @@ def show(ctx: typer.Context, ident: IdArgument, local: LocalOption = False, as_j
     if as_json:
         echo_json(job.to_json_dict())
         return
-    _print_job(job, queue.config.attempts_limit(job), time_format(queue.config, local=local))
+    now = utcnow()
+    held = _held(job, _holders(queue, now), now).removeprefix(", held: ") or None
+    _print_job(job, queue.config.attempts_limit(job), time_format(queue.config, local=local), held)
 
 
-def _print_job(job: Job, limit: int, times: TimeFormat) -> None:
+def _holders(queue: RetryQueue, now: datetime) -> dict[str, Pause | Incident]:
+    """What holds each held workflow (an upstream incident, a pause); a state that cannot be read holds nothing."""
+    from ..record.errors import RetryqError
+    from ..reporting.incidents import read_states
+
+    try:
+        return read_states(queue.store).holders(now)
+    except RetryqError as error:
+        typer.echo(f"retryq: warning: {error}", err=True)
+        return {}
+
+
+def _held(job: JobData, holders: dict[str, Pause | Incident], now: datetime) -> str:
+    """``, held: incident X`` or ``, held: paused`` for a due pending job of a held workflow."""
+    from ..record.breakerstate import Pause
+
+    holder = holders.get(job.workflow)
+    if holder is None or job.status is not JobStatus.PENDING or job.execute_at > now:
+        return ""
+    return ", held: paused" if isinstance(holder, Pause) else f", held: incident {holder.id}"
+
+
+def _print_job(job: Job, limit: int, times: TimeFormat, held: str | None = None) -> None:
     rows = job_rows(job, limit, times)
     optional: list[tuple[str, object]] = [
+        ("held", held),
         ("started at", times(job.started_at) if job.started_at else None),
         ("finished at", times(job.finished_at) if job.finished_at else None),
         ("last exit", job.last_exit_code),
@@ -160,7 +190,8 @@ def _print_job(job: Job, limit: int, times: TimeFormat) -> None:
     for attempt in job.history:
         took = format_duration(attempt.finished_at - attempt.started_at)
         code = "" if attempt.exit_code is None else f", exit {attempt.exit_code}"
-        typer.echo(f"  #{attempt.attempt}  {times(attempt.started_at)}  {took}  {attempt.outcome.value}{code}")
+        back = "" if attempt.incident is None else f", not counted (given back: incident {attempt.incident})"
+        typer.echo(f"  #{attempt.attempt}  {times(attempt.started_at)}  {took}  {attempt.outcome.value}{code}{back}")
         for line in (attempt.output_tail or "").splitlines():
             typer.echo(f"      | {line}")
 

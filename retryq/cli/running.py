@@ -21,6 +21,8 @@ from ._options import NO_OVERRIDES, Overrides, overriding, setting_option
 from ._output import NOTICE, LogOutput
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..queue import RetryQueue
     from ..running.summary import ProcessReport
 
@@ -176,10 +178,13 @@ def _summary(report: ProcessReport) -> str:
     if report.next_due is not None:
         waiting += f", next due {format_utc(report.next_due)}"
     invalid = f"; invalid {len(report.invalid)}" if report.invalid else ""
+    held = ""  # upstream incidents and pauses (docs/incidents.md)
+    if report.held or report.given_back:
+        held = f"; held {sum(report.held.values())}, attempts not counted {report.given_back}"
     return (
         f"summary: processed {report.processed} (succeeded {report.succeeded}, rescheduled {report.retrying}, "
         f"failed {report.failed}); recovered {report.recovered}, given back {report.released}, "
-        f"pruned {report.pruned}; {waiting}{invalid}"
+        f"pruned {report.pruned}; {waiting}{held}{invalid}"
     )
 
 
@@ -200,7 +205,11 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
     now = utcnow()
     due = queue.due(now + queue.config.due_window)
     typer.echo(f"dry run: {plural(len(due), 'job')} due in {queue.store.location}")
+    holders = _holders(queue, now)
     for job in due:
+        if job.workflow in holders:  # an upstream incident or a pause holds it (docs/incidents.md)
+            typer.echo(f"  would hold {job.id[:8]} {job.label}: {holders[job.workflow]}")
+            continue
         settings = queue.config.workflows.get(job.workflow)
         if settings is None or not settings.command:
             command = "(workflow not configured: left pending)"
@@ -215,3 +224,20 @@ def _dry_run(queue: RetryQueue, keep_days: int | None, *, prune: bool) -> None:
         typer.echo(f"dry run: {plural(len(pruned), 'finished job')} would be pruned")
         for job in pruned:
             typer.echo(f"  would prune {job.id[:8]} {job.label} ({job.status.value})")
+
+
+def _holders(queue: RetryQueue, now: datetime) -> dict[str, str]:
+    """Why each held workflow is held (an open incident, with a probe now and then, or a pause)."""
+    from ..record.breakerstate import Pause
+    from ..record.errors import RetryqError
+    from ..reporting.incidents import read_states
+
+    try:
+        holders = read_states(queue.store).holders(now)
+    except RetryqError as error:
+        warn(f"{error}")
+        return {}
+    return {
+        name: "paused" if isinstance(holder, Pause) else f"incident {holder.id} (one may run as its probe)"
+        for name, holder in holders.items()
+    }

@@ -14,7 +14,9 @@ __all__ = [
     "cancel",
     "claim",
     "classify",
+    "confirm_failure",
     "finish",
+    "give_back",
     "holds",
     "new_job",
     "next_delay",
@@ -25,6 +27,7 @@ __all__ = [
     "release",
     "requeue",
     "unclaim",
+    "withhold",
 ]
 
 import functools
@@ -279,6 +282,93 @@ def requeue(now: datetime, execute_at: datetime, max_attempts: int | None = None
         )
 
     return mutate
+
+
+# -- upstream incidents (the breaker's rules: retryq.record.incidents) -----------------------------
+
+
+def give_back(attempt: int, finished_at: datetime, incident: str, now: datetime, *, reopen: bool = False) -> _Mutation:
+    """Give back attempt ``attempt`` (the one that ended at ``finished_at``) for upstream incident ``incident``.
+
+    The job is pending again at that attempt number (not counted toward ``max_attempts``), due at
+    once (``now``), so that it runs as soon as its workflow is released; the attempt stays in its
+    history, its outcome kept, marked with the incident's id. It applies to a job that waits for
+    its next attempt (not started yet), or that waits at that very attempt for the breaker's
+    verdict (:func:`withhold`); with ``reopen``, also to a job this attempt has just ended
+    ``failed`` (only in the step that wrote it: then no other job of its key can be open). A job
+    that ran again since, or ended another way, or whose attempt was given back already, is left
+    as it is.
+    """
+
+    def mutate(job: Job) -> Job:
+        index = _attempt_entry(job, attempt, finished_at)
+        if index is None:
+            return job
+        if job.status is JobStatus.PENDING:
+            if job.attempt not in (attempt, attempt + 1):
+                return job
+        elif not (reopen and job.status is JobStatus.FAILED and job.attempt == attempt):
+            return job
+        history = list(job.history)
+        history[index] = history[index].model_copy(update={"incident": incident})
+        return job.model_copy(
+            update={
+                "status": JobStatus.PENDING,
+                "attempt": attempt,
+                "execute_at": now,
+                "finished_at": None,
+                "history": tuple(history),
+            }
+        )
+
+    return mutate
+
+
+def withhold(attempt: int, finished_at: datetime, until: datetime) -> _Mutation:
+    """Hold back the end of a job that its last attempt has just ended ``failed`` while the breaker counts.
+
+    The failure may yet turn out to be an upstream outage's (an incident that opens before ``until``
+    gives the attempt back); until then the job is pending at that attempt, due ``until``, and
+    :func:`confirm_failure` ends it ``failed`` once nothing gave it back.
+    """
+
+    def mutate(job: Job) -> Job:
+        if job.status is not JobStatus.FAILED or job.attempt != attempt:
+            return job
+        index = _attempt_entry(job, attempt, finished_at)
+        if index is None or job.history[index].outcome is Outcome.FATAL:
+            return job
+        return job.model_copy(update={"status": JobStatus.PENDING, "execute_at": until, "finished_at": None})
+
+    return mutate
+
+
+def confirm_failure(attempt: int, finished_at: datetime) -> _Mutation:
+    """End ``failed`` a job :func:`withhold` held back, when its failure turned out to be its own: as it
+    would have ended then (``finishedAt`` the attempt's end). Any other job is left as it is."""
+
+    def mutate(job: Job) -> Job:
+        if job.status is not JobStatus.PENDING or job.attempt != attempt:
+            return job
+        index = _attempt_entry(job, attempt, finished_at)
+        if index is None:
+            return job
+        return job.model_copy(update={"status": JobStatus.FAILED, "finished_at": job.history[index].finished_at})
+
+    return mutate
+
+
+def _attempt_entry(job: Job, attempt: int, finished_at: datetime) -> int | None:
+    """Where attempt ``attempt`` ended at ``finished_at`` is in ``job``'s history, if it is the last thing the
+    job did (only stopped runs after it, which count for nothing), was not given back, and belongs to
+    this chain (the job was not requeued since); else None."""
+    for index in range(len(job.history) - 1, -1, -1):
+        entry = job.history[index]
+        if entry.outcome is Outcome.STOPPED:
+            continue
+        mine = entry.attempt == attempt and entry.finished_at == finished_at and entry.incident is None
+        return index if mine and job.scheduled_at <= entry.started_at else None
+    return None
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -46,8 +46,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -254,6 +256,16 @@ class Attempt(_Record):
     outcome: Outcome
     exit_code: int | None = None
     output_tail: Text | None = None
+    #: The upstream incident this attempt was given back for: it is kept, but not counted toward max_attempts.
+    incident: Text | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_incident(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Written only when set: an attempt that was not given back is stored as it always was.
+        data = handler(self)
+        if self.incident is None and isinstance(data, dict):
+            data.pop("incident", None)
+        return data
 
 
 class Detection(_Record):

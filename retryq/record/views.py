@@ -71,6 +71,8 @@ class AttemptData(Protocol):
     def exit_code(self) -> int | None: ...
     @property
     def output_tail(self) -> str | None: ...
+    @property
+    def incident(self) -> str | None: ...
 
 
 class DetectionData(Protocol):
@@ -184,6 +186,7 @@ class AttemptView(_View):
     outcome: Outcome
     exit_code: int | None
     output_tail: str | None
+    incident: str | None
 
 
 class DetectionView(_View):

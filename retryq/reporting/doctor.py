@@ -6,7 +6,7 @@ __all__ = ["CRON_PATH", "SLOW_DOCUMENT_BYTES", "Finding", "diagnose", "document_
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from ..running import platform
 from ..running.commands import resolve_command
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Finding, JobFilter, Store, read_jobs, store_time
+from . import incidents
 
 if TYPE_CHECKING:
     from ..record.views import JobData
@@ -66,7 +67,8 @@ def diagnose(
             )
         )
     findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
-    findings += _jobs(config, jobs, running, now=now, overdue=overdue)
+    findings += _jobs(config, jobs, running, now=now, overdue=overdue, held=incidents.held_workflows(store, now))
+    findings += incidents.findings(store, config, now=now)  # upstream incidents and pauses
     return findings
 
 
@@ -161,9 +163,8 @@ def _queue_summary(store: Store, jobs: Sequence[JobData]) -> Finding:
     return Finding("ok", f"queue: {store.location}: {plural(len(jobs), 'job')} ({detail})")
 
 
-def _jobs(
-    config: Config, jobs: Sequence[JobData], running: list[Job], *, now: datetime, overdue: timedelta
-) -> list[Finding]:
+def _stuck(config: Config, running: list[Job], now: datetime) -> list[Finding]:
+    """The running jobs whose claim no longer holds (see :mod:`retryq.record.leases`)."""
     findings = []
     for job in running:
         settings = config.settings_of(job.workflow)
@@ -178,10 +179,22 @@ def _jobs(
                     "the next `retryq process` recovers it: is cron running?",
                 )
             )
-    late = sorted(
-        (job for job in jobs if job.status is JobStatus.PENDING and now - job.execute_at > overdue),
-        key=lambda job: job.execute_at,
-    )
+    return findings
+
+
+def _jobs(
+    config: Config,
+    jobs: Sequence[JobData],
+    running: list[Job],
+    *,
+    now: datetime,
+    overdue: timedelta,
+    held: Collection[str] = (),
+) -> list[Finding]:
+    """``held``: workflows an upstream incident or a pause holds: their jobs wait on purpose, not for cron."""
+    findings = _stuck(config, running, now)
+    waiting = (job for job in jobs if job.status is JobStatus.PENDING and job.workflow not in held)
+    late = sorted((job for job in waiting if now - job.execute_at > overdue), key=lambda job: job.execute_at)
     if late:
         oldest = late[0]
         findings.append(

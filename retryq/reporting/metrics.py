@@ -17,7 +17,7 @@ __all__ = ["parse_metrics", "render_metrics", "write_metrics"]
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -69,13 +69,15 @@ def render_metrics(
     now: datetime,
     report: ProcessReport | None = None,
     workflows: Iterable[str] = (),
+    held: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> str:
     """Render the queue's metrics from what the store counted (:meth:`~retryq.stores.Store.tally`).
 
     Gauges and counters get a zero sample for every status, outcome and workflow known (those of
     the jobs, plus ``workflows``, meant for the configured ones), so that alerts see a series from
     the start rather than none. Families with no sample at all are left out: the text is empty for
-    an empty queue without a report.
+    an empty queue without a report. ``held``: for each held workflow, its open incidents (0 or 1), whether
+    it is paused and its jobs due (see :func:`~retryq.reporting.incidents.held_gauges`); left out when None.
     """
     names = sorted(
         {
@@ -88,6 +90,8 @@ def render_metrics(
     )
 
     families = [*_job_families(tally, now, names), *_history_families(tally, names)]
+    if held is not None:
+        families += _held_families(held, sorted({*names, *held}))
     if report is not None:
         families += _report_families(report)
     lines = [line for family in sorted(families, key=lambda f: f.name) if family.samples for line in family.lines()]
@@ -151,6 +155,26 @@ def _history_families(tally: Tally, names: list[str]) -> list[_Family]:
     for workflow, count in tally.failures.items():
         failures.add((workflow,), count)
     return [attempts, resolutions, failures]
+
+
+def _held_families(held: Mapping[str, tuple[int, int, int]], names: list[str]) -> list[_Family]:
+    """Upstream incidents and pauses: what holds each workflow, and how many of its due jobs wait."""
+    incidents = _Family(
+        "retryq_incidents_open", "gauge", "Open upstream incidents: 1 while one holds the workflow.", ("workflow",)
+    )
+    paused = _Family("retryq_workflow_paused", "gauge", "1 while the workflow is paused (retryq pause).", ("workflow",))
+    jobs = _Family(
+        "retryq_held_jobs",
+        "gauge",
+        "Due jobs held by an open upstream incident or a pause, waiting to be released.",
+        ("workflow",),
+    )
+    for name in names:
+        opened, stopped, count = held.get(name, (0, 0, 0))
+        incidents.add((name,), float(opened))
+        paused.add((name,), float(stopped))
+        jobs.add((name,), float(count))
+    return [incidents, paused, jobs]
 
 
 def _report_families(report: ProcessReport) -> list[_Family]:

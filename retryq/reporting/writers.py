@@ -44,11 +44,13 @@ class MetricsWriter:
     every: float = METRICS_EVERY
 
     def __call__(self, report: ProcessReport) -> None:
+        from .incidents import held_gauges
         from .metrics import render_metrics, write_metrics
 
         try:
-            tally = self.store.tally()
-            text = render_metrics(tally, now=self.clock(), report=report, workflows=self.config.workflows)
+            tally, now = self.store.tally(), self.clock()
+            held = held_gauges(self.store, now)
+            text = render_metrics(tally, now=now, report=report, workflows=self.config.workflows, held=held)
             write_metrics(self.path, text)
         except RetryqError as error:
             log.error("metrics not written: %s", error)

@@ -16,7 +16,7 @@ __all__ = [
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,12 +24,13 @@ from ..record import lifecycle
 from ..record.leases import OwnerCheck, describe_skew, stale_reason
 from ..record.models import Job, JobStatus
 from ..settings.config import Config, WorkflowSettings
-from ..stores import JobFilter, Store, store_time
+from ..stores import JobFilter, Plan, Store, store_time
 from . import platform
 from .claims import OWN_CLAIMS, OwnClaims
 from .options import ProcessorOptions
 
 if TYPE_CHECKING:
+    from .breaker import Breaker
     from .summary import ProcessReport
 
 log = logging.getLogger("retryq")
@@ -64,13 +65,15 @@ def recover_abandoned(
     owner_alive: OwnerCheck = platform.owner_alive,
     running: Sequence[Job] | None = None,
     skip: Callable[[Job], bool] | None = None,
+    plan: Callable[[Collection[str], Iterable[str]], Plan | None] | None = None,
 ) -> int:
     """Close the attempts of running jobs whose runner is gone, once their processes are gone too.
 
     Each counts as an interrupted attempt (a job that kills its runner cannot loop for ever);
     returns how many jobs were recovered. ``running`` are the running jobs if just read; jobs that
     ``skip`` says are not to be judged here (this process's own claims, see
-    :meth:`Housekeeping.recover`) are left alone.
+    :meth:`Housekeeping.recover`) are left alone. ``plan(recovered, workflows)`` gives the plan the
+    write carries (the breaker's: an interrupted attempt counts toward an upstream incident).
     """
     if running is None:
         running = store.load(JobFilter.of(status=JobStatus.RUNNING))
@@ -100,7 +103,8 @@ def recover_abandoned(
             recovered.add(job.id)
         return new
 
-    store.update(dict.fromkeys(stale, recovering))
+    workflows = {job.workflow for job, _ in stale.values()}
+    store.update(dict.fromkeys(stale, recovering), plan=None if plan is None else plan(recovered, workflows))
     for ident in sorted(recovered, key=list(stale).index):  # only what this process recovered: another may have
         job, reason = stale[ident]
         log.warning("%s; attempt #%d counted as interrupted", reason, job.attempt, extra={"job": job})
@@ -135,8 +139,16 @@ def give_back_unheard_of(store: Store, jobs: Sequence[Job]) -> int:
 class Housekeeping:
     """Recovery, pruning and reporting for a processor: at the start and end of a run, and now and then in a worker."""
 
-    def __init__(self, store: Store, config: Config, options: ProcessorOptions, claims: OwnClaims = OWN_CLAIMS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        options: ProcessorOptions,
+        claims: OwnClaims = OWN_CLAIMS,
+        breaker: Breaker | None = None,
+    ) -> None:
         self.store, self.config, self.options, self.claims = store, config, options, claims
+        self.breaker = breaker
         self.clock, self.monotonic = options.clock, options.monotonic
         self._reported_at = [-math.inf] * len(options.reporters)
         self._pruned_at = -math.inf
@@ -152,8 +164,15 @@ class Housekeeping:
             unheard_of = [job for job in running if self.claims.unheard_of(job)]
         report.released += give_back_unheard_of(self.store, unheard_of)
         report.recovered += recover_abandoned(
-            self.store, self.config, now=now, running=running, skip=self.claims.of_this_process
+            self.store,
+            self.config,
+            now=now,
+            running=running,
+            skip=self.claims.of_this_process,
+            plan=None if self.breaker is None else self.breaker.recovery_plan,
         )
+        if self.breaker is not None:
+            self.breaker.recovered(report)
 
     def now(self) -> datetime:
         """The time leases are judged by: the store's clock where it has one (see :func:`~retryq.stores.store_time`).

@@ -29,6 +29,7 @@ from ..record.timeutil import format_utc
 from ..settings.config import Config, WorkflowSettings
 from ..stores import Claimant, ClaimRequest, JobFilter, Store
 from . import platform
+from .breaker import Breaker
 from .claims import OWN_CLAIMS
 from .commands import invocation
 from .housekeeping import Housekeeping
@@ -67,7 +68,8 @@ class Processor:
         self.timeout = None if options.timeout is None else config.check_timeout_override(options.timeout, self.only)
         self.on_finished = options.on_finished
         self.clock, self.monotonic, self.sleep = options.clock, options.monotonic, options.sleep
-        self.housekeeping = Housekeeping(store, config, options, OWN_CLAIMS)
+        self.breaker = Breaker(store, config, clock=options.clock)  # upstream incidents and pauses
+        self.housekeeping = Housekeeping(store, config, options, OWN_CLAIMS, breaker=self.breaker)
         self.claims = self.housekeeping.claims
         self.owner = platform.current_owner()
         self.supervisor = options.supervisor or Supervisor(
@@ -97,6 +99,7 @@ class Processor:
                 raise
         if self._stop_signal is None:
             self.housekeeping.prune(report)
+        self.breaker.conclude(report)
         self._hooks.wait()
         report.stopped_by = self._stop_signal
         self.housekeeping.conclude(report)
@@ -168,10 +171,12 @@ class Processor:
         if not batch and not slots:
             return []
         now = self.clock()
+        request = self._claim_request(now, slots, worker=worker)
         with self.claims.claiming():  # what this process claims is noted before anyone looks (see .claims)
             claimed, results = self.store.claim(
-                self._claim_request(now, slots, worker=worker),
+                request,
                 {job_id: pending.apply for job_id, pending in batch.items()},
+                plan=self.breaker.plan(batch, request),
             )
             self.claims.hold(job.run_id for job in claimed if job.run_id is not None)
         self._batch = {}  # written (until then, a failure leaves them for _abandon to give back)
@@ -179,6 +184,7 @@ class Processor:
         log.debug("wrote %s, claimed %s", plural(len(batch), "change"), plural(len(claimed), "job"))
         self._claimed.update(job.id for job in claimed)
         self._confirm(batch, results, report)
+        self.breaker.written(batch, claimed, results, report)
         for job in claimed:
             assert job.run_id is not None
             # A signal came while we were claiming, or this workflow's command failed to start.
@@ -344,7 +350,7 @@ class Processor:
                 "%s; failed after %s", _first_line(job.last_error), plural(attempt, "attempt"), extra={"job": shown}
             )
             self._hooks.notify(job)
-        else:
+        elif not self.breaker.announce(job, shown, report):  # given back for an incident, or waiting for one
             report.retrying += 1
             log.info(
                 "%s; attempt #%d at %s",

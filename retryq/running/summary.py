@@ -31,6 +31,8 @@ class ProcessReport:
     pending: int = 0  # jobs left pending when the run ended
     next_due: datetime | None = None  # the soonest of them
     invalid: list[InvalidJob] = field(default_factory=list)  # records that are not valid jobs, left as they are
+    given_back: int = 0  # failed attempts given back for an upstream incident (not counted)
+    held: dict[str, int] = field(default_factory=dict)  # workflow -> its due jobs held (an incident, a pause)
 
     @property
     def processed(self) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..record.backoff import Backoff
+from ..record.breakerstate import BreakerSettings
 from ..record.errors import ConfigError, InvalidInput
 from ..record.inconsistency import InconsistencyThresholds
 from ..record.models import DEFAULT_WORKFLOW, JobStatus, validate_workflow_name
@@ -57,6 +58,10 @@ class WorkflowSettings:
     on_failure: tuple[str, ...] | None = None
     #: Variables set for the workflow (and its on_failure hook) on top of retryq's own environment.
     env: Mapping[str, str] = field(default_factory=dict)
+    #: When many of its jobs fail at once, an upstream incident holds its retries (None: no breaker).
+    breaker: BreakerSettings | None = None
+    #: A command run when an incident of the workflow opens and when it closes.
+    on_incident: tuple[str, ...] | None = None
 
     @property
     def path(self) -> str | None:
@@ -274,7 +279,7 @@ def _workflow(
     values: dict[str, Any] = {}
     for setting in PER_WORKFLOW:
         if setting.merged:
-            values[setting.name] = {**top.get(setting.key, {}), **own.get(setting.key, {})}
+            values[setting.name] = setting.kind.merge(top.get(setting.key), own.get(setting.key))
         elif setting.key in own:
             values[setting.name] = own[setting.key]
         elif setting.scope is Scope.SHARED and setting.key in top:

@@ -9,12 +9,15 @@ need lives in ``retryq.record.limits`` and is referred to here; every other one 
 The entries are plain frozen dataclasses, not pydantic fields: the command line reads them for its
 ``--help`` and its options, which must not import pydantic, and one parser per kind reads a value
 the same from a file, a variable or an option.
+
+The module is long because it is the one list of every setting.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BACKOFF_KEYS",
+    "BREAKER_KEYS",
     "DEFAULT_KEEP_DAYS",
     "DEFAULT_QUEUE_FILE",
     "MAX_CONCURRENCY",
@@ -32,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 from ..record.limits import DUE_WINDOW, LOCK_TIMEOUT, MAX_ATTEMPTS, MAX_MISSING, MAX_RATIO, REPORT_DELAY_MINUTES
 from . import kinds
 from .filemode import FileMode
-from .setting import Scope, Setting, Table
+from .setting import Scope, Setting, SwitchedTable, Table
 
 if TYPE_CHECKING:
     from ..record.backoff import Backoff
+    from ..record.breakerstate import BreakerSettings
 
 DEFAULT_QUEUE_FILE = ".retry-queue.json"
 #: The most days a finished job may be kept (a century): more is a typo, not a policy.
@@ -399,6 +403,73 @@ backoff: Setting[Backoff] = Setting(
     example={"strategy": "exponential", "initial": "10m", "factor": 3, "max": "2h"},
 )
 
+# -- a breaker table: upstream incidents (docs/incidents.md) ----------------------------------------------------
+
+breaker_failures: Setting[int] = Setting(
+    "failures",
+    kinds.Count(1, 10_000),
+    Scope.BREAKER,
+    "An incident opens when failed attempts of this many distinct jobs of the workflow come within `window`.",
+    default=5,
+    example=3,
+)
+breaker_window: Setting[timedelta] = Setting(
+    "window",
+    kinds.Duration(maximum=timedelta(days=1), positive=True),
+    Scope.BREAKER,
+    "How close together those failures must be; a job whose last attempt failed waits this long for the "
+    "verdict before it ends failed.",
+    default="10m",
+    example="15m",
+)
+breaker_probe_every: Setting[timedelta] = Setting(
+    "probe_every",
+    kinds.Duration(maximum=timedelta(days=1), positive=True),
+    Scope.BREAKER,
+    "While an incident is open, one held job runs as a probe this often; one that succeeds closes it.",
+    default="15m",
+    example="5m",
+)
+breaker_max_open: Setting[timedelta] = Setting(
+    "max_open",
+    kinds.Duration(maximum=timedelta(days=30), positive=True),
+    Scope.BREAKER,
+    "An incident still open after this long closes by itself, with a warning (a false alarm: a few broken "
+    "clients taken for an outage); the jobs run and count as usual until one succeeds.",
+    default="12h",
+    example="6h",
+)
+
+BREAKER_KEYS: tuple[Setting[Any], ...] = (breaker_failures, breaker_window, breaker_probe_every, breaker_max_open)
+
+
+def _breaker(given: Mapping[str, Any]) -> BreakerSettings:
+    from ..record.breakerstate import BreakerSettings
+
+    return BreakerSettings(given["failures"], given["window"], given["probe_every"], given["max_open"])
+
+
+breaker: Setting[BreakerSettings | None] = Setting(
+    "breaker",
+    SwitchedTable(BREAKER_KEYS, _breaker, "the breaker table"),
+    Scope.SHARED,
+    "Upstream incidents: when many of the workflow's jobs fail at once, hold its retries, probe gently and "
+    "give back the attempts the outage burnt. `[breaker]` at the top level (every workflow), `breaker = "
+    "{ … }` in a workflow's table (over the top level's, key by key), or `breaker = false`.",
+    unset="none: each job retries on its own",
+    example={"failures": 3, "window": "15m"},
+    merged=True,
+)
+on_incident: Setting[tuple[str, ...] | None] = Setting(
+    "on_incident",
+    kinds.Words(),
+    Scope.SHARED,
+    "A command run (argv, without a shell) when an incident of the workflow opens and when it closes; "
+    "{workflow} and {incident} are replaced, and the incident is JSON on its stdin.",
+    unset="none",
+    example=["./page-oncall.sh", "{workflow}", "{incident}"],
+)
+
 #: Each setting, in the order of the reference.
 TOP_LEVEL: tuple[Setting[Any], ...] = (
     queue,
@@ -427,6 +498,8 @@ PER_WORKFLOW: tuple[Setting[Any], ...] = (
     keep_days,
     on_failure,
     env,
+    breaker,
+    on_incident,
 )
 REPORT: tuple[Setting[Any], ...] = (max_missing, max_ratio, report_delay)
-SETTINGS: tuple[Setting[Any], ...] = TOP_LEVEL + PER_WORKFLOW + REPORT + BACKOFF_KEYS
+SETTINGS: tuple[Setting[Any], ...] = TOP_LEVEL + PER_WORKFLOW + REPORT + BACKOFF_KEYS + BREAKER_KEYS

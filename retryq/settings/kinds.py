@@ -76,6 +76,11 @@ class Kind(Generic[T]):
     def anchor(self, value: T, base: Path) -> T:
         return value
 
+    def merge(self, top: object, own: object) -> object:
+        """What a workflow gets of a setting whose table adds to the top level's (``merged``): the top
+        level's keys, then its own (None where a level does not give it)."""
+        return {**(top or {}), **(own or {})}  # type: ignore[dict-item]
+
     def bounds(self) -> str:
         """The values allowed, in words (``1 to 256``), or "" when the kind says it all."""
         return ""

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..record.timeutil import format_duration
-from .declaration import BACKOFF_KEYS, PER_WORKFLOW, REPORT, TOP_LEVEL
+from .declaration import BACKOFF_KEYS, BREAKER_KEYS, PER_WORKFLOW, REPORT, TOP_LEVEL
 from .setting import Setting
 
 _INTRO = """\
@@ -46,6 +46,13 @@ _SECTIONS: Sequence[tuple[str, str, Sequence[Setting[Any]]]] = (
         "`[backoff]` at the top level, or `backoff = { … }` in a workflow's table: the whole table is "
         "that workflow's (keys left out take these defaults, not the top level's).",
         BACKOFF_KEYS,
+    ),
+    (
+        "Breaker tables",
+        "`[breaker]` at the top level, or `breaker = { … }` in a workflow's table, which changes the top "
+        "level's key by key (`breaker = false` turns it off for that workflow): see "
+        "[Incidents and pauses](incidents.md).",
+        BREAKER_KEYS,
     ),
 )
 _COLUMNS = ("Key", "Type", "Default", "Allowed", "Variable", "Option", "Description")

@@ -5,7 +5,7 @@ The settings themselves are declared in :mod:`retryq.settings.declaration`.
 
 from __future__ import annotations
 
-__all__ = ["Scope", "Setting", "Table", "read_table"]
+__all__ = ["Scope", "Setting", "SwitchedTable", "Table", "read_table"]
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +26,7 @@ class Scope(enum.Enum):
     WORKFLOW = "a workflow"  # WorkflowSettings: in [workflow] or [workflows.NAME] only
     REPORT = "[report]"  # InconsistencyThresholds
     BACKOFF = "a backoff table"  # the strategy a `backoff` value builds
+    BREAKER = "a breaker table"  # the breaker a `breaker` value builds
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is declared once
@@ -92,6 +93,35 @@ class Table(Kind[T]):
         return "the keys of " + self.label
 
 
+class SwitchedTable(Kind[Any]):
+    """A table of keys of its own that is off unless given: ``false`` turns it off, ``true`` (or a table)
+    on; a workflow's table changes the top level's key by key. Parsed, a value is what was given (a
+    table of the keys given, or a switch); :meth:`merge` builds a workflow's (None: off)."""
+
+    name = "table, or false"
+    metavar = "TABLE"
+
+    def __init__(self, keys: tuple[Setting[Any], ...], build: Callable[[dict[str, Any]], Any], label: str) -> None:
+        self.keys, self.build, self.label = keys, build, label
+
+    def parse(self, value: object) -> dict[str, Any] | bool:
+        if isinstance(value, bool):
+            return value
+        return read_table(value, self.keys, self.label)
+
+    def merge(self, top: object, own: object) -> Any:
+        if own is False or (own is None and top in (None, False)):
+            return None
+        given = {**(top if isinstance(top, dict) else {}), **(own if isinstance(own, dict) else {})}
+        return self.build({setting.key: given.get(setting.key, setting.value()) for setting in self.keys})
+
+    def bounds(self) -> str:
+        return f"the keys of {self.label}, true or false"
+
+    def show(self, value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else super().show(value)
+
+
 def read_table(
     data: object,
     settings: Sequence[Setting[Any]],
@@ -144,4 +174,5 @@ def _place(scope: Scope) -> str:
         Scope.WORKFLOW: "[workflow] or [workflows.NAME]",
         Scope.REPORT: "[report]",
         Scope.BACKOFF: "a backoff table",
+        Scope.BREAKER: "a breaker table ([breaker] or breaker = { … })",
     }[scope]

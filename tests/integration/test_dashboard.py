@@ -29,6 +29,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retryq import JsonFileStore
+from retryq.record.breakerstate import Incident, WorkflowState
 from retryq.record.errors import QueueCorrupt
 from retryq.record.models import Attempt, Job, JobStatus, Outcome
 from retryq.record.timeutil import format_duration, utcnow
@@ -36,6 +37,7 @@ from retryq.reporting.dashboard import DashboardData, collect, render, serve, wr
 from retryq.reporting.dashboard.server import WORKERS
 from retryq.reporting.doctor import diagnose
 from retryq.reporting.stats import job_history, resolution_stats
+from retryq.stores import Plan, PlanResult
 
 from ..helpers import FakeWorkflow, invoke, make_config, make_job, served_dashboard
 
@@ -121,6 +123,14 @@ def recorded_history(path: Path, now: datetime) -> JsonFileStore:
     for job in [*resolved, *persistent, *others]:
         store.add(job, lambda job: job)
     store.update({job_id: lambda job: None for job_id in ("r1-a", "r1-b", "lost-a")})  # pruned into the archive
+    # Two upstream incidents: one over two hours the day the last chain was lost, one open for an hour.
+    outage = Incident("default-old", "default", start + 2 * day, 5, {"exit 75": 6}, probes=7, given_back=6, held=4)
+    closed = replace(outage, closed_at=start + 2 * day + 2 * hour, closed_by="probe")
+    now_open = Incident("default-now", "default", now - hour, 5, {"timeout": 5}, given_back=5)
+    state = WorkflowState(incident=now_open, closed=(closed,))
+    store.update(
+        {}, plan=Plan(["workflow:default"], lambda docs, at, jobs: PlanResult({"workflow:default": state.to_doc()}))
+    )
     return store
 
 
@@ -228,7 +238,8 @@ def test_the_page_shows_the_numbers_of_the_statistics(data: DashboardData) -> No
     assert page.stats["delayMax"] == "2h5m"
     # The chart script reads this very object: the page's numbers and the charts' come from one place.
     [(_, embedded)] = [(attrs, text) for attrs, text in page.scripts if attrs.get("id") == "retryq-stats"]
-    assert json.loads(embedded) == stats
+    assert data.upstream is not None
+    assert json.loads(embedded) == {**stats, "incidents": data.upstream.to_json_dict()}
 
 
 def test_workflow_output_shows_as_text_and_runs_nothing(data: DashboardData) -> None:
@@ -281,11 +292,22 @@ def test_the_page_is_accessible_by_construction(data: DashboardData) -> None:
     html = render(data)
     assert '<html lang="en">' in html
     assert html.count("<h1>") == 1
-    assert html.count("<canvas ") == 3
-    assert html.count('role="img" aria-label="') == 3
-    for table in ("table-resolution", "table-delay", "table-days"):  # each chart's numbers, as a table
+    assert html.count("<canvas ") == 4
+    assert html.count('role="img" aria-label="') == 4
+    for table in ("table-resolution", "table-delay", "table-days", "table-incidents"):  # each chart's, as a table
         assert f'id="{table}"' in html
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+
+
+def test_the_page_shows_upstream_incidents_and_calls_chains_chains(data: DashboardData) -> None:
+    html = render(data)
+    page = Page(html)
+    assert (page.stats["incidents"], page.stats["attemptsGivenBack"], page.stats["jobsHeld"]) == ("2", "0", "1")
+    rows = [value for name, key, value in page.attributes if name == "tr" and key == "data-incident"]
+    assert rows == ["default-now", "default-old"]  # the latest first
+    assert "Chains per day" in html
+    assert "Incidents per day" not in html  # "incident" means an upstream outage only
+    assert '<th scope="col" class="num">Incidents</th>' not in html
 
 
 def test_times_are_utc_with_the_instant_for_local_time(data: DashboardData) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from retryq.record.timeutil import format_duration, utcnow
+from retryq.record.timeutil import format_duration, parse_utc, utcnow
 
 from ..helpers import served_dashboard
 from ..integration.test_dashboard import recorded_history
@@ -160,6 +160,15 @@ def check_the_numbers(page: Any, stats: dict[str, Any]) -> None:
         for key in ("mean", "median", "max")
     }
     assert charts["chart-days"]["labels"] == [day["date"] for day in stats["byDay"]]
+    # The upstream incidents' time line: the closed ones, then the open ones, each from opening to closing.
+    upstream = stats["incidents"]
+    bars = page.evaluate(
+        """() => Chart.getChart("chart-incidents").data.datasets.map(d => d.data.map(bar => [bar.id, bar.x[0]]))"""
+    )
+    assert bars == [
+        [[each["id"], parse_utc(each["openedAt"]).timestamp() * 1000] for each in upstream[group]]
+        for group in ("closed", "open")
+    ]
     by_outcome = {dataset["label"]: dataset["data"] for dataset in charts["chart-days"]["datasets"]}
     for key in ("resolved", "persistent", "open", "cancelled"):
         assert by_outcome[key.title()] == [day[key] for day in stats["byDay"]]

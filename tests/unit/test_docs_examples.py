@@ -41,6 +41,12 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
     ("docs/getting-started.md", "ini", '--8<-- "retryq.service.example"'),
     ("docs/getting-started.md", "batch", '--8<-- "schtasks.example.cmd"'),
     (
+        "docs/incidents.md",
+        "text",
+        "2025-12-19T11:05:00.412Z held: workflow default, incident default-20251219T110004Z open since"
+        " 2025-12-19T11:00:04.127Z, next probe 2025-12-19T11:15:04.127Z (20 jobs due)",
+    ),
+    (
         "docs/index.md",
         "text",
         "2025-12-19T10:00:02.311Z balthazar 2025-12-19 warning: DEGRADED: 3 of 650 missing (0.46%), tolerated"

@@ -263,3 +263,115 @@ def test_cancel_and_requeue() -> None:
     )
     pending = make_job()
     assert lifecycle.requeue(now, now)(pending) is pending
+
+
+# -- attempts given back for an upstream incident, and failures held back for the breaker's verdict --
+
+LIMITED = WorkflowSettings("default", command=("true",), max_attempts=2)
+ELEVEN = T0 + timedelta(hours=1)
+
+
+def failed_once(job=None, *, code: int = 75, run_id: str = "r1", at=ELEVEN, settings=LIMITED):  # type: ignore[no-untyped-def]
+    job = job or make_job(max_attempts=2)
+    return lifecycle.finish(run_id, result(code, at=at), settings)(claimed(job, at=at, run_id=run_id))
+
+
+def test_a_failed_attempt_given_back_is_pending_at_the_same_attempt_due_at_once_and_keeps_its_entry() -> None:
+    job = failed_once()  # attempt 1 failed: attempt 2 scheduled an hour later
+    assert (job.status, job.attempt, job.execute_at) == (JobStatus.PENDING, 2, T0 + timedelta(hours=2))
+    ended = job.history[-1].finished_at
+    now = ELEVEN + timedelta(minutes=2)
+    back = lifecycle.give_back(1, ended, "api-1", now)(job)
+    assert (back.status, back.attempt, back.execute_at, back.finished_at) == (JobStatus.PENDING, 1, now, None)
+    [entry] = back.history
+    assert (entry.attempt, entry.outcome, entry.exit_code, entry.incident) == (1, Outcome.INCOMPLETE, 75, "api-1")
+    assert lifecycle.give_back(1, ended, "api-2", now)(back) is back  # once only
+    # Attempt 1 runs again, fails again: attempt 2 is the next, as if the first had never counted.
+    again = failed_once(back, run_id="r2", at=now + timedelta(hours=1))
+    assert (again.status, again.attempt, [each.incident for each in again.history]) == (
+        JobStatus.PENDING,
+        2,
+        ["api-1", None],
+    )
+
+
+def test_a_last_attempt_that_ended_failed_is_given_back_only_in_the_step_that_wrote_it() -> None:
+    job = failed_once(failed_once(), run_id="r2", at=T0 + timedelta(hours=2))
+    assert (job.status, job.attempt) == (JobStatus.FAILED, 2)
+    ended, now = job.history[-1].finished_at, T0 + timedelta(hours=2, minutes=1)
+    assert lifecycle.give_back(2, ended, "api-1", now)(job) is job  # a failed job is not reopened later
+    back = lifecycle.give_back(2, ended, "api-1", now, reopen=True)(job)
+    assert (back.status, back.attempt, back.finished_at, back.history[-1].incident) == (
+        JobStatus.PENDING,
+        2,
+        None,
+        "api-1",
+    )
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        "it ran again since",
+        "it completed",
+        "it is running",
+        "the time is another attempt's",
+        "it was requeued",
+    ],
+)
+def test_giving_back_leaves_a_job_that_moved_on_as_it_is(later: str) -> None:
+    job = failed_once()
+    ended, now = job.history[-1].finished_at, ELEVEN + timedelta(minutes=2)
+    moved = {
+        "it ran again since": lambda: failed_once(job, run_id="r2", at=T0 + timedelta(hours=2), settings=SETTINGS),
+        "it completed": lambda: lifecycle.finish("r2", result(0, at=T0 + timedelta(hours=2)), LIMITED)(
+            claimed(job, at=T0 + timedelta(hours=2), run_id="r2")
+        ),
+        "it is running": lambda: claimed(job, at=T0 + timedelta(hours=2), run_id="r2"),
+        "the time is another attempt's": lambda: job,
+        "it was requeued": lambda: lifecycle.requeue(now, now)(
+            lifecycle.finish("r2", result(75, at=T0 + timedelta(hours=2)), LIMITED)(
+                claimed(job, at=T0 + timedelta(hours=2), run_id="r2")
+            )
+        ),
+    }[later]()
+    when = ended + timedelta(seconds=1) if later == "the time is another attempt's" else ended
+    attempt = 2 if later == "it was requeued" else 1
+    assert lifecycle.give_back(attempt, when, "api-1", now)(moved) is moved
+
+
+def test_a_stopped_run_after_the_attempt_does_not_hide_it() -> None:
+    job = failed_once()
+    ended = job.history[-1].finished_at
+    stopped = lifecycle.finish("r2", result(143, at=T0 + timedelta(hours=2), stopped=True), LIMITED)(
+        claimed(job, at=T0 + timedelta(hours=2), run_id="r2")
+    )
+    assert (stopped.status, stopped.history[-1].outcome) == (JobStatus.PENDING, Outcome.STOPPED)
+    back = lifecycle.give_back(1, ended, "api-1", T0 + timedelta(hours=2))(stopped)
+    assert (back.attempt, [each.incident for each in back.history]) == (1, ["api-1", None])
+
+
+def test_a_last_attempt_withheld_waits_for_the_verdict_then_ends_failed_as_it_would_have() -> None:
+    job = failed_once(failed_once(), run_id="r2", at=T0 + timedelta(hours=2))
+    ended = job.history[-1].finished_at
+    until = ended + timedelta(minutes=10)
+    held = lifecycle.withhold(2, ended, until)(job)
+    assert (held.status, held.attempt, held.execute_at, held.finished_at) == (JobStatus.PENDING, 2, until, None)
+    assert lifecycle.withhold(2, ended, until)(held) is held
+    done = lifecycle.confirm_failure(2, ended)(held)
+    assert (done.status, done.attempt, done.finished_at, done.history) == (JobStatus.FAILED, 2, ended, job.history)
+    assert lifecycle.confirm_failure(2, ended)(done) is done
+    # …or an incident opened meanwhile: the attempt is given back instead, and the verdict has nothing to end.
+    back = lifecycle.give_back(2, ended, "api-1", until - timedelta(minutes=1))(held)
+    assert (back.status, back.attempt, back.history[-1].incident) == (JobStatus.PENDING, 2, "api-1")
+    assert lifecycle.confirm_failure(2, ended)(back) is back
+
+
+def test_a_fatal_exit_is_never_withheld_and_a_cancelled_job_is_never_confirmed() -> None:
+    fatal = failed_once(code=2)
+    assert fatal.status is JobStatus.FAILED
+    assert lifecycle.withhold(1, fatal.history[-1].finished_at, ELEVEN + timedelta(hours=1))(fatal) is fatal
+    job = failed_once(failed_once(), run_id="r2", at=T0 + timedelta(hours=2))
+    ended = job.history[-1].finished_at
+    cancelled = lifecycle.cancel(ended)(lifecycle.withhold(2, ended, ended + timedelta(minutes=10))(job))
+    assert lifecycle.confirm_failure(2, ended)(cancelled) is cancelled

@@ -222,3 +222,25 @@ def test_text_beyond_the_basic_plane_and_other_control_characters_are_fine() -> 
     job = Job.model_validate({**make_job().to_json_dict(), "note": "\U0001f600 \t\x01 é", "lastError": "\x7f"})
     assert job.extra_keys == {"note": "\U0001f600 \t\x01 é"}
     assert Job.model_validate_json(job.to_json_line()) == job
+
+
+# -- an attempt given back for an upstream incident ------------------------------------------------
+
+
+def test_an_attempt_given_back_keeps_the_incident_and_one_without_writes_no_key() -> None:
+    from retryq.record.models import Attempt
+
+    plain = {"attempt": 1, "startedAt": "2025-12-19T11:00:00.000Z", "finishedAt": "2025-12-19T11:00:01.000Z"}
+    written_before = Job.model_validate({**make_job().to_json_dict(), "history": [{**plain, "outcome": "failed"}]})
+    assert written_before.history[0].incident is None
+    assert "incident" not in written_before.to_json_dict()["history"][0]  # files stay as they were
+    assert '"incident"' not in written_before.to_json_line()
+    given_back = Attempt.model_validate({**plain, "outcome": "incomplete", "exitCode": 75, "incident": "api-1"})
+    job = make_job(history=(given_back,))
+    assert job.to_json_dict()["history"][0]["incident"] == "api-1"
+    assert Job.model_validate_json(job.to_json_line()) == job
+    from retryq.record.models import jobs_json
+
+    assert json.loads(jobs_json([job]))[0]["history"][0]["incident"] == "api-1"
+    with pytest.raises(ValidationError):
+        Attempt.model_validate({**plain, "outcome": "failed", "incident": "a\x00b"})

@@ -216,11 +216,11 @@ class LosesTheFirstClaimsReply(MemoryStore):
 
     lost: tuple[str, ...] = ()
 
-    def claim(self, request, changes=None):  # type: ignore[no-untyped-def]
+    def claim(self, request, changes=None, *, plan=None):  # type: ignore[no-untyped-def]
         if not self.lost:
-            written, _ = super().claim(request, changes)
+            written, _ = super().claim(request, changes, plan=plan)
             self.lost = tuple(job.id for job in written)
-        return super().claim(request, changes)
+        return super().claim(request, changes, plan=plan)
 
 
 def test_a_claim_whose_reply_was_lost_is_given_back_uncounted_and_runs_next_time() -> None:

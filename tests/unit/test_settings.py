@@ -25,6 +25,7 @@ TABLE = {
     Scope.WORKFLOW: "[workflow]\n",
     Scope.REPORT: "[report]\n",
     Scope.BACKOFF: "[backoff]\n",
+    Scope.BREAKER: "[breaker]\n",
 }
 
 
@@ -43,6 +44,8 @@ def resolved(config: Config, setting: Setting[Any]) -> Any:
         return config.thresholds.policy if setting is declared.report_delay else value
     if setting.scope is Scope.BACKOFF:
         return repr(config.workflow().backoff)
+    if setting.scope is Scope.BREAKER:
+        return getattr(config.workflow().breaker, setting.name, None)
     return comparable(getattr(config.workflow(), setting.name))
 
 
@@ -51,6 +54,8 @@ def expected(setting: Setting[Any], value: object, base: Path | None = None) -> 
     if setting.scope is Scope.BACKOFF:
         return repr(declared.backoff.kind.parse({setting.key: value}))
     parsed = setting.kind.parse(value)
+    if setting.merged:  # what a workflow gets of the top level's value alone
+        parsed = setting.kind.merge(parsed, None)
     return comparable(parsed if base is None else setting.kind.anchor(parsed, base))
 
 
@@ -78,6 +83,8 @@ def test_every_default_is_the_declared_one(tmp_path: Path, setting: Setting[Any]
     config = load_config(write(tmp_path, ""), env={})
     if setting.scope is Scope.BACKOFF:
         assert resolved(config, setting) == "constant()"  # the job's own delay, every time
+    elif setting.scope is Scope.BREAKER:
+        assert resolved(config, setting) is None  # no breaker unless one is asked for
     elif setting.default is None:
         assert resolved(config, setting) is None
     else:
@@ -205,6 +212,12 @@ BAD = {
     "factor": [0.5, "double"],
     "max": ["x"],
     "jitter": [[]],
+    "breaker": ["yes", {"failures": 0}, {"probe": "1m"}, 5],
+    "on_incident": ["page.sh", [1]],
+    "failures": [0, "many"],
+    "window": [0, "2d"],
+    "probe_every": ["0s", "never"],
+    "max_open": [0, "31d"],
 }
 
 
@@ -215,7 +228,12 @@ def test_every_bad_value_is_one_line_naming_the_key_and_exit_78(tmp_path: Path, 
         with pytest.raises(ConfigError) as caught:
             load_config(write(tmp_path, f"{TABLE[setting.scope]}{setting.key} = {describe(value)}\n"), env={})
         text = str(caught.value)
-        where = {Scope.WORKFLOW: "workflow.", Scope.REPORT: "report.", Scope.BACKOFF: "backoff."}.get(setting.scope, "")
+        where = {
+            Scope.WORKFLOW: "workflow.",
+            Scope.REPORT: "report.",
+            Scope.BACKOFF: "backoff.",
+            Scope.BREAKER: "breaker.",
+        }.get(setting.scope, "")
         assert text.startswith(f"{tmp_path / 'retryq.toml'}: {where}{setting.key}"), (value, text)
         assert "\n" not in text
         assert caught.value.exit_code is ExitCode.CONFIG
@@ -231,3 +249,49 @@ def test_every_key_is_declared_once_per_table() -> None:
         names = [name for setting in table for name in (setting.key, *setting.aliases)]
         assert len(names) == len(set(names))
     assert len({setting.key for setting in BACKOFF_KEYS}) == len(BACKOFF_KEYS)
+
+
+# -- the breaker: [breaker], breaker = { … }, breaker = false ------------------------------------------------
+
+
+def test_a_breaker_table_takes_each_keys_default_and_a_workflow_changes_it_key_by_key(tmp_path: Path) -> None:
+    from retryq.record.breakerstate import BreakerSettings
+
+    path = write(
+        tmp_path,
+        '[breaker]\nwindow = "5m"\n'
+        '[workflows.ftp]\ncommand = ["x"]\nbreaker = { failures = 2 }\n'
+        '[workflows.off]\ncommand = ["y"]\nbreaker = false\n'
+        '[workflows.plain]\ncommand = ["z"]\n',
+    )
+    config = load_config(path, env={})
+    minutes = {n: __import__("datetime").timedelta(minutes=n) for n in (5, 10, 15)}
+    default = BreakerSettings(5, minutes[5], minutes[15], minutes[15] * 48)
+    assert config.workflow().breaker == default
+    assert config.workflow("plain").breaker == default
+    assert config.workflow("ftp").breaker == BreakerSettings(2, minutes[5], minutes[15], minutes[15] * 48)
+    assert config.workflow("off").breaker is None
+    own = load_config(write(tmp_path, '[workflows.ftp]\ncommand = ["x"]\nbreaker = { failures = 2 }\n'), env={})
+    assert own.workflow().breaker is None  # none by default: only where asked for
+    assert own.workflow("ftp").breaker == BreakerSettings(2, minutes[10], minutes[15], minutes[15] * 48)
+    assert load_config(write(tmp_path, "breaker = true\n"), env={}).workflow().breaker == BreakerSettings(
+        5, minutes[10], minutes[15], minutes[15] * 48
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[breaker]\nfailures = 0\n", "breaker.failures: must be a whole number from 1 to 10000, not 0"),
+        ("[breaker]\nwindow = 0\n", "breaker.window: must be more than 0 seconds, not 0"),
+        ("[breaker]\nfailurs = 3\n", "breaker.failurs: unknown key in the breaker table; did you mean `failures`?"),
+        ('[workflows.a]\ncommand = ["x"]\nbreaker = { probe = "1m" }\n', "workflows.a.breaker.probe: unknown key"),
+        ('breaker = "yes"\n', "breaker: expected a table, not 'yes'"),
+    ],
+)
+def test_a_bad_breaker_is_one_line_and_exit_78(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), env={})
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert raised.value.exit_code == ExitCode.CONFIG

@@ -12,6 +12,7 @@ from ...record.timeutil import to_utc
 from ...settings.config import Config
 from ...stores import Store
 from ..doctor import Finding, diagnose
+from ..incidents import IncidentStats, upstream_stats
 from ..stats import ResolutionStats, job_history, resolution_stats, select_chains
 
 
@@ -28,6 +29,7 @@ class DashboardData:
     open_jobs: tuple[Job, ...]  # pending or running chains, soonest due first
     failed_jobs: tuple[Job, ...]  # persistent chains, most recently failed first
     findings: tuple[Finding, ...]  # doctor's, in its order
+    upstream: IncidentStats | None = None  # upstream incidents and pauses, under the same filters
 
 
 def collect(
@@ -64,6 +66,7 @@ def collect(
             )
         ),
         findings=tuple(diagnose(config, store, now=now, overdue=overdue)),
+        upstream=upstream_stats(store, jobs, now=now, since=since, client=client, workflow=workflow),
     )
 
 

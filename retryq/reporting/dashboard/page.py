@@ -62,7 +62,13 @@ def render(data: DashboardData, *, refresh: timedelta | None = None, tails: bool
     context = {
         "data": data,
         "stats": stats,
-        "payload": stats.to_json_dict(breakdowns=True),
+        "payload": {
+            **stats.to_json_dict(breakdowns=True),
+            **({"incidents": data.upstream.to_json_dict()} if data.upstream is not None else {}),
+        },
+        "upstream": data.upstream,
+        "held": set() if data.upstream is None else {*data.upstream.paused, *(i.workflow for i in data.upstream.open)},
+        "timeline": [] if data.upstream is None else [*data.upstream.closed, *data.upstream.open],
         "outcomes": _outcome_rows(data),
         "filters": _describe_filters(data),
         "open_jobs": data.open_jobs[:OPEN_JOBS_SHOWN],

@@ -166,6 +166,63 @@
     });
   }
 
+  // An instant as the page's tables show it: 2025-12-19 11:00 (UTC).
+  function stamp(milliseconds) {
+    return new Date(milliseconds).toISOString().slice(0, 16).replace("T", " ");
+  }
+
+  // Upstream incidents on a time line, one row per workflow: from when each opened to when it closed
+  // (an open one, to when the page was made).
+  function incidentChart(stats) {
+    var upstream = stats.incidents;
+    if (!upstream || !(upstream.open.length + upstream.closed.length)) {
+      return;
+    }
+    var canvas = document.getElementById("chart-incidents");
+    var end = canvas ? Date.parse(canvas.getAttribute("data-now")) : Date.now();
+    var workflows = [];
+    var start = end;
+    upstream.closed.concat(upstream.open).forEach(function (each) {
+      if (workflows.indexOf(each.workflow) < 0) {
+        workflows.push(each.workflow);
+      }
+      start = Math.min(start, Date.parse(each.openedAt));
+    });
+    var margin = Math.max((end - start) / 20, 60000);  // a little room on each side, a minute at least
+    function bars(list) {
+      return list.map(function (each) {
+        var closed = each.closedAt === null ? end : Date.parse(each.closedAt);
+        return { x: [Date.parse(each.openedAt), closed], y: each.workflow, id: each.id };
+      });
+    }
+    draw("chart-incidents", {
+      type: "bar",
+      data: {
+        labels: workflows,
+        datasets: [
+          { label: "Closed", data: bars(upstream.closed), backgroundColor: COLORS.cancelled, grouped: false, minBarLength: 4, maxBarThickness: 28 },
+          { label: "Open", data: bars(upstream.open), backgroundColor: COLORS.persistent, grouped: false, minBarLength: 4, maxBarThickness: 28 }
+        ]
+      },
+      options: {
+        indexAxis: "y",
+        plugins: {
+          legend: { position: "bottom" },
+          tooltip: { callbacks: { label: function (item) {
+            var span = item.raw.x;
+            return item.raw.id + ": " + stamp(span[0]) + " to " + stamp(span[1]) + " UTC (" + duration((span[1] - span[0]) / 1000) + ")";
+          } } }
+        },
+        scales: {
+          x: { type: "linear", beginAtZero: false, min: start - margin, max: end + margin,
+            ticks: { maxRotation: 0, autoSkipPadding: 16, callback: function (value) { return stamp(value); } },
+            title: { display: true, text: "UTC" } },
+          y: { grid: { display: false } }
+        }
+      }
+    });
+  }
+
   showLocalTimes();
   if (typeof Chart === "undefined") {
     return;
@@ -177,5 +234,6 @@
   var stats = JSON.parse(document.getElementById("retryq-stats").textContent);
   resolutionChart(stats);
   delayChart(stats);
+  incidentChart(stats);
   dayChart(stats);
 })();
