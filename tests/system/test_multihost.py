@@ -1,47 +1,22 @@
-"""Several hosts on one PostgreSQL queue: three workers, one killed, the server restarted; nothing lost or doubled.
-
-Each worker is a real ``retryq worker`` process with a host identity of its own (``RETRYQ_HOST``),
-so that none of them may judge another's processes: a job whose worker died is taken up only once
-its lease has ended, as it would be on another machine. Every run of the workflow takes a lock of
-its job (``flock -n``): a run beside another run of the same job is recorded, and fails the test.
-"""
+"""Several hosts on one PostgreSQL queue: three workers, one killed, the server restarted; nothing lost or
+doubled (the simulation: tests/system/multihost.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from retryq import RetryQueue
-from retryq.record.errors import StoreUnavailable
-from retryq.record.models import JobStatus, Outcome
 from retryq.stores.postgres import PostgresStore
 
 from .. import postgres_cluster
 from ..conftest import PostgresServer
-from ..helpers import make_config, unavailable, write_script
+from ..helpers import unavailable
+from .multihost import simulate
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 JOBS = 300
-WORKERS = 3
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_three_hosts_one_killed_and_a_server_restart_lose_nothing_and_never_overlap(
@@ -50,101 +25,13 @@ def test_three_hosts_one_killed_and_a_server_restart_lose_nothing_and_never_over
     cluster = postgres_server.directory
     if cluster is None:
         unavailable("the multi-host test restarts the server: set RETRYQ_TEST_POSTGRES_DIR to its cluster directory")
-    # host-0 runs normally until `arm` exists; then its next run hangs 5 s (well within the 13 s lease),
-    # which is when the test kills host-0's worker: that job is mid-run, its run orphaned.
-    write_script(
-        tmp_path / "fetch.sh",
-        """
-exec 9>"locks/$RETRYQ_JOB_ID"
-if ! flock -n 9; then echo "$RETRYQ_JOB_ID" >> overlaps; exit 1; fi
-echo "$RETRYQ_JOB_ID $RETRYQ_ATTEMPT $RETRYQ_HOST" >> starts
-if [ "$RETRYQ_HOST" = host-0 ] && [ -f arm ]; then touch "stuck-$RETRYQ_JOB_ID"; sleep 5; fi
-sleep 0.1
-echo "$RETRYQ_JOB_ID" >> ends
-""",
+    result = simulate(
+        tmp_path,
+        retryq_bin,
+        queue=postgres_queue,
+        open_store=lambda: PostgresStore(postgres_queue, schema=postgres_schema),
+        restart=lambda: postgres_cluster.restart(cluster),
+        jobs=JOBS,
+        batch=60,
     )
-    (tmp_path / "locks").mkdir()
-    (tmp_path / "retryq.toml").write_text(
-        f'queue = "{postgres_queue}"\nlease_grace = "2s"\n\n'
-        f'[workflow]\ncommand = ["{tmp_path / "fetch.sh"}", "{{client}}", "{{date}}"]\n'
-        'timeout = "10s"\nkill_grace = "1s"\nmax_attempts = 3\n'
-    )
-    queue = RetryQueue(config=make_config(queue=postgres_queue))
-    for number in range(JOBS):
-        queue.schedule(f"client{number:03d}", "2025-12-19", 0)
-    queue.store.close()
-
-    env = {**os.environ, "PATH": f"{Path(retryq_bin).parent}:/usr/bin:/bin"}
-    env.pop("RETRYQ_QUEUE", None)
-    workers = []
-    for number in range(WORKERS):
-        with (tmp_path / f"worker-{number}.log").open("w") as log:
-            workers.append(
-                subprocess.Popen(
-                    [retryq_bin, "worker", "--concurrency", "4"],
-                    cwd=tmp_path,
-                    env={**env, "RETRYQ_HOST": f"host-{number}"},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    started = time.monotonic()
-    try:
-        wait_for(lambda: len(lines(tmp_path / "ends")) >= 60, "60 runs")
-        (tmp_path / "arm").touch()
-        wait_for(lambda: any(tmp_path.glob("stuck-*")), "host-0 to be mid-run")
-        workers[0].send_signal(signal.SIGKILL)
-        workers[0].wait(timeout=60)
-        killed_at = len(lines(tmp_path / "ends"))
-
-        wait_for(lambda: len(lines(tmp_path / "ends")) >= killed_at + 60, "60 more runs")
-        restart_started = time.monotonic()
-        postgres_cluster.restart(cluster)
-        restart_took = time.monotonic() - restart_started
-        restarted_at = len(lines(tmp_path / "ends"))
-
-        store = PostgresStore(postgres_queue, schema=postgres_schema)
-
-        def all_completed() -> bool:
-            try:
-                return [job.status for job in store.load()] == [JobStatus.COMPLETED] * JOBS
-            except StoreUnavailable:
-                return False
-
-        wait_for(all_completed, "every job to complete")
-        elapsed = time.monotonic() - started
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        codes = [worker.wait(timeout=120) for worker in workers]
-
-    jobs = store.load()
-    store.close()
-    assert codes == [-signal.SIGKILL, 128 + signal.SIGTERM, 128 + signal.SIGTERM], [
-        (tmp_path / f"worker-{n}.log").read_text()[-2000:] for n in range(WORKERS)
-    ]
-    assert not (tmp_path / "overlaps").exists(), lines(tmp_path / "overlaps")
-
-    starts = Counter(line.split()[0] for line in lines(tmp_path / "starts"))
-    by_host = Counter(line.split()[2] for line in lines(tmp_path / "starts"))
-    recovered = [job for job in jobs if any(entry.outcome is Outcome.INTERRUPTED for entry in job.history)]
-    stuck = {path.name.removeprefix("stuck-") for path in tmp_path.glob("stuck-*")}
-    assert len(jobs) == JOBS
-    assert stuck <= {job.id for job in recovered}
-    assert 1 <= len(recovered) <= 4  # host-0's runs at the time of the kill (its concurrency)
-    for job in jobs:
-        assert [entry.outcome for entry in job.history][-1] is Outcome.SUCCEEDED
-        interrupted = job in recovered
-        # Every attempt ran once and none was lost; but a run of the killed host may have been stopped (its
-        # watchdog stops its workflows) before the workflow wrote its first line: an attempt with no start.
-        ran = len(job.history) - 1 if interrupted else len(job.history)
-        assert ran <= starts[job.id] <= len(job.history), job.id
-        assert len(job.history) == (2 if interrupted else 1), job.id
-        assert job.history[-1].attempt == job.attempt
-    print(
-        f"\n{JOBS} jobs, {WORKERS} hosts: all completed in {elapsed:.1f} s; "
-        f"runs by host {dict(sorted(by_host.items()))}; "
-        f"host-0 killed after {killed_at} runs, {len(recovered)} of its jobs taken up after their lease; "
-        f"server restarted after {restarted_at} runs (pg_ctl restart took {restart_took:.1f} s); 0 overlaps, 0 lost"
-    )
+    print(result.describe(JOBS, "server restarted (pg_ctl restart)"))
