@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import stat
@@ -133,35 +134,47 @@ def _run(argv: list[str], *, timeout: float) -> None:
 
 
 @dataclass(frozen=True)
-class PostgresServer:
-    """A PostgreSQL server for the tests, and its cluster's directory when the tests may restart it."""
+class Server:
+    """A server for the tests (PostgreSQL, Redis), and its directory when the tests may restart it."""
 
     url: str
     directory: Path | None
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """``$RETRYQ_TEST_POSTGRES`` (what .ci/run starts, its cluster in ``$RETRYQ_TEST_POSTGRES_DIR``),
-    else a throwaway cluster started here."""
-    given = os.environ.get("RETRYQ_TEST_POSTGRES")
-    if given:
-        directory = os.environ.get("RETRYQ_TEST_POSTGRES_DIR")
-        yield PostgresServer(given, Path(directory) if directory else None)
-        return
-    from . import postgres_cluster
+PostgresServer = RedisServer = Server
 
-    root = Path(tempfile.mkdtemp(prefix="retryq-pg-"))
+
+def _session_server(variable: str, module: str, prefix: str, needs: str, driver: str | None = None) -> Iterator[Server]:
+    """``$variable`` (what .ci/run starts, its files in ``$variable_DIR``), else a throwaway server
+    that ``tests/<module>.py`` starts in a temp directory (a loopback port) and stops after the session."""
+    given = os.environ.get(variable)
+    if given:
+        directory = os.environ.get(f"{variable}_DIR")
+        yield Server(given, Path(directory) if directory else None)
+        return
+    if driver is not None:
+        try:
+            importlib.import_module(driver)
+        except ModuleNotFoundError:
+            unavailable(f"the {needs} tests need the driver: pip install 'retryq[{driver}]'")
+    server = importlib.import_module(f".{module}", __package__)
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        url = postgres_cluster.start(root)
+        url = server.start(root)
     except RuntimeError as error:
         shutil.rmtree(root, ignore_errors=True)
-        unavailable(f"the PostgreSQL tests need a server: {error}")
+        unavailable(f"the {needs} tests need a server: {error}")
     try:
-        yield PostgresServer(url, root)
+        yield Server(url, root)
     finally:
-        postgres_cluster.stop(root)
+        server.stop(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    """``$RETRYQ_TEST_POSTGRES``, else a throwaway cluster started here."""
+    yield from _session_server("RETRYQ_TEST_POSTGRES", "postgres_cluster", "retryq-pg-", "PostgreSQL")
 
 
 @pytest.fixture(scope="session")
@@ -189,40 +202,10 @@ def postgres_queue(postgres_url: str, postgres_schema: str) -> str:
     return f"{postgres_url}{separator}options=-csearch_path%3D{postgres_schema}"
 
 
-@dataclass(frozen=True)
-class RedisServer:
-    """A Redis server for the tests, and its directory when the tests may kill and restart it."""
-
-    url: str
-    directory: Path | None
-
-
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """``$RETRYQ_TEST_REDIS`` (what .ci/run starts, its files in ``$RETRYQ_TEST_REDIS_DIR``), else a
-    throwaway redis-server started here (loopback, a free port, appendfsync always)."""
-    given = os.environ.get("RETRYQ_TEST_REDIS")
-    if given:
-        directory = os.environ.get("RETRYQ_TEST_REDIS_DIR")
-        yield RedisServer(given, Path(directory) if directory else None)
-        return
-    try:
-        import redis  # noqa: F401
-    except ModuleNotFoundError:
-        unavailable("the Redis tests need the driver: pip install 'retryq[redis]'")
-    from . import redis_server as server
-
-    root = Path(tempfile.mkdtemp(prefix="retryq-redis-"))
-    try:
-        url = server.start(root)
-    except RuntimeError as error:
-        shutil.rmtree(root, ignore_errors=True)
-        unavailable(f"the Redis tests need a server: {error}")
-    try:
-        yield RedisServer(url, root)
-    finally:
-        server.stop(root)
-        shutil.rmtree(root, ignore_errors=True)
+def redis_server() -> Iterator[Server]:
+    """``$RETRYQ_TEST_REDIS``, else a throwaway redis-server started here (appendfsync always)."""
+    yield from _session_server("RETRYQ_TEST_REDIS", "redis_server", "retryq-redis-", "Redis", driver="redis")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ..record.errors import RetryqError
 from ..record.timeutil import utcnow
@@ -34,47 +34,56 @@ DASHBOARD_EVERY = 60.0
 
 
 @dataclass
-class MetricsWriter:
-    """Rewrites the Prometheus file at ``path`` from the store's tally and the run's report."""
+class _Writer:
+    """A file rewritten from the store after a run (and now and then by a worker); a failure is logged, never fatal."""
 
     path: str | os.PathLike[str]
     store: Store
     config: Config
     clock: Callable[[], datetime] = utcnow
-    every: float = METRICS_EVERY
+    every: float = 60.0
+    what: ClassVar[str] = "file"
 
     def __call__(self, report: ProcessReport) -> None:
-        from .incidents import held_gauges
-        from .metrics import render_metrics, write_metrics
-
         try:
-            tally, now = self.store.tally(), self.clock()
-            held = held_gauges(self.store, now)
-            text = render_metrics(tally, now=now, report=report, workflows=self.config.workflows, held=held)
-            write_metrics(self.path, text)
+            self.write(report)
         except RetryqError as error:
-            log.error("metrics not written: %s", error)
+            log.error("%s not written: %s", self.what, error)
+
+    def write(self, report: ProcessReport) -> None:
+        raise NotImplementedError
 
 
 @dataclass
-class DashboardWriter:
+class MetricsWriter(_Writer):
+    """Rewrites the Prometheus file at ``path`` from the store's tally and the run's report."""
+
+    every: float = METRICS_EVERY
+    what: ClassVar[str] = "metrics"
+
+    def write(self, report: ProcessReport) -> None:
+        from .incidents import held_gauges
+        from .metrics import render_metrics, write_metrics
+
+        tally, now = self.store.tally(), self.clock()
+        held = held_gauges(self.store, now)
+        write_metrics(
+            self.path, render_metrics(tally, now=now, report=report, workflows=self.config.workflows, held=held)
+        )
+
+
+@dataclass
+class DashboardWriter(_Writer):
     """Rewrites the dashboard page at ``path`` (Jinja2 is imported only here: it is an extra)."""
 
-    path: str | os.PathLike[str]
-    store: Store
-    config: Config
-    clock: Callable[[], datetime] = utcnow
     every: float = DASHBOARD_EVERY
+    what: ClassVar[str] = "dashboard"
 
-    def __call__(self, report: ProcessReport) -> None:
-        try:
-            from .dashboard import collect, page_mode, write_dashboard
+    def write(self, report: ProcessReport) -> None:
+        from .dashboard import collect, page_mode, write_dashboard
 
-            data = collect(self.config, self.store, now=self.clock())
-            mode = page_mode(self.config, self.store)
-            write_dashboard(self.path, data, mode=mode, tails=self.config.dashboard_tails)
-        except RetryqError as error:
-            log.error("dashboard not written: %s", error)
+        data = collect(self.config, self.store, now=self.clock())
+        write_dashboard(self.path, data, mode=page_mode(self.config, self.store), tails=self.config.dashboard_tails)
 
 
 def reporters_for(

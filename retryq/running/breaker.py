@@ -34,8 +34,7 @@ from ..record.timeutil import format_duration, format_utc
 from ..settings.config import Config
 from ..stores import ClaimRequest, JobFilter, Mutation, Plan, PlanResult, StateDoc, Store
 from ..stores.plans import then
-from .incident_hooks import IncidentHooks
-from .notify import FailureHooks
+from .notify import FailureHooks, IncidentHooks
 from .pending import Change, Pending
 
 if TYPE_CHECKING:

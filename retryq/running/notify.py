@@ -1,28 +1,81 @@
-"""Telling someone when a job fails for good: the ``on_failure`` command of the configuration.
+"""Telling someone: the ``on_failure`` command when a job fails for good, the ``on_incident`` command
+when an upstream incident opens or closes.
 
-The command runs without a shell, with the job as JSON on stdin and the ``RETRYQ_*`` variables
-in its environment. Whatever it does (fails, hangs, is not found), the job's state is already
-written and is never changed by it: the outcome is only logged.
+Each runs without a shell, what it is about as JSON on stdin and ``RETRYQ_*`` variables in its
+environment. Whatever it does (fails, hangs, is not found), the queue is already written and is
+never changed by it: its outcome is only logged. Hooks run beside the caller's loop, which never
+waits for one until the end of its run.
 """
 
 from __future__ import annotations
 
-__all__ = ["FailureHooks", "run_failure_hook"]
+__all__ = ["FailureHooks", "IncidentHooks", "run_failure_hook", "run_hook", "run_incident_hook"]
 
+import json
 import logging
+import os
 import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
+from ..record.breakerstate import Incident
 from ..record.models import Job
 from ..settings.config import Config
 from . import platform
-from .commands import invocation
+from .commands import build_argv, invocation
 
 log = logging.getLogger("retryq")
+
+
+def run_hook(
+    kind: str,
+    argv: Sequence[str],
+    variables: Mapping[str, str],
+    payload: bytes,
+    *,
+    timeout: timedelta,
+    extra: Mapping[str, Any],
+    done: str,
+) -> bool:
+    """Run the ``kind`` hook ``argv`` with ``payload`` on stdin; True when it exited 0 within ``timeout``.
+
+    ``extra`` goes with every log line (the job, or a label); ``done`` is what the INFO line says.
+    """
+    # Files, not pipes, on both ends: a hook that leaves a child behind (a daemon, `setsid cmd &`)
+    # keeps a pipe open forever, and waiting for its end would hang; waiting for the hook does not.
+    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as output:
+        stdin.write(payload)
+        stdin.seek(0)
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=stdin,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=dict(variables),
+                **platform.popen_group_options(),
+            )
+        except OSError as error:
+            log.error("%s hook %r could not start: %s", kind, argv[0], error.strerror or error, extra=extra)
+            return False
+        try:
+            code = process.wait(timeout=timeout.total_seconds())
+        except subprocess.TimeoutExpired:
+            platform.stop_group(process.pid, 1.0)
+            process.wait()
+            log.error("%s hook timed out after %gs and was stopped", kind, timeout.total_seconds(), extra=extra)
+            return False
+        output.seek(0)
+        tail = output.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+    if code != 0:
+        log.error("%s hook exited %d%s", kind, code, f": {tail[0]}" if tail else "", extra=extra)
+        return False
+    log.info("%s hook %s", kind, done, extra=extra)
+    return True
 
 
 def run_failure_hook(
@@ -46,65 +99,47 @@ def run_failure_hook(
         }
     )
     payload = job.to_json_line().encode("utf-8")
-    # Files, not pipes, on both ends: a hook that leaves a child behind (a daemon, `setsid cmd &`)
-    # keeps a pipe open forever, and waiting for its end would hang; waiting for the hook does not.
-    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as output:
-        stdin.write(payload)
-        stdin.seek(0)
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdin=stdin,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=variables,
-                **platform.popen_group_options(),
-            )
-        except OSError as error:
-            log.error("on_failure hook %r could not start: %s", argv[0], error.strerror or error, extra={"job": job})
-            return False
-        try:
-            code = process.wait(timeout=timeout.total_seconds())
-        except subprocess.TimeoutExpired:
-            platform.stop_group(process.pid, 1.0)
-            process.wait()
-            log.error(
-                "on_failure hook timed out after %gs and was stopped", timeout.total_seconds(), extra={"job": job}
-            )
-            return False
-        output.seek(0)
-        tail = output.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-    if code != 0:
-        detail = f": {tail[0]}" if tail else ""
-        log.error("on_failure hook exited %d%s", code, detail, extra={"job": job})
-        return False
-    log.info("on_failure hook notified", extra={"job": job})
-    return True
+    return run_hook("on_failure", argv, variables, payload, timeout=timeout, extra={"job": job}, done="notified")
 
 
-class FailureHooks:
-    """Runs each failed job's ``on_failure`` beside the processor's loop, which never waits for one."""
+def run_incident_hook(
+    incident: Incident,
+    event: str,
+    command: tuple[str, ...],
+    *,
+    timeout: timedelta,
+    queue: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> bool:
+    """Run ``command`` for ``incident``, which has just ``event`` (opened or closed); True when it exited 0 in time.
+
+    ``{workflow}`` and ``{incident}`` are replaced in its argv; ``RETRYQ_WORKFLOW``, ``RETRYQ_INCIDENT``
+    and ``RETRYQ_INCIDENT_EVENT`` (``opened`` or ``closed``) are set in its environment.
+    """
+    argv = build_argv(command, {"workflow": incident.workflow, "incident": incident.id})
+    variables = {
+        **os.environ,
+        **(env or {}),
+        **(queue or {}),
+        "RETRYQ_WORKFLOW": incident.workflow,
+        "RETRYQ_INCIDENT": incident.id,
+        "RETRYQ_INCIDENT_EVENT": event,
+    }
+    payload = json.dumps({"event": event, **incident.to_json_dict()}, ensure_ascii=False).encode("utf-8")
+    extra = {"label": f"incident {incident.id}"}
+    return run_hook("on_incident", argv, variables, payload, timeout=timeout, extra=extra, done=f"told ({event})")
+
+
+class _Hooks:
+    """Hooks started in threads of their own; :meth:`wait` waits for them (each bounds itself by its timeout)."""
 
     def __init__(self, config: Config, *, queue: Mapping[str, str] | None) -> None:
         self.config = config
         self.queue = queue
         self._threads: list[threading.Thread] = []
 
-    def notify(self, job: Job) -> None:
-        settings = self.config.settings_of(job.workflow)
-        if not settings.on_failure:
-            return
-        thread = threading.Thread(
-            target=run_failure_hook,
-            args=(job, settings.on_failure),
-            kwargs={
-                "timeout": self.config.on_failure_timeout,
-                "queue": self.queue,
-                "config_file": str(self.config.source) if self.config.source else None,
-                "env": settings.env,
-            },
-            name=f"retryq-hook-{job.id}",
-        )
+    def _start(self, name: str, target: Callable[..., bool], *args: Any, **kwargs: Any) -> None:
+        thread = threading.Thread(target=target, args=args, kwargs=kwargs, name=name)
         thread.start()
         self._threads.append(thread)
 
@@ -112,3 +147,41 @@ class FailureHooks:
         """Wait for the hooks started; each bounds itself by ``on_failure_timeout``."""
         for thread in self._threads:
             thread.join()
+        self._threads.clear()
+
+
+class FailureHooks(_Hooks):
+    """Runs each failed job's ``on_failure`` beside the processor's loop."""
+
+    def notify(self, job: Job) -> None:
+        settings = self.config.settings_of(job.workflow)
+        if settings.on_failure:
+            config_file = str(self.config.source) if self.config.source else None
+            self._start(
+                f"retryq-hook-{job.id}",
+                run_failure_hook,
+                job,
+                settings.on_failure,
+                timeout=self.config.on_failure_timeout,
+                queue=self.queue,
+                config_file=config_file,
+                env=settings.env,
+            )
+
+
+class IncidentHooks(_Hooks):
+    """Runs a workflow's ``on_incident`` when one of its incidents opens or closes."""
+
+    def notify(self, incident: Incident, event: str) -> None:
+        settings = self.config.settings_of(incident.workflow)
+        if settings.on_incident:
+            self._start(
+                f"retryq-incident-{incident.id}",
+                run_incident_hook,
+                incident,
+                event,
+                settings.on_incident,
+                timeout=self.config.on_failure_timeout,
+                queue=self.queue,
+                env=settings.env,
+            )

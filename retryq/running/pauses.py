@@ -23,7 +23,7 @@ from ..record.text import storable
 from ..record.timeutil import format_utc, to_utc
 from ..settings.config import Config
 from ..stores import Plan, PlanResult, StateDoc, Store
-from .incident_hooks import IncidentHooks
+from .notify import IncidentHooks
 
 log = logging.getLogger("retryq")
 

@@ -203,7 +203,7 @@ def test_every_new_command_has_help_with_an_example(cli: CliRunner) -> None:
 def test_a_quoted_command_in_the_hook_never_reaches_a_shell(tmp_path: Path) -> None:
     from retryq.record.breakerstate import Incident
     from retryq.record.timeutil import utcnow
-    from retryq.running.incident_hooks import run_incident_hook
+    from retryq.running.notify import run_incident_hook
 
     out = tmp_path / "argv"
     script = write_script(tmp_path / "argv.sh", f'printf "%s|" "$@" > {shlex.quote(str(out))}\n')
