@@ -249,6 +249,9 @@ class DocumentStore:
         return {} if self.address is None else {"RETRYQ_QUEUE": self.address}
 
     def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
+        return self._transact(self._adding(job, on_open, plan))
+
+    def _adding(self, job: Job, on_open: Mutation, plan: Plan | None) -> Transaction[tuple[Job, bool]]:
         def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
             existing, outcome, step = None, job, None
             for position, entry in enumerate(current):
@@ -273,7 +276,7 @@ class DocumentStore:
             # What the plan's mutations left of the job, if they changed it (and did not remove it).
             return (step.results.get(outcome.id) or outcome, existing is None), step.write()
 
-        return self._transact(transaction)
+        return transaction
 
     def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
         def transaction(current: list[_Entry]) -> tuple[Insertion, _Write | None]:

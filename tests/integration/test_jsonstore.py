@@ -405,7 +405,7 @@ def test_a_schedule_keeps_every_other_record_byte_for_byte(path: Path) -> None:
     content = "[\n" + ",\n".join(others) + "\n]\n"
     path.write_text(content)
     new = make_job(id="new", client_id="acme")
-    job, created = JsonFileStore(path).add(new, unchanged)
+    _job, created = JsonFileStore(path).add(new, unchanged)
     assert created
     assert path.read_text() == content[: -len("\n]\n")] + ",\n" + new.to_json_line() + "\n]\n"
 

@@ -3,11 +3,12 @@ kept, for a later write to reuse) or validated whole (for reading), and written 
 
 from __future__ import annotations
 
-__all__ = ["all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
+__all__ = ["added", "all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
 
 import gc
 import json
 import sys
+from collections.abc import Callable
 from json.scanner import make_scanner
 from typing import Any
 
@@ -16,6 +17,9 @@ from pydantic import ValidationError
 from ...record.errors import QueueCorrupt
 from ...record.models import Job, job_list
 from ..document import _Entry
+
+#: What a schedule found: the job stored and whether it is new, and the file's new bytes (None: unchanged).
+Added = tuple[tuple[Job, bool], bytes | None]
 
 #: From this size on, a file is first checked by the fast path. Below it, a command spends more
 #: importing and building the fast path than validating models: measured, 400 jobs (261 KiB) take
@@ -93,6 +97,72 @@ def parse_lines(raw: bytes) -> list[_Entry] | None:
             return None
         entries.append(_Entry(index, doc=doc, line=line))
     return entries
+
+
+def added(raw: bytes, job: Job, on_open: Callable[[Job], Job | None]) -> Added | None:
+    """Add ``job`` to a file in retryq's layout, reading only the records that may hold its key.
+
+    A record holds the job's key only if its line spells the client id as it is (a client id is
+    letters, digits, ``.``, ``_`` and ``-``, which JSON writes as they are) or holds a ``\\u``
+    escape, which could spell it otherwise: only those lines are parsed; every other record is
+    copied as bytes, unread. The first open job of the key, in file order, is passed to
+    ``on_open`` as the generic path does. None when the file is not in that layout, or a line
+    read is not JSON: the caller then reads the file whole, which says what is wrong.
+    """
+    line = _Entry.of(job).line()
+    if raw == b"[]\n":
+        return (job, True), layout([line])
+    spans = _lines_that_may_hold(raw, job.client_id)
+    if spans is None:
+        return None
+    for start, end in spans:
+        entry = _entry_of(raw[start:end])
+        if entry is None:
+            return None
+        if not (entry.is_open and entry.key == job.key):
+            continue
+        existing = entry.decoded()
+        if existing is None:
+            continue  # not a job: left alone, and it holds no key
+        updated = on_open(existing)
+        if updated is None:
+            raise ValueError("on_open must return a job")
+        if updated is existing:
+            return (existing, False), None
+        return (updated, False), b"".join((raw[:start], _Entry.of(updated).line(), raw[end:]))
+    return (job, True), b"".join((memoryview(raw)[:-3], b",\n", line, b"\n]\n"))
+
+
+def _lines_that_may_hold(raw: bytes, client: str) -> list[tuple[int, int]] | None:
+    """The lines (start, end, without their comma), in file order, that spell ``"client"`` or hold a
+    ``\\u`` escape; None when the file is not one record per line between ``[`` and ``]``."""
+    if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
+        return None
+    last = len(raw) - 3  # where the last record's line ends
+    spans: dict[int, int] = {}
+    for needle in (b'"' + client.encode("ascii") + b'"', b"\\u"):
+        found = raw.find(needle, 2)
+        while 0 <= found < last:
+            start = raw.rfind(b"\n", 0, found) + 1
+            end = raw.find(b"\n", found)
+            if end < last:
+                if raw[end - 1] != 0x2C:  # a line but the last ends with the comma before the next
+                    return None
+                spans[start] = end - 1
+            else:
+                spans[start] = last
+            found = raw.find(needle, end)
+    return sorted(spans.items())
+
+
+def _entry_of(line: bytes) -> _Entry | None:
+    """One record parsed from its line, or None when the line is not one JSON value."""
+    try:
+        text = line.decode("utf-8")
+        doc, end = _SCANNER(text, 0)
+    except (ValueError, StopIteration):  # also UnicodeDecodeError
+        return None
+    return _Entry(-1, doc=doc, line=line) if end == len(text) else None
 
 
 def every_job_of(raw: bytes) -> list[Job]:
