@@ -423,3 +423,15 @@ def test_a_schedule_updates_the_open_job_of_its_key_in_place(path: Path) -> None
     after = path.read_text().splitlines()
     assert after[:2] == before[:2] and after[3:] == before[3:]  # noqa: PT018 - the other lines as they were
     assert json.loads(after[2].rstrip(","))["followUpMinutes"] == 5
+
+
+def test_a_schedule_finds_an_escaped_client_id_among_records_full_of_escapes(path: Path) -> None:
+    noisy = [
+        make_job(id=f"n{n}", client_id=f"c{n}", status="failed", last_error="out\n" * 400, finished_at=None)
+        for n in range(5)
+    ]
+    record = json.dumps(make_job(id="hand", client_id="acme").to_json_dict()).replace('"acme"', '"\\u0061cme"')
+    lines = [job.to_json_line() for job in noisy]
+    path.write_text("[\n" + ",\n".join([*lines, record, *lines]) + "\n]\n")
+    job, created = JsonFileStore(path).add(make_job(id="new", client_id="acme"), unchanged)
+    assert (job.id, created) == ("hand", False)

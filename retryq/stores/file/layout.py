@@ -140,19 +140,40 @@ def _lines_that_may_hold(raw: bytes, client: str) -> list[tuple[int, int]] | Non
         return None
     last = len(raw) - 3  # where the last record's line ends
     spans: dict[int, int] = {}
-    for needle in (b'"' + client.encode("ascii") + b'"', b"\\u"):
-        found = raw.find(needle, 2)
-        while 0 <= found < last:
-            start = raw.rfind(b"\n", 0, found) + 1
-            end = raw.find(b"\n", found)
-            if end < last:
-                if raw[end - 1] != 0x2C:  # a line but the last ends with the comma before the next
-                    return None
-                spans[start] = end - 1
-            else:
-                spans[start] = last
-            found = raw.find(needle, end)
+    for found in _escapes(raw, last) + _occurrences(raw, b'"' + client.encode("ascii") + b'"', last):
+        start = raw.rfind(b"\n", 0, found) + 1
+        if start in spans:
+            continue
+        end = raw.find(b"\n", found)
+        if end < last:
+            if raw[end - 1] != 0x2C:  # a line but the last ends with the comma before the next
+                return None
+            end -= 1
+        spans[start] = end
     return sorted(spans.items())
+
+
+def _occurrences(raw: bytes, needle: bytes, stop: int) -> list[int]:
+    found, at = [], raw.find(needle, 2, stop)
+    while at >= 0:
+        found.append(at)
+        at = raw.find(needle, at + len(needle), stop)
+    return found
+
+
+def _escapes(raw: bytes, stop: int) -> list[int]:
+    """Where ``\\u`` escapes may start. When backslashes are rare (a queue written by retryq escapes
+    only control characters), each is found with memchr and the escape it starts skipped (``\\\\u``
+    is none); a search for the two bytes together is ten times slower, but does not loop in Python
+    over every ``\\n`` of a file full of workflow output."""
+    if raw.count(b"\\", 2, stop) > len(raw) >> 12:
+        return _occurrences(raw, b"\\u", stop)  # also finds \\u: one more line read, no harm
+    found, at = [], raw.find(b"\\", 2, stop)
+    while at >= 0:
+        if raw[at + 1] == 0x75:  # "u"
+            found.append(at)
+        at = raw.find(b"\\", at + 2, stop)
+    return found
 
 
 def _entry_of(line: bytes) -> _Entry | None:
