@@ -36,7 +36,7 @@ R = TypeVar("R")
 class _Entry:
     """A stored record: what a scan needs, its line of JSON, and (on demand) its validated job."""
 
-    __slots__ = ("_doc", "_job", "_line", "_problem", "ended", "ident", "index", "key", "status")
+    __slots__ = ("_doc", "_due", "_job", "_line", "_problem", "ended", "ident", "index", "key", "status")
 
     def __init__(self, index: int, *, doc: Any, line: bytes | None = None, job: Job | None = None) -> None:
         self.index = index  # position in the file when read, for messages
@@ -56,6 +56,7 @@ class _Entry:
         self._doc = None if line is not None else doc  # with its line kept, the object can be read again
         self._job = job
         self._problem: str | None = None
+        self._due: datetime | None | bool = False  # executeAt once read (False: not yet)
 
     @classmethod
     def of(cls, job: Job) -> _Entry:
@@ -119,17 +120,19 @@ class _Entry:
         return self.status in rules.OPEN_VALUES  # plain strings: a scan compares them for every job on every write
 
     def execute_at(self) -> datetime | None:
-        """``executeAt`` read from the record itself, without validating it (None if unreadable)."""
+        """``executeAt`` read from the record itself, without validating it (None if unreadable); read
+        once: an entry is never changed, and a claim looks at every pending one."""
         if self._job is not None:
             return self._job.execute_at
-        doc = self.doc
-        text = doc.get("executeAt") if isinstance(doc, dict) else None
-        if not isinstance(text, str):
-            return None
-        try:
-            return parse_utc(text)
-        except InvalidInput:
-            return None
+        if self._due is False:
+            doc = self.doc
+            text = doc.get("executeAt") if isinstance(doc, dict) else None
+            try:
+                self._due = parse_utc(text) if isinstance(text, str) else None
+            except InvalidInput:
+                self._due = None
+        assert not isinstance(self._due, bool)
+        return self._due
 
     def ended_at(self) -> datetime | None:
         if self.ended is not None:
@@ -379,27 +382,25 @@ class DocumentStore:
         if not changes:
             return entries.copy(), results, removed, False
         changed = False
-        kept: list[_Entry] = []
+        kept, gone = entries.copy(), set()
         opened: list[Job] = []
-        for entry in entries:
-            ident = entry.job_id()
-            mutation = changes.get(ident) if ident is not None else None
-            job = entry.decoded() if mutation is not None else None
-            if mutation is None or job is None:  # not asked for, or not a job that a change can apply to
-                kept.append(entry)
+        for position in _positions(entries, changes):
+            job = entries[position].decoded()
+            if job is None:  # not a job that a change can apply to
                 continue
-            new = mutation(job)
+            new = changes[job.id](job)
             results[job.id] = new
             if new is None:
                 removed.append(job)
+                gone.add(position)
                 changed = True
-            elif new is job:
-                kept.append(entry)
-            else:
-                kept.append(_Entry.of(new))
+            elif new is not job:
+                kept[position] = _Entry.of(new)
                 changed = True
                 if rules.opens_a_key(job, new):
                     opened.append(new)
+        if gone:
+            kept = [entry for position, entry in enumerate(kept) if position not in gone]
         if opened:
             self._check_one_open_per_key(kept, opened)
         return kept, results, removed, changed
@@ -435,3 +436,20 @@ class DocumentStore:
             accept=lambda position: entries[position].decoded() is not None,
         )
         return [(position, entries[position].job(self.location)) for position in chosen]
+
+
+def _positions(entries: list[_Entry], changes: Mapping[str, object]) -> list[int]:
+    """Where the records of the jobs ``changes`` names are, in file order: their ids compared at C
+    speed, so that a result costs a glance at each record, not a call (records of the original
+    scripts, which have no id in the file, are asked for their derived one)."""
+    idents = [entry.ident for entry in entries]
+    found = []
+    for ident in changes:
+        at = -1
+        with suppress(ValueError):
+            while True:  # every record with that id (a hand edit may have copied one)
+                at = idents.index(ident, at + 1)
+                found.append(at)
+    if None in idents:
+        found += [at for at, entry in enumerate(entries) if entry.ident is None and entry.job_id() in changes]
+    return sorted(found)
