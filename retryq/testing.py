@@ -719,6 +719,53 @@ class StoreContract(StateContract):
                     max_attempts=claimant.max_attempts[each.workflow],
                 ), f"generated queue #{case}: {each.id}"
 
+    # -- priorities ------------------------------------------------------------------------------
+
+    def test_a_jobs_priority_is_kept_by_every_write(self, store: Store) -> None:
+        store.add(job(id="a", priority=7, execute_at=T0), unchanged)
+        store.insert([job(id="b", client_id="b", priority=-100)])
+        store.update({"b": running})
+        [claimed], _ = store.claim(claim_request(timedelta(hours=1), 5))
+        assert (claimed.id, claimed.priority) == ("a", 7)
+        assert [(each.id, each.priority) for each in store.load()] == [("a", 7), ("b", -100)]
+        store.update({"a": lambda each: None})
+        assert [each.priority for each in store.load_archive()] == [7]
+
+    def test_claims_take_the_highest_priority_first_then_the_oldest_due(self, store: Store) -> None:
+        now = store_time(store, T0 + timedelta(hours=1))
+        for ident, minutes, priority in (
+            ("low-old", 50, 0),
+            ("high-new", 5, 10),
+            ("high-old", 30, 10),
+            ("top", 1, 100),
+            ("below", 55, -3),
+            ("low-new", 20, 0),
+        ):
+            due = now - timedelta(minutes=minutes)
+            store.add(job(id=ident, client_id=ident, execute_at=due, priority=priority), unchanged)
+        claimed, _ = store.claim(claim_request(timedelta(hours=1), 4))
+        assert [each.id for each in claimed] == ["top", "high-old", "high-new", "low-old"]
+        claimed, _ = store.claim(claim_request(timedelta(hours=1), 4))
+        assert [each.id for each in claimed] == ["low-new", "below"]
+
+    def test_a_job_due_longer_than_max_wait_goes_before_higher_priorities_due_after_it(
+        self, make_store: NewStore
+    ) -> None:
+        """The starvation bound: by the store's time, whatever the claimant's clock says."""
+
+        def claims(max_wait: timedelta | None) -> list[str]:
+            store = make_store()
+            now = store_time(store, T0 + timedelta(hours=1))
+            for ident, minutes, priority in (("patient", 90, -50), ("urgent", 10, 50), ("urgent-older", 100, 50)):
+                due = now - timedelta(minutes=minutes)
+                store.add(job(id=ident, client_id=ident, execute_at=due, priority=priority), unchanged)
+            request = replace(claim_request(timedelta(hours=1), 1), max_wait=max_wait)
+            return [store.claim(request)[0][0].id for _ in range(3)]
+
+        assert claims(timedelta(hours=1)) == ["urgent-older", "patient", "urgent"]
+        assert claims(None) == ["urgent-older", "urgent", "patient"]
+        assert claims(timedelta(hours=2)) == ["urgent-older", "urgent", "patient"]  # nobody waited that long
+
     def test_claimants_at_once_never_get_the_same_job(self, store: Store, reopen: Callable[[Store], Store]) -> None:
         for n in range(120):
             store.add(job(id=f"j{n:03}", client_id=f"c{n}", execute_at=T0 + timedelta(seconds=n)), unchanged)
@@ -981,7 +1028,8 @@ WORKFLOWS = ("default", "ftp", "api")
 
 def generated_queue(rng: random.Random, case: int) -> list[Job]:
     """Up to 24 jobs of three workflows (and one no claimant runs), in every status, due within a
-    few minutes of each other: ties of ``executeAt`` are common, so queue order decides them."""
+    few minutes of each other, half of them with a priority: ties of priority and ``executeAt`` are
+    common, so queue order decides them."""
     jobs = []
     for n in range(rng.randint(0, 24)):
         status = rng.choices(list(JobStatus), weights=[6, 2, 1, 1, 1])[0]
@@ -998,6 +1046,8 @@ def generated_queue(rng: random.Random, case: int) -> list[Job]:
             fields["finished_at"] = T0
         if rng.random() < 0.2:
             fields["max_attempts"] = None  # a record of the original scripts: the claim gives it its workflow's
+        if rng.random() < 0.5:  # a few priorities, often equal, at both ends too; else the default 0
+            fields["priority"] = rng.choice([-100, -5, 0, 3, 3, 10, 100])
         jobs.append(job(**fields))
     return jobs
 
@@ -1014,6 +1064,8 @@ def generated_request(rng: random.Random, queue: list[Job]) -> ClaimRequest:
         leases={name: timedelta(minutes=rng.randint(1, 30)) for name in slots},
         max_attempts={name: rng.randint(1, 5) for name in slots},
     )
+    # Generated times are whole minutes: a max_wait of whole minutes and a half never puts a job on its edge.
+    max_wait = None if rng.random() < 0.3 else timedelta(minutes=rng.randint(0, 6), seconds=30)
     return ClaimRequest(
         due_by=now + timedelta(minutes=rng.choice([0, 0, 1])),
         limit=rng.randint(0, 8),
@@ -1021,6 +1073,7 @@ def generated_request(rng: random.Random, queue: list[Job]) -> ClaimRequest:
         slots=slots,
         exclude=exclude,
         caps=caps,
+        max_wait=max_wait,
     )
 
 
@@ -1051,4 +1104,6 @@ def rules_answer(queue: list[Job], request: ClaimRequest) -> list[Job]:
         free=rules.free_slots(request.slots, request.caps, running),
         limit=request.limit,
         exclude=request.exclude,
+        priority=lambda each: each.priority,
+        overdue_before=rules.overdue_cutoff(request.claimant.now, request.max_wait),
     )

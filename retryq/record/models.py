@@ -54,7 +54,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import TzInfo
 
 from .errors import InvalidInput
-from .limits import MAX_ATTEMPTS
+from .limits import MAX_ATTEMPTS, MAX_PRIORITY, MIN_PRIORITY
 from .text import printable, storable, storable_tree, text_problem
 from .timeutil import format_utc, to_utc
 
@@ -306,6 +306,8 @@ class Job(_Record):
     history: tuple[Attempt, ...] = ()
     # None for chains scheduled without `report` (and in files written before it was recorded).
     detection: Detection | None = None
+    # Higher runs first (claims: retryq.record.rules.claim_order); 0 in files written before priorities.
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -222,3 +222,16 @@ def test_text_beyond_the_basic_plane_and_other_control_characters_are_fine() -> 
     job = Job.model_validate({**make_job().to_json_dict(), "note": "\U0001f600 \t\x01 é", "lastError": "\x7f"})
     assert job.extra_keys == {"note": "\U0001f600 \t\x01 é"}
     assert Job.model_validate_json(job.to_json_line()) == job
+
+
+def test_a_job_has_a_priority_from_minus_100_to_100_and_a_record_without_one_is_0() -> None:
+    [raw] = json.loads(LEGACY_FILE)
+    legacy = Job.model_validate(raw)
+    assert legacy.priority == 0
+    # Written back with the key, as every key of retryq's is: older versions keep it as a key they do not know.
+    assert legacy.to_json_dict()["priority"] == 0
+    assert make_job(priority=-100).priority == -100
+    assert Job.model_validate({**make_job().to_json_dict(), "priority": 100}).priority == 100
+    for bad in (101, -101, 1.5, "high", True):
+        with pytest.raises(ValidationError):
+            Job.model_validate({**make_job().to_json_dict(), "priority": bad})
