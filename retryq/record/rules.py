@@ -17,6 +17,7 @@ __all__ = [
     "FINISHED_VALUES",
     "OPEN_STATUSES",
     "OPEN_VALUES",
+    "OVERDUE_RANK",
     "REQUEUEABLE_STATUSES",
     "active_at",
     "choose",
