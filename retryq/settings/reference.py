@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..record.timeutil import format_duration
-from .declaration import BACKOFF_KEYS, PER_WORKFLOW, REPORT, TOP_LEVEL
+from .declaration import BACKOFF_KEYS, PER_WORKFLOW, REPORT, SCHEDULE, TOP_LEVEL
 from .setting import Setting
 
 _INTRO = """\
@@ -46,6 +46,13 @@ _SECTIONS: Sequence[tuple[str, str, Sequence[Setting[Any]]]] = (
         "`[backoff]` at the top level, or `backoff = { … }` in a workflow's table: the whole table is "
         "that workflow's (keys left out take these defaults, not the top level's).",
         BACKOFF_KEYS,
+    ),
+    (
+        "`[schedules.NAME]`",
+        "A recurring job the queue enqueues itself: `process` and `worker` enqueue each occurrence once, across "
+        "processes and hosts, as a job of its workflow for `client` and the occurrence's date "
+        "(see [Recurring jobs and priorities](recurring.md)). `NAME` follows the rule of client ids.",
+        SCHEDULE,
     ),
 )
 _COLUMNS = ("Key", "Type", "Default", "Allowed", "Variable", "Option", "Description")

@@ -26,6 +26,7 @@ class Scope(enum.Enum):
     WORKFLOW = "a workflow"  # WorkflowSettings: in [workflow] or [workflows.NAME] only
     REPORT = "[report]"  # InconsistencyThresholds
     BACKOFF = "a backoff table"  # the strategy a `backoff` value builds
+    SCHEDULE = "a schedule"  # Schedule: in [schedules.NAME] only
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is declared once
@@ -144,4 +145,5 @@ def _place(scope: Scope) -> str:
         Scope.WORKFLOW: "[workflow] or [workflows.NAME]",
         Scope.REPORT: "[report]",
         Scope.BACKOFF: "a backoff table",
+        Scope.SCHEDULE: "[schedules.NAME]",
     }[scope]
