@@ -18,14 +18,12 @@ __all__ = ["CATCH_UP", "CronRule", "Due", "check_cron", "due", "first_seen"]
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Literal
 
 from .errors import InvalidInput
 from .timeutil import to_utc
 
 #: How missed occurrences are caught up: "latest" runs the most recent once, "none" skips them.
 CATCH_UP = ("latest", "none")
-CatchUp = Literal["latest", "none"]
 _SECOND = timedelta(seconds=1)
 
 
@@ -105,7 +103,7 @@ def due(
     now: datetime,
     since: datetime,
     last: datetime | None,
-    catch_up: CatchUp,
+    catch_up: str,
     grace: timedelta,
 ) -> Due | None:
     """The occurrence to handle at ``now``, if one came since the schedule was first seen (``since``) and
