@@ -25,7 +25,7 @@ this module.
 
 from __future__ import annotations
 
-__all__ = ["ServerStoreContract", "StateContract", "StoreContract"]
+__all__ = ["RecurringContract", "ServerStoreContract", "StateContract", "StoreContract"]
 
 import random
 import threading
@@ -410,7 +410,72 @@ class StateContract:
             Plan("mine", lambda docs, now, jobs: PlanResult())
 
 
-class StoreContract(StateContract):
+class RecurringContract:
+    """Recurring jobs: the step that enqueues a schedule's occurrences, on this store, from several handles at once.
+
+    Part of :class:`StoreContract` (same fixtures). The step judges time by the store's clock where it has one.
+    """
+
+    def test_handles_at_one_tick_enqueue_one_job_per_occurrence(
+        self, store: Store, reopen: Callable[[Store], Store]
+    ) -> None:
+        from .running.recurring import Record, Recurring
+        from .settings.config import Config, Schedule
+
+        schedule = Schedule("every-minute", "* * * * *", tz="UTC")
+        config = Config(schedules={schedule.name: schedule})
+        now = store_time(store, datetime.now(timezone.utc))
+        seen = Record(schedule.cron, "UTC", since=now - timedelta(minutes=10))  # seen ten minutes ago
+        store.update({}, plan=writing(**{schedule.state_key: seen.to_doc()}))
+        handles = [reopen(store) for _ in range(6)]
+        enqueued: list[Job] = []
+        steps = [Recurring(handle, config, clock=lambda: datetime.now(timezone.utc)) for handle in handles]
+        run_together(len(steps), lambda number: enqueued.extend(steps[number].enqueue()))
+        [job] = store.load()
+        assert [each.id for each in enqueued] == [job.id]
+        record = Record.of(store.state()[schedule.state_key])
+        assert record is not None
+        assert record.job == job.id  # recorded with its job: once, whichever handle got there first
+        assert record.last is not None
+        assert job.date == record.last.date().isoformat()
+        assert (job.client_id, job.workflow) == ("every-minute", "default")
+
+    def test_a_step_that_decided_from_a_record_moved_on_since_writes_nothing(
+        self, store: Store, reopen: Callable[[Store], Store]
+    ) -> None:
+        """A slower process read the record before a faster one enqueued (and ran) the occurrence: the slower
+        one's plan finds the record changed, and adds nothing, though the occurrence's client and date are free."""
+        from .running.recurring import Record, Recurring
+        from .settings.config import Config, Schedule
+
+        schedule = Schedule("every-minute", "* * * * *", tz="UTC")
+        config = Config(schedules={schedule.name: schedule})
+        now = store_time(store, datetime.now(timezone.utc))
+        store.update(
+            {}, plan=writing(**{schedule.state_key: Record("* * * * *", "UTC", now - timedelta(minutes=10)).to_doc()})
+        )
+        stale = store.state()
+        [job] = Recurring(store, config, clock=lambda: datetime.now(timezone.utc)).enqueue()
+        store.update({job.id: finished(JobStatus.COMPLETED)})
+        slower = Recurring(_Stale(reopen(store), stale), config, clock=lambda: datetime.now(timezone.utc))
+        assert slower.enqueue() == []
+        assert [each.id for each in store.load()] == [job.id]
+
+
+class _Stale:
+    """A handle whose :meth:`state` answers what another read found earlier (everything else is the store's)."""
+
+    def __init__(self, store: Store, docs: Mapping[str, StateDoc]) -> None:
+        self._store, self._docs = store, dict(docs)
+
+    def state(self, keys: Any = None) -> dict[str, StateDoc]:
+        return {key: doc for key, doc in self._docs.items() if keys is None or key in keys}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class StoreContract(StateContract, RecurringContract):
     """What every :class:`~retryq.stores.Store` does: subclass it and give the ``new_store`` fixture."""
 
     #: How many generated queues the agreement with the rules is checked on.
