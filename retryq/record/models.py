@@ -26,6 +26,7 @@ __all__ = [
     "validate_client_id",
     "validate_date",
     "validate_max_attempts",
+    "validate_priority",
     "validate_workflow_name",
 ]
 
@@ -101,6 +102,13 @@ def validate_max_attempts(value: object) -> int:
     """Accept a whole number of attempts from 1 to :data:`MAX_ATTEMPTS`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS:
         raise InvalidInput(f"max attempts must be a whole number from 1 to {MAX_ATTEMPTS}, not {value!r}")
+    return value
+
+
+def validate_priority(value: object) -> int:
+    """Accept a whole number from :data:`MIN_PRIORITY` to :data:`MAX_PRIORITY` (higher runs first)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r}")
     return value
 
 

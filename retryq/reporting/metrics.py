@@ -28,7 +28,8 @@ from ..record.models import JobStatus, Outcome
 from ..stores._atomic import new_file_owner, replace_file
 
 if TYPE_CHECKING:
-    # Only for the annotation: the report is what a process run did.
+    # Only for the annotations: the report is what a process run did; a schedule's status, what the queue recorded.
+    from ..running.recurring import ScheduleStatus
     from ..running.summary import ProcessReport
     from ..stores import Tally
 
@@ -69,13 +70,15 @@ def render_metrics(
     now: datetime,
     report: ProcessReport | None = None,
     workflows: Iterable[str] = (),
+    schedules: Iterable[ScheduleStatus] = (),
 ) -> str:
     """Render the queue's metrics from what the store counted (:meth:`~retryq.stores.Store.tally`).
 
     Gauges and counters get a zero sample for every status, outcome and workflow known (those of
     the jobs, plus ``workflows``, meant for the configured ones), so that alerts see a series from
     the start rather than none. Families with no sample at all are left out: the text is empty for
-    an empty queue without a report.
+    an empty queue without a report. ``schedules`` (see :func:`retryq.running.recurring.schedule_statuses`)
+    give each schedule's next occurrence and the outcome of its last one.
     """
     names = sorted(
         {
@@ -87,7 +90,7 @@ def render_metrics(
         }
     )
 
-    families = [*_job_families(tally, now, names), *_history_families(tally, names)]
+    families = [*_job_families(tally, now, names), *_history_families(tally, names), *_schedule_families(schedules)]
     if report is not None:
         families += _report_families(report)
     lines = [line for family in sorted(families, key=lambda f: f.name) if family.samples for line in family.lines()]
@@ -151,6 +154,42 @@ def _history_families(tally: Tally, names: list[str]) -> list[_Family]:
     for workflow, count in tally.failures.items():
         failures.add((workflow,), count)
     return [attempts, resolutions, failures]
+
+
+#: What the last occurrence of a schedule became: its job's status, else why it has none of its own.
+SCHEDULE_OUTCOMES = ("none", *(status.value for status in JobStatus), "skipped", "missed", "gone")
+
+
+def _schedule_families(schedules: Iterable[ScheduleStatus]) -> list[_Family]:
+    """Each schedule's next occurrence, last occurrence, and that occurrence's outcome (one sample at 1)."""
+    upcoming = _Family(
+        "retryq_schedule_next_occurrence_timestamp_seconds",
+        "gauge",
+        "When the schedule's next occurrence comes, in Unix time.",
+        ("schedule",),
+    )
+    last = _Family(
+        "retryq_schedule_last_occurrence_timestamp_seconds",
+        "gauge",
+        "The last occurrence of the schedule the queue handled, in Unix time.",
+        ("schedule",),
+    )
+    outcome = _Family(
+        "retryq_schedule_last_outcome",
+        "gauge",
+        "1 for what the schedule's last occurrence became: its job's status, skipped (the job before was still "
+        "open), missed (too late for catch_up = none), gone (its job was pruned) or none (no occurrence yet).",
+        ("schedule", "outcome"),
+    )
+    for status in schedules:
+        name = status.schedule.name
+        if status.next is not None:
+            upcoming.add((name,), status.next.timestamp())
+        if status.record is not None and status.record.last is not None:
+            last.add((name,), status.record.last.timestamp())
+        for each in SCHEDULE_OUTCOMES:
+            outcome.add((name, each), float(each == status.last_outcome))
+    return [upcoming, last, outcome]
 
 
 def _report_families(report: ProcessReport) -> list[_Family]:

@@ -44,11 +44,13 @@ class MetricsWriter:
     every: float = METRICS_EVERY
 
     def __call__(self, report: ProcessReport) -> None:
+        from ..running.recurring import schedule_statuses
         from .metrics import render_metrics, write_metrics
 
         try:
-            tally = self.store.tally()
-            text = render_metrics(tally, now=self.clock(), report=report, workflows=self.config.workflows)
+            tally, now = self.store.tally(), self.clock()
+            schedules = schedule_statuses(self.config, self.store, now=now)
+            text = render_metrics(tally, now=now, report=report, workflows=self.config.workflows, schedules=schedules)
             write_metrics(self.path, text)
         except RetryqError as error:
             log.error("metrics not written: %s", error)

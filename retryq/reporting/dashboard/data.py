@@ -1,4 +1,5 @@
-"""What the dashboard shows, gathered in one place from a store: statistics, open and failed jobs, findings."""
+"""What the dashboard shows, gathered in one place from a store: statistics, open and failed jobs, recurring
+jobs, findings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 
 from ...record.models import Job, JobStatus
 from ...record.timeutil import to_utc
+from ...running.recurring import ScheduleStatus, schedule_statuses
 from ...settings.config import Config
 from ...stores import Store
 from ..doctor import Finding, diagnose
@@ -28,6 +30,7 @@ class DashboardData:
     open_jobs: tuple[Job, ...]  # pending or running chains, soonest due first
     failed_jobs: tuple[Job, ...]  # persistent chains, most recently failed first
     findings: tuple[Finding, ...]  # doctor's, in its order
+    schedules: tuple[ScheduleStatus, ...] = ()  # the recurring jobs of the configuration, by name
 
 
 def collect(
@@ -64,6 +67,7 @@ def collect(
             )
         ),
         findings=tuple(diagnose(config, store, now=now, overdue=overdue)),
+        schedules=tuple(schedule_statuses(config, store, now=now)),
     )
 
 
