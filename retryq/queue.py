@@ -21,6 +21,7 @@ from .stores import JobFilter, Store, open_store
 
 if TYPE_CHECKING:
     from .record.inconsistency import Assessment, Decision
+    from .running.recurring import ScheduleStatus
 
 log = logging.getLogger("retryq")
 
@@ -263,6 +264,13 @@ class RetryQueue:
             shown = ", ".join(job.id for job in matches[:5])
             raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
         return matches[0]
+
+    def schedules(self, *, now: datetime | None = None) -> list[ScheduleStatus]:
+        """The recurring jobs of the configuration (``[schedules.NAME]``), by name: each one's next occurrence
+        and what became of its last (what ``retryq schedules`` shows); reading only."""
+        from .running.recurring import schedule_statuses
+
+        return schedule_statuses(self.config, self.store, now=to_utc(now or utcnow()))
 
     def due(self, now: datetime | None = None) -> list[Job]:
         """Pending jobs whose time has come, oldest first: what ``process`` would run."""

@@ -33,10 +33,8 @@ def schedules(ctx: typer.Context, local: LocalOption = False, as_json: JsonOptio
         retryq schedules
         retryq schedules --json | jq '.[] | select(.lastOutcome == "failed")'
     """
-    from ..running.recurring import schedule_statuses
-
     queue = open_queue(ctx)
-    statuses = schedule_statuses(queue.config, queue.store, now=utcnow())
+    statuses = queue.schedules(now=utcnow())
     times = time_format(queue.config, local=local)
     if as_json:
         echo_json([_json(status, times) for status in statuses])

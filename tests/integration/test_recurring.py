@@ -229,3 +229,33 @@ def test_a_queue_file_written_before_priorities_lists_as_priority_0(cli: CliRunn
     assert "PRI" not in invoke(cli, "list").stdout
     [job] = json.loads(invoke(cli, "list", "--json", "--sort", "priority").stdout)
     assert job["priority"] == 0
+
+
+def test_a_worker_enqueues_the_occurrences_as_they_come(tmp_path: Path) -> None:
+    from retryq import Processor
+
+    queue, workflows = seed_004(tmp_path)
+    every_minute = Schedule("every-minute", "* * * * *", workflow="sync", client="all", tz="UTC")
+    queue = RetryQueue(queue.store, config=Config(workflows=queue.config.workflows, schedules={"m": every_minute}))
+    clock = [datetime(2025, 12, 19, 10, 0, 30, tzinfo=timezone.utc)]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # an idle worker's wait: time moves on by 25 s each time
+        slept.append(seconds)
+        clock[0] += timedelta(seconds=25)
+        if len(slept) == 6:
+            processor.request_stop()
+
+    def monotonic() -> float:
+        return clock[0].timestamp()
+
+    processor = Processor(queue.store, queue.config, clock=lambda: clock[0], monotonic=monotonic, sleep=sleep)
+    report = processor.run(worker=True, handle_signals=False)
+    # 10:00 at the start (10:00:30), 10:01 at 10:01:20, 10:02 at 10:02:10: once each, as they came.
+    assert [call["job_id"] for call in workflows["sync"].calls()] == [job.id for job in queue.jobs()]
+    assert [job.execute_at for job in queue.jobs()] == [
+        datetime(2025, 12, 19, 10, 0, 30, tzinfo=timezone.utc),
+        datetime(2025, 12, 19, 10, 1, 20, tzinfo=timezone.utc),
+        datetime(2025, 12, 19, 10, 2, 10, tzinfo=timezone.utc),
+    ]
+    assert report.enqueued == 3

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -62,16 +63,28 @@ def project(cron_user: str) -> Iterator[Path]:
 
 @pytest.fixture
 def cron_daemon() -> Iterator[None]:
-    """A running cron: the machine's own if one runs (two would run every job twice), else one for the test."""
-    if subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False).returncode == 0:
-        yield
-        return
-    daemon = subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A running cron, all along the test: the machine's own if one runs (two would run every job twice), else
+    one for the test; and one for the test again whenever none runs (another test that started the one found
+    may stop it meanwhile, on a machine shared by several test runs)."""
+    started: list[subprocess.Popen[bytes]] = []
+    done = threading.Event()
+
+    def keep_one_running() -> None:
+        while not done.is_set():
+            if subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False).returncode != 0:
+                started.append(subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            done.wait(1)
+
+    watcher = threading.Thread(target=keep_one_running, daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
+        done.set()
+        watcher.join(timeout=30)
+        for daemon in started:
+            daemon.terminate()
+            daemon.wait(timeout=30)
 
 
 def as_user(user: str, installed: Installed, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -212,9 +225,7 @@ def _enqueued(log: Path) -> list[tuple[datetime, datetime, str]]:
 
 def _consecutive(enqueued: list[tuple[datetime, datetime, str]]) -> tuple[datetime, datetime] | None:
     occurrences = sorted(occurrence for _, occurrence, _ in enqueued)
-    return next(
-        ((one, two) for one, two in itertools.pairwise(occurrences) if two - one == timedelta(minutes=1)), None
-    )
+    return next(((one, two) for one, two in itertools.pairwise(occurrences) if two - one == timedelta(minutes=1)), None)
 
 
 def _lines(path: Path) -> list[str]:
