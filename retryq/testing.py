@@ -17,7 +17,9 @@ contract runs the store and :mod:`retryq.record.rules` on the same generated que
 that they claim the same jobs in the same order: a backend that decides in its own language
 (SQL, Lua) is held to the one written definition. The state documents a store keeps beside its
 jobs, and the plans that change them in the same step as jobs, are part of it (:class:`StateContract`,
-which :class:`StoreContract` includes): racing handles, aborts, slots, all or nothing.
+which :class:`StoreContract` includes): racing handles, aborts, slots, all or nothing; so are the
+recurring jobs built on them (:class:`RecurringContract`: one job per occurrence, however many handles
+look at once), and the claim order of priorities and ``max_wait``.
 
 pytest is imported here, and only here: it is a test dependency, and nothing in retryq imports
 this module.
