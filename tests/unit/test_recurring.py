@@ -241,3 +241,13 @@ def test_statuses_say_the_next_and_the_last_occurrence(freezer: FrozenDateTimeFa
 def freezer() -> Iterator[FrozenDateTimeFactory]:
     with freeze_time("2025-12-19T00:00:00Z") as frozen:
         yield frozen
+
+
+def test_a_run_for_some_workflows_enqueues_the_occurrences_of_their_schedules_only(
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    store, settings = MemoryStore(), config(NIGHTLY, Schedule("hourly", "0 * * * *", tz="UTC"))
+    freezer.move_to("2025-12-19T03:00:01Z")
+    jobs = Recurring(store, settings, clock=utcnow, only={"default"}).enqueue()  # `process --workflow default`
+    assert [job.client_id for job in jobs] == ["hourly"]
+    assert set(store.state()) == {"schedule:hourly"}  # nightly is not even seen: its own run will see it
