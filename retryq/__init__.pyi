@@ -42,8 +42,10 @@ from .record.models import JobStatus as JobStatus
 from .record.models import Outcome as Outcome
 from .running.options import ProcessorOptions as ProcessorOptions
 from .running.processor import Processor as Processor
+from .running.recurring import ScheduleStatus as ScheduleStatus
 from .running.summary import ProcessReport as ProcessReport
 from .settings.config import Config as Config
+from .settings.config import Schedule as Schedule
 from .settings.config import WorkflowSettings as WorkflowSettings
 from .settings.config import load_config as load_config
 from .stores import JobFilter as JobFilter

@@ -1,4 +1,8 @@
-"""The queue as a Python fetcher uses it: ``RetryQueue().schedule("balthazar", "2025-12-19", 60)``."""
+"""The queue as a Python fetcher uses it: ``RetryQueue().schedule("balthazar", "2025-12-19", 60)``.
+
+A little long because it is the library's whole surface, one method per verb of the command line,
+each a thin call into the wings below.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .record import lifecycle, rules
 from .record.errors import InvalidInput, JobNotFound, JobStateError, OpenJobExists
-from .record.models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts
+from .record.models import OPEN_STATUSES, Job, JobKey, JobStatus, validate_max_attempts, validate_priority
 from .record.text import plural
 from .record.timeutil import format_utc, parse_delay, to_utc, utcnow, wait_in_words
 from .settings.config import Config, load_config
@@ -22,6 +26,7 @@ from .stores import JobFilter, Store, open_store
 if TYPE_CHECKING:
     from .record.breakerstate import Incident, Pause
     from .record.inconsistency import Assessment, Decision
+    from .running.recurring import ScheduleStatus
 
 log = logging.getLogger("retryq")
 
@@ -151,12 +156,15 @@ class RetryQueue:
         at: datetime | None = None,
         workflow: str | None = None,
         max_attempts: int | None = None,
+        priority: int | None = None,
         now: datetime | None = None,
     ) -> ScheduleResult:
         """Ask for the workflow to run for ``client`` and ``date`` in ``delay`` minutes (or ``at`` a time).
 
         ``delay`` is also the wait between attempts under the default ``fixed`` backoff. If a
-        pending job of the same workflow, client and date exists, nothing is added.
+        pending job of the same workflow, client and date exists, nothing is added (it keeps its
+        priority). ``priority`` (-100 to 100; default: the workflow's, 0 unless configured): among
+        due jobs, higher runs first.
         """
         now = to_utc(now or utcnow())
         settings = self.config.scheduling_workflow(workflow)
@@ -166,6 +174,8 @@ class RetryQueue:
         if at is not None and at.tzinfo is None:
             raise InvalidInput("`at` must carry a time zone")
         job = lifecycle.new_job(key, delay_minutes=minutes, now=now, max_attempts=limit, execute_at=at)
+        rank = settings.priority if priority is None else validate_priority(priority)
+        job = job.model_copy(update={"priority": rank}) if rank else job
         follow_up = minutes if at is None else max(0, int((to_utc(at) - now).total_seconds() // 60))
         stored, created = self.store.add(job, lifecycle.on_duplicate(follow_up))
         if created:
@@ -187,13 +197,14 @@ class RetryQueue:
         fetched: int,
         delay: int | str | timedelta | None = None,
         workflow: str | None = None,
+        priority: int | None = None,
         now: datetime | None = None,
     ) -> FetchReport:
         """Judge a fetch (``fetched`` of ``total``) and schedule a retry whenever something is missing.
 
         Without ``delay``, ``[report] delay`` picks it for the verdict; from inside a retry run, the retry is that
         run's follow-up (no duplicate), spaced by the workflow's backoff
-        (:func:`~retryq.record.inconsistency.decide_delay`).
+        (:func:`~retryq.record.inconsistency.decide_delay`). ``priority`` is the retry's, as in :meth:`schedule`.
         The chain's first verdict is recorded on its job. Logs one line on the ``retryq`` logger: INFO when
         complete, WARNING when something is missing within the tolerance (or more came than announced), ERROR beyond.
         """
@@ -211,7 +222,7 @@ class RetryQueue:
                 decision = decide_delay(assessment, self.config.thresholds.policy, attempt, settings.backoff)
             else:
                 decision = Decision(parse_delay(delay), "as asked")
-            retry = self.schedule(client, date, decision.minutes, workflow=workflow, now=now)
+            retry = self.schedule(client, date, decision.minutes, workflow=workflow, priority=priority, now=now)
             if retry.outcome != "exists":  # a pending retry keeps what it was scheduled with
                 mark = record_detection(assessment, decision, retry.job.attempt + int(retry.outcome == "follow_up"))
                 marked = self.store.update({retry.job.id: mark}).get(retry.job.id)
@@ -263,11 +274,23 @@ class RetryQueue:
             raise JobNotFound(f"job id prefix {ident!r} is ambiguous: {shown}{'…' if len(matches) > 5 else ''}")
         return matches[0]
 
+    def schedules(self, *, now: datetime | None = None) -> list[ScheduleStatus]:
+        """The recurring jobs of the configuration (``[schedules.NAME]``), by name: each one's next occurrence
+        and what became of its last (what ``retryq schedules`` shows); reading only."""
+        from .running.recurring import schedule_statuses
+
+        return schedule_statuses(self.config, self.store, now=to_utc(now or utcnow()))
+
     def due(self, now: datetime | None = None) -> list[Job]:
-        """Pending jobs whose time has come, oldest first: what ``process`` would run."""
+        """Pending jobs whose time has come, in the order claims take them (:func:`rules.claim_order`)."""
         now = to_utc(now or utcnow())
-        due = [job for job in self.store.load(JobFilter.of(status=JobStatus.PENDING)) if job.execute_at <= now]
-        return sorted(due, key=lambda job: job.execute_at)
+        pending = self.store.load(JobFilter.of(status=JobStatus.PENDING))
+        overdue = rules.overdue_cutoff(now, self.config.max_wait)
+        due = [(job, n) for n, job in enumerate(pending) if job.execute_at <= now]
+        return [
+            job
+            for job, _ in sorted(due, key=lambda d: rules.claim_order(d[0].execute_at, d[1], d[0].priority, overdue))
+        ]
 
     # -- changing ----------------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ contract runs the store and :mod:`retryq.record.rules` on the same generated que
 that they claim the same jobs in the same order: a backend that decides in its own language
 (SQL, Lua) is held to the one written definition. The state documents a store keeps beside its
 jobs, and the plans that change them in the same step as jobs, are part of it (:class:`StateContract`,
-which :class:`StoreContract` includes): racing handles, aborts, slots, all or nothing.
+which :class:`StoreContract` includes): racing handles, aborts, slots, all or nothing; so are the
+recurring jobs built on them (:class:`RecurringContract`: one job per occurrence, however many handles
+look at once), and the claim order of priorities and ``max_wait``.
 
 pytest is imported here, and only here: it is a test dependency, and nothing in retryq imports
 this module.
@@ -25,7 +27,7 @@ this module.
 
 from __future__ import annotations
 
-__all__ = ["IncidentContract", "ServerStoreContract", "StateContract", "StoreContract"]
+__all__ = ["IncidentContract", "RecurringContract", "ServerStoreContract", "StateContract", "StoreContract"]
 
 import random
 import threading
@@ -478,7 +480,72 @@ class IncidentContract:
         assert [each.status for each in store.load()] == [JobStatus.PENDING] * 6
 
 
-class StoreContract(StateContract, IncidentContract):
+class RecurringContract:
+    """Recurring jobs: the step that enqueues a schedule's occurrences, on this store, from several handles at once.
+
+    Part of :class:`StoreContract` (same fixtures). The step judges time by the store's clock where it has one.
+    """
+
+    def test_handles_at_one_tick_enqueue_one_job_per_occurrence(
+        self, store: Store, reopen: Callable[[Store], Store]
+    ) -> None:
+        from .running.recurring import Record, Recurring
+        from .settings.config import Config, Schedule
+
+        schedule = Schedule("every-minute", "* * * * *", tz="UTC")
+        config = Config(schedules={schedule.name: schedule})
+        now = store_time(store, datetime.now(timezone.utc))
+        seen = Record(schedule.cron, "UTC", since=now - timedelta(minutes=10))  # seen ten minutes ago
+        store.update({}, plan=writing(**{schedule.state_key: seen.to_doc()}))
+        handles = [reopen(store) for _ in range(6)]
+        enqueued: list[Job] = []
+        steps = [Recurring(handle, config, clock=lambda: datetime.now(timezone.utc)) for handle in handles]
+        run_together(len(steps), lambda number: enqueued.extend(steps[number].enqueue()))
+        [job] = store.load()
+        assert [each.id for each in enqueued] == [job.id]
+        record = Record.of(store.state()[schedule.state_key])
+        assert record is not None
+        assert record.job == job.id  # recorded with its job: once, whichever handle got there first
+        assert record.last is not None
+        assert job.date == record.last.date().isoformat()
+        assert (job.client_id, job.workflow) == ("every-minute", "default")
+
+    def test_a_step_that_decided_from_a_record_moved_on_since_writes_nothing(
+        self, store: Store, reopen: Callable[[Store], Store]
+    ) -> None:
+        """A slower process read the record before a faster one enqueued (and ran) the occurrence: the slower
+        one's plan finds the record changed, and adds nothing, though the occurrence's client and date are free."""
+        from .running.recurring import Record, Recurring
+        from .settings.config import Config, Schedule
+
+        schedule = Schedule("every-minute", "* * * * *", tz="UTC")
+        config = Config(schedules={schedule.name: schedule})
+        now = store_time(store, datetime.now(timezone.utc))
+        store.update(
+            {}, plan=writing(**{schedule.state_key: Record("* * * * *", "UTC", now - timedelta(minutes=10)).to_doc()})
+        )
+        stale = store.state()
+        [job] = Recurring(store, config, clock=lambda: datetime.now(timezone.utc)).enqueue()
+        store.update({job.id: finished(JobStatus.COMPLETED)})
+        slower = Recurring(_Stale(reopen(store), stale), config, clock=lambda: datetime.now(timezone.utc))
+        assert slower.enqueue() == []
+        assert [each.id for each in store.load()] == [job.id]
+
+
+class _Stale:
+    """A handle whose :meth:`state` answers what another read found earlier (everything else is the store's)."""
+
+    def __init__(self, store: Store, docs: Mapping[str, StateDoc]) -> None:
+        self._store, self._docs = store, dict(docs)
+
+    def state(self, keys: Any = None) -> dict[str, StateDoc]:
+        return {key: doc for key, doc in self._docs.items() if keys is None or key in keys}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class StoreContract(StateContract, IncidentContract, RecurringContract):
     """What every :class:`~retryq.stores.Store` does: subclass it and give the ``new_store`` fixture."""
 
     #: How many generated queues the agreement with the rules is checked on.
@@ -787,6 +854,53 @@ class StoreContract(StateContract, IncidentContract):
                     max_attempts=claimant.max_attempts[each.workflow],
                 ), f"generated queue #{case}: {each.id}"
 
+    # -- priorities ------------------------------------------------------------------------------
+
+    def test_a_jobs_priority_is_kept_by_every_write(self, store: Store) -> None:
+        store.add(job(id="a", priority=7, execute_at=T0), unchanged)
+        store.insert([job(id="b", client_id="b", priority=-100)])
+        store.update({"b": running})
+        [claimed], _ = store.claim(claim_request(timedelta(hours=1), 5))
+        assert (claimed.id, claimed.priority) == ("a", 7)
+        assert [(each.id, each.priority) for each in store.load()] == [("a", 7), ("b", -100)]
+        store.update({"a": lambda each: None})
+        assert [each.priority for each in store.load_archive()] == [7]
+
+    def test_claims_take_the_highest_priority_first_then_the_oldest_due(self, store: Store) -> None:
+        now = store_time(store, T0 + timedelta(hours=1))
+        for ident, minutes, priority in (
+            ("low-old", 50, 0),
+            ("high-new", 5, 10),
+            ("high-old", 30, 10),
+            ("top", 1, 100),
+            ("below", 55, -3),
+            ("low-new", 20, 0),
+        ):
+            due = now - timedelta(minutes=minutes)
+            store.add(job(id=ident, client_id=ident, execute_at=due, priority=priority), unchanged)
+        claimed, _ = store.claim(claim_request(timedelta(hours=1), 4))
+        assert [each.id for each in claimed] == ["top", "high-old", "high-new", "low-old"]
+        claimed, _ = store.claim(claim_request(timedelta(hours=1), 4))
+        assert [each.id for each in claimed] == ["low-new", "below"]
+
+    def test_a_job_due_longer_than_max_wait_goes_before_higher_priorities_due_after_it(
+        self, make_store: NewStore
+    ) -> None:
+        """The starvation bound: by the store's time, whatever the claimant's clock says."""
+
+        def claims(max_wait: timedelta | None) -> list[str]:
+            store = make_store()
+            now = store_time(store, T0 + timedelta(hours=1))
+            for ident, minutes, priority in (("patient", 90, -50), ("urgent", 10, 50), ("urgent-older", 100, 50)):
+                due = now - timedelta(minutes=minutes)
+                store.add(job(id=ident, client_id=ident, execute_at=due, priority=priority), unchanged)
+            request = replace(claim_request(timedelta(hours=1), 1), max_wait=max_wait)
+            return [store.claim(request)[0][0].id for _ in range(3)]
+
+        assert claims(timedelta(hours=1)) == ["urgent-older", "patient", "urgent"]
+        assert claims(None) == ["urgent-older", "urgent", "patient"]
+        assert claims(timedelta(hours=2)) == ["urgent-older", "urgent", "patient"]  # nobody waited that long
+
     def test_claimants_at_once_never_get_the_same_job(self, store: Store, reopen: Callable[[Store], Store]) -> None:
         for n in range(120):
             store.add(job(id=f"j{n:03}", client_id=f"c{n}", execute_at=T0 + timedelta(seconds=n)), unchanged)
@@ -1049,7 +1163,8 @@ WORKFLOWS = ("default", "ftp", "api")
 
 def generated_queue(rng: random.Random, case: int) -> list[Job]:
     """Up to 24 jobs of three workflows (and one no claimant runs), in every status, due within a
-    few minutes of each other: ties of ``executeAt`` are common, so queue order decides them."""
+    few minutes of each other, half of them with a priority: ties of priority and ``executeAt`` are
+    common, so queue order decides them."""
     jobs = []
     for n in range(rng.randint(0, 24)):
         status = rng.choices(list(JobStatus), weights=[6, 2, 1, 1, 1])[0]
@@ -1066,6 +1181,8 @@ def generated_queue(rng: random.Random, case: int) -> list[Job]:
             fields["finished_at"] = T0
         if rng.random() < 0.2:
             fields["max_attempts"] = None  # a record of the original scripts: the claim gives it its workflow's
+        if rng.random() < 0.5:  # a few priorities, often equal, at both ends too; else the default 0
+            fields["priority"] = rng.choice([-100, -5, 0, 3, 3, 10, 100])
         jobs.append(job(**fields))
     return jobs
 
@@ -1082,6 +1199,8 @@ def generated_request(rng: random.Random, queue: list[Job]) -> ClaimRequest:
         leases={name: timedelta(minutes=rng.randint(1, 30)) for name in slots},
         max_attempts={name: rng.randint(1, 5) for name in slots},
     )
+    # Generated times are whole minutes: a max_wait of whole minutes and a half never puts a job on its edge.
+    max_wait = None if rng.random() < 0.3 else timedelta(minutes=rng.randint(0, 6), seconds=30)
     return ClaimRequest(
         due_by=now + timedelta(minutes=rng.choice([0, 0, 1])),
         limit=rng.randint(0, 8),
@@ -1089,6 +1208,7 @@ def generated_request(rng: random.Random, queue: list[Job]) -> ClaimRequest:
         slots=slots,
         exclude=exclude,
         caps=caps,
+        max_wait=max_wait,
     )
 
 
@@ -1119,6 +1239,8 @@ def rules_answer(queue: list[Job], request: ClaimRequest) -> list[Job]:
         free=rules.free_slots(request.slots, request.caps, running),
         limit=request.limit,
         exclude=request.exclude,
+        priority=lambda each: each.priority,
+        overdue_before=rules.overdue_cutoff(request.claimant.now, request.max_wait),
     )
 
 

@@ -41,6 +41,7 @@ COMMANDS = {
     "worker": ("running", "Run due retries as they come, until stopped: an alternative to cron."),
     "list": ("jobs", "List the jobs in the queue, soonest due first."),
     "show": ("jobs", "Show one job: its fields, its attempts and the tail of each attempt's output."),
+    "schedules": ("schedules", "List the recurring jobs of the configuration: next occurrence, last one and its job."),
     "cancel": ("jobs", "Cancel pending jobs; they stay in the queue as `cancelled`, for the record."),
     "requeue": ("jobs", "Put failed or cancelled jobs back to pending, with a fresh count of attempts."),
     "prune": ("jobs", "Remove completed, failed and cancelled jobs that ended long enough ago (as `process` does)."),

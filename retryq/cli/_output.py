@@ -164,6 +164,8 @@ def job_rows(job: Job, limit: int, times: TimeFormat) -> list[tuple[str, object]
         ("attempt", f"{job.attempt} of {limit}"),
         ("status", job.status.value),
     ]
+    if job.priority:
+        rows.append(("priority", job.priority))
     return rows
 
 

@@ -46,6 +46,10 @@ MaxAttemptsOption = Annotated[
     int | None,
     setting_option(declared.max_attempts, default="the workflow's max_attempts in the configuration, else 3"),
 ]
+PriorityOption = Annotated[
+    int | None,
+    setting_option(declared.priority, default="the workflow's priority in the configuration, else 0"),
+]
 BlockOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Print the whole job, as on a terminal [default: one line in a log].")
 ]
@@ -67,6 +71,7 @@ def schedule(
     delay: DelayArgument = None,
     at: AtOption = None,
     max_attempts: MaxAttemptsOption = None,
+    priority: PriorityOption = None,
     workflow: WorkflowOption = None,
     as_json: JsonOption = False,
     verbose: BlockOption = False,
@@ -82,6 +87,7 @@ def schedule(
         retryq schedule balthazar 2025-12-19 60
         retryq schedule balthazar 2025-12-19 1h30m --max-attempts 5
         retryq schedule assurance 2025-12-22 60 --at '2025-12-22 04:00'
+        retryq schedule balthazar 2025-12-19 30 --priority 10
     """
     queue = open_queue(ctx)
     warn_invalid(queue)
@@ -91,7 +97,9 @@ def schedule(
         # A job due before its own retention would look, once finished, as old as the jobs prune removes.
         retention = timedelta(days=max(queue.config.scheduling_workflow(workflow).keep_days.values()))
         moment = parse_when(at, now=now, oldest=now - retention, on_note=warn)
-    result = queue.schedule(client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, now=now)
+    result = queue.schedule(
+        client, date, delay, at=moment, workflow=workflow, max_attempts=max_attempts, priority=priority, now=now
+    )
     if as_json:
         echo_json({"outcome": result.outcome, "job": result.job.to_json_dict()})
     elif _block_output(verbose):

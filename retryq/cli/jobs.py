@@ -48,6 +48,7 @@ _SORTS = {
     "scheduled": lambda job: (job.scheduled_at, job.id),
     "status": lambda job: (job.status.value, job.execute_at),
     "client": lambda job: (job.client_id, job.date, job.execute_at),
+    "priority": lambda job: (-job.priority, job.execute_at, job.id),  # highest first, then soonest due
 }
 
 ListStatusOption = Annotated[
@@ -62,7 +63,9 @@ ListStatusOption = Annotated[
 SortOption = Annotated[
     str,
     typer.Option(
-        "--sort", metavar="ORDER", help="Order: due (executeAt), scheduled, status, client, or queue (file order)."
+        "--sort",
+        metavar="ORDER",
+        help="Order: due (executeAt), scheduled, status, client, priority (highest first), or queue (file order).",
     ),
 ]
 
@@ -83,10 +86,11 @@ def list_jobs(
     Example:
         retryq list
         retryq list --status pending --status running --local
+        retryq list --sort priority
         retryq list --json | jq '.[] | select(.status == "failed")'
     """
     if sort not in (*_SORTS, "queue"):
-        raise InvalidInput(f"unknown sort {sort!r} (known: due, scheduled, status, client, queue)")
+        raise InvalidInput(f"unknown sort {sort!r} (known: due, scheduled, status, client, priority, queue)")
     queue = open_queue(ctx)
     query = JobFilter.of(status=status or None, client=client, workflow=workflow)
     if as_json:  # each job whole, with the keys of other tools: the models
@@ -107,7 +111,9 @@ def list_jobs(
     now, times = utcnow(), time_format(queue.config, local=local)
     holders = _holders(queue, now)
     show_workflow = any(job.workflow != DEFAULT_WORKFLOW for job in jobs)
-    headers = ["ID", *(["WORKFLOW"] if show_workflow else []), "CLIENT", "DATE", "STATUS", "ATTEMPT", "WHEN", "LAST"]
+    show_priority = any(job.priority for job in jobs)  # a column only when priorities are in use
+    headers = ["ID", *(["WORKFLOW"] if show_workflow else []), "CLIENT", "DATE", "STATUS"]
+    headers += [*(["PRI"] if show_priority else []), "ATTEMPT", "WHEN", "LAST"]
     rows = [
         [
             job.id[:8],
@@ -115,6 +121,7 @@ def list_jobs(
             job.client_id,
             job.date,
             job.status.value,
+            *([str(job.priority)] if show_priority else []),
             f"{job.attempt}/{queue.config.attempts_limit(job)}",
             when(job, now, times) + _held(job, holders, now),
             last_outcome(job),

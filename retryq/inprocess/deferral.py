@@ -48,7 +48,13 @@ class Schedules(Protocol):
     def config(self) -> Workflows: ...
 
     def schedule(
-        self, client: str, date: str, delay: int | str | timedelta | None = ..., *, workflow: str | None = ...
+        self,
+        client: str,
+        date: str,
+        delay: int | str | timedelta | None = ...,
+        *,
+        workflow: str | None = ...,
+        priority: int | None = ...,
     ) -> Scheduled: ...
 
 
@@ -67,6 +73,7 @@ def defer(
     delay: int | str | timedelta = 60,
     *,
     workflow: str | None = None,
+    priority: int | None = None,
 ) -> Deferral:
     """An ``on_exhausted`` callback that schedules the workflow for the failed call's client and date.
 
@@ -75,20 +82,28 @@ def defer(
     so a loop or :class:`RetryContext` refuses a ``defer`` that needs one when it is built. The
     failure still propagates: the queue takes over the retrying, the caller still learns that
     this run failed. If the queue cannot take the job, that is logged and the original error wins.
+    ``priority`` is the job's (default: the workflow's), as in :meth:`~retryq.RetryQueue.schedule`.
     """
-    return Deferral(queue, client, date, delay, workflow=workflow)
+    return Deferral(queue, client, date, delay, workflow=workflow, priority=priority)
 
 
 class Deferral(Escalation):
     """What :func:`defer` returns: hands the work of an exhausted call over to the deferred queue."""
 
-    __slots__ = ("_client", "_date", "_delay", "_queue", "_workflow")
+    __slots__ = ("_client", "_date", "_delay", "_priority", "_queue", "_workflow")
 
     def __init__(
-        self, queue: Schedules, client: Source, date: Source, delay: int | str | timedelta, *, workflow: str | None
+        self,
+        queue: Schedules,
+        client: Source,
+        date: Source,
+        delay: int | str | timedelta,
+        *,
+        workflow: str | None,
+        priority: int | None = None,
     ) -> None:
         # Imported here: pydantic's models are a heavy import for a fetcher that only uses @retry.
-        from ..record.models import validate_client_id, validate_date
+        from ..record.models import validate_client_id, validate_date, validate_priority
         from ..record.timeutil import parse_delay
 
         # Checked now rather than after the last attempt, when a typo would be found too late.
@@ -102,6 +117,9 @@ class Deferral(Escalation):
                 )
         parse_delay(delay)
         queue.config.workflow(workflow)
+        if priority is not None:
+            validate_priority(priority)
+        self._priority = priority
         self._queue = queue
         self._client = client
         self._date = date
@@ -191,7 +209,9 @@ class Deferral(Escalation):
 
     def _schedule(self, exc: BaseException, attempts: int, client: Any, date: Any) -> None:
         try:
-            result = self._queue.schedule(client, date, self._delay, workflow=self._workflow)
+            # Given only when set: a queue of another kind need not know priorities.
+            ranked = {} if self._priority is None else {"priority": self._priority}
+            result = self._queue.schedule(client, date, self._delay, workflow=self._workflow, **ranked)
         except RetryqError as error:
             self._failed(exc, attempts, f"{client} {date}", str(error))
             return

@@ -7,12 +7,28 @@ command line reads them for its help without importing the job model.
 
 from __future__ import annotations
 
-__all__ = ["DUE_WINDOW", "LOCK_TIMEOUT", "MAX_ATTEMPTS", "MAX_MISSING", "MAX_RATIO", "REPORT_DELAY_MINUTES"]
+__all__ = [
+    "DUE_WINDOW",
+    "LOCK_TIMEOUT",
+    "MAX_ATTEMPTS",
+    "MAX_MISSING",
+    "MAX_PRIORITY",
+    "MAX_RATIO",
+    "MAX_WAIT",
+    "MIN_PRIORITY",
+    "REPORT_DELAY_MINUTES",
+]
 
 from datetime import timedelta
 
 #: The most attempts a job may have: past that, retrying is a loop, not a policy.
 MAX_ATTEMPTS = 100
+
+#: A job's priority: higher runs first, 0 by default (and for records written before priorities).
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+
+#: A due job waiting longer than this is claimed before jobs of higher priority that became due after it.
+MAX_WAIT = timedelta(hours=1)
 
 #: How long a command waits for the queue's lock (a file's lock, a database's row lock) by default.
 LOCK_TIMEOUT = timedelta(seconds=30)

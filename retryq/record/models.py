@@ -26,6 +26,7 @@ __all__ = [
     "validate_client_id",
     "validate_date",
     "validate_max_attempts",
+    "validate_priority",
     "validate_workflow_name",
 ]
 
@@ -56,7 +57,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import TzInfo
 
 from .errors import InvalidInput
-from .limits import MAX_ATTEMPTS
+from .limits import MAX_ATTEMPTS, MAX_PRIORITY, MIN_PRIORITY
 from .text import printable, storable, storable_tree, text_problem
 from .timeutil import format_utc, to_utc
 
@@ -103,6 +104,13 @@ def validate_max_attempts(value: object) -> int:
     """Accept a whole number of attempts from 1 to :data:`MAX_ATTEMPTS`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS:
         raise InvalidInput(f"max attempts must be a whole number from 1 to {MAX_ATTEMPTS}, not {value!r}")
+    return value
+
+
+def validate_priority(value: object) -> int:
+    """Accept a whole number from :data:`MIN_PRIORITY` to :data:`MAX_PRIORITY` (higher runs first)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r}")
     return value
 
 
@@ -318,6 +326,8 @@ class Job(_Record):
     history: tuple[Attempt, ...] = ()
     # None for chains scheduled without `report` (and in files written before it was recorded).
     detection: Detection | None = None
+    # Higher runs first (claims: retryq.record.rules.claim_order); 0 in files written before priorities.
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)
 
     @model_validator(mode="before")
     @classmethod

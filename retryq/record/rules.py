@@ -1,9 +1,10 @@
 """The rules every store keeps, written once in plain Python: which jobs a claim takes and in what
-order, how caps bound it, what a claim writes on a job, one open job per key, when a job ended,
-and which statuses are open, finished or requeueable.
+order (priority, due time, and the bound that keeps priorities from starving a job), how caps
+bound it, what a claim writes on a job, one open job per key, when a job ended, and which statuses
+are open, finished or requeueable.
 
 The stores that hold whole documents (the JSON file, memory) apply these functions as they are.
-A backend whose engine decides in its own language (PostgreSQL's SQL) keeps its own statements:
+A backend whose engine decides in its own language (PostgreSQL's SQL, Redis' Lua) keeps its own statements:
 the contract suite (:class:`retryq.testing.StoreContract`) runs it and these rules on the same
 generated queues and checks that they agree.
 """
@@ -16,15 +17,18 @@ __all__ = [
     "FINISHED_VALUES",
     "OPEN_STATUSES",
     "OPEN_VALUES",
+    "OVERDUE_RANK",
     "REQUEUEABLE_STATUSES",
     "active_at",
     "choose",
+    "claim_order",
     "claimed",
     "ended_at",
     "ended_field",
     "free_slots",
     "key_conflict",
     "opens_a_key",
+    "overdue_cutoff",
 ]
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -32,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import OpenJobExists
+from .limits import MAX_PRIORITY
 from .models import DEFAULT_WORKFLOW, FINISHED_STATUSES, OPEN_STATUSES, Job, JobStatus, Owner
 
 if TYPE_CHECKING:
@@ -85,6 +90,34 @@ def free_slots(slots: Mapping[str, int], caps: Mapping[str, int], running: Mappi
     return free
 
 
+#: Where a job that waited longer than ``max_wait`` ranks: above every priority (at most MAX_PRIORITY).
+OVERDUE_RANK = MAX_PRIORITY + 1
+
+
+def overdue_cutoff(now: datetime, max_wait: timedelta | None) -> datetime | None:
+    """Before when a due job has waited longer than ``max_wait`` at ``now`` (None: no bound, priorities alone)."""
+    return None if max_wait is None else now - max_wait
+
+
+def claim_order(
+    execute_at: datetime, position: int, priority: int, overdue_before: datetime | None
+) -> tuple[int, datetime, int]:
+    """The order in which a claim takes due jobs, as one sort key (smallest first).
+
+    1. A job due before ``overdue_before`` (it has waited longer than ``max_wait``: see
+       :func:`overdue_cutoff`) comes first, whatever its priority: the oldest ``executeAt`` first.
+    2. Then the others: the highest ``priority`` first, then the oldest ``executeAt``.
+    3. Ties in queue order (``position``).
+
+    So a job due for longer than ``max_wait`` is taken before every job of a higher priority that
+    became due after it, and no priority starves a job for longer than ``max_wait`` plus the time
+    the jobs ahead of it take. PostgreSQL's claim statement and Redis' claim script sort by the same
+    key (``OVERDUE_RANK`` as the rank of an overdue job), and the contract suite checks that they agree.
+    """
+    overdue = overdue_before is not None and execute_at < overdue_before
+    return (-(OVERDUE_RANK if overdue else priority), execute_at, position)
+
+
 def choose(
     candidates: Iterable[tuple[datetime | None, int, object, str, str | None, T]],
     *,
@@ -93,17 +126,20 @@ def choose(
     limit: int,
     exclude: Collection[str] = (),
     accept: Callable[[T], bool] | None = None,
+    priority: Callable[[T], int] | None = None,
+    overdue_before: datetime | None = None,
 ) -> list[T]:
     """The jobs a claim takes, in the order it takes them.
 
     ``candidates`` are ``(executeAt, position in the queue, status, workflow, id, item)``. A claim
     takes a job that is pending, of a workflow the claimant runs (a key of ``free``), not in
-    ``exclude`` (a ``process`` run starts each job once) and due (``executeAt <= due_by``): the
-    oldest ``executeAt`` first, then queue order; each workflow up to its ``free`` slots, ``limit``
-    in all. ``accept`` may turn an item down (a record that is not a valid job): it takes no slot.
+    ``exclude`` (a ``process`` run starts each job once) and due (``executeAt <= due_by``), in
+    :func:`claim_order` (``priority(item)`` gives an item's priority, 0 without it); each workflow
+    up to its ``free`` slots, ``limit`` in all. ``accept`` may turn an item down (a record that is
+    not a valid job): it takes no slot.
     """
     due = [
-        candidate
+        (claim_order(candidate[0], candidate[1], priority(candidate[5]) if priority else 0, overdue_before), candidate)
         for candidate in candidates
         if candidate[2] == PENDING
         and candidate[3] in free
@@ -111,11 +147,11 @@ def choose(
         and candidate[0] <= due_by
         and not (exclude and candidate[4] in exclude)
     ]
-    # (executeAt, position) is unique to each candidate: the tuples sort without comparing the rest.
-    due.sort()
+    # (executeAt, position) is unique to each candidate: the keys sort without comparing the rest.
+    due.sort(key=lambda pair: pair[0])
     room = dict(free)
     chosen: list[T] = []
-    for _, _, _, workflow, _, item in due:
+    for _, (_, _, _, workflow, _, item) in due:
         if len(chosen) >= limit:
             break
         if room[workflow] > 0 and (accept is None or accept(item)):

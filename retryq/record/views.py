@@ -130,6 +130,8 @@ class JobData(Protocol):
     @property
     def detection(self) -> DetectionData | None: ...
     @property
+    def priority(self) -> int: ...
+    @property
     def key(self) -> JobKey: ...
     @property
     def label(self) -> str: ...
@@ -227,6 +229,7 @@ class JobView(_View):
     follow_up_minutes: int | None
     history: tuple[AttemptView, ...]
     detection: DetectionView | None
+    priority: int
 
     @property
     def key(self) -> JobKey:

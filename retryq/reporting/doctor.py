@@ -69,6 +69,7 @@ def diagnose(
     findings += [Finding("problem", f"{problem} (left as it is, never run: fix or remove it)") for problem in invalid]
     findings += _jobs(config, jobs, running, now=now, overdue=overdue, held=incidents.held_workflows(store, now))
     findings += incidents.findings(store, config, now=now)  # upstream incidents and pauses
+    findings += _schedules(config, store, now=now)
     return findings
 
 
@@ -230,4 +231,42 @@ def _jobs(
         )
     if not findings:
         findings.append(Finding("ok", "jobs: nothing stuck, nothing overdue"))
+    return findings
+
+
+def _schedules(config: Config, store: Store, *, now: datetime) -> list[Finding]:
+    """Each schedule: when it comes next, what became of its last occurrence, and what would keep it from running."""
+    if not config.schedules:
+        return []
+    from ..running.recurring import schedule_statuses
+
+    try:
+        statuses = schedule_statuses(config, store, now=now)
+    except RetryqError as error:
+        return [Finding("problem", f"schedules: {error}")]
+    findings = []
+    for status in statuses:
+        schedule, record = status.schedule, status.record
+        name = f"schedule {schedule.name}"
+        if not config.workflow(schedule.workflow).command:
+            findings.append(
+                Finding("problem", f"{name}: workflow {schedule.workflow!r} has no command configured: its jobs wait")
+            )
+            continue
+        if record is not None and not record.fits(schedule):
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{name}: the queue recorded it as `{record.cron}` in {record.tz}, not `{schedule.cron}` in "
+                    f"{schedule.zone_name}: the next run starts it afresh (if another host reads another "
+                    "configuration, make theirs the same)",
+                )
+            )
+        upcoming = "none within 50 years" if status.next is None else format_utc(status.next)
+        text = f"{name}: `{schedule.cron}` in {schedule.zone_name}, next {upcoming}"
+        if record is not None and record.last is not None:
+            text += f"; last {format_utc(record.last)} {status.last_outcome}"
+            text += f" ({record.reason})" if record.reason else ""
+        failing = status.last_outcome in ("failed", "skipped", "missed") or status.next is None
+        findings.append(Finding("warning" if failing else "ok", text))
     return findings

@@ -28,7 +28,8 @@ from ..record.models import JobStatus, Outcome
 from ..stores._atomic import new_file_owner, replace_file
 
 if TYPE_CHECKING:
-    # Only for the annotation: the report is what a process run did.
+    # Only for the annotations: the report is what a process run did; a schedule's status, what the queue recorded.
+    from ..running.recurring import ScheduleStatus
     from ..running.summary import ProcessReport
     from ..stores import Tally
 
@@ -70,6 +71,7 @@ def render_metrics(
     report: ProcessReport | None = None,
     workflows: Iterable[str] = (),
     held: Mapping[str, tuple[int, int, int]] | None = None,
+    schedules: Iterable[ScheduleStatus] = (),
 ) -> str:
     """Render the queue's metrics from what the store counted (:meth:`~retryq.stores.Store.tally`).
 
@@ -78,6 +80,8 @@ def render_metrics(
     the start rather than none. Families with no sample at all are left out: the text is empty for
     an empty queue without a report. ``held``: for each held workflow, its open incidents (0 or 1), whether
     it is paused and its jobs due (see :func:`~retryq.reporting.incidents.held_gauges`); left out when None.
+    ``schedules`` (see :func:`retryq.running.recurring.schedule_statuses`)
+    give each schedule's next occurrence and the outcome of its last one.
     """
     names = sorted(
         {
@@ -89,7 +93,7 @@ def render_metrics(
         }
     )
 
-    families = [*_job_families(tally, now, names), *_history_families(tally, names)]
+    families = [*_job_families(tally, now, names), *_history_families(tally, names), *_schedule_families(schedules)]
     if held is not None:
         families += _held_families(held, sorted({*names, *held}))
     if report is not None:
@@ -175,6 +179,42 @@ def _held_families(held: Mapping[str, tuple[int, int, int]], names: list[str]) -
         paused.add((name,), float(stopped))
         jobs.add((name,), float(count))
     return [incidents, paused, jobs]
+
+
+#: What the last occurrence of a schedule became: its job's status, else why it has none of its own.
+SCHEDULE_OUTCOMES = ("none", *(status.value for status in JobStatus), "skipped", "missed", "gone")
+
+
+def _schedule_families(schedules: Iterable[ScheduleStatus]) -> list[_Family]:
+    """Each schedule's next occurrence, last occurrence, and that occurrence's outcome (one sample at 1)."""
+    upcoming = _Family(
+        "retryq_schedule_next_occurrence_timestamp_seconds",
+        "gauge",
+        "When the schedule's next occurrence comes, in Unix time.",
+        ("schedule",),
+    )
+    last = _Family(
+        "retryq_schedule_last_occurrence_timestamp_seconds",
+        "gauge",
+        "The last occurrence of the schedule the queue handled, in Unix time.",
+        ("schedule",),
+    )
+    outcome = _Family(
+        "retryq_schedule_last_outcome",
+        "gauge",
+        "1 for what the schedule's last occurrence became: its job's status, skipped (the job before was still "
+        "open), missed (too late for catch_up = none), gone (its job was pruned) or none (no occurrence yet).",
+        ("schedule", "outcome"),
+    )
+    for status in schedules:
+        name = status.schedule.name
+        if status.next is not None:
+            upcoming.add((name,), status.next.timestamp())
+        if status.record is not None and status.record.last is not None:
+            last.add((name,), status.record.last.timestamp())
+        for each in SCHEDULE_OUTCOMES:
+            outcome.add((name, each), float(each == status.last_outcome))
+    return [upcoming, last, outcome]
 
 
 def _report_families(report: ProcessReport) -> list[_Family]:

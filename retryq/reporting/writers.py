@@ -62,14 +62,17 @@ class MetricsWriter(_Writer):
     what: ClassVar[str] = "metrics"
 
     def write(self, report: ProcessReport) -> None:
+        from ..running.recurring import schedule_statuses
         from .incidents import held_gauges
         from .metrics import render_metrics, write_metrics
 
         tally, now = self.store.tally(), self.clock()
         held = held_gauges(self.store, now)
-        write_metrics(
-            self.path, render_metrics(tally, now=now, report=report, workflows=self.config.workflows, held=held)
+        schedules = schedule_statuses(self.config, self.store, now=now)
+        text = render_metrics(
+            tally, now=now, report=report, workflows=self.config.workflows, held=held, schedules=schedules
         )
+        write_metrics(self.path, text)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from .options import ProcessorOptions
 from .pending import Active as _Active
 from .pending import Change
 from .pending import Pending as _Pending
+from .recurring import Recurring
 from .runner import Supervisor, runnable_commands
 from .summary import ProcessReport
 
@@ -71,6 +72,7 @@ class Processor:
         self.breaker = Breaker(store, config, clock=options.clock)  # upstream incidents and pauses
         self.housekeeping = Housekeeping(store, config, options, OWN_CLAIMS, breaker=self.breaker)
         self.claims = self.housekeeping.claims
+        self.recurring = Recurring(store, config, clock=options.clock, monotonic=options.monotonic, only=self.only)
         self.owner = platform.current_owner()
         self.supervisor = options.supervisor or Supervisor(
             on_line=self._output, now=options.clock, monotonic=options.monotonic
@@ -121,6 +123,7 @@ class Processor:
                 report.invalid = self.store.invalid()
                 self._resolve_commands(report)
                 self.housekeeping.recover(report)
+                report.enqueued += len(self.recurring.enqueue())  # the schedules' due occurrences, run below
                 return
             except StoreUnavailable as error:
                 if not worker:
@@ -134,6 +137,7 @@ class Processor:
             try:
                 if worker and not self._stop_event.is_set():
                     self.housekeeping.periodic(report)
+                    report.enqueued += len(self.recurring.periodic())
                 if self._write_and_claim(report, worker=worker):
                     idle_polls = 0
                 outages = 0
@@ -263,8 +267,9 @@ class Processor:
             else {}
         )
         limit = self.concurrency - len(self._active)
+        max_wait = self.config.max_wait  # priorities never starve a job for longer
         if worker:
-            return ClaimRequest(due_by=now, limit=limit, claimant=claimant, slots=slots, caps=caps)
+            return ClaimRequest(due_by=now, limit=limit, claimant=claimant, slots=slots, caps=caps, max_wait=max_wait)
         return ClaimRequest(
             due_by=now + self.config.due_window,
             limit=limit,
@@ -272,6 +277,7 @@ class Processor:
             slots=slots,
             exclude=frozenset(self._claimed),
             caps=caps,
+            max_wait=max_wait,
         )
 
     def _free_slots(self) -> dict[str, int]:

@@ -24,6 +24,7 @@ class ProcessReport:
     recovered: int = 0  # jobs found running with their runner gone
     lost_claims: int = 0  # results discarded because another process had recovered the job
     pruned: int = 0
+    enqueued: int = 0  # occurrences of schedules this run enqueued (running/recurring.py)
     unknown_workflows: dict[str, int] = field(default_factory=dict)
     config_errors: list[str] = field(default_factory=list)
     stopped_by: int | None = None  # the signal that stopped the run

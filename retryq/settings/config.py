@@ -10,7 +10,15 @@ option are declared once, in :mod:`retryq.settings.declaration`; this module res
 
 from __future__ import annotations
 
-__all__ = ["PLACEHOLDERS", "Config", "InconsistencyThresholds", "WorkflowSettings", "find_config_file", "load_config"]
+__all__ = [
+    "PLACEHOLDERS",
+    "Config",
+    "InconsistencyThresholds",
+    "Schedule",
+    "WorkflowSettings",
+    "find_config_file",
+    "load_config",
+]
 
 import os
 import sys
@@ -30,6 +38,7 @@ from ..stores.base import PruneRule
 from . import declaration as declared
 from .declaration import DEFAULT_QUEUE_FILE, PER_WORKFLOW, REPORT, SETTINGS, TOP_LEVEL
 from .kinds import PLACEHOLDERS, Invalid
+from .schedules import Schedule, read_schedules
 from .setting import Scope, Setting, read_table
 
 if TYPE_CHECKING:
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "retryq.toml"
 #: What the top level accepts: its own settings, and the defaults of every workflow.
 _TOP_KEYS = TOP_LEVEL + tuple(setting for setting in PER_WORKFLOW if setting.scope is Scope.SHARED)
-_TABLES = ("workflow", "workflows", "report")
+_TABLES = ("workflow", "workflows", "report", "schedules")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class WorkflowSettings:
     timeout: timedelta = field(default_factory=declared.timeout.value)
     kill_grace: timedelta = field(default_factory=declared.kill_grace.value)
     concurrency: int | None = None  # this workflow's own cap on runs at once; None: only the overall one
+    priority: int = field(default_factory=declared.priority.value)  # of its new jobs: higher runs first
     max_attempts: int = field(default_factory=declared.max_attempts.value)
     no_retry_exit_codes: frozenset[int] = field(default_factory=declared.no_retry_exit_codes.value)
     backoff: Backoff = field(default_factory=declared.backoff.value)
@@ -84,6 +94,8 @@ class Config:
     due_window: timedelta = field(default_factory=declared.due_window.value)
     #: A workflow's own `concurrency` caps its runs across every process and host, not per process.
     global_concurrency: bool = field(default_factory=declared.global_concurrency.value)
+    #: A due job waiting longer than this is claimed before the jobs of higher priority that became due after it.
+    max_wait: timedelta = field(default_factory=declared.max_wait.value)
     archive: bool = field(default_factory=declared.archive.value)
     metrics_file: Path | None = None
     #: The dashboard page that `process` rewrites after each run (and `worker` every minute).
@@ -102,6 +114,8 @@ class Config:
     thresholds: InconsistencyThresholds = field(default_factory=InconsistencyThresholds)
     #: The workflow of the run this process is part of ($RETRYQ_WORKFLOW, set by retryq for each run).
     running_workflow: str | None = None
+    #: The recurring jobs the queue enqueues itself, by name (``[schedules.NAME]``).
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
 
     @property
     def schema(self) -> str | None:
@@ -208,6 +222,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         top = _anchored(read_table(data, _TOP_KEYS, "the top level", _TABLES, SETTINGS), base)
         tables = _workflow_tables(data)
         report = _read_at(data.get("report", {}), REPORT, ("report",), "[report]")
+        schedules = read_schedules(data.get("schedules", {}), tables, SETTINGS)
     except Invalid as error:
         raise ConfigError(f"{where}: {'.'.join(error.path)}: {error}") from None
     workflows = {name: _workflow(name, table, top, env, where) for name, table in tables.items()}
@@ -218,6 +233,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         workflows=workflows,
         thresholds=thresholds,
         running_workflow=env.get("RETRYQ_WORKFLOW") or None,
+        schedules=schedules,
         **values,
     )
 

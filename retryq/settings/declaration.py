@@ -4,7 +4,8 @@ From this list come the keys ``retryq.toml`` accepts at each level (and the "did
 the others), the resolved :class:`~retryq.settings.config.Config` and ``WorkflowSettings``, the
 command-line options that override a setting, and the configuration reference in the docs
 (:func:`retryq.settings.reference.markdown`). A limit or default that the record or the stores
-need lives in ``retryq.record.limits`` and is referred to here; every other one lives here.
+need lives in ``retryq.record.limits`` and is referred to here; every other one lives here, but for
+the keys of recurring jobs and priorities, declared in :mod:`retryq.settings.schedules` and listed here.
 
 The entries are plain frozen dataclasses, not pydantic fields: the command line reads them for its
 ``--help`` and its options, which must not import pydantic, and one parser per kind reads a value
@@ -24,8 +25,11 @@ __all__ = [
     "MAX_KEEP_DAYS",
     "PER_WORKFLOW",
     "REPORT",
+    "SCHEDULE",
     "SETTINGS",
     "TOP_LEVEL",
+    "max_wait",  # declared with the schedules (a key of the top level), listed here with the others
+    "priority",  # declared with the schedules (a key of each workflow), listed here with the others
 ]
 
 from collections.abc import Mapping
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..record.limits import DUE_WINDOW, LOCK_TIMEOUT, MAX_ATTEMPTS, MAX_MISSING, MAX_RATIO, REPORT_DELAY_MINUTES
 from . import kinds
 from .filemode import FileMode
+from .schedules import SCHEDULE, max_wait, priority
 from .setting import Scope, Setting, SwitchedTable, Table
 
 if TYPE_CHECKING:
@@ -479,6 +484,7 @@ TOP_LEVEL: tuple[Setting[Any], ...] = (
     global_concurrency,
     lease_grace,
     due_window,
+    max_wait,
     archive,
     metrics_file,
     dashboard,
@@ -490,6 +496,7 @@ TOP_LEVEL: tuple[Setting[Any], ...] = (
 PER_WORKFLOW: tuple[Setting[Any], ...] = (
     command,
     workflow_concurrency,
+    priority,
     timeout,
     kill_grace,
     max_attempts,
@@ -502,4 +509,4 @@ PER_WORKFLOW: tuple[Setting[Any], ...] = (
     on_incident,
 )
 REPORT: tuple[Setting[Any], ...] = (max_missing, max_ratio, report_delay)
-SETTINGS: tuple[Setting[Any], ...] = TOP_LEVEL + PER_WORKFLOW + REPORT + BACKOFF_KEYS + BREAKER_KEYS
+SETTINGS: tuple[Setting[Any], ...] = TOP_LEVEL + PER_WORKFLOW + REPORT + BACKOFF_KEYS + BREAKER_KEYS + SCHEDULE

@@ -14,6 +14,7 @@ __all__ = [
     "Choice",
     "Command",
     "Count",
+    "CronExpression",
     "Delay",
     "Duration",
     "ExitCodes",
@@ -28,6 +29,7 @@ __all__ = [
     "Variables",
     "Words",
     "Zone",
+    "ZoneName",
 ]
 
 import re
@@ -284,6 +286,36 @@ class Zone(Kind[tzinfo]):
         if zone is None:
             raise Invalid(f"unknown time zone {value!r} (for example 'Europe/Paris')")
         return zone
+
+
+class ZoneName(Kind[str]):
+    """A time zone by name, kept as its name (a schedule's record in the queue says which zone it was read in)."""
+
+    name = "time zone"
+    metavar = "ZONE"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str) or not value or named_zone(value) is None:
+            raise Invalid(f"unknown time zone {value!r} (for example 'Europe/Paris')")
+        return value
+
+
+class CronExpression(Kind[str]):
+    """Five cron fields: minute, hour, day of month, month and day of week (ranges, steps, names)."""
+
+    name = "cron expression"
+    metavar = "CRON"
+
+    def parse(self, value: object) -> str:
+        from ..record.occurrences import check_cron  # here: cronsim only for a configuration with schedules
+
+        try:
+            return check_cron(value)
+        except InvalidInput as error:
+            raise Invalid(str(error)) from None
+
+    def bounds(self) -> str:
+        return "minute hour day-of-month month day-of-week"
 
 
 def _strings(value: object, expected: str) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..record.timeutil import format_duration
-from .declaration import BACKOFF_KEYS, BREAKER_KEYS, PER_WORKFLOW, REPORT, TOP_LEVEL
+from .declaration import BACKOFF_KEYS, BREAKER_KEYS, PER_WORKFLOW, REPORT, SCHEDULE, TOP_LEVEL
 from .setting import Setting
 
 _INTRO = """\
@@ -53,6 +53,13 @@ _SECTIONS: Sequence[tuple[str, str, Sequence[Setting[Any]]]] = (
         "level's key by key (`breaker = false` turns it off for that workflow): see "
         "[Incidents and pauses](incidents.md).",
         BREAKER_KEYS,
+    ),
+    (
+        "`[schedules.NAME]`",
+        "A recurring job the queue enqueues itself: `process` and `worker` enqueue each occurrence once, across "
+        "processes and hosts, as a job of its workflow for `client` and the occurrence's date "
+        "(see [Recurring jobs and priorities](recurring.md)). `NAME` follows the rule of client ids.",
+        SCHEDULE,
     ),
 )
 _COLUMNS = ("Key", "Type", "Default", "Allowed", "Variable", "Option", "Description")

@@ -27,6 +27,7 @@ class Scope(enum.Enum):
     REPORT = "[report]"  # InconsistencyThresholds
     BACKOFF = "a backoff table"  # the strategy a `backoff` value builds
     BREAKER = "a breaker table"  # the breaker a `breaker` value builds
+    SCHEDULE = "a schedule"  # Schedule: in [schedules.NAME] only
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is declared once
@@ -175,4 +176,5 @@ def _place(scope: Scope) -> str:
         Scope.REPORT: "[report]",
         Scope.BACKOFF: "a backoff table",
         Scope.BREAKER: "a breaker table ([breaker] or breaker = { … })",
+        Scope.SCHEDULE: "[schedules.NAME]",
     }[scope]

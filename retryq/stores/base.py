@@ -182,7 +182,9 @@ class ClaimRequest:
     never claimed (their workflow is unknown to this process); they stay pending for a process
     that knows it. Jobs whose id is in ``exclude`` are not claimed either (a ``process`` run
     starts each job at most once). ``caps[w]``, when given, bounds the jobs of ``w`` running at
-    once in the whole store, whoever runs them (checked in the claim's own transaction).
+    once in the whole store, whoever runs them (checked in the claim's own transaction). Due jobs
+    are taken in :func:`retryq.record.rules.claim_order`: a job due for longer than ``max_wait``
+    (by the store's time) first, then by priority, then by due time (None: by priority alone).
     """
 
     due_by: datetime
@@ -191,6 +193,7 @@ class ClaimRequest:
     slots: Mapping[str, int] = field(default_factory=dict)
     exclude: frozenset[str] = frozenset()
     caps: Mapping[str, int] = field(default_factory=dict)
+    max_wait: timedelta | None = None
 
     @property
     def ahead(self) -> timedelta:
@@ -368,9 +371,11 @@ class Store(Protocol):
     ) -> tuple[list[Job], dict[str, Job | None]]:
         """Apply ``changes`` as :meth:`update` does, then claim due jobs for ``request.claimant``; return both.
 
-        Due means pending with ``executeAt <= request.due_by``; the oldest ``executeAt`` comes
-        first. Two claimants never get the same job. Doing both in one step lets a processor write
-        the results of finished runs and claim the next jobs with a single write.
+        Due means pending with ``executeAt <= request.due_by``; they are taken in
+        :func:`retryq.record.rules.claim_order` (priority, then the oldest ``executeAt``, a job
+        waiting longer than ``request.max_wait`` before them all), and returned in that order. Two
+        claimants never get the same job. Doing both in one step lets a processor write the results
+        of finished runs and claim the next jobs with a single write.
 
         With ``plan``, it runs as in :meth:`update`, and its ``slots`` cap the claim's free slots
         before it chooses jobs, in the same step: two claimants never both get what a plan lets

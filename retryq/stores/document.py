@@ -134,6 +134,14 @@ class _Entry:
         assert not isinstance(self._due, bool)
         return self._due
 
+    def priority(self) -> int:
+        """``priority`` read from the record itself, without validating it (0 when it has none, or not a number)."""
+        if self._job is not None:
+            return self._job.priority
+        doc = self.doc
+        value = doc.get("priority", 0) if isinstance(doc, dict) else 0
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
     def ended_at(self) -> datetime | None:
         if self.ended is not None:
             with suppress(InvalidInput):
@@ -434,6 +442,8 @@ class DocumentStore:
             limit=request.limit,
             exclude=exclude,
             accept=lambda position: entries[position].decoded() is not None,
+            priority=lambda position: entries[position].priority(),
+            overdue_before=rules.overdue_cutoff(request.claimant.now, request.max_wait),
         )
         return [(position, entries[position].job(self.location)) for position in chosen]
 

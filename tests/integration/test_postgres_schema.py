@@ -99,12 +99,62 @@ def test_a_queue_at_version_1_gains_the_state_table_and_keeps_its_jobs(
     with monkeypatch.context() as older:
         older.setattr(schema, "SCHEMA_VERSION", 1)
         store = PostgresStore(postgres_url, schema=postgres_schema)
-        store.add(make_job(id="kept"), lambda job: job)
+        assert store.load() == []
         store.close()
+    insert_as_version_1(postgres_url, postgres_schema, "kept")
     assert version(postgres_url, postgres_schema) == "1"
     store = PostgresStore(postgres_url, schema=postgres_schema)
     assert [job.id for job in store.load()] == ["kept"]
-    assert version(postgres_url, postgres_schema) == "2"
+    assert version(postgres_url, postgres_schema) == str(SCHEMA_VERSION)
     store.update({}, plan=Plan(["k"], lambda docs, now, jobs: PlanResult(writes={"k": {"v": 1}})))
     assert store.state() == {"k": {"v": 1}}
+    store.close()
+
+
+def insert_as_version_1(url: str, schema: str, ident: str, **fields: object) -> None:
+    """A row as the retryq of schema version 1 (or 2) wrote it: the columns of that version, the record as it was."""
+    from retryq.stores.postgres.queries import values_of
+
+    values = values_of(make_job(id=ident, **fields))
+    record = {key: value for key, value in values["record"].obj.items() if key != "priority"}
+    values = {**values, "record": psycopg.types.json.Json(record)}
+    columns = [name for name in values if name != "priority"]
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            f"INSERT INTO {schema}.jobs ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join(f'%({name})s' for name in columns)})",
+            values,
+        )
+
+
+def test_a_queue_at_version_2_gains_priorities_and_its_jobs_are_priority_0(
+    postgres_url: str, postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 adds the priority column and the index that serves the claim order, in place."""
+    from datetime import timedelta
+
+    from retryq.record.models import Owner
+    from retryq.stores import Claimant, ClaimRequest
+    from retryq.stores.postgres import schema
+
+    from ..helpers import T0
+
+    with monkeypatch.context() as older:
+        older.setattr(schema, "SCHEMA_VERSION", 2)
+        store = PostgresStore(postgres_url, schema=postgres_schema)
+        assert store.load() == []
+        store.close()
+    insert_as_version_1(postgres_url, postgres_schema, "old", execute_at=T0)
+    assert version(postgres_url, postgres_schema) == "2"
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    [old] = store.load()
+    assert (old.id, old.priority, "priority" in old.to_json_dict()) == ("old", 0, True)
+    assert version(postgres_url, postgres_schema) == "3"
+    store.add(make_job(id="new", client_id="other", execute_at=T0 + timedelta(minutes=5), priority=5), lambda j: j)
+    claimant = Claimant(Owner(host="h", pid=1), T0, {"default": timedelta(minutes=5)}, {"default": 3})
+    claimed, _ = store.claim(ClaimRequest(due_by=T0, limit=2, claimant=claimant, slots={"default": 2}))
+    assert [job.id for job in claimed] == ["new", "old"]  # the server's clock is long past T0: both are due
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        indexes = connection.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (postgres_schema,))
+        assert "jobs_due_by_priority" in {row[0] for row in indexes}
     store.close()

@@ -6,11 +6,13 @@ The crontab is the one of crontab.example (a PATH line, a log in the project dir
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -61,16 +63,28 @@ def project(cron_user: str) -> Iterator[Path]:
 
 @pytest.fixture
 def cron_daemon() -> Iterator[None]:
-    """A running cron: the machine's own if one runs (two would run every job twice), else one for the test."""
-    if subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False).returncode == 0:
-        yield
-        return
-    daemon = subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A running cron, all along the test: the machine's own if one runs (two would run every job twice), else
+    one for the test; and one for the test again whenever none runs (another test that started the one found
+    may stop it meanwhile, on a machine shared by several test runs)."""
+    started: list[subprocess.Popen[bytes]] = []
+    done = threading.Event()
+
+    def keep_one_running() -> None:
+        while not done.is_set():
+            if subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False).returncode != 0:
+                started.append(subprocess.Popen([CRON, "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            done.wait(1)
+
+    watcher = threading.Thread(target=keep_one_running, daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
+        done.set()
+        watcher.join(timeout=30)
+        for daemon in started:
+            daemon.terminate()
+            daemon.wait(timeout=30)
 
 
 def as_user(user: str, installed: Installed, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -149,6 +163,73 @@ def test_a_retry_fails_once_then_succeeds_at_consecutive_minute_ticks(
     owners = {path.name: path.stat().st_uid for path in project.iterdir()}
     assert set(owners.values()) == {owners["retryq.toml"]}, f"a file is not the cron user's: {owners}"
     print(f"cron ticks: scheduled {job.scheduled_at:%H:%M:%S}, attempts {[f'{at:%H:%M:%S.%f}'[:-3] for at in starts]}")
+
+
+@pytest.mark.timeout(900)  # its own wait below ends first, with the log in the failure
+def test_a_schedule_every_minute_runs_at_two_consecutive_ticks_once_each(
+    installed: Installed, cron_user: str, project: Path, cron_daemon: None
+) -> None:
+    """The queue owns the recurring job: one `retryq process` entry, no crontab line of its own.
+
+    Each tick enqueues the occurrence of its own minute, once, and runs it; the test waits for two
+    consecutive ticks (a cron daemon another test stops and starts again may miss one).
+    """
+    runs = project / "runs"
+    sync = write_script(project / "sync.sh", f'echo "$RETRYQ_JOB_ID $1 $2" >> {runs}\necho "synced $1 $2"\n')
+    (project / "retryq.toml").write_text(
+        f'[workflows.sync]\ncommand = ["{sync}", "{{client}}", "{{date}}"]\n\n'
+        '[schedules.every-minute]\ncron = "* * * * *"\nworkflow = "sync"\nclient = "all"\ntz = "UTC"\n'
+    )
+    for path in (sync, project / "retryq.toml"):
+        shutil.chown(path, user=cron_user)
+    crontab = (
+        "SHELL=/bin/sh\n"
+        f"PATH={installed.venv}/bin:/usr/bin:/bin\n"
+        f"* * * * * cd {project} && retryq process >> {project}/retry.log 2>&1\n"
+    )
+    subprocess.run(["crontab", "-u", cron_user, "-"], input=crontab, text=True, check=True)
+    try:
+        deadline = time.monotonic() + 600  # two consecutive ticks, on a machine that may be slow
+        while time.monotonic() < deadline and _consecutive(_enqueued(project / "retry.log")) is None:
+            time.sleep(1)
+    finally:
+        subprocess.run(["crontab", "-u", cron_user, "-r"], check=False, capture_output=True)
+    log = (project / "retry.log").read_text() if (project / "retry.log").exists() else ""
+    enqueued = _enqueued(project / "retry.log")
+    pair = _consecutive(enqueued)
+    assert pair is not None, log
+    occurrences = [occurrence for _, occurrence, _ in enqueued]
+    assert len(occurrences) == len(set(occurrences)), f"an occurrence was enqueued twice: {log}"
+    # Each at the tick of its own minute (cron starts on the minute; `process` a second or so later).
+    assert all(_minute(at) == occurrence for at, occurrence, _ in enqueued), log
+    deadline = time.monotonic() + 120  # the last tick's run may still be writing its line
+    while time.monotonic() < deadline and len(_lines(runs)) < len(enqueued):
+        time.sleep(1)
+    ran = [line.split()[0] for line in _lines(runs)]
+    assert sorted(ran) == sorted(job for _, _, job in enqueued), log  # each occurrence's job ran, once
+    jobs = {job.id: job for job in JsonFileStore(project / ".retry-queue.json").load()}
+    assert all((jobs[ident].attempt, jobs[ident].client_id) == (1, "all") for ident in ran), log
+    print(f"schedule ticks: occurrences {pair[0]:%H:%M} and {pair[1]:%H:%M} each enqueued once and run, of {len(ran)}")
+
+
+def _enqueued(log: Path) -> list[tuple[datetime, datetime, str]]:
+    """Each occurrence the log says was enqueued: when, which, and its job."""
+    found = []
+    for line in _lines(log):
+        match = STAMP.match(line)
+        if match and "schedule every-minute: occurrence " in match[2] and " enqueued as job " in match[2]:
+            occurrence = match[2].split("occurrence ", 1)[1].split(" ", 1)[0]
+            found.append((parse_utc(match[1]), parse_utc(occurrence), match[2].rsplit(" ", 1)[1]))
+    return found
+
+
+def _consecutive(enqueued: list[tuple[datetime, datetime, str]]) -> tuple[datetime, datetime] | None:
+    occurrences = sorted(occurrence for _, occurrence, _ in enqueued)
+    return next(((one, two) for one, two in itertools.pairwise(occurrences) if two - one == timedelta(minutes=1)), None)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def _minute(value: datetime) -> datetime:

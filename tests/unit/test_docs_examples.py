@@ -53,6 +53,17 @@ UNCOLLECTED: list[tuple[str, str, str]] = [
         " (at most 3, or at most 0.50%); retry scheduled in 60 minutes: job 7ff34e211f074aba, due"
         " 2025-12-19T11:00:02.310Z, attempt 1 of 3",
     ),
+    (
+        "docs/recurring.md",
+        "text",
+        "retryq: error: retryq.toml: schedules.attachments-maintenance.cron: invalid cron expression"
+        " '0 24 * * *': bad hour",
+    ),
+    (
+        "docs/recurring.md",
+        "text",
+        "2025-12-19T01:55:00.410Z schedule sync-updated-dossiers: first seen; next occurrence 2025-12-19T02:00:00.000Z",
+    ),
     ("docs/redis.md", "sh", "pip install 'retryq[redis]'        # redis-py 5 or later"),
     ("docs/redis.md", "sh", "retryq --queue .retry-queue.json export --archive --output queue.jsonl"),
     ("docs/redis.md", "text", "# redis.conf"),

@@ -244,3 +244,16 @@ def test_an_attempt_given_back_keeps_the_incident_and_one_without_writes_no_key(
     assert json.loads(jobs_json([job]))[0]["history"][0]["incident"] == "api-1"
     with pytest.raises(ValidationError):
         Attempt.model_validate({**plain, "outcome": "failed", "incident": "a\x00b"})
+
+
+def test_a_job_has_a_priority_from_minus_100_to_100_and_a_record_without_one_is_0() -> None:
+    [raw] = json.loads(LEGACY_FILE)
+    legacy = Job.model_validate(raw)
+    assert legacy.priority == 0
+    # Written back with the key, as every key of retryq's is: older versions keep it as a key they do not know.
+    assert legacy.to_json_dict()["priority"] == 0
+    assert make_job(priority=-100).priority == -100
+    assert Job.model_validate({**make_job().to_json_dict(), "priority": 100}).priority == 100
+    for bad in (101, -101, 1.5, "high", True):
+        with pytest.raises(ValidationError):
+            Job.model_validate({**make_job().to_json_dict(), "priority": bad})

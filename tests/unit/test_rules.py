@@ -127,3 +127,69 @@ def test_a_key_held_by_another_open_job_is_a_conflict_naming_both() -> None:
     assert conflict.job_ids == ("new", "held")
     assert rules.key_conflict(job, ["new"]) is None
     assert rules.key_conflict(make_job(status=JobStatus.FAILED), ["held"]) is None
+
+
+# -- priorities, and the bound that keeps them from starving a job ----------------------------------
+
+
+def ranked(minutes: int, position: int, priority: int) -> tuple[Any, ...]:
+    """A pending candidate of the default workflow with a priority; the item is its (id, priority)."""
+    return (at(minutes), position, "pending", "default", f"j{position}", (f"j{position}", priority))
+
+
+def ids(chosen: list[tuple[str, int]]) -> list[str]:
+    return [ident for ident, _ in chosen]
+
+
+def by_priority(item: tuple[str, int]) -> int:
+    return item[1]
+
+
+def test_higher_priorities_come_first_then_the_oldest_due_then_queue_order() -> None:
+    candidates = [ranked(0, 0, 0), ranked(5, 1, 10), ranked(1, 2, 10), ranked(-5, 3, -3), ranked(1, 4, 10)]
+    chosen = rules.choose(candidates, due_by=at(10), free={"default": 10}, limit=10, priority=by_priority)
+    assert ids(chosen) == ["j2", "j4", "j1", "j0", "j3"]
+    # Without priorities (every job at 0, or no priority given), the due order alone.
+    unranked = rules.choose(candidates, due_by=at(10), free={"default": 10}, limit=10)
+    assert ids(unranked) == ["j3", "j0", "j2", "j4", "j1"]
+
+
+def test_a_job_due_longer_than_max_wait_goes_before_higher_priorities_that_became_due_after_it() -> None:
+    now = at(60)
+    candidates = [
+        ranked(0, 0, -50),  # due for 60 minutes: longer than max_wait
+        ranked(10, 1, 100),  # due for 50 minutes: within max_wait, the highest priority
+        ranked(-30, 2, 100),  # due for 90 minutes, high priority: waited longer too, and longer than j0
+        ranked(5, 3, 0),  # due for 55 minutes: longer than max_wait
+        ranked(59, 4, 0),
+    ]
+    chosen = rules.choose(
+        candidates,
+        due_by=now,
+        free={"default": 10},
+        limit=10,
+        priority=by_priority,
+        overdue_before=rules.overdue_cutoff(now, timedelta(minutes=52)),
+    )
+    # Those that waited too long, oldest due first whatever their priority; then by priority.
+    assert ids(chosen) == ["j2", "j0", "j3", "j1", "j4"]
+    assert ids(chosen[:2]) == ["j2", "j0"]
+    assert rules.overdue_cutoff(now, None) is None  # no bound: priorities alone
+
+
+def test_the_bound_is_strict_a_job_due_exactly_max_wait_ago_has_not_waited_longer() -> None:
+    now = at(60)
+    candidates = [ranked(0, 0, 0), ranked(30, 1, 5)]
+    cutoff = rules.overdue_cutoff(now, timedelta(minutes=60))
+    chosen = rules.choose(
+        candidates, due_by=now, free={"default": 2}, limit=2, priority=by_priority, overdue_before=cutoff
+    )
+    assert ids(chosen) == ["j1", "j0"]
+
+
+def test_the_order_of_a_claim_is_one_key() -> None:
+    cutoff = at(0)
+    assert rules.claim_order(at(-1), 3, -100, cutoff) < rules.claim_order(at(-2), 4, 100, at(-3))
+    assert rules.claim_order(at(-1), 3, -100, cutoff) < rules.claim_order(at(5), 0, 100, cutoff)
+    assert rules.claim_order(at(5), 1, 7, None) < rules.claim_order(at(1), 0, 6, None)
+    assert rules.claim_order(at(1), 1, 7, None) < rules.claim_order(at(5), 0, 7, None)

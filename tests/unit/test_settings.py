@@ -13,8 +13,8 @@ from retryq.record.backoff import Backoff
 from retryq.record.errors import ConfigError, ExitCode
 from retryq.record.inconsistency import InconsistencyThresholds
 from retryq.settings import declaration as declared
-from retryq.settings.config import Config, WorkflowSettings, load_config
-from retryq.settings.declaration import BACKOFF_KEYS, PER_WORKFLOW, REPORT, SETTINGS, TOP_LEVEL
+from retryq.settings.config import Config, Schedule, WorkflowSettings, load_config
+from retryq.settings.declaration import BACKOFF_KEYS, PER_WORKFLOW, REPORT, SCHEDULE, SETTINGS, TOP_LEVEL
 from retryq.settings.reference import toml as describe
 from retryq.settings.setting import Scope, Setting
 
@@ -26,7 +26,16 @@ TABLE = {
     Scope.REPORT: "[report]\n",
     Scope.BACKOFF: "[backoff]\n",
     Scope.BREAKER: "[breaker]\n",
+    # A schedule needs its cron (given by the line of each key but cron itself) and a workflow to run.
+    Scope.SCHEDULE: '[workflows.sync]\n[schedules.nightly]\ncron = "0 3 * * *"\n',
 }
+
+
+def table(setting: Setting[Any]) -> str:
+    """The lines before ``setting``'s own: the table it is written in (and what that table needs besides)."""
+    if setting is declared.SCHEDULE[0]:
+        return "[schedules.nightly]\n"
+    return TABLE[setting.scope]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -46,6 +55,8 @@ def resolved(config: Config, setting: Setting[Any]) -> Any:
         return repr(config.workflow().backoff)
     if setting.scope is Scope.BREAKER:
         return getattr(config.workflow().breaker, setting.name, None)
+    if setting.scope is Scope.SCHEDULE:
+        return getattr(config.schedules["nightly"], setting.name)
     return comparable(getattr(config.workflow(), setting.name))
 
 
@@ -74,13 +85,17 @@ def test_every_setting_has_help_and_an_example_that_resolves_from_the_file(
     assert setting.help
     assert setting.example is not None
     assert setting.default is not None or setting.unset, "say what leaving it out means"
-    path = write(tmp_path, f"{TABLE[setting.scope]}{setting.key} = {describe(setting.example)}\n")
+    path = write(tmp_path, f"{table(setting)}{setting.key} = {describe(setting.example)}\n")
     assert resolved(load_config(path, env={}), setting) == expected(setting, setting.example, tmp_path)
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=ids(SETTINGS))
 def test_every_default_is_the_declared_one(tmp_path: Path, setting: Setting[Any]) -> None:
-    config = load_config(write(tmp_path, ""), env={})
+    if setting is declared.SCHEDULE[0]:  # the one key without a default: a schedule without it is refused
+        with pytest.raises(ConfigError, match=r"schedules\.nightly: `cron` is missing"):
+            load_config(write(tmp_path, "[schedules.nightly]\n"), env={})
+        return
+    config = load_config(write(tmp_path, "" if setting.scope is not Scope.SCHEDULE else TABLE[setting.scope]), env={})
     if setting.scope is Scope.BACKOFF:
         assert resolved(config, setting) == "constant()"  # the job's own delay, every time
     elif setting.scope is Scope.BREAKER:
@@ -93,12 +108,13 @@ def test_every_default_is_the_declared_one(tmp_path: Path, setting: Setting[Any]
 
 def test_the_dataclasses_hold_every_setting_and_default_as_declared() -> None:
     """Config and WorkflowSettings are public API: their attributes stay, their defaults come from the declaration."""
-    not_settings = {"source", "workflows", "thresholds", "running_workflow", "name", "command_origin"}
+    not_settings = {"source", "workflows", "thresholds", "running_workflow", "name", "command_origin", "schedules"}
     config = {field.name: field for field in dataclasses.fields(Config)}
     workflow = {field.name: field for field in dataclasses.fields(WorkflowSettings)}
     assert set(config) - not_settings == {setting.name for setting in TOP_LEVEL}
     assert set(workflow) - not_settings == {setting.name for setting in PER_WORKFLOW}
     assert {field.name for field in dataclasses.fields(InconsistencyThresholds)} == {s.name for s in REPORT}
+    assert {field.name for field in dataclasses.fields(Schedule)} - not_settings == {s.name for s in SCHEDULE}
     built = Config(), WorkflowSettings("x")
     for setting, instance in [(s, built[0]) for s in TOP_LEVEL] + [(s, built[1]) for s in PER_WORKFLOW]:
         default = None if setting.default is None else expected(setting, setting.default)
@@ -108,7 +124,7 @@ def test_the_dataclasses_hold_every_setting_and_default_as_declared() -> None:
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s.env], ids=ids(tuple(s for s in SETTINGS if s.env)))
 def test_a_variable_overrides_the_file(tmp_path: Path, setting: Setting[Any]) -> None:
     example = setting.example if isinstance(setting.example, str) else " ".join(setting.example)  # type: ignore[arg-type]
-    path = write(tmp_path, f"{TABLE[setting.scope]}{setting.key} = {describe(setting.default or 'from-the-file')}\n")
+    path = write(tmp_path, f"{table(setting)}{setting.key} = {describe(setting.default or 'from-the-file')}\n")
     for variable in setting.env:
         config = load_config(path, env={variable: example})
         assert resolved(config, setting) == setting.kind.parse(example), variable
@@ -218,6 +234,14 @@ BAD = {
     "window": [0, "2d"],
     "probe_every": ["0s", "never"],
     "max_open": [0, "31d"],
+    "max_wait": ["31d", "soon", -1],
+    "priority": [101, -101, "high", 1.5, True],
+    "cron": ["61 * * * *", "* * * *", "0 3 * * * *", "@daily", "", 3, "0 3 * * MON#9"],
+    "workflow": ["nope", "-x", 3],
+    "client": ["-x", "a b", "x" * 65, 2],
+    "tz": ["Mars/Olympus", "", 1],
+    "catch_up": ["all", "", True],
+    "grace": ["31d", "later"],
 }
 
 
@@ -226,13 +250,14 @@ def test_every_bad_value_is_one_line_naming_the_key_and_exit_78(tmp_path: Path, 
     assert BAD[setting.key], f"give {setting.key} some values it refuses"
     for value in BAD[setting.key]:
         with pytest.raises(ConfigError) as caught:
-            load_config(write(tmp_path, f"{TABLE[setting.scope]}{setting.key} = {describe(value)}\n"), env={})
+            load_config(write(tmp_path, f"{table(setting)}{setting.key} = {describe(value)}\n"), env={})
         text = str(caught.value)
         where = {
             Scope.WORKFLOW: "workflow.",
             Scope.REPORT: "report.",
             Scope.BACKOFF: "backoff.",
             Scope.BREAKER: "breaker.",
+            Scope.SCHEDULE: "schedules.nightly.",
         }.get(setting.scope, "")
         assert text.startswith(f"{tmp_path / 'retryq.toml'}: {where}{setting.key}"), (value, text)
         assert "\n" not in text
@@ -245,7 +270,12 @@ def test_a_bad_variable_is_one_line_naming_it(tmp_path: Path) -> None:
 
 
 def test_every_key_is_declared_once_per_table() -> None:
-    for table in (TOP_LEVEL + tuple(s for s in PER_WORKFLOW if s.scope is Scope.SHARED), PER_WORKFLOW, REPORT):
+    for table in (
+        TOP_LEVEL + tuple(s for s in PER_WORKFLOW if s.scope is Scope.SHARED),
+        PER_WORKFLOW,
+        REPORT,
+        SCHEDULE,
+    ):
         names = [name for setting in table for name in (setting.key, *setting.aliases)]
         assert len(names) == len(set(names))
     assert len({setting.key for setting in BACKOFF_KEYS}) == len(BACKOFF_KEYS)

@@ -1,4 +1,5 @@
-"""What the dashboard shows, gathered in one place from a store: statistics, open and failed jobs, findings."""
+"""What the dashboard shows, gathered in one place from a store: statistics, open and failed jobs, recurring
+jobs, findings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 
 from ...record.models import Job, JobStatus
 from ...record.timeutil import to_utc
+from ...running.recurring import ScheduleStatus, schedule_statuses
 from ...settings.config import Config
 from ...stores import Store
 from ..doctor import Finding, diagnose
@@ -30,6 +32,7 @@ class DashboardData:
     failed_jobs: tuple[Job, ...]  # persistent chains, most recently failed first
     findings: tuple[Finding, ...]  # doctor's, in its order
     upstream: IncidentStats | None = None  # upstream incidents and pauses, under the same filters
+    schedules: tuple[ScheduleStatus, ...] = ()  # the recurring jobs of the configuration, by name
 
 
 def collect(
@@ -67,6 +70,7 @@ def collect(
         ),
         findings=tuple(diagnose(config, store, now=now, overdue=overdue)),
         upstream=upstream_stats(store, jobs, now=now, since=since, client=client, workflow=workflow),
+        schedules=tuple(schedule_statuses(config, store, now=now)),
     )
 
 

@@ -51,33 +51,55 @@ COLUMNS = (
 # A new row; a job whose id is there is left alone (the caller tells which by what it returns).
 INSERT = (
     "INSERT INTO {schema}.jobs (id, workflow, client_id, date, status, scheduled_at, execute_at, started_at, "
-    "finished_at, lease_until, run_id, owner, workflow_pid, follow_up_minutes, max_attempts, record) "
+    "finished_at, lease_until, run_id, owner, workflow_pid, follow_up_minutes, max_attempts, priority, record) "
     "VALUES (%(id)s, %(workflow)s, %(client_id)s, %(date)s, %(status)s, %(scheduled_at)s, %(execute_at)s, "
     "%(started_at)s, %(finished_at)s, %(lease_until)s, %(run_id)s, %(owner)s, %(workflow_pid)s, "
-    "%(follow_up_minutes)s, %(max_attempts)s, %(record)s) ON CONFLICT DO NOTHING"
+    "%(follow_up_minutes)s, %(max_attempts)s, %(priority)s, %(record)s) ON CONFLICT DO NOTHING"
 )
 
-# One statement: lock the oldest due jobs of each workflow (up to its free slots) that no other
-# transaction holds, keep the oldest `limit` of them, and mark them claimed: rules.choose and rules.claimed
-# in SQL (the contract suite checks that they agree). Due times, the claim's start and its lease follow the
-# server's clock, whatever the host's says.
+# One statement: lock the first due jobs of each workflow in the claim order (up to its free slots) that no
+# other transaction holds, keep the first `limit` of them, and mark them claimed: rules.choose and rules.claimed
+# in SQL (the contract suite checks that they agree). The order is rules.claim_order's: the jobs due for longer
+# than max_wait first, oldest due first (the index jobs_due serves them), then the others by priority, then due
+# time (the index jobs_due_by_priority serves them); `rank` is an overdue job's OVERDUE_RANK, else its priority.
+# Due times, the claim's start and its lease follow the server's clock, whatever the host's says.
 CLAIM = """
 WITH slots AS (
     SELECT * FROM unnest(%(workflows)s::text[], %(free)s::int[], %(leases)s::float8[], %(limits)s::int[])
         AS s(workflow, free, lease, max_attempts)
 ),
-picked AS (
-    SELECT j.id, j.execute_at, j.position, s.lease, s.max_attempts
-    FROM slots s CROSS JOIN LATERAL (
+bounds AS (
+    SELECT statement_timestamp() + %(ahead)s * interval '1 second' AS due_by,
+        coalesce(statement_timestamp() - %(max_wait)s::float8 * interval '1 second', '-infinity') AS overdue_before
+),
+overdue AS (
+    SELECT s.workflow, j.id, j.execute_at, j.position, %(overdue_rank)s AS rank
+    FROM slots s CROSS JOIN bounds b CROSS JOIN LATERAL (
         SELECT id, execute_at, position FROM {schema}.jobs
         WHERE status = 'pending' AND workflow = s.workflow
-            AND execute_at <= statement_timestamp() + %(ahead)s * interval '1 second'
+            AND execute_at < b.overdue_before AND execute_at <= b.due_by
             AND NOT (id = ANY(%(exclude)s::text[]))
         ORDER BY execute_at, position
         LIMIT s.free
         FOR UPDATE SKIP LOCKED
     ) j
-    ORDER BY j.execute_at, j.position
+),
+ranked AS (
+    SELECT s.workflow, j.id, j.execute_at, j.position, j.priority AS rank
+    FROM slots s CROSS JOIN bounds b CROSS JOIN LATERAL (
+        SELECT id, execute_at, position, priority FROM {schema}.jobs
+        WHERE status = 'pending' AND workflow = s.workflow
+            AND execute_at >= b.overdue_before AND execute_at <= b.due_by
+            AND NOT (id = ANY(%(exclude)s::text[]))
+        ORDER BY priority DESC, execute_at, position
+        LIMIT s.free - (SELECT count(*) FROM overdue o WHERE o.workflow = s.workflow)
+        FOR UPDATE SKIP LOCKED
+    ) j
+),
+picked AS (
+    SELECT c.id, c.rank, c.execute_at, c.position, s.lease, s.max_attempts
+    FROM (SELECT * FROM overdue UNION ALL SELECT * FROM ranked) c JOIN slots s USING (workflow)
+    ORDER BY c.rank DESC, c.execute_at, c.position
     LIMIT %(limit)s
 )
 UPDATE {schema}.jobs AS job SET
@@ -92,7 +114,7 @@ UPDATE {schema}.jobs AS job SET
     max_attempts = coalesce(job.max_attempts, picked.max_attempts)
 FROM picked
 WHERE job.id = picked.id
-RETURNING job.position, """ + ", ".join(f"job.{column.strip()}" for column in COLUMNS.split(","))
+RETURNING picked.rank, job.position, """ + ", ".join(f"job.{column.strip()}" for column in COLUMNS.split(","))
 
 
 def values_of(job: Job) -> dict[str, Any]:
@@ -114,6 +136,7 @@ def values_of(job: Job) -> dict[str, Any]:
         "workflow_pid": job.workflow_pid,
         "follow_up_minutes": job.follow_up_minutes,
         "max_attempts": job.max_attempts,
+        "priority": job.priority,
         "record": Json(record, dumps=dumps),
     }
 

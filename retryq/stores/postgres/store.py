@@ -295,9 +295,11 @@ class PostgresStore:
                 "exclude": list(request.exclude),
                 "limit": request.limit,
                 "owner": Jsonb(claimant.owner.to_json_dict()),
+                "max_wait": None if request.max_wait is None else request.max_wait.total_seconds(),
+                "overdue_rank": rules.OVERDUE_RANK,
             },
         ).fetchall()
-        rows.sort(key=lambda row: (row["execute_at"], row["position"]))
+        rows.sort(key=lambda row: (-row["rank"], row["execute_at"], row["position"]))  # rules.claim_order
         claimed = [decode(row) for row in rows]
         return [job for job in claimed if job is not None]
 
@@ -383,7 +385,7 @@ class PostgresStore:
                     "execute_at = %(execute_at)s, started_at = %(started_at)s, finished_at = %(finished_at)s, "
                     "lease_until = %(lease_until)s, run_id = %(run_id)s, owner = %(owner)s, "
                     "workflow_pid = %(workflow_pid)s, follow_up_minutes = %(follow_up_minutes)s, "
-                    "max_attempts = %(max_attempts)s, record = %(record)s WHERE id = %(id)s"
+                    "max_attempts = %(max_attempts)s, priority = %(priority)s, record = %(record)s WHERE id = %(id)s"
                 ),
                 [values_of(job) for job in jobs],
             )

@@ -3,7 +3,7 @@ claim asks the commit script for, and the claim laid over its record on reading 
 
 from __future__ import annotations
 
-__all__ = ["MS", "claim_arguments", "due_score", "from_ms", "meta_of", "to_ms", "with_claim"]
+__all__ = ["BAND", "MS", "claim_arguments", "due_score", "from_ms", "meta_of", "to_ms", "with_claim"]
 
 import json
 import uuid
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...record import rules
 from ...record.models import Job, JobStatus
 from ...record.timeutil import format_utc
 from ..base import ClaimRequest
@@ -27,9 +28,14 @@ def from_ms(ms: int | str) -> datetime:
     return _EPOCH + timedelta(milliseconds=int(ms))
 
 
-def due_score(job: Job, priority_band: int = 0) -> str:
-    """Where a pending job sorts among its workflow's: its band first, then its due time (see :mod:`.scripts`)."""
-    return str(priority_band * 2**43 + to_ms(job.execute_at))
+#: A due score is ``band × BAND + executeAt in ms`` (see :mod:`.scripts`).
+BAND = 2**43
+
+
+def due_score(job: Job) -> str:
+    """Where a pending job sorts among its workflow's: its band (``-priority``) first, then its due time (see
+    :mod:`.scripts`); a due time outside 1970 to 2248 sorts at the nearer end, within its band."""
+    return str(-job.priority * BAND + min(max(to_ms(job.execute_at), 0), BAND - 1))
 
 
 def meta_of(job: Job) -> dict[str, str]:
@@ -53,16 +59,19 @@ def claim_arguments(request: ClaimRequest, *, server_clock: bool) -> dict[str, A
     ]
     if request.limit <= 0 or not workflows:
         return None
-    arguments = {
+    arguments: dict[str, Any] = {
         "limit": request.limit,
         "ahead": (request.due_by - claimant.now) // MS,
         "workflows": workflows,
         "exclude": list(request.exclude),
         "owner": claimant.owner.to_json_line(),
         "runs": [uuid.uuid4().hex for _ in range(request.limit)],
+        "overdue_rank": rules.OVERDUE_RANK,
     }
     if not server_clock:
         arguments["now"] = to_ms(claimant.now)
+    if request.max_wait is not None:  # absent, not null: a JSON null is a true value in the script
+        arguments["max_wait"] = request.max_wait // MS
     return arguments
 
 

@@ -18,9 +18,13 @@ The keys of a queue all start with ``{namespace}:`` (the braces keep them in one
 ``statev``   hash   key → its version, raised by each write or deletion (never removed: no ABA)
 ``statever`` string the version of the whole state, raised by each write that changes a document
 
-The due score is ``priority band × 2^43 + executeAt in ms`` (2^43 ms reach the year 2248, and
-doubles hold integers exactly up to 2^53): today every job is in band 0; a priority becomes a band,
-and a claim reads the bands of a workflow in order, each from its start up to its band's "now".
+The due score is ``band × 2^43 + executeAt in ms``, the band being ``-priority`` (2^43 ms reach the
+year 2248, and doubles hold integers exactly up to 2^53: bands -100 to 100 fit): within a workflow's
+``due:<w>``, the highest priority comes first, then the oldest due time. A job of priority 0 (every
+job written before priorities) has its due time as its score, as it always had. A claim reads the
+bands of a workflow that hold jobs in order (each found from the last with one lookup), and takes
+jobs in :func:`retryq.record.rules.claim_order`: first, from every band, those due for longer than
+``max_wait`` (oldest due first); then each band from its start up to its "now".
 
 Scripts judge "now" by the server's clock (``TIME``): due times and leases do not depend on the
 clock of the host that claims. A write whose versions no longer match what the caller read writes
@@ -43,6 +47,9 @@ local function server_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function int(x) return string.format('%.0f', x) end
+local BAND = 8796093022208 -- 2^43: a due score is band * BAND + executeAt in ms, the band being -priority
+local function band_of(score) return math.floor(score / BAND) end
+local function due_ms(score) return score - band_of(score) * BAND end
 local function meta_of(id)
   local m = redis.call('HGET', k('meta'), id)
   if m then return cjson.decode(m) end
@@ -85,7 +92,7 @@ local function row(id)
           redis.call('HGET', k('meta'), id) or ''}
 end
 local function notify_if_due(m, now)
-  if m.s == 'pending' and tonumber(m.e) <= now then
+  if m.s == 'pending' and due_ms(tonumber(m.e)) <= now then
     redis.call('PUBLISH', k('due'), 'due')
     return true
   end
@@ -186,32 +193,64 @@ if c then
   local due_by = cnow + c.ahead
   local excluded = {}
   for _, id in ipairs(c.exclude) do excluded[id] = true end
+  -- Overdue: due for longer than max_wait (strictly before this time); none without a max_wait.
+  local overdue_before = c.max_wait and (cnow - c.max_wait) or -1
+  -- Up to `need` jobs of `key` with scores from lo to hi (hi excluded with `open`), in score order, ties at the
+  -- end all taken (their queue order decides, as it does in the rules); page by page: the jobs this run already
+  -- started (excluded) are rarely pending again.
+  local function take(key, lo, hi, open, need, rank, w, into)
+    local got, offset, page, last = 0, 0, need + math.min(#c.exclude, 16), nil
+    local upper = (open and '(' or '') .. int(hi)
+    while true do
+      local ids = redis.call('ZRANGEBYSCORE', key, int(lo), upper, 'WITHSCORES', 'LIMIT', offset, page)
+      for j = 1, #ids, 2 do
+        local score = tonumber(ids[j + 1])
+        if got >= need and score ~= last then return end
+        if not excluded[ids[j]] then
+          got, last = got + 1, score
+          into[#into + 1] = {id = ids[j], e = due_ms(score), r = rank, w = w,
+                             n = tonumber(redis.call('ZSCORE', k('order'), ids[j]))}
+        end
+      end
+      if #ids < 2 * page then return end
+      offset = offset + page
+    end
+  end
+  local function before(a, b)
+    if a.r ~= b.r then return a.r > b.r end
+    if a.e ~= b.e then return a.e < b.e end
+    return a.n < b.n
+  end
   local found = {}
   for _, w in ipairs(c.workflows) do
     local room = w.free
     if w.cap >= 0 then
       room = math.min(room, w.cap - tonumber(redis.call('HGET', k('nrun'), w.name) or '0'))
     end
-    -- Page by page: the jobs this run already started (excluded) are rarely pending again.
-    local got, offset, page = 0, 0, room + math.min(#c.exclude, 16)
-    while got < room do
-      local ids = redis.call('ZRANGEBYSCORE', k('due:' .. w.name), '-inf', int(due_by), 'WITHSCORES',
-                             'LIMIT', offset, page)
-      for j = 1, #ids, 2 do
-        if got < room and not excluded[ids[j]] then
-          got = got + 1
-          found[#found + 1] = {id = ids[j], e = tonumber(ids[j + 1]),
-                               n = tonumber(redis.call('ZSCORE', k('order'), ids[j])), w = w}
-        end
-      end
-      if #ids < 2 * page then break end
-      offset = offset + page
+    local key = k('due:' .. w.name)
+    local bands, first = {}, redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    while room > 0 and first[1] do
+      bands[#bands + 1] = band_of(tonumber(first[2]))
+      first = redis.call('ZRANGEBYSCORE', key, int((bands[#bands] + 1) * BAND), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     end
+    local mine = {}
+    if overdue_before > 0 then
+      for _, b in ipairs(bands) do
+        take(key, b * BAND, b * BAND + math.min(overdue_before, due_by + 1), true, room, c.overdue_rank, w, mine)
+      end
+      table.sort(mine, before)
+      for i = #mine, room + 1, -1 do mine[i] = nil end
+    end
+    for _, b in ipairs(bands) do
+      if #mine >= room then break end
+      local ranked = {}
+      take(key, b * BAND + math.max(overdue_before, 0), b * BAND + due_by, false, room - #mine, -b, w, ranked)
+      table.sort(ranked, before)
+      for i = 1, math.min(#ranked, room - #mine) do mine[#mine + 1] = ranked[i] end
+    end
+    for _, item in ipairs(mine) do found[#found + 1] = item end
   end
-  table.sort(found, function(a, b)
-    if a.e ~= b.e then return a.e < b.e end
-    return a.n < b.n
-  end)
+  table.sort(found, before)
   local claimed = {}
   for i = 1, math.min(#found, c.limit) do
     local id, w = found[i].id, found[i].w

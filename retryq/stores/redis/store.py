@@ -431,6 +431,5 @@ class RedisStore:
         self._remember(
             [(new, int(versions[ident])) for ident, (_, _, new) in writes.items() if ident in versions and new]
         )
-        claimed = self._jobs(reply[2], remember=True)
-        claimed.sort(key=lambda pair: pair[0].execute_at)
+        claimed = self._jobs(reply[2], remember=True)  # in the order the script took them (rules.claim_order)
         return [job for job, _ in claimed]
