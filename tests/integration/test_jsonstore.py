@@ -443,18 +443,18 @@ def test_a_schedule_finds_an_escaped_client_id_among_records_full_of_escapes(pat
 def test_a_result_is_applied_without_decoding_or_asking_every_record_for_its_id(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from retryq.stores import document
+    from retryq.stores.entry import _Entry
 
     JsonFileStore(path).insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(50)])
     store = JsonFileStore(path)  # reads the records from their lines
     asked: list[str] = []
-    real = document._Entry.job_id
+    real = _Entry.job_id
 
-    def counting(entry: document._Entry) -> str | None:
+    def counting(entry: _Entry) -> str | None:
         asked.append(entry.ident or "?")
         return real(entry)
 
-    monkeypatch.setattr(document._Entry, "job_id", counting)
+    monkeypatch.setattr(_Entry, "job_id", counting)
     result = store.update({"j30": lambda job: job.model_copy(update={"delay_minutes": 5})})
     assert result["j30"] is not None
     assert len(asked) <= 1
@@ -466,20 +466,20 @@ def test_a_records_execute_at_is_read_once_however_many_claims_look_at_it(
 ) -> None:
     from datetime import timedelta
 
-    from retryq.stores import Claimant, ClaimRequest, document
+    from retryq.stores import Claimant, ClaimRequest, entry
 
     from ..helpers import T0
 
     JsonFileStore(path).insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(20)])
     store = JsonFileStore(path)  # reads the records from their lines
     parsed: list[str] = []
-    real = document.parse_utc
+    real = entry.parse_utc
 
     def counting(text: str) -> object:
         parsed.append(text)
         return real(text)
 
-    monkeypatch.setattr(document, "parse_utc", counting)
+    monkeypatch.setattr(entry, "parse_utc", counting)
     owner = make_job(id="x").owner
     claimant = Claimant(owner=owner, now=T0, leases={"default": timedelta(minutes=5)}, max_attempts={"default": 3})  # type: ignore[arg-type]
     request = ClaimRequest(due_by=T0 + timedelta(days=1), limit=1, claimant=claimant, slots={"default": 1})

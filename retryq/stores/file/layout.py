@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ...record.errors import QueueCorrupt
 from ...record.models import Job, job_list
-from ..document import _Entry
+from ..entry import _Entry
 
 #: What a schedule found: the job stored and whether it is new, and the file's new bytes (None: unchanged).
 Added = tuple[tuple[Job, bool], bytes | None]

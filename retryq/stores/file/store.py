@@ -32,7 +32,8 @@ from ...record.models import Job
 from ...record.text import plural
 from .._atomic import new_file_owner, replace_file
 from ..base import Finding, InvalidJob, JobFilter, Mutation, Plan, StateDoc
-from ..document import DocumentStore, R, Transaction, _Entry, _Write
+from ..document import DocumentStore, R, Transaction, _Write
+from ..entry import _Entry
 from .archive import append_to_archive
 from .layout import added, all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
