@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..record.models import Owner
 
@@ -30,6 +30,8 @@ PROC = Path("/proc")
 RUN_ID_VARIABLE = "RETRYQ_RUN_ID"
 #: Pause between the two scans that prove an interrupted run has no process left (seconds).
 SETTLE = 0.1
+#: The pids Linux hands out again after wrapping round (kernel/pid.c's RESERVED_PIDS).
+RESERVED_PIDS = 300
 IS_WINDOWS = sys.platform == "win32"
 
 
@@ -322,20 +324,23 @@ def processes_with_run_id(run_id: str) -> list[int]:
     return processes_with_run_ids([run_id])[run_id]
 
 
-def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
+def processes_with_run_ids(run_ids: Collection[str], *, since: Started | None = None) -> dict[str, list[int]]:
     """:func:`processes_with_run_id` for several runs, in one scan of /proc (each scan reads every
-    process's environment: a few milliseconds on a busy host)."""
+    process's environment: a few milliseconds on a busy host). With ``since`` (see :func:`started`),
+    only the processes created since are read, where :func:`_created_since` can tell them apart."""
     found: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
     if not found or not searchable():
         return found
     needles = {f"{RUN_ID_VARIABLE}={run_id}".encode(): run_id for run_id in found}
     marker = f"{RUN_ID_VARIABLE}=".encode()
-    me = str(os.getpid())
-    for name in os.listdir(PROC):  # plain strings and one read each: this runs after every run
-        if not name.isdigit() or name == me:
+    me = os.getpid()
+    pids = [int(name) for name in os.listdir(PROC) if name.isdigit()]  # plain strings and one read each
+    recent = None if since is None else _created_since(since, len(pids))
+    for pid in pids:
+        if pid == me or (recent is not None and not recent(pid)):
             continue
         try:
-            with open(f"{PROC}/{name}/environ", "rb") as handle:
+            with open(f"{PROC}/{pid}/environ", "rb") as handle:
                 environ = handle.read()
         except OSError:
             continue
@@ -343,9 +348,57 @@ def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
             continue
         for variable in environ.split(b"\0"):
             run_id = needles.get(variable)
-            if run_id is not None and pid_alive(int(name)):
-                found[run_id].append(int(name))
+            if run_id is not None and pid_alive(pid):
+                found[run_id].append(pid)
     return found
+
+
+class Started(NamedTuple):
+    """When a run started, as the kernel counts: its first process, and how many tasks the kernel had
+    created since boot just before it (``processes`` in /proc/stat, threads included)."""
+
+    pid: int
+    forks: int
+
+
+def forks_so_far() -> int | None:
+    """How many tasks (processes and threads) the kernel has created since boot; None where unknown."""
+    try:
+        with open(f"{PROC}/stat", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"processes "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _created_since(since: Started, live: int) -> Callable[[int], bool] | None:
+    r"""Which pids were created after ``since.pid`` (None when that cannot be told; read after listing
+    the pids, so that every pid listed is covered).
+
+    Linux hands out pids in turn, upwards from the last one given (``ns_last_pid``) to ``pid_max``,
+    then again from 300, skipping those in use. So the pids created since the run's first process
+    are those after it in that cycle, up to the last one given, as long as the cycle has not come
+    round past it: that takes at least as many new tasks as there are free pids, which the kernel's
+    count of tasks created (every namespace's, threads included: never fewer than ours) rules out.
+    A process that carries a run's id was created after the run started: a descendant of it, or
+    a process some service started with the run's environment (``at``, ``systemd-run``); only a
+    process that was already running and then ``exec``\ s itself with the run's id escapes this
+    scan, which no workflow does by accident. Recovering an abandoned run still scans every process.
+    """
+    forks = forks_so_far()
+    try:
+        last = int((PROC / "sys/kernel/ns_last_pid").read_text())
+        top = int((PROC / "sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return None
+    if forks is None or forks - since.forks + live >= top - RESERVED_PIDS:
+        return None
+    first = since.pid
+    if last >= first:
+        return lambda pid: first < pid <= last
+    return lambda pid: pid > first or pid <= last  # the cycle came round to 300 since
 
 
 def stop_run_processes(
@@ -367,10 +420,11 @@ def stop_run_processes(
     return _stop_carriers(run_id, grace, settle=settle, sleep=sleep, monotonic=monotonic)[0]
 
 
-def stop_leftovers(graces: Mapping[str, float]) -> dict[str, int]:
+def stop_leftovers(graces: Mapping[str, float], *, since: Started | None = None) -> dict[str, int]:
     """At the end of runs (run id → grace), stop what each left running outside its group; return how
-    many processes that was, per run. One scan of /proc when, as usual, they left nothing."""
-    left = {run_id: pids for run_id, pids in processes_with_run_ids(graces).items() if pids}
+    many processes that was, per run. One scan of /proc when, as usual, they left nothing: of the
+    processes created since the first of these runs started (``since``), where that can be told."""
+    left = {run_id: pids for run_id, pids in processes_with_run_ids(graces, since=since).items() if pids}
     counts = dict.fromkeys(graces, 0)
     for run_id in left:
         counts[run_id] = _stop_carriers(

@@ -158,3 +158,9 @@ def _positions(entries: list[_Entry], changes: Mapping[str, object]) -> list[int
     if None in idents:
         found += [at for at, entry in enumerate(entries) if entry.ident is None and entry.job_id() in changes]
     return sorted(found)
+
+
+def lines_of(entries: list[_Entry]) -> list[bytes]:
+    """Each record's line, as :meth:`_Entry.line` gives it: read from the slot where it is kept (a
+    write lays out every record of the queue: a method call for each is a third of its time)."""
+    return [line if (line := entry._line) is not None else entry.line() for entry in entries]

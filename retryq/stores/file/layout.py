@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = ["added", "all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
 
 import gc
+import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -55,16 +56,15 @@ def parse(raw: bytes, where: str) -> list[_Entry]:
 def layout(lines: list[bytes]) -> bytes:
     """The file's bytes: ``[``, one job per line separated by commas, ``]``.
 
-    Built with a single join, so that a 10,000-job queue is not copied twice in memory on every write.
+    Built with a single join of the whole queue (its first and last lines copied once more, with
+    the brackets), so that a 10,000-job queue is not copied twice in memory on every write.
     """
     if not lines:
         return b"[]\n"
-    parts = [b"[\n"]
-    for line in lines:
-        parts.append(line)
-        parts.append(b",\n")
-    parts[-1] = b"\n]\n"
-    return b"".join(parts)
+    if len(lines) == 1:
+        return b"".join((b"[\n", lines[0], b"\n]\n"))
+    first, last = b"[\n" + lines[0], lines[-1] + b"\n]\n"
+    return b",\n".join((first, *itertools.islice(lines, 1, len(lines) - 1), last))
 
 
 def parse_lines(raw: bytes) -> list[_Entry] | None:

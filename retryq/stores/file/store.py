@@ -33,7 +33,7 @@ from ...record.text import plural
 from .._atomic import new_file_owner, replace_file
 from ..base import Finding, InvalidJob, JobFilter, Mutation, Plan, StateDoc
 from ..document import DocumentStore, R, Transaction, _Write
-from ..entry import _Entry
+from ..entry import _Entry, lines_of
 from .archive import append_to_archive
 from .layout import added, all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
@@ -380,7 +380,7 @@ class JsonFileStore(DocumentStore):
             assert write.state is not None
             self.state_file.write(write.state, mode=mode, owner=owner, before_replace=self._verify_lock)
             return
-        raw = layout([entry.line() for entry in write.entries])
+        raw = layout(lines_of(write.entries))
 
         def replace_queue() -> None:
             try:
