@@ -384,7 +384,7 @@ def _created_since(since: Started, live: int) -> Callable[[int], bool] | None:
     count of tasks created (every namespace's, threads included: never fewer than ours) rules out.
     A process that carries a run's id was created after the run started: a descendant of it, or
     a process some service started with the run's environment (``at``, ``systemd-run``); only a
-    process that was already running and then ``exec``\ s itself with the run's id escapes this
+    process that was already running and then execs itself with the run's id escapes this
     scan, which no workflow does by accident. Recovering an abandoned run still scans every process.
     """
     forks = forks_so_far()
