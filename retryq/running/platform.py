@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ..record.models import Owner
+from .pids import Started, created_since
 
 if TYPE_CHECKING:
     import subprocess
@@ -30,8 +31,6 @@ PROC = Path("/proc")
 RUN_ID_VARIABLE = "RETRYQ_RUN_ID"
 #: Pause between the two scans that prove an interrupted run has no process left (seconds).
 SETTLE = 0.1
-#: The pids Linux hands out again after wrapping round (kernel/pid.c's RESERVED_PIDS).
-RESERVED_PIDS = 300
 IS_WINDOWS = sys.platform == "win32"
 
 
@@ -327,7 +326,7 @@ def processes_with_run_id(run_id: str) -> list[int]:
 def processes_with_run_ids(run_ids: Collection[str], *, since: Started | None = None) -> dict[str, list[int]]:
     """:func:`processes_with_run_id` for several runs, in one scan of /proc (each scan reads every
     process's environment: a few milliseconds on a busy host). With ``since`` (see :func:`started`),
-    only the processes created since are read, where :func:`_created_since` can tell them apart."""
+    only the processes created since are read, where :func:`.pids.created_since` can tell them apart."""
     found: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
     if not found or not searchable():
         return found
@@ -335,7 +334,7 @@ def processes_with_run_ids(run_ids: Collection[str], *, since: Started | None = 
     marker = f"{RUN_ID_VARIABLE}=".encode()
     me = os.getpid()
     pids = [int(name) for name in os.listdir(PROC) if name.isdigit()]  # plain strings and one read each
-    recent = None if since is None else _created_since(since, len(pids))
+    recent = None if since is None else created_since(since, len(pids))
     for pid in pids:
         if pid == me or (recent is not None and not recent(pid)):
             continue
@@ -351,54 +350,6 @@ def processes_with_run_ids(run_ids: Collection[str], *, since: Started | None = 
             if run_id is not None and pid_alive(pid):
                 found[run_id].append(pid)
     return found
-
-
-class Started(NamedTuple):
-    """When a run started, as the kernel counts: its first process, and how many tasks the kernel had
-    created since boot just before it (``processes`` in /proc/stat, threads included)."""
-
-    pid: int
-    forks: int
-
-
-def forks_so_far() -> int | None:
-    """How many tasks (processes and threads) the kernel has created since boot; None where unknown."""
-    try:
-        with open(f"{PROC}/stat", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"processes "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _created_since(since: Started, live: int) -> Callable[[int], bool] | None:
-    r"""Which pids were created after ``since.pid`` (None when that cannot be told; read after listing
-    the pids, so that every pid listed is covered).
-
-    Linux hands out pids in turn, upwards from the last one given (``ns_last_pid``) to ``pid_max``,
-    then again from 300, skipping those in use. So the pids created since the run's first process
-    are those after it in that cycle, up to the last one given, as long as the cycle has not come
-    round past it: that takes at least as many new tasks as there are free pids, which the kernel's
-    count of tasks created (every namespace's, threads included: never fewer than ours) rules out.
-    A process that carries a run's id was created after the run started: a descendant of it, or
-    a process some service started with the run's environment (``at``, ``systemd-run``); only a
-    process that was already running and then execs itself with the run's id escapes this
-    scan, which no workflow does by accident. Recovering an abandoned run still scans every process.
-    """
-    forks = forks_so_far()
-    try:
-        last = int((PROC / "sys/kernel/ns_last_pid").read_text())
-        top = int((PROC / "sys/kernel/pid_max").read_text())
-    except (OSError, ValueError):
-        return None
-    if forks is None or forks - since.forks + live >= top - RESERVED_PIDS:
-        return None
-    first = since.pid
-    if last >= first:
-        return lambda pid: first < pid <= last
-    return lambda pid: pid > first or pid <= last  # the cycle came round to 300 since
 
 
 def stop_run_processes(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..record.errors import ConfigError, ExitCode, InvalidInput
 from ..record.text import plural
 from ..record.timeutil import format_duration, utcnow
-from . import platform
+from . import pids, platform
 from .commands import invocation, resolve_command
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class _Run:
     deadline: float
     kill_grace: float
     run_id: str  # what its processes carry in RETRYQ_RUN_ID
-    forks: int | None = None  # the kernel's count of tasks created, just before it started (see platform.Started)
+    forks: int | None = None  # the kernel's count of tasks created, just before it started (see pids.Started)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     reader: threading.Thread | None = None
     kill_at: float | None = None
@@ -121,7 +121,7 @@ class Supervisor:
         run_id = env.get(platform.RUN_ID_VARIABLE) or key
         watchdog = platform.watchdog()
         watchdog.watch(run_id, kill_grace)
-        forks = platform.forks_so_far()
+        forks = pids.forks_so_far()
         try:
             process = subprocess.Popen(
                 list(argv),
@@ -268,10 +268,10 @@ class Supervisor:
         )
 
 
-def _first_started(runs: list[_Run]) -> platform.Started | None:
+def _first_started(runs: list[_Run]) -> pids.Started | None:
     """When the first of ``runs`` started: every process of the others was created after it. None when
     one's start is unknown (every process is then read)."""
-    starts = [platform.Started(run.process.pid, run.forks) for run in runs if run.forks is not None]
+    starts = [pids.Started(run.process.pid, run.forks) for run in runs if run.forks is not None]
     return min(starts, key=lambda start: start.forks) if starts and len(starts) == len(runs) else None
 
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 from ..record import rules
 from ..record.models import Job, JobStatus
 from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
+from .dueorder import DueOrder
 from .entry import _Entry, _positions
 from .plans import Decision, capped, checked_keys, decide, merged, selected
 
@@ -67,6 +68,8 @@ class DocumentStore:
 
     location: str = "memory"
     address: str | None = None
+    #: The due order the last claim left, and the records it holds (see :mod:`.dueorder`).
+    _order: tuple[list[_Entry], DueOrder] | None = None
 
     def _transact(self, transaction: Transaction[R]) -> R:
         raise NotImplementedError
@@ -197,6 +200,7 @@ class DocumentStore:
         claimant = request.claimant
 
         def transaction(current: list[_Entry]) -> tuple[tuple[list[Job], dict[str, Job | None]], _Write | None]:
+            order = self._order_of(current)
             step = _Step(*self._apply(current, changes or {}))
             asked = request
             if plan is not None:
@@ -204,8 +208,16 @@ class DocumentStore:
                 if planned is None:
                     return ([], {}), None
                 asked = replace(request, slots=capped(request.slots, planned.slots))
+                if planned.mutations:
+                    order = None  # changes of their own: sorted again below
             entries, claimed = step.entries, []
-            for position, job in self._due(entries, asked):
+            if order is not None and len(entries) == len(current):
+                order.replace(_positions(current, changes or {}), current, entries)
+            else:
+                order = DueOrder(entries)
+            before = entries.copy()
+            chosen = self._due(entries, asked, order)
+            for position, job in chosen:
                 new = rules.claimed(
                     job,
                     owner=claimant.owner,
@@ -217,6 +229,8 @@ class DocumentStore:
                 entries[position] = _Entry.of(new)
                 claimed.append(new)
                 step.changed = True
+            order.replace((position for position, _ in chosen), before, entries)
+            self._order = (entries, order)  # for the next claim, if the records are still these
             return (claimed, step.results), step.write()
 
         return self._transact(transaction)
@@ -301,20 +315,22 @@ class DocumentStore:
             if conflict is not None:
                 raise conflict
 
-    def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[tuple[int, Job]]:
-        """The records to claim, as :func:`retryq.record.rules.choose` chooses them; only the chosen are validated."""
-        workflows, exclude, pending = request.slots, request.exclude, rules.PENDING
-        candidates = (
-            (entry.execute_at(), position, pending, workflow, entry.job_id() if exclude else None, position)
-            for position, entry in enumerate(entries)
-            # Compared on the scanned fields first: reading executeAt costs a parse.
-            if entry.status == pending and (workflow := entry.key[0]) in workflows
-        )
+    def _order_of(self, current: list[_Entry]) -> DueOrder | None:
+        """The due order kept from the last claim, when ``current`` holds the very records it left
+        (compared by identity, at C speed); None otherwise. Taken: a claim that fails keeps none."""
+        kept, self._order = self._order, None
+        return kept[1] if kept is not None and kept[0] == current else None
+
+    def _due(self, entries: list[_Entry], request: ClaimRequest, order: DueOrder) -> list[tuple[int, Job]]:
+        """The records to claim, as :func:`retryq.record.rules.choose` chooses them, among the first of
+        each group of ``order`` (see :mod:`.dueorder`); only the chosen are validated."""
+        exclude = request.exclude
         running = Counter(entry.key[0] for entry in entries if entry.status == rules.RUNNING) if request.caps else {}
+        free = rules.free_slots(request.slots, request.caps, running)
         chosen = rules.choose(
-            candidates,
+            order.candidates(entries, request, free),
             due_by=request.due_by,
-            free=rules.free_slots(request.slots, request.caps, running),
+            free=free,
             limit=request.limit,
             exclude=exclude,
             accept=lambda position: entries[position].decoded() is not None,
