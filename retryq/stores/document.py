@@ -69,7 +69,7 @@ class DocumentStore:
     location: str = "memory"
     address: str | None = None
     #: The due order the last claim left, and the records it holds (see :mod:`.dueorder`).
-    _order: tuple[list[_Entry], DueOrder] | None = None
+    _order: tuple[list[_Entry], DueOrder, list[str | None]] | None = None
 
     def _transact(self, transaction: Transaction[R]) -> R:
         raise NotImplementedError
@@ -200,8 +200,9 @@ class DocumentStore:
         claimant = request.claimant
 
         def transaction(current: list[_Entry]) -> tuple[tuple[list[Job], dict[str, Job | None]], _Write | None]:
-            order = self._order_of(current)
-            step = _Step(*self._apply(current, changes or {}))
+            order, idents = self._order_of(current)
+            touched = _positions(current, changes or {}, idents)
+            step = _Step(*self._apply(current, changes or {}, touched))
             asked = request
             if plan is not None:
                 planned = self._plan(plan, step)
@@ -212,9 +213,9 @@ class DocumentStore:
                     order = None  # changes of their own: sorted again below
             entries, claimed = step.entries, []
             if order is not None and len(entries) == len(current):
-                order.replace(_positions(current, changes or {}), current, entries)
+                order.replace(touched, current, entries)
             else:
-                order = DueOrder(entries)
+                order, idents = DueOrder(entries), None
             before = entries.copy()
             chosen = self._due(entries, asked, order)
             for position, job in chosen:
@@ -230,7 +231,8 @@ class DocumentStore:
                 claimed.append(new)
                 step.changed = True
             order.replace((position for position, _ in chosen), before, entries)
-            self._order = (entries, order)  # for the next claim, if the records are still these
+            # For the next claim, if the records are still these (claims and results keep every id in its place).
+            self._order = (entries, order, [entry.ident for entry in entries] if idents is None else idents)
             return (claimed, step.results), step.write()
 
         return self._transact(transaction)
@@ -272,7 +274,7 @@ class DocumentStore:
         return decision
 
     def _apply(
-        self, entries: list[_Entry], changes: Mapping[str, Mutation]
+        self, entries: list[_Entry], changes: Mapping[str, Mutation], positions: list[int] | None = None
     ) -> tuple[list[_Entry], dict[str, Job | None], list[Job], bool]:
         """Apply mutations; return the new entries, the results, the removed jobs, and whether anything changed."""
         results: dict[str, Job | None] = {}
@@ -282,7 +284,7 @@ class DocumentStore:
         changed = False
         kept, gone = entries.copy(), set()
         opened: list[Job] = []
-        for position in _positions(entries, changes):
+        for position in _positions(entries, changes) if positions is None else positions:
             job = entries[position].decoded()
             if job is None:  # not a job that a change can apply to
                 continue
@@ -315,11 +317,11 @@ class DocumentStore:
             if conflict is not None:
                 raise conflict
 
-    def _order_of(self, current: list[_Entry]) -> DueOrder | None:
-        """The due order kept from the last claim, when ``current`` holds the very records it left
-        (compared by identity, at C speed); None otherwise. Taken: a claim that fails keeps none."""
+    def _order_of(self, current: list[_Entry]) -> tuple[DueOrder | None, list[str | None] | None]:
+        """The due order kept from the last claim and the ids of its records, when ``current`` holds the
+        very records it left (compared by identity, at C speed). Taken: a claim that fails keeps none."""
         kept, self._order = self._order, None
-        return kept[1] if kept is not None and kept[0] == current else None
+        return (kept[1], kept[2]) if kept is not None and kept[0] == current else (None, None)
 
     def _due(self, entries: list[_Entry], request: ClaimRequest, order: DueOrder) -> list[tuple[int, Job]]:
         """The records to claim, as :func:`retryq.record.rules.choose` chooses them, among the first of

@@ -143,11 +143,15 @@ class _Entry:
         return None if job is None else rules.ended_at(job)
 
 
-def _positions(entries: list[_Entry], changes: Mapping[str, object]) -> list[int]:
+def _positions(
+    entries: list[_Entry], changes: Mapping[str, object], idents: list[str | None] | None = None
+) -> list[int]:
     """Where the records of the jobs ``changes`` names are, in file order: their ids compared at C
     speed, so that a result costs a glance at each record, not a call (records of the original
     scripts, which have no id in the file, are asked for their derived one)."""
-    idents = [entry.ident for entry in entries]
+    if not changes:
+        return []
+    idents = [entry.ident for entry in entries] if idents is None else idents  # given: the ids of entries, in order
     found = []
     for ident in changes:
         at = -1
