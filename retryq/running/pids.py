@@ -3,8 +3,9 @@ of a run read the environments of those processes only, instead of every process
 
 from __future__ import annotations
 
-__all__ = ["RESERVED_PIDS", "Started", "created_since", "forks_so_far"]
+__all__ = ["RESERVED_PIDS", "Started", "created_since", "forks_so_far", "window"]
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -24,14 +25,28 @@ class Started(NamedTuple):
 
 def forks_so_far() -> int | None:
     """How many tasks (processes and threads) the kernel has created since boot; None where unknown."""
+    text = _read(f"{PROC}/stat")
+    at = -1 if text is None else text.find(b"\nprocesses ")
+    if text is None or at < 0:
+        return None
     try:
-        with open(PROC / "stat", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"processes "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
+        return int(text[at + 11 : text.index(b"\n", at + 1)])
+    except ValueError:
+        return None
+
+
+def _read(path: str) -> bytes | None:
+    """A small file of /proc, read in one call (a run's end reads three: pathlib would double the cost)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 1 << 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def created_since(since: Started, live: int) -> Callable[[int], bool] | None:
@@ -49,14 +64,20 @@ def created_since(since: Started, live: int) -> Callable[[int], bool] | None:
     scan, which no workflow does by accident. Recovering an abandoned run still scans every process.
     """
     forks = forks_so_far()
+    last, top = _read(f"{PROC}/sys/kernel/ns_last_pid"), _read(f"{PROC}/sys/kernel/pid_max")
     try:
-        last = int((PROC / "sys/kernel/ns_last_pid").read_text())
-        top = int((PROC / "sys/kernel/pid_max").read_text())
-    except (OSError, ValueError):
+        return (
+            None if forks is None else window(since.pid, int(last or b""), forks - since.forks, live, int(top or b""))
+        )
+    except ValueError:
         return None
-    if forks is None or forks - since.forks + live >= top - RESERVED_PIDS:
+
+
+def window(first: int, last: int, new_tasks: int, live: int, top: int) -> Callable[[int], bool] | None:
+    """The pids handed out after ``first``, up to ``last``, ``new_tasks`` tasks later, with ``live``
+    processes and pids below ``top`` (``pid_max``); None when the cycle may have come round past ``first``."""
+    if new_tasks + live >= top - RESERVED_PIDS:
         return None
-    first = since.pid
     if last >= first:
         return lambda pid: first < pid <= last
-    return lambda pid: pid > first or pid <= last  # the cycle came round to 300 since
+    return lambda pid: pid > first or pid <= last  # the cycle came round to RESERVED_PIDS since
