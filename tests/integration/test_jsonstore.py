@@ -487,3 +487,22 @@ def test_a_records_execute_at_is_read_once_however_many_claims_look_at_it(
         [claimed], _ = store.claim(request)
         store.update({claimed.id: lambda job: None})
     assert len(parsed) <= 20, len(parsed)
+
+
+def test_a_line_broken_by_hand_elsewhere_in_the_file_still_stops_a_schedule(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(3)])
+    broken = path.read_text().replace('"client1", "date"', '"client1" "date"')  # a missing colon, in place
+    path.write_text(broken)
+    with pytest.raises(QueueCorrupt, match="not valid JSON at line 3"):
+        JsonFileStore(path).add(make_job(id="new", client_id="acme"), unchanged)
+    assert path.read_text() == broken
+
+
+def test_a_file_replaced_by_hand_is_read_whole_by_the_next_schedule(path: Path) -> None:
+    JsonFileStore(path).insert([make_job(id="a", client_id="acme")])
+    content = path.read_text()
+    path.unlink()
+    path.write_text(content.replace('"acme"', '"acme", "acme"'))  # valid layout, not valid JSON
+    with pytest.raises(QueueCorrupt):
+        JsonFileStore(path).add(make_job(id="new", client_id="zed"), unchanged)

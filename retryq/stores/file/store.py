@@ -37,6 +37,7 @@ from ..entry import _Entry, lines_of
 from .archive import append_to_archive
 from .layout import added, all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
+from .voucher import vouch, vouched
 
 if TYPE_CHECKING:
     from ...record.views import JobView
@@ -303,7 +304,8 @@ class JsonFileStore(DocumentStore):
                 self._remove_stale_temp_files()
                 self.state_file.recover()  # a change a killed writer left half done: settled before reading
                 raw = self._read_bytes()
-                done = None if quick is None or raw is None else quick(raw)
+                # A file not vouched for is parsed whole: a line broken by hand is then found (see .voucher).
+                done = None if quick is None or raw is None or not vouched(self.path, len(raw)) else quick(raw)
                 write: _Write | bytes | None
                 if done is None:
                     result, write = transaction(self._read(raw))
@@ -384,7 +386,7 @@ class JsonFileStore(DocumentStore):
 
         def replace_queue() -> None:
             try:
-                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock)
+                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock, on_written=vouch)
             except OSError as error:
                 raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
 
@@ -406,7 +408,12 @@ class JsonFileStore(DocumentStore):
         self._verify_lock()
         try:
             replace_file(
-                self.path, raw, mode=self.file_mode, owner=new_file_owner(self.path), before_replace=self._verify_lock
+                self.path,
+                raw,
+                mode=self.file_mode,
+                owner=new_file_owner(self.path),
+                before_replace=self._verify_lock,
+                on_written=vouch,  # the file read was vouched for, and one valid job added
             )
         except OSError as error:
             raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
