@@ -91,6 +91,7 @@ def test_first_sight_names_the_occurrence_it_will_enqueue(
         [job] = step(MemoryStore(), config(Schedule("every-minute", "* * * * *", tz="UTC")))
     [seen] = [record.getMessage() for record in caplog.records if "first seen" in record.getMessage()]
     assert seen == "schedule every-minute: first seen; next occurrence 2025-12-19T12:01:00.000Z"
+    assert job.date == "2025-12-19"
 
 
 @pytest.mark.parametrize(("catch_up", "enqueued"), [("latest", 1), ("none", 0)])
