@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 from retryq import Config, Job, Processor, ProcessReport, RetryQueue, WorkflowSettings
 from retryq.cli import app
 from retryq.record.models import DEFAULT_WORKFLOW
+from retryq.testing import job as contract_job
 
 T0 = datetime(2025, 12, 19, 10, 0, tzinfo=timezone.utc)
 
@@ -116,17 +117,8 @@ def make_config(command: Sequence[str] | None = None, **settings: object) -> Con
 
 
 def make_job(**fields: object) -> Job:
-    """A pending job for balthazar 2025-12-19, due at 11:00 UTC; any field may be given."""
-    values: dict[str, object] = {
-        "id": "job1",
-        "client_id": "balthazar",
-        "date": "2025-12-19",
-        "scheduled_at": T0,
-        "execute_at": T0 + timedelta(hours=1),
-        "delay_minutes": 60,
-    }
-    values.update(fields)
-    return Job(**values)  # type: ignore[arg-type]
+    """A pending job for balthazar 2025-12-19, due at 11:00 UTC; any field may be given (the contract suite's)."""
+    return contract_job(**fields)
 
 
 def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> Result:

@@ -171,7 +171,7 @@ class Recurring:
 
         self.store.update({}, plan=Plan([schedule.state_key], decide))
         if result.get("written") is not None:
-            upcoming = schedule.rule().after(now)
+            upcoming = schedule.rule().after(fresh.since)  # one within the due window counts
             if record is None:
                 log.info("schedule %s: first seen; next occurrence %s", schedule.name, _shown(upcoming))
             else:

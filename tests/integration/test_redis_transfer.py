@@ -13,28 +13,6 @@ from .test_transfer import exported, file_queue
 pytestmark = pytest.mark.redis
 
 
-def test_json_file_to_redis_and_back_changes_nothing(tmp_path: Path, cli: CliRunner, redis_queue: str) -> None:
-    source = tmp_path / "q.json"
-    file_queue(source)
-    dump = exported(cli, str(source), tmp_path / "dump.jsonl")
-    into_redis = invoke(cli, "--queue", redis_queue, "import", str(tmp_path / "dump.jsonl"))
-    assert into_redis.exit_code == 0, into_redis.output
-    assert into_redis.stdout.startswith("imported 4 jobs into redis://")
-    assert exported(cli, redis_queue, tmp_path / "from-redis.jsonl") == dump
-    for command in (["list", "--json", "--sort", "queue"], ["show", "foreign", "--json"], ["stats", "--json"]):
-        from_file = invoke(cli, "--queue", str(source), *command)
-        from_redis = invoke(cli, "--queue", redis_queue, *command)
-        assert (from_redis.exit_code, from_redis.stdout) == (from_file.exit_code, from_file.stdout), command
-    back = tmp_path / "back.json"
-    assert invoke(cli, "--queue", str(back), "import", str(tmp_path / "from-redis.jsonl")).exit_code == 0
-    assert back.read_bytes() == source.read_bytes()
-    assert (
-        back.with_name("back.json.archive.jsonl").read_bytes() == source.with_name("q.json.archive.jsonl").read_bytes()
-    )
-    again = invoke(cli, "--queue", redis_queue, "import", str(tmp_path / "dump.jsonl"))
-    assert again.stdout.startswith("imported 0 jobs")
-
-
 @pytest.mark.postgres
 def test_json_to_postgresql_to_redis_and_back_changes_nothing(
     tmp_path: Path, cli: CliRunner, postgres_queue: str, redis_queue: str

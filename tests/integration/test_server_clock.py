@@ -1,5 +1,5 @@
-"""On PostgreSQL the server's clock judges claims and leases: a host whose clock is off neither runs a job
-early nor takes over a live lease, and it says so once (log, doctor)."""
+"""On a server backend (PostgreSQL, Redis) the server's clock judges claims and leases: a host whose clock is
+off neither runs a job early nor takes over a live lease, and it says so once (log, doctor)."""
 
 from __future__ import annotations
 
@@ -7,37 +7,39 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import psycopg
 import pytest
 
 from retryq import Processor
 from retryq.record.models import JobStatus, Owner
-from retryq.record.timeutil import to_utc, utcnow
+from retryq.record.timeutil import utcnow
 from retryq.reporting.doctor import diagnose
-from retryq.stores.postgres import PostgresStore
+from retryq.stores import Store, open_store
 
 from ..helpers import FakeWorkflow, make_config, make_job
-
-pytestmark = pytest.mark.postgres
 
 AHEAD = timedelta(minutes=10)
 
 
-def server_time(url: str) -> datetime:
-    with psycopg.connect(url) as connection:
-        row = connection.execute("SELECT clock_timestamp()").fetchone()
-    assert row is not None
-    return to_utc(row[0])
+def server_time(store: Store) -> datetime:
+    now = store.server_now()
+    assert now is not None
+    return now
 
 
-@pytest.fixture
-def store(postgres_url: str, postgres_schema: str) -> Iterator[PostgresStore]:
-    opened = PostgresStore(postgres_url, schema=postgres_schema)
+@pytest.fixture(
+    params=[pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("redis", marks=pytest.mark.redis)]
+)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "postgres":
+        url, namespace = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema")
+    else:
+        url, namespace = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_namespace")
+    opened = open_store(url, namespace=namespace)
     yield opened
     opened.close()
 
 
-def jobs_now_early_and_held(store: PostgresStore, now: datetime) -> None:
+def jobs_now_early_and_held(store: Store, now: datetime) -> None:
     """Due now; due in 5 minutes; running on another host, its lease ending in 4 minutes."""
     store.insert(
         [
@@ -58,9 +60,9 @@ def jobs_now_early_and_held(store: PostgresStore, now: datetime) -> None:
 
 @pytest.mark.parametrize("worker", [False, True])
 def test_a_host_ten_minutes_ahead_neither_runs_a_job_early_nor_takes_a_live_lease(
-    store: PostgresStore, postgres_url: str, workflow: FakeWorkflow, caplog: pytest.LogCaptureFixture, worker: bool
+    store: Store, workflow: FakeWorkflow, caplog: pytest.LogCaptureFixture, worker: bool
 ) -> None:
-    jobs_now_early_and_held(store, server_time(postgres_url))
+    jobs_now_early_and_held(store, server_time(store))
     processor = Processor(store, make_config(workflow.argv()), clock=lambda: utcnow() + AHEAD, prune=False)
     if worker:  # stops as soon as it has nothing left to run
         processor.supervisor.wait = stop_when_idle(processor, processor.supervisor.wait)  # type: ignore[method-assign]
@@ -77,7 +79,7 @@ def test_a_host_ten_minutes_ahead_neither_runs_a_job_early_nor_takes_a_live_leas
     assert report.recovered == 0
     started = jobs["due"].history[-1]
     assert jobs["due"].started_at is not None
-    assert jobs["due"].started_at < server_time(postgres_url)
+    assert jobs["due"].started_at < server_time(store)
     assert started.attempt == 1
     skew = [record.getMessage() for record in caplog.records if "clock" in record.getMessage()]
     assert len(skew) == 1, skew
@@ -95,9 +97,9 @@ def stop_when_idle(processor: Processor, wait):  # type: ignore[no-untyped-def]
 
 
 def test_doctor_reports_a_host_clock_off_from_the_servers_and_judges_leases_by_the_server(
-    store: PostgresStore, postgres_url: str, workflow: FakeWorkflow
+    store: Store, workflow: FakeWorkflow
 ) -> None:
-    now = server_time(postgres_url)
+    now = server_time(store)
     jobs_now_early_and_held(store, now)
     config = make_config(workflow.argv())
     messages = [(finding.level, finding.message) for finding in diagnose(config, store, now=utcnow() + AHEAD)]

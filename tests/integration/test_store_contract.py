@@ -31,6 +31,13 @@ class TestJsonFileStore(StoreContract):
         return lambda archive=True: JsonFileStore(tmp_path / f"queue{next(numbers)}.json", archive=archive)
 
 
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound a moment, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def with_options(url: str, **options: str) -> str:
     separator = "&" if "?" in url else "?"
     return url + separator + "&".join(f"{name}={value}" for name, value in options.items())
@@ -81,10 +88,7 @@ class TestPostgresStore(ServerStoreContract):
     def unreachable(self) -> Iterator[tuple[Store, str]]:
         from retryq.stores.postgres import PostgresStore
 
-        with socket.socket() as probe:  # a port nothing listens on
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        store = PostgresStore(f"postgresql://retryq:{SECRET}@127.0.0.1:{port}/postgres", sleep=lambda _: None)
+        store = PostgresStore(f"postgresql://retryq:{SECRET}@127.0.0.1:{unused_port()}/postgres", sleep=lambda _: None)
         yield store, SECRET
         store.close()
 
@@ -141,10 +145,7 @@ class TestRedisStore(ServerStoreContract):
     def unreachable(self) -> Iterator[tuple[Store, str]]:
         from retryq.stores.redis import RedisStore
 
-        with socket.socket() as probe:  # a port nothing listens on
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        store = RedisStore(f"redis://:{SECRET}@127.0.0.1:{port}/0", sleep=lambda _: None)
+        store = RedisStore(f"redis://:{SECRET}@127.0.0.1:{unused_port()}/0", sleep=lambda _: None)
         yield store, SECRET
         store.close()
 

@@ -226,18 +226,24 @@ def test_an_output_file_is_replaced_whole(tmp_path: Path, cli: CliRunner) -> Non
 # -- between backends ------------------------------------------------------------------------------------
 
 
-@pytest.mark.postgres
-def test_json_file_to_postgresql_and_back_changes_nothing(tmp_path: Path, cli: CliRunner, postgres_queue: str) -> None:
+@pytest.mark.parametrize(
+    "server",
+    [pytest.param("postgres_queue", marks=pytest.mark.postgres), pytest.param("redis_queue", marks=pytest.mark.redis)],
+)
+def test_json_file_to_a_server_and_back_changes_nothing(
+    tmp_path: Path, cli: CliRunner, server: str, request: pytest.FixtureRequest
+) -> None:
+    queue: str = request.getfixturevalue(server)
     source = tmp_path / "q.json"
     file_queue(source)
     dump = exported(cli, str(source), tmp_path / "dump.jsonl")
-    into_db = invoke(cli, "--queue", postgres_queue, "import", str(tmp_path / "dump.jsonl"))
+    into_db = invoke(cli, "--queue", queue, "import", str(tmp_path / "dump.jsonl"))
     assert into_db.exit_code == 0, into_db.output
-    assert into_db.stdout.startswith("imported 4 jobs into postgresql://")
-    assert exported(cli, postgres_queue, tmp_path / "from-db.jsonl") == dump
+    assert into_db.stdout.startswith(f"imported 4 jobs into {queue.split('://', maxsplit=1)[0]}://")
+    assert exported(cli, queue, tmp_path / "from-db.jsonl") == dump
     for command in (["list", "--json", "--sort", "queue"], ["show", "foreign", "--json"], ["stats", "--json"]):
         from_file = invoke(cli, "--queue", str(source), *command)
-        from_db = invoke(cli, "--queue", postgres_queue, *command)
+        from_db = invoke(cli, "--queue", queue, *command)
         assert (from_db.exit_code, from_db.stdout) == (from_file.exit_code, from_file.stdout), command
     back = tmp_path / "back.json"
     assert invoke(cli, "--queue", str(back), "import", str(tmp_path / "from-db.jsonl")).exit_code == 0
@@ -245,7 +251,7 @@ def test_json_file_to_postgresql_and_back_changes_nothing(tmp_path: Path, cli: C
     assert (
         back.with_name("back.json.archive.jsonl").read_bytes() == source.with_name("q.json.archive.jsonl").read_bytes()
     )
-    again = invoke(cli, "--queue", postgres_queue, "import", str(tmp_path / "dump.jsonl"))
+    again = invoke(cli, "--queue", queue, "import", str(tmp_path / "dump.jsonl"))
     assert again.stdout.startswith("imported 0 jobs")
 
 

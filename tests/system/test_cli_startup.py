@@ -142,7 +142,7 @@ def test_a_mistyped_command_is_still_told_the_right_name(tmp_path: Path) -> None
         [sys.executable, "-m", "retryq", "schedle"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert done.returncode == 2
-    assert "Did you mean 'schedule'?" in done.stderr
+    assert "Did you mean 'schedule'" in done.stderr
 
 
 def test_each_summary_is_the_first_paragraph_of_its_commands_docstring() -> None:

@@ -85,7 +85,7 @@ exec retryq report "$1" "$2" --total 650 --fetched 650
 
     doctor = retryq(retryq_bin, "doctor", cwd=tmp_path)
     schema = secret_queue.rsplit("%3D", 1)[1]
-    assert f"database reachable, schema {schema} at version 2" in doctor.stdout
+    assert f"database reachable, schema {schema} at version 3" in doctor.stdout
     for command in (["show", job["id"][:8]], ["stats"], ["export", "--archive"], ["prune", "--dry-run"]):
         assert retryq(retryq_bin, *command, cwd=tmp_path).returncode == 0, command
     # The same, with the address given on the command line instead.

@@ -74,3 +74,15 @@ def test_claims_take_the_higher_priority_first_until_a_job_waited_longer_than_ma
     assert first(None) == "high"
     assert first(timedelta(hours=3)) == "high"
     assert first(timedelta(hours=1)) == "low"  # due for two hours: more than max_wait
+
+
+def test_due_lists_jobs_in_the_order_claims_take_them() -> None:
+    """What `process --dry-run` shows: overdue (past max_wait) first, then by priority, then by due time."""
+    jobs = queue()
+    jobs.schedule("old-low", "2025-12-19", 0, now=T0)  # due at T0: two hours late at T0 + 2h
+    jobs.schedule("low", "2025-12-19", 0, now=T0 + timedelta(minutes=90))
+    jobs.schedule("high", "2025-12-19", 0, priority=9, now=T0 + timedelta(minutes=100))
+    jobs.schedule("mid", "2025-12-19", 0, priority=3, now=T0 + timedelta(minutes=80))
+    jobs.schedule("later", "2025-12-19", 0, priority=100, now=T0 + timedelta(hours=3))  # not due yet
+    due = jobs.due(T0 + timedelta(hours=2))
+    assert [job.client_id for job in due] == ["old-low", "high", "mid", "low"]

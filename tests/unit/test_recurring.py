@@ -82,6 +82,18 @@ def test_an_occurrence_at_the_tick_that_first_sees_the_schedule_is_enqueued(free
     assert (job.workflow, job.client_id, job.date) == ("default", "every-minute", "2025-12-19")
 
 
+def test_first_sight_names_the_occurrence_it_will_enqueue(
+    freezer: FrozenDateTimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log line of first sight names the occurrence the same step enqueues, not the one after it."""
+    freezer.move_to("2025-12-19T12:01:00.400Z")
+    with caplog.at_level(logging.INFO, logger="retryq"):
+        [job] = step(MemoryStore(), config(Schedule("every-minute", "* * * * *", tz="UTC")))
+    [seen] = [record.getMessage() for record in caplog.records if "first seen" in record.getMessage()]
+    assert seen == "schedule every-minute: first seen; next occurrence 2025-12-19T12:01:00.000Z"
+    assert job.date == "2025-12-19"
+
+
 @pytest.mark.parametrize(("catch_up", "enqueued"), [("latest", 1), ("none", 0)])
 def test_after_a_downtime(
     freezer: FrozenDateTimeFactory, caplog: pytest.LogCaptureFixture, catch_up: str, enqueued: int

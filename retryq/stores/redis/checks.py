@@ -1,19 +1,17 @@
-"""What ``doctor`` learns from a Redis queue's server: is it there, what may it lose, is our clock right.
+"""What ``doctor`` learns from a Redis queue's server: is it there, and what may it lose.
 
 Redis keeps only what its persistence keeps: with ``appendonly yes`` and ``appendfsync always`` an
 acknowledged job survives a crash of the server; with ``everysec``, the last second may be lost;
 without the append-only file, everything since the last snapshot. An evicting memory policy may
-drop jobs outright. Due times and leases are judged by the server's clock; a host whose clock is
-off says so, since what it shows and what it logs are in its own time.
+drop jobs outright. (A host whose clock is off the server's is told by ``process`` and ``doctor``
+for every server backend alike, from :meth:`RedisStore.server_now`.)
 """
 
 from __future__ import annotations
 
-__all__ = ["ClockWatch", "findings", "persistence"]
+__all__ = ["findings", "persistence"]
 
 import logging
-import threading
-import time
 from typing import Any
 
 from ...record.text import plural
@@ -21,38 +19,6 @@ from ..base import Finding
 from .connection import Connection
 
 log = logging.getLogger("retryq")
-
-
-class ClockWatch:
-    """The difference between this host's clock and the server's, measured once and said once if too large."""
-
-    def __init__(self, location: str, bound: float) -> None:
-        self.location, self.bound = location, bound
-        self.skew: float | None = None  # server minus host, in seconds
-        self._lock = threading.Lock()
-
-    def measure(self, db: Connection) -> float:
-        """Seconds the server's clock is ahead of this host's (negative: behind), half a round trip close."""
-        before = time.time()
-        seconds, micros = db.run(lambda client: client.time())
-        after = time.time()
-        return seconds + micros / 1e6 - (before + after) / 2
-
-    def watch(self, db: Connection) -> None:
-        """Measure the skew the first time, and log a warning once if it passes the bound."""
-        with self._lock:
-            if self.skew is None:
-                self.skew = skew = self.measure(db)
-                if abs(skew) > self.bound:
-                    log.warning("%s", self.message(skew))
-
-    def message(self, skew: float) -> str:
-        side = "behind" if skew > 0 else "ahead of"
-        return (
-            f"{self.location}: this host's clock is {abs(skew):.1f}s {side} the Redis server's "
-            f"(more than {self.bound:g}s): due times and leases follow the server's clock; "
-            "times this host shows and logs are its own (set up NTP)"
-        )
 
 
 def persistence(settings: dict[str, str]) -> Finding:
@@ -81,8 +47,8 @@ def persistence(settings: dict[str, str]) -> Finding:
     )
 
 
-def findings(db: Connection, prefix: str, clock: ClockWatch) -> list[Finding]:
-    """The server's side of ``doctor``: reachable, its persistence, its memory policy, the clock."""
+def findings(db: Connection, prefix: str) -> list[Finding]:
+    """The server's side of ``doctor``: reachable, its persistence, its memory policy."""
 
     def facts(client: Any) -> tuple[dict[str, Any], int, str | None]:
         info = client.info("server")
@@ -124,9 +90,4 @@ def findings(db: Connection, prefix: str, clock: ClockWatch) -> list[Finding]:
                     "set maxmemory-policy noeviction",
                 )
             )
-    skew = clock.measure(db)
-    if abs(skew) > clock.bound:
-        found.append(Finding("warning", f"clock: {clock.message(skew)}"))
-    else:
-        found.append(Finding("ok", f"clock: within {clock.bound:g}s of the Redis server's ({skew:+.3f}s)"))
     return found

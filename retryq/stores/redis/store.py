@@ -33,7 +33,7 @@ from ...record.models import Job, JobStatus, describe_validation_error
 from ..base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
 from ..plans import capped, checked_keys, decide
 from .address import NAMESPACE, NAMESPACE_RULE, parse
-from .checks import ClockWatch, findings
+from .checks import findings
 from .connection import Connection, first_line
 from .records import claim_arguments, from_ms, meta_of, with_claim
 from .scripts import SCHEMA_VERSION
@@ -60,8 +60,7 @@ class RedisStore:
     keys start with ``{namespace}:`` (the option, else the URL's ``?namespace=``, else ``retryq``), so
     that several queues share one server.
     ``server_clock`` (the default) judges due times and lease ends by the server's ``TIME``; off, by
-    the claimant's ``now`` (tests that freeze time). A host whose clock is more than ``max_skew``
-    seconds off the server's says so once.
+    the claimant's ``now`` (tests that freeze time).
     """
 
     def __init__(
@@ -74,7 +73,6 @@ class RedisStore:
         connect_attempts: int = 6,
         sleep: Callable[[float], object] | None = None,
         server_clock: bool = True,
-        max_skew: float = 2.0,
     ) -> None:
         parsed = parse(url)
         self.address = url
@@ -88,7 +86,6 @@ class RedisStore:
         self._prefix = "{" + namespace + "}"
         self.channel = f"{self._prefix}:due"
         self._db = Connection(parsed, timeout=lock_timeout, attempts=connect_attempts, sleep=sleep)
-        self._clock = ClockWatch(self.location, max_skew)
         self._versions: dict[str, tuple[int, Job]] = {}
         self._versions_lock = threading.Lock()
 
@@ -229,7 +226,7 @@ class RedisStore:
 
     def check(self) -> list[Finding]:
         try:
-            return findings(self._db, self._prefix, self._clock)
+            return findings(self._db, self._prefix)
         except (StoreUnavailable, ConfigError) as error:
             return [Finding("problem", f"queue: {error}")]
 
@@ -286,7 +283,6 @@ class RedisStore:
     def claim(
         self, request: ClaimRequest, changes: Mapping[str, Mutation] | None = None, *, plan: Plan | None = None
     ) -> tuple[list[Job], dict[str, Job | None]]:
-        self._clock.watch(self._db)
         return self._change(changes or {}, request, plan)
 
     def prune(self, rule: PruneRule, *, dry_run: bool = False) -> list[Job]:
