@@ -153,8 +153,8 @@ def _lines_that_may_hold(raw: bytes, client: str) -> list[tuple[int, int]] | Non
     return sorted(spans.items())
 
 
-def _occurrences(raw: bytes, needle: bytes, stop: int) -> list[int]:
-    found, at = [], raw.find(needle, 2, stop)
+def _occurrences(raw: bytes, needle: bytes, stop: int, start: int = 2) -> list[int]:
+    found, at = [], raw.find(needle, start, stop)
     while at >= 0:
         found.append(at)
         at = raw.find(needle, at + len(needle), stop)
@@ -162,14 +162,17 @@ def _occurrences(raw: bytes, needle: bytes, stop: int) -> list[int]:
 
 
 def _escapes(raw: bytes, stop: int) -> list[int]:
-    """Where ``\\u`` escapes may start. When backslashes are rare (a queue written by retryq escapes
-    only control characters), each is found with memchr and the escape it starts skipped (``\\\\u``
-    is none); a search for the two bytes together is ten times slower, but does not loop in Python
-    over every ``\\n`` of a file full of workflow output."""
-    if raw.count(b"\\", 2, stop) > len(raw) >> 12:
-        return _occurrences(raw, b"\\u", stop)  # also finds \\u: one more line read, no harm
-    found, at = [], raw.find(b"\\", 2, stop)
+    """Where ``\\u`` escapes may start. Backslashes are found with memchr and each escape skips the
+    character it escapes (``\\\\u`` is none): fast where they are rare (a queue written by retryq
+    escapes only control characters). In a file full of workflow output, with a ``\\n`` in every
+    record, the rest is searched for the two bytes together, ten times slower per byte but without
+    a turn of this loop per backslash."""
+    found: list[int] = []
+    at, turns = raw.find(b"\\", 2, stop), len(raw) >> 12
     while at >= 0:
+        turns -= 1
+        if turns < 0:
+            return found + _occurrences(raw, b"\\u", stop, at)  # also finds \\u: one more line read, no harm
         if raw[at + 1] == 0x75:  # "u"
             found.append(at)
         at = raw.find(b"\\", at + 2, stop)
