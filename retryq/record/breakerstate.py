@@ -159,7 +159,8 @@ class WorkflowState:
                 reports={str(job): parse_utc(at) for job, at in dict(doc.get("reports", {})).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"not a workflow's breaker state: {type(error).__name__}: {error}") from None
+            missing = f"the key {error} is missing" if isinstance(error, KeyError) else "a value is of the wrong kind"
+            raise ValueError(f"not a workflow's breaker state ({missing})") from None
 
     def to_doc(self) -> dict[str, Any] | None:
         """The document (None when there is nothing to keep: no document at all)."""

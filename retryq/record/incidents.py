@@ -221,10 +221,13 @@ def gate(
     claiming: bool,
     lease: timedelta,
     ticket: str,
+    ahead: timedelta = timedelta(0),
 ) -> Gate:
     """What a claim may take of the workflow, decided in the claim's own step.
 
-    First what time has settled: verdicts whose window has passed end their jobs ``failed``; an
+    First what time has settled: verdicts whose window has passed end their jobs ``failed`` (passed
+    by ``now + ahead``, the claim's horizon: a job that waits for its verdict is due when its window
+    ends, and a claim that takes what is due within ``ahead`` must find it ended, never run it again); an
     ended pause is lifted; an incident open past ``max_open`` closes (and the breaker stays quiet
     until a success), as does one whose breaker was turned off; a probe past its lease is lost.
     Then: paused, 0 slots; an incident open, 1 slot for a probe when one is due, none is in flight
@@ -232,7 +235,7 @@ def gate(
     else 0; otherwise no cap.
     """
     draft = _Draft(state, now, settings)
-    draft.settle()
+    draft.settle(ahead)
     current = draft.state
     if current.pause is not None:
         return draft.done(slots=0)
@@ -387,10 +390,16 @@ class _Draft:
         self.state = replace(self.state, incident=None, failures=(), closed=(*self.state.closed, closed)[-CLOSED_KEPT:])
         self.events.append(Closed(closed))
 
-    def settle(self) -> None:
-        """What time alone decides (see :func:`gate`)."""
+    def settle(self, ahead: timedelta = timedelta(0)) -> None:
+        """What time alone decides (see :func:`gate`); a verdict is given ``ahead`` of its time."""
         state, now, settings = self.state, self.now, self.settings
-        expired = [each for each in state.failures if settings is None or each.at <= now - settings.window]
+        expired = [
+            each
+            for each in state.failures
+            if settings is None
+            or each.at <= now - settings.window
+            or (each.withheld and each.at <= now + ahead - settings.window)
+        ]
         if expired:
             self.forget(expired)
             self.state = state = replace(state, failures=tuple(e for e in state.failures if e not in expired))

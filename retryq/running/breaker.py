@@ -154,7 +154,10 @@ class Breaker:
                 verdict = rules.after_attempts(state, ended.get(workflow, ()), settings, workflow=workflow, now=now)
                 claiming = request is not None and workflow in request.slots
                 lease = request.claimant.leases[workflow] if request is not None and claiming else timedelta(0)
-                gate = rules.gate(verdict.state, settings, now=now, claiming=claiming, lease=lease, ticket=ticket)
+                ahead = request.ahead if request is not None else timedelta(0)
+                gate = rules.gate(
+                    verdict.state, settings, now=now, claiming=claiming, lease=lease, ticket=ticket, ahead=ahead
+                )
                 for job_id, change in [*verdict.changes.items(), *gate.changes.items()]:
                     mutations[job_id] = then(mutations.get(job_id), change)
                 step.events += [*verdict.events, *gate.events]

@@ -116,6 +116,15 @@ class Recurring:
         self.store, self.config, self.clock, self.monotonic = store, config, clock, monotonic
         self.schedules = [each for each in config.schedules.values() if only is None or each.workflow in only]
         self._looked_at = -float("inf")
+        self._unreadable: set[str] = set()
+
+    def _record(self, schedule: Schedule, doc: StateDoc | None) -> Record | None:
+        """The schedule's record; one it cannot read is said (once) and the schedule starts afresh."""
+        record = Record.of(doc)
+        if record is None and doc is not None and schedule.state_key not in self._unreadable:
+            self._unreadable.add(schedule.state_key)
+            log.warning("state document %s is not a schedule's record; started afresh", schedule.state_key)
+        return record
 
     def periodic(self) -> list[Job]:
         """A worker's look, every :data:`RECURRING_EVERY` seconds."""
@@ -132,7 +141,7 @@ class Recurring:
         docs = self.store.state([each.state_key for each in self.schedules])
         enqueued = []
         for schedule in self.schedules:
-            job = self._handle(schedule, Record.of(docs.get(schedule.state_key)), now)
+            job = self._handle(schedule, self._record(schedule, docs.get(schedule.state_key)), now)
             if job is not None:
                 enqueued.append(job)
         return enqueued

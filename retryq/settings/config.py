@@ -124,7 +124,9 @@ class Config:
 
     def workflow(self, name: str | None = None) -> WorkflowSettings:
         """The settings of workflow ``name`` (the default workflow when None)."""
-        name = name or DEFAULT_WORKFLOW
+        if name == "":
+            raise InvalidInput("the workflow's name is empty (leave the option out for the default workflow)")
+        name = DEFAULT_WORKFLOW if name is None else name
         try:
             return self.workflows[name]
         except KeyError:

@@ -6,7 +6,7 @@ __all__ = ["FileMode"]
 
 import re
 
-from .kinds import Invalid, Kind
+from .kinds import Invalid, Kind, said
 
 
 class FileMode(Kind[int]):
@@ -19,7 +19,7 @@ class FileMode(Kind[int]):
         if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{3}", value):
             value = int(value[-3:], 8)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
-            raise Invalid(f'expected a file mode such as "0640" or 0o640, not {value!r}')
+            raise Invalid(f'expected a file mode such as "0640" or 0o640, not {said(value)}')
         return value
 
     def bounds(self) -> str:

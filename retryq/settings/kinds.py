@@ -30,6 +30,7 @@ __all__ = [
     "Words",
     "Zone",
     "ZoneName",
+    "said",
 ]
 
 import re
@@ -51,6 +52,11 @@ T = TypeVar("T")
 PLACEHOLDERS = ("client", "date", "attempt", "job_id", "workflow")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def said(value: object) -> str:
+    """``value`` as a message shows it: as TOML writes booleans (``true``), else as Python's repr."""
+    return ("true" if value else "false") if isinstance(value, bool) else repr(value)
 
 
 class Invalid(ValueError):
@@ -103,7 +109,7 @@ def _spaced(bounds: str) -> str:
 
 
 def _refuse(expected: str, value: object) -> Invalid:
-    return Invalid(f"expected {expected}, not {value!r}")
+    return Invalid(f"expected {expected}, not {said(value)}")
 
 
 class Count(Kind[int]):
@@ -118,7 +124,7 @@ class Count(Kind[int]):
     def parse(self, value: object) -> int:
         number = int(value) if isinstance(value, str) and _WHOLE.fullmatch(value) else value
         if isinstance(number, bool) or not isinstance(number, int) or not self._fits(number):
-            raise Invalid(f"must be a whole number{self._unit()}{_spaced(self.bounds())}, not {value!r}")
+            raise Invalid(f"must be a whole number{self._unit()}{_spaced(self.bounds())}, not {said(value)}")
         return number
 
     def _fits(self, number: int) -> bool:
@@ -150,7 +156,7 @@ class Number(Kind[float]):
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise _refuse("a number", value)
         if not (self.minimum <= number and (self.maximum is None or number <= self.maximum)):
-            raise Invalid(f"must be a number{_spaced(self.bounds())}, not {value!r}")
+            raise Invalid(f"must be a number{_spaced(self.bounds())}, not {said(value)}")
         return float(number)
 
     def bounds(self) -> str:
@@ -169,15 +175,15 @@ class Duration(Kind[timedelta]):
 
     def parse(self, value: object) -> timedelta:
         if not isinstance(value, (str, int, float, timedelta)) or isinstance(value, bool):
-            raise Invalid(f"not a duration: {value!r} (examples: 300, 90s, 5m, 1h)")
+            raise Invalid(f"not a duration: {said(value)} (examples: 300, 90s, 5m, 1h)")
         try:
             duration = parse_duration(value, unit="s")
         except InvalidInput as error:
             raise Invalid(str(error)) from None
         if self.positive and duration <= timedelta(0):
-            raise Invalid(f"must be more than 0 seconds, not {value!r}")
+            raise Invalid(f"must be more than 0 seconds, not {said(value)}")
         if self.maximum is not None and duration > self.maximum:
-            raise Invalid(f"must be at most {format_duration(self.maximum)}, not {value!r}")
+            raise Invalid(f"must be at most {format_duration(self.maximum)}, not {said(value)}")
         return duration
 
     def bounds(self) -> str:
@@ -215,7 +221,7 @@ class Text(Kind[str]):
         if not isinstance(value, str):
             raise _refuse("a string", value)
         if self.pattern and not re.fullmatch(self.pattern, value):
-            raise Invalid(f"must be {self.rule}, not {value!r}")
+            raise Invalid(f"must be {self.rule}, not {said(value)}")
         return value
 
     def bounds(self) -> str:
@@ -233,7 +239,7 @@ class Choice(Kind[str]):
 
     def parse(self, value: object) -> str:
         if value not in self.choices:
-            raise Invalid(f"must be one of {', '.join(self.choices)}, not {value!r}")
+            raise Invalid(f"must be one of {', '.join(self.choices)}, not {said(value)}")
         assert isinstance(value, str)
         return value
 
@@ -284,7 +290,7 @@ class Zone(Kind[tzinfo]):
     def parse(self, value: object) -> tzinfo:
         zone = named_zone(value) if isinstance(value, str) and value else None
         if zone is None:
-            raise Invalid(f"unknown time zone {value!r} (for example 'Europe/Paris')")
+            raise Invalid(f"unknown time zone {said(value)} (for example 'Europe/Paris')")
         return zone
 
 
@@ -296,7 +302,7 @@ class ZoneName(Kind[str]):
 
     def parse(self, value: object) -> str:
         if not isinstance(value, str) or not value or named_zone(value) is None:
-            raise Invalid(f"unknown time zone {value!r} (for example 'Europe/Paris')")
+            raise Invalid(f"unknown time zone {said(value)} (for example 'Europe/Paris')")
         return value
 
 
@@ -372,7 +378,7 @@ class Variables(Kind["Mapping[str, str]"]):
             raise _refuse("a table of strings", value)
         for key, item in value.items():
             if not isinstance(item, str):
-                raise Invalid(f"expected a string, not {item!r}", (str(key),))
+                raise Invalid(f"expected a string, not {said(item)}", (str(key),))
         return dict(value)
 
 

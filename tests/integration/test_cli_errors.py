@@ -58,6 +58,10 @@ BAD_ARGUMENTS = {
     "huge timeout": (["process", "--timeout", "9999999999999d"], "duration out of range"),
     "lock timeout": (["schedule", "a", "2025-12-19", "--lock-timeout", "1e300"], "not a duration: '1e300'"),
     "long lock timeout": (["schedule", "a", "2025-12-19", "--lock-timeout", "2d"], "must be at most 1d, not '2d'"),
+    # An empty name is no workflow's, not the default workflow's (which is the option left out).
+    "empty workflow": (["schedule", "a", "2025-12-19", "-w", ""], "the workflow's name is empty"),
+    "pause empty workflow": (["pause", ""], "the workflow's name is empty"),
+    "resume empty workflow": (["resume", ""], "the workflow's name is empty"),
 }
 
 

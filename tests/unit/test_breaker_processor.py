@@ -218,6 +218,25 @@ def test_a_last_attempt_waits_for_the_verdict_and_ends_failed_only_when_no_incid
     )
 
 
+def test_a_last_attempt_whose_window_ends_just_after_a_tick_ends_failed_at_that_tick_without_running_again(
+    notified: list[str],
+) -> None:
+    """Its failure came a few seconds after the 11:00 tick, so its window ends a few seconds after the 11:10
+    tick: within the due window that tick's claim takes, so the verdict is given then, and nothing runs again
+    (a job on its last attempt is never run past max_attempts)."""
+    store = MemoryStore()
+    cfg = config(max_attempts=1)
+    schedule(store, cfg, 1)
+    cron = Cron(store, cfg, down=lambda client, now: True)
+    cron.tick(ELEVEN + timedelta(seconds=3))
+    assert cron.jobs()["c00"].execute_at == ELEVEN + timedelta(minutes=10, seconds=3)
+    report = cron.tick(ELEVEN + timedelta(minutes=10))
+    assert len(cron.upstream.started) == 1  # not run again
+    assert (report.failed, notified) == (1, ["c00"])
+    assert cron.jobs()["c00"].status is JobStatus.FAILED
+    assert cron.tick(ELEVEN + timedelta(minutes=15)).processed == 0
+
+
 def test_last_attempts_that_turn_out_to_be_an_outage_are_given_back_and_never_fail(notified: list[str]) -> None:
     store = MemoryStore()
     cfg = config(max_attempts=1)

@@ -198,11 +198,18 @@ def test_a_changed_expression_starts_afresh_and_a_removed_schedule_stops(
     assert len(store.load()) == 2
 
 
-def test_a_record_it_cannot_read_starts_the_schedule_afresh(freezer: FrozenDateTimeFactory) -> None:
+@pytest.mark.parametrize(
+    "doc", [{"x": 1}, {"cron": 1, "tz": [], "since": "x"}, {"cron": "0 3 * * *", "last": "garbage"}]
+)
+def test_a_record_it_cannot_read_starts_the_schedule_afresh_with_a_warning(
+    freezer: FrozenDateTimeFactory, caplog: pytest.LogCaptureFixture, doc: dict[str, object]
+) -> None:
     store = MemoryStore()
-    store.update({}, plan=Plan(["schedule:nightly"], lambda d, n, j: PlanResult(writes={"schedule:nightly": {"x": 1}})))
+    store.update({}, plan=Plan(["schedule:nightly"], lambda d, n, j: PlanResult(writes={"schedule:nightly": doc})))
     freezer.move_to("2025-12-19T10:00:00Z")
-    assert step(store, config(NIGHTLY)) == []
+    with caplog.at_level(logging.WARNING, logger="retryq"):
+        assert step(store, config(NIGHTLY)) == []
+    assert caplog.messages == ["state document schedule:nightly is not a schedule's record; started afresh"]
     assert Record.of(store.state()["schedule:nightly"]) is not None
 
 

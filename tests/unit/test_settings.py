@@ -234,7 +234,7 @@ BAD = {
     "window": [0, "2d"],
     "probe_every": ["0s", "never"],
     "max_open": [0, "31d"],
-    "max_wait": ["31d", "soon", -1],
+    "max_wait": ["31d", "soon", -1, True],
     "priority": [101, -101, "high", 1.5, True],
     "cron": ["61 * * * *", "* * * *", "0 3 * * * *", "@daily", "", 3, "0 3 * * MON#9"],
     "workflow": ["nope", "-x", 3],
@@ -261,6 +261,7 @@ def test_every_bad_value_is_one_line_naming_the_key_and_exit_78(tmp_path: Path, 
         }.get(setting.scope, "")
         assert text.startswith(f"{tmp_path / 'retryq.toml'}: {where}{setting.key}"), (value, text)
         assert "\n" not in text
+        assert not {"True", "False"} & set(text.replace(",", " ").split()), text  # TOML's true, not Python's
         assert caught.value.exit_code is ExitCode.CONFIG
 
 
