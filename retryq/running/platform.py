@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..record.models import Owner
+from .pids import Started, created_since
 
 if TYPE_CHECKING:
     import subprocess
@@ -322,20 +323,23 @@ def processes_with_run_id(run_id: str) -> list[int]:
     return processes_with_run_ids([run_id])[run_id]
 
 
-def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
+def processes_with_run_ids(run_ids: Collection[str], *, since: Started | None = None) -> dict[str, list[int]]:
     """:func:`processes_with_run_id` for several runs, in one scan of /proc (each scan reads every
-    process's environment: a few milliseconds on a busy host)."""
+    process's environment: a few milliseconds on a busy host). With ``since`` (see :func:`started`),
+    only the processes created since are read, where :func:`.pids.created_since` can tell them apart."""
     found: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
     if not found or not searchable():
         return found
     needles = {f"{RUN_ID_VARIABLE}={run_id}".encode(): run_id for run_id in found}
     marker = f"{RUN_ID_VARIABLE}=".encode()
-    me = str(os.getpid())
-    for name in os.listdir(PROC):  # plain strings and one read each: this runs after every run
-        if not name.isdigit() or name == me:
+    me = os.getpid()
+    pids = [int(name) for name in os.listdir(PROC) if name.isdigit()]  # plain strings and one read each
+    recent = None if since is None else created_since(since, len(pids))
+    for pid in pids:
+        if pid == me or (recent is not None and not recent(pid)):
             continue
         try:
-            with open(f"{PROC}/{name}/environ", "rb") as handle:
+            with open(f"{PROC}/{pid}/environ", "rb") as handle:
                 environ = handle.read()
         except OSError:
             continue
@@ -343,8 +347,8 @@ def processes_with_run_ids(run_ids: Collection[str]) -> dict[str, list[int]]:
             continue
         for variable in environ.split(b"\0"):
             run_id = needles.get(variable)
-            if run_id is not None and pid_alive(int(name)):
-                found[run_id].append(int(name))
+            if run_id is not None and pid_alive(pid):
+                found[run_id].append(pid)
     return found
 
 
@@ -367,10 +371,11 @@ def stop_run_processes(
     return _stop_carriers(run_id, grace, settle=settle, sleep=sleep, monotonic=monotonic)[0]
 
 
-def stop_leftovers(graces: Mapping[str, float]) -> dict[str, int]:
+def stop_leftovers(graces: Mapping[str, float], *, since: Started | None = None) -> dict[str, int]:
     """At the end of runs (run id → grace), stop what each left running outside its group; return how
-    many processes that was, per run. One scan of /proc when, as usual, they left nothing."""
-    left = {run_id: pids for run_id, pids in processes_with_run_ids(graces).items() if pids}
+    many processes that was, per run. One scan of /proc when, as usual, they left nothing: of the
+    processes created since the first of these runs started (``since``), where that can be told."""
+    left = {run_id: pids for run_id, pids in processes_with_run_ids(graces, since=since).items() if pids}
     counts = dict.fromkeys(graces, 0)
     for run_id in left:
         counts[run_id] = _stop_carriers(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..record.errors import ConfigError, ExitCode, InvalidInput
 from ..record.text import plural
 from ..record.timeutil import format_duration, utcnow
-from . import platform
+from . import pids, platform
 from .commands import invocation, resolve_command
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class _Run:
     deadline: float
     kill_grace: float
     run_id: str  # what its processes carry in RETRYQ_RUN_ID
+    forks: int | None = None  # the kernel's count of tasks created, just before it started (see pids.Started)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     reader: threading.Thread | None = None
     kill_at: float | None = None
@@ -120,6 +121,7 @@ class Supervisor:
         run_id = env.get(platform.RUN_ID_VARIABLE) or key
         watchdog = platform.watchdog()
         watchdog.watch(run_id, kill_grace)
+        forks = pids.forks_so_far()
         try:
             process = subprocess.Popen(
                 list(argv),
@@ -134,7 +136,7 @@ class Supervisor:
             watchdog.forget(run_id)
             raise
         watchdog.started(run_id, process.pid)
-        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace, run_id)
+        run = _Run(key, label, process, self._now(), self._monotonic() + timeout, kill_grace, run_id, forks)
         self._runs[key] = run
         if self._stop_requested:
             # A stop that came while this run was starting found nothing to stop: stop it now.
@@ -238,7 +240,9 @@ class Supervisor:
         # What left the group (`setsid`, a daemon) carries the run's id on Linux: it is found and
         # stopped too, at every end of a run, so that it never runs beside the job's next attempt
         # (one scan of the host's processes for all the runs that ended together).
-        leftovers = platform.stop_leftovers({run.key: min(run.kill_grace, 5.0) for run, _ in ended})
+        leftovers = platform.stop_leftovers(
+            {run.key: min(run.kill_grace, 5.0) for run, _ in ended}, since=_first_started([run for run, _ in ended])
+        )
         finished = []
         for run, code in ended:
             platform.watchdog().forget(run.run_id)  # nothing of it is left to stop
@@ -262,6 +266,13 @@ class Supervisor:
             pid=run.process.pid,
             leftovers=leftovers,
         )
+
+
+def _first_started(runs: list[_Run]) -> pids.Started | None:
+    """When the first of ``runs`` started: every process of the others was created after it. None when
+    one's start is unknown (every process is then read)."""
+    starts = [pids.Started(run.process.pid, run.forks) for run in runs if run.forks is not None]
+    return min(starts, key=lambda start: start.forks) if starts and len(starts) == len(runs) else None
 
 
 class OutputLines:

@@ -17,13 +17,15 @@ def replace_file(
     owner: tuple[int, int] | None = None,
     durable: bool = True,
     before_replace: Callable[[], None] | None = None,
+    on_written: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync it and ``os.replace`` it over ``path``.
 
     The temp file is hidden and ends in ``.tmp`` (collectors that read ``*.prom`` or ``*.json``
     skip it) and is removed on any failure. ``before_replace`` runs last, just before the rename,
     and may raise to abandon it (a lock that is no longer ours). With ``durable``, the directory is
-    fsynced too, so that the rename itself survives a power loss. Raises OSError (or what
+    fsynced too, so that the rename itself survives a power loss. ``on_written`` is given the temp
+    file's descriptor once ``data`` is in it, before the fsync. Raises OSError (or what
     ``before_replace`` raises); ``path`` is then untouched.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,6 +37,8 @@ def replace_file(
                 os.fchown(handle.fileno(), *owner)
             handle.write(data)
             handle.flush()
+            if on_written is not None:
+                on_written(handle.fileno())
             os.fsync(handle.fileno())
         if before_replace is not None:
             before_replace()

@@ -9,142 +9,22 @@ from __future__ import annotations
 
 __all__ = ["DocumentStore"]
 
-import json
-import sys
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
-
-from pydantic import ValidationError
+from typing import TypeVar
 
 from ..record import rules
-from ..record.errors import InvalidInput, QueueCorrupt
-from ..record.models import DEFAULT_WORKFLOW, Job, JobStatus, describe_validation_error, json_line
-from ..record.text import printable
-from ..record.timeutil import parse_utc
+from ..record.models import Job, JobStatus
 from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
+from .dueorder import DueOrder
+from .entry import _Entry, _positions
 from .plans import Decision, capped, checked_keys, decide, merged, selected
 
 R = TypeVar("R")
-
-
-class _Entry:
-    """A stored record: what a scan needs, its line of JSON, and (on demand) its validated job."""
-
-    __slots__ = ("_doc", "_job", "_line", "_problem", "ended", "ident", "index", "key", "status")
-
-    def __init__(self, index: int, *, doc: Any, line: bytes | None = None, job: Job | None = None) -> None:
-        self.index = index  # position in the file when read, for messages
-        fields: dict[str, Any] = doc if isinstance(doc, dict) else {}
-        status, workflow = fields.get("status"), fields.get("workflow", DEFAULT_WORKFLOW)
-        self.status = sys.intern(status) if isinstance(status, str) else status
-        self.key = (
-            sys.intern(workflow) if isinstance(workflow, str) else workflow,
-            fields.get("clientId"),
-            fields.get("date"),
-        )
-        ident = fields.get("id")
-        self.ident: str | None = ident if isinstance(ident, str) else None
-        ended = rules.ended_field(fields)
-        self.ended: str | None = ended if isinstance(ended, str) else None
-        self._line = line
-        self._doc = None if line is not None else doc  # with its line kept, the object can be read again
-        self._job = job
-        self._problem: str | None = None
-
-    @classmethod
-    def of(cls, job: Job) -> _Entry:
-        return cls(-1, doc=job.to_json_dict(), job=job)
-
-    @property
-    def doc(self) -> Any:
-        if self._doc is None:
-            assert self._line is not None
-            self._doc = json.loads(self._line)
-        return self._doc
-
-    def decoded(self) -> Job | None:
-        """The validated job, or None when the record is not one (:meth:`problem` says why); decoded once."""
-        if self._job is None and self._problem is None:
-            doc = self.doc
-            if not isinstance(doc, dict):
-                self._problem = "not a JSON object"
-                return None
-            try:
-                self._job = Job.model_validate(doc)
-            except ValidationError as error:
-                self._problem = describe_validation_error(error)
-                return None
-            if self._line is not None:
-                self._doc = None  # the model holds the data now
-        return self._job
-
-    def invalid(self, location: str) -> InvalidJob | None:
-        if self.decoded() is not None:
-            return None
-        doc = self.doc
-        ident = (doc.get("id") or doc.get("clientId")) if isinstance(doc, dict) else None
-        return InvalidJob(self.index + 1, printable(str(ident or "?")), self._problem or "invalid", location)
-
-    def job(self, location: str) -> Job:
-        job = self.decoded()
-        if job is None:
-            problem = self.invalid(location)
-            raise QueueCorrupt(str(problem))
-        return job
-
-    def job_id(self) -> str | None:
-        """The job's id; a record of the original scripts has none in the file and gets its derived one."""
-        if self.ident is not None:
-            return self.ident
-        job = self.decoded()
-        return None if job is None else job.id
-
-    def line(self) -> bytes:
-        """The record as one line of UTF-8 JSON, as the file holds it."""
-        if self._line is None:
-            try:
-                self._line = json_line(self.doc).encode("utf-8")
-            except UnicodeEncodeError:  # a record that is not a job, with half a character: kept as its escape
-                self._line = json.dumps(self.doc).encode("ascii")
-        return self._line
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in rules.OPEN_VALUES  # plain strings: a scan compares them for every job on every write
-
-    def execute_at(self) -> datetime | None:
-        """``executeAt`` read from the record itself, without validating it (None if unreadable)."""
-        if self._job is not None:
-            return self._job.execute_at
-        doc = self.doc
-        text = doc.get("executeAt") if isinstance(doc, dict) else None
-        if not isinstance(text, str):
-            return None
-        try:
-            return parse_utc(text)
-        except InvalidInput:
-            return None
-
-    def priority(self) -> int:
-        """``priority`` read from the record itself, without validating it (0 when it has none, or not a number)."""
-        if self._job is not None:
-            return self._job.priority
-        doc = self.doc
-        value = doc.get("priority", 0) if isinstance(doc, dict) else 0
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    def ended_at(self) -> datetime | None:
-        if self.ended is not None:
-            with suppress(InvalidInput):
-                return parse_utc(self.ended)
-        job = self.decoded()
-        return None if job is None else rules.ended_at(job)
 
 
 @dataclass
@@ -188,6 +68,8 @@ class DocumentStore:
 
     location: str = "memory"
     address: str | None = None
+    #: The due order the last claim left, and the records it holds (see :mod:`.dueorder`).
+    _order: tuple[list[_Entry], DueOrder, list[str | None]] | None = None
 
     def _transact(self, transaction: Transaction[R]) -> R:
         raise NotImplementedError
@@ -257,6 +139,9 @@ class DocumentStore:
         return {} if self.address is None else {"RETRYQ_QUEUE": self.address}
 
     def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
+        return self._transact(self._adding(job, on_open, plan))
+
+    def _adding(self, job: Job, on_open: Mutation, plan: Plan | None) -> Transaction[tuple[Job, bool]]:
         def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
             existing, outcome, step = None, job, None
             for position, entry in enumerate(current):
@@ -281,7 +166,7 @@ class DocumentStore:
             # What the plan's mutations left of the job, if they changed it (and did not remove it).
             return (step.results.get(outcome.id) or outcome, existing is None), step.write()
 
-        return self._transact(transaction)
+        return transaction
 
     def insert(self, jobs: Sequence[Job], archived: Sequence[Job] = (), *, dry_run: bool = False) -> Insertion:
         def transaction(current: list[_Entry]) -> tuple[Insertion, _Write | None]:
@@ -315,15 +200,25 @@ class DocumentStore:
         claimant = request.claimant
 
         def transaction(current: list[_Entry]) -> tuple[tuple[list[Job], dict[str, Job | None]], _Write | None]:
-            step = _Step(*self._apply(current, changes or {}))
+            order, idents = self._order_of(current)
+            touched = _positions(current, changes or {}, idents)
+            step = _Step(*self._apply(current, changes or {}, touched))
             asked = request
             if plan is not None:
                 planned = self._plan(plan, step)
                 if planned is None:
                     return ([], {}), None
                 asked = replace(request, slots=capped(request.slots, planned.slots))
+                if planned.mutations:
+                    order = None  # changes of their own: sorted again below
             entries, claimed = step.entries, []
-            for position, job in self._due(entries, asked):
+            if order is not None and len(entries) == len(current):
+                order.replace(touched, current, entries)
+            else:
+                order, idents = DueOrder(entries), None
+            before = entries.copy()
+            chosen = self._due(entries, asked, order)
+            for position, job in chosen:
                 new = rules.claimed(
                     job,
                     owner=claimant.owner,
@@ -335,6 +230,9 @@ class DocumentStore:
                 entries[position] = _Entry.of(new)
                 claimed.append(new)
                 step.changed = True
+            order.replace((position for position, _ in chosen), before, entries)
+            # For the next claim, if the records are still these (claims and results keep every id in its place).
+            self._order = (entries, order, [entry.ident for entry in entries] if idents is None else idents)
             return (claimed, step.results), step.write()
 
         return self._transact(transaction)
@@ -376,7 +274,7 @@ class DocumentStore:
         return decision
 
     def _apply(
-        self, entries: list[_Entry], changes: Mapping[str, Mutation]
+        self, entries: list[_Entry], changes: Mapping[str, Mutation], positions: list[int] | None = None
     ) -> tuple[list[_Entry], dict[str, Job | None], list[Job], bool]:
         """Apply mutations; return the new entries, the results, the removed jobs, and whether anything changed."""
         results: dict[str, Job | None] = {}
@@ -384,27 +282,25 @@ class DocumentStore:
         if not changes:
             return entries.copy(), results, removed, False
         changed = False
-        kept: list[_Entry] = []
+        kept, gone = entries.copy(), set()
         opened: list[Job] = []
-        for entry in entries:
-            ident = entry.job_id()
-            mutation = changes.get(ident) if ident is not None else None
-            job = entry.decoded() if mutation is not None else None
-            if mutation is None or job is None:  # not asked for, or not a job that a change can apply to
-                kept.append(entry)
+        for position in _positions(entries, changes) if positions is None else positions:
+            job = entries[position].decoded()
+            if job is None:  # not a job that a change can apply to
                 continue
-            new = mutation(job)
+            new = changes[job.id](job)
             results[job.id] = new
             if new is None:
                 removed.append(job)
+                gone.add(position)
                 changed = True
-            elif new is job:
-                kept.append(entry)
-            else:
-                kept.append(_Entry.of(new))
+            elif new is not job:
+                kept[position] = _Entry.of(new)
                 changed = True
                 if rules.opens_a_key(job, new):
                     opened.append(new)
+        if gone:
+            kept = [entry for position, entry in enumerate(kept) if position not in gone]
         if opened:
             self._check_one_open_per_key(kept, opened)
         return kept, results, removed, changed
@@ -421,20 +317,22 @@ class DocumentStore:
             if conflict is not None:
                 raise conflict
 
-    def _due(self, entries: list[_Entry], request: ClaimRequest) -> list[tuple[int, Job]]:
-        """The records to claim, as :func:`retryq.record.rules.choose` chooses them; only the chosen are validated."""
-        workflows, exclude, pending = request.slots, request.exclude, rules.PENDING
-        candidates = (
-            (entry.execute_at(), position, pending, workflow, entry.job_id() if exclude else None, position)
-            for position, entry in enumerate(entries)
-            # Compared on the scanned fields first: reading executeAt costs a parse.
-            if entry.status == pending and (workflow := entry.key[0]) in workflows
-        )
+    def _order_of(self, current: list[_Entry]) -> tuple[DueOrder | None, list[str | None] | None]:
+        """The due order kept from the last claim and the ids of its records, when ``current`` holds the
+        very records it left (compared by identity, at C speed). Taken: a claim that fails keeps none."""
+        kept, self._order = self._order, None
+        return (kept[1], kept[2]) if kept is not None and kept[0] == current else (None, None)
+
+    def _due(self, entries: list[_Entry], request: ClaimRequest, order: DueOrder) -> list[tuple[int, Job]]:
+        """The records to claim, as :func:`retryq.record.rules.choose` chooses them, among the first of
+        each group of ``order`` (see :mod:`.dueorder`); only the chosen are validated."""
+        exclude = request.exclude
         running = Counter(entry.key[0] for entry in entries if entry.status == rules.RUNNING) if request.caps else {}
+        free = rules.free_slots(request.slots, request.caps, running)
         chosen = rules.choose(
-            candidates,
+            order.candidates(entries, request, free),
             due_by=request.due_by,
-            free=rules.free_slots(request.slots, request.caps, running),
+            free=free,
             limit=request.limit,
             exclude=exclude,
             accept=lambda position: entries[position].decoded() is not None,

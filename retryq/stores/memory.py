@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 
 from ..record.models import Job
 from .base import StateDoc
-from .document import DocumentStore, R, Transaction, _Entry
+from .document import DocumentStore, R, Transaction
+from .entry import _Entry
 
 
 class MemoryStore(DocumentStore):

@@ -352,3 +352,157 @@ def test_lines_without_their_commas_are_not_json(path: Path) -> None:
     with pytest.raises(QueueCorrupt, match="not valid JSON at line 3"):
         JsonFileStore(path).load()
     assert path.read_text() == broken
+
+
+# -- a schedule reads the records of its own client only ------------------------------------------
+
+
+def _counting_scanner(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the records parsed from their line (the JSON scanner's calls) from now on."""
+    from retryq.stores.file import layout
+
+    parsed: list[str] = []
+    real = layout._SCANNER
+
+    def counting(text: str, index: int) -> tuple[object, int]:
+        parsed.append(text)
+        return real(text, index)
+
+    monkeypatch.setattr(layout, "_SCANNER", counting)
+    return parsed
+
+
+def test_a_schedule_parses_only_the_records_that_may_hold_its_client(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = JsonFileStore(path)
+    store.insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(50)])
+    parsed = _counting_scanner(monkeypatch)
+    job, created = JsonFileStore(path).add(make_job(id="new", client_id="client7x"), unchanged)
+    assert created
+    assert parsed == []  # no other record names client7x
+    job, created = JsonFileStore(path).add(make_job(id="again", client_id="client7"), unchanged)
+    assert (job.id, created) == ("j7", False)  # the open job of that key, found among 51 records
+    assert len(parsed) == 1
+    assert [job.id for job in JsonFileStore(path).load()] == [*(f"j{n}" for n in range(50)), "new"]
+
+
+def test_a_schedule_finds_an_open_job_whose_client_id_is_written_with_escapes(path: Path) -> None:
+    record = make_job(id="hand", client_id="acme").to_json_dict()
+    text = json.dumps(record).replace('"acme"', '"\\u0061cme"')
+    path.write_text(f"[\n{text}\n]\n")
+    job, created = JsonFileStore(path).add(make_job(id="new", client_id="acme"), unchanged)
+    assert (job.id, created) == ("hand", False)
+    assert path.read_text() == f"[\n{text}\n]\n"
+
+
+def test_a_schedule_keeps_every_other_record_byte_for_byte(path: Path) -> None:
+    others = [
+        '{"clientId": "acme", "date": "2025-02-30", "status": "pending"}',  # not a valid job
+        '"not even an object"',
+        json.dumps(make_job(id="spaced", client_id="zed").to_json_dict(), indent=None, separators=(" ,", " : ")),
+    ]
+    content = "[\n" + ",\n".join(others) + "\n]\n"
+    path.write_text(content)
+    new = make_job(id="new", client_id="acme")
+    _job, created = JsonFileStore(path).add(new, unchanged)
+    assert created
+    assert path.read_text() == content[: -len("\n]\n")] + ",\n" + new.to_json_line() + "\n]\n"
+
+
+def test_a_schedule_updates_the_open_job_of_its_key_in_place(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(3)])
+    before = path.read_text().splitlines()
+
+    def later(job: Job) -> Job:
+        return job.model_copy(update={"follow_up_minutes": 5})
+
+    job, created = JsonFileStore(path).add(make_job(id="dup", client_id="client1"), later)
+    assert (job.id, job.follow_up_minutes, created) == ("j1", 5, False)
+    after = path.read_text().splitlines()
+    assert after[:2] == before[:2] and after[3:] == before[3:]  # noqa: PT018 - the other lines as they were
+    assert json.loads(after[2].rstrip(","))["followUpMinutes"] == 5
+
+
+def test_a_schedule_finds_an_escaped_client_id_among_records_full_of_escapes(path: Path) -> None:
+    noisy = [
+        make_job(id=f"n{n}", client_id=f"c{n}", status="failed", last_error="out\n" * 400, finished_at=None)
+        for n in range(5)
+    ]
+    record = json.dumps(make_job(id="hand", client_id="acme").to_json_dict()).replace('"acme"', '"\\u0061cme"')
+    lines = [job.to_json_line() for job in noisy]
+    path.write_text("[\n" + ",\n".join([*lines, record, *lines]) + "\n]\n")
+    job, created = JsonFileStore(path).add(make_job(id="new", client_id="acme"), unchanged)
+    assert (job.id, created) == ("hand", False)
+
+
+# -- what a claim and a result cost: the records they touch, not every record ---------------------
+
+
+def test_a_result_is_applied_without_decoding_or_asking_every_record_for_its_id(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retryq.stores.entry import _Entry
+
+    JsonFileStore(path).insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(50)])
+    store = JsonFileStore(path)  # reads the records from their lines
+    asked: list[str] = []
+    real = _Entry.job_id
+
+    def counting(entry: _Entry) -> str | None:
+        asked.append(entry.ident or "?")
+        return real(entry)
+
+    monkeypatch.setattr(_Entry, "job_id", counting)
+    result = store.update({"j30": lambda job: job.model_copy(update={"delay_minutes": 5})})
+    assert result["j30"] is not None
+    assert len(asked) <= 1
+    assert [job.delay_minutes for job in store.load() if job.id == "j30"] == [5]
+
+
+def test_a_records_execute_at_is_read_once_however_many_claims_look_at_it(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from retryq.stores import Claimant, ClaimRequest, entry
+
+    from ..helpers import T0
+
+    JsonFileStore(path).insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(20)])
+    store = JsonFileStore(path)  # reads the records from their lines
+    parsed: list[str] = []
+    real = entry.parse_utc
+
+    def counting(text: str) -> object:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(entry, "parse_utc", counting)
+    owner = make_job(id="x").owner
+    claimant = Claimant(owner=owner, now=T0, leases={"default": timedelta(minutes=5)}, max_attempts={"default": 3})  # type: ignore[arg-type]
+    request = ClaimRequest(due_by=T0 + timedelta(days=1), limit=1, claimant=claimant, slots={"default": 1})
+    for _ in range(3):
+        [claimed], _ = store.claim(request)
+        store.update({claimed.id: lambda job: None})
+    assert len(parsed) <= 20, len(parsed)
+
+
+def test_a_line_broken_by_hand_elsewhere_in_the_file_still_stops_a_schedule(path: Path) -> None:
+    store = JsonFileStore(path)
+    store.insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(3)])
+    broken = path.read_text().replace('"client1", "date"', '"client1" "date"')  # a missing colon, in place
+    path.write_text(broken)
+    with pytest.raises(QueueCorrupt, match="not valid JSON at line 3"):
+        JsonFileStore(path).add(make_job(id="new", client_id="acme"), unchanged)
+    assert path.read_text() == broken
+
+
+def test_a_file_replaced_by_hand_is_read_whole_by_the_next_schedule(path: Path) -> None:
+    JsonFileStore(path).insert([make_job(id="a", client_id="acme")])
+    content = path.read_text()
+    path.unlink()
+    path.write_text(content.replace('"acme"', '"acme", "acme"'))  # valid layout, not valid JSON
+    with pytest.raises(QueueCorrupt):
+        JsonFileStore(path).add(make_job(id="new", client_id="zed"), unchanged)

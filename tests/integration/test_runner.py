@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
+
+import pytest
 
 from retryq import JsonFileStore
 from retryq.record.models import JobKey
@@ -101,3 +104,25 @@ def test_output_lines_split_across_reads_and_a_last_line_without_newline_are_who
     result = _run_to_the_end(Supervisor(on_line=lambda label, line: lines.append(line)), [sys.executable, "-c", writer])
     assert lines == ["é" * 30000, "second", "no newline at the end"]
     assert result.output_tail.endswith("é\nsecond\nno newline at the end")
+
+
+def test_the_end_of_a_run_reads_only_the_environments_of_processes_started_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retryq.running import platform
+
+    if not platform.searchable():
+        return
+    read: list[str] = []
+    real_open = open
+
+    def counting(file: str, *args: Any, **kwargs: Any) -> Any:
+        if str(file).endswith("/environ"):
+            read.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(platform, "open", counting, raising=False)
+    result = _run_to_the_end(Supervisor(), ["true"])
+    assert result.exit_code == 0
+    older = {f"/proc/{pid}/environ" for pid in (1, os.getppid())}
+    assert not older & set(read), "the leftover scan read processes that were there before the run"

@@ -309,3 +309,16 @@ def test_a_worker_runs_the_next_attempt_at_its_own_time() -> None:
     report = processor.run(worker=True, handle_signals=False)
     assert (report.retrying, report.succeeded) == (1, 1)
     assert starts_after == [0, 3]  # due 10 minutes after the first was due: after the third 4-minute sleep
+
+
+def test_the_pids_created_since_a_run_started_follow_linux_cycle() -> None:
+    from retryq.running.pids import window
+
+    recent = window(first=1000, last=1200, new_tasks=250, live=100, top=32768)
+    assert recent is not None
+    assert [recent(pid) for pid in (999, 1000, 1001, 1200, 1201, 400)] == [False, False, True, True, False, False]
+    wrapped = window(first=32000, last=500, new_tasks=1300, live=100, top=32768)  # came round to 300 since
+    assert wrapped is not None
+    assert [wrapped(pid) for pid in (31999, 32000, 32500, 300, 500, 501)] == [False, False, True, True, True, False]
+    # Enough tasks created since to have come round past the run's first pid: nothing can be told.
+    assert window(first=1000, last=1200, new_tasks=32_400, live=100, top=32768) is None

@@ -3,11 +3,13 @@ kept, for a later write to reuse) or validated whole (for reading), and written 
 
 from __future__ import annotations
 
-__all__ = ["all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
+__all__ = ["added", "all_jobs_valid", "every_job_of", "layout", "parse", "parse_lines"]
 
 import gc
+import itertools
 import json
 import sys
+from collections.abc import Callable
 from json.scanner import make_scanner
 from typing import Any
 
@@ -15,7 +17,10 @@ from pydantic import ValidationError
 
 from ...record.errors import QueueCorrupt
 from ...record.models import Job, job_list
-from ..document import _Entry
+from ..entry import _Entry
+
+#: What a schedule found: the job stored and whether it is new, and the file's new bytes (None: unchanged).
+Added = tuple[tuple[Job, bool], bytes | None]
 
 #: From this size on, a file is first checked by the fast path. Below it, a command spends more
 #: importing and building the fast path than validating models: measured, 400 jobs (261 KiB) take
@@ -51,16 +56,15 @@ def parse(raw: bytes, where: str) -> list[_Entry]:
 def layout(lines: list[bytes]) -> bytes:
     """The file's bytes: ``[``, one job per line separated by commas, ``]``.
 
-    Built with a single join, so that a 10,000-job queue is not copied twice in memory on every write.
+    Built with a single join of the whole queue (its first and last lines copied once more, with
+    the brackets), so that a 10,000-job queue is not copied twice in memory on every write.
     """
     if not lines:
         return b"[]\n"
-    parts = [b"[\n"]
-    for line in lines:
-        parts.append(line)
-        parts.append(b",\n")
-    parts[-1] = b"\n]\n"
-    return b"".join(parts)
+    if len(lines) == 1:
+        return b"".join((b"[\n", lines[0], b"\n]\n"))
+    first, last = b"[\n" + lines[0], lines[-1] + b"\n]\n"
+    return b",\n".join((first, *itertools.islice(lines, 1, len(lines) - 1), last))
 
 
 def parse_lines(raw: bytes) -> list[_Entry] | None:
@@ -93,6 +97,96 @@ def parse_lines(raw: bytes) -> list[_Entry] | None:
             return None
         entries.append(_Entry(index, doc=doc, line=line))
     return entries
+
+
+def added(raw: bytes, job: Job, on_open: Callable[[Job], Job | None]) -> Added | None:
+    """Add ``job`` to a file in retryq's layout, reading only the records that may hold its key.
+
+    A record holds the job's key only if its line spells the client id as it is (a client id is
+    letters, digits, ``.``, ``_`` and ``-``, which JSON writes as they are) or holds a ``\\u``
+    escape, which could spell it otherwise: only those lines are parsed; every other record is
+    copied as bytes, unread. The first open job of the key, in file order, is passed to
+    ``on_open`` as the generic path does. None when the file is not in that layout, or a line
+    read is not JSON: the caller then reads the file whole, which says what is wrong.
+    """
+    line = _Entry.of(job).line()
+    if raw == b"[]\n":
+        return (job, True), layout([line])
+    spans = _lines_that_may_hold(raw, job.client_id)
+    if spans is None:
+        return None
+    for start, end in spans:
+        entry = _entry_of(raw[start:end])
+        if entry is None:
+            return None
+        if not (entry.is_open and entry.key == job.key):
+            continue
+        existing = entry.decoded()
+        if existing is None:
+            continue  # not a job: left alone, and it holds no key
+        updated = on_open(existing)
+        if updated is None:
+            raise ValueError("on_open must return a job")
+        if updated is existing:
+            return (existing, False), None
+        return (updated, False), b"".join((raw[:start], _Entry.of(updated).line(), raw[end:]))
+    return (job, True), b"".join((memoryview(raw)[:-3], b",\n", line, b"\n]\n"))
+
+
+def _lines_that_may_hold(raw: bytes, client: str) -> list[tuple[int, int]] | None:
+    """The lines (start, end, without their comma), in file order, that spell ``"client"`` or hold a
+    ``\\u`` escape; None when the file is not one record per line between ``[`` and ``]``."""
+    if not (raw.startswith(b"[\n") and raw.endswith(b"\n]\n")):
+        return None
+    last = len(raw) - 3  # where the last record's line ends
+    spans: dict[int, int] = {}
+    for found in _escapes(raw, last) + _occurrences(raw, b'"' + client.encode("ascii") + b'"', last):
+        start = raw.rfind(b"\n", 0, found) + 1
+        if start in spans:
+            continue
+        end = raw.find(b"\n", found)
+        if end < last:
+            if raw[end - 1] != 0x2C:  # a line but the last ends with the comma before the next
+                return None
+            end -= 1
+        spans[start] = end
+    return sorted(spans.items())
+
+
+def _occurrences(raw: bytes, needle: bytes, stop: int, start: int = 2) -> list[int]:
+    found, at = [], raw.find(needle, start, stop)
+    while at >= 0:
+        found.append(at)
+        at = raw.find(needle, at + len(needle), stop)
+    return found
+
+
+def _escapes(raw: bytes, stop: int) -> list[int]:
+    """Where ``\\u`` escapes may start. Backslashes are found with memchr and each escape skips the
+    character it escapes (``\\\\u`` is none): fast where they are rare (a queue written by retryq
+    escapes only control characters). In a file full of workflow output, with a ``\\n`` in every
+    record, the rest is searched for the two bytes together, ten times slower per byte but without
+    a turn of this loop per backslash."""
+    found: list[int] = []
+    at, turns = raw.find(b"\\", 2, stop), len(raw) >> 12
+    while at >= 0:
+        turns -= 1
+        if turns < 0:
+            return found + _occurrences(raw, b"\\u", stop, at)  # also finds \\u: one more line read, no harm
+        if raw[at + 1] == 0x75:  # "u"
+            found.append(at)
+        at = raw.find(b"\\", at + 2, stop)
+    return found
+
+
+def _entry_of(line: bytes) -> _Entry | None:
+    """One record parsed from its line, or None when the line is not one JSON value."""
+    try:
+        text = line.decode("utf-8")
+        doc, end = _SCANNER(text, 0)
+    except (ValueError, StopIteration):  # also UnicodeDecodeError
+        return None
+    return _Entry(-1, doc=doc, line=line) if end == len(text) else None
 
 
 def every_job_of(raw: bytes) -> list[Job]:

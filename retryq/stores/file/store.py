@@ -18,7 +18,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +31,13 @@ from ...record.limits import LOCK_TIMEOUT
 from ...record.models import Job
 from ...record.text import plural
 from .._atomic import new_file_owner, replace_file
-from ..base import Finding, InvalidJob, JobFilter, StateDoc
-from ..document import DocumentStore, R, Transaction, _Entry, _Write
-from .layout import all_jobs_valid, every_job_of, layout, parse
+from ..base import Finding, InvalidJob, JobFilter, Mutation, Plan, StateDoc
+from ..document import DocumentStore, R, Transaction, _Write
+from ..entry import _Entry, lines_of
+from .archive import append_to_archive
+from .layout import added, all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
+from .voucher import vouch, vouched
 
 if TYPE_CHECKING:
     from ...record.views import JobView
@@ -162,8 +165,8 @@ class JsonFileStore(DocumentStore):
                 return held[0]  # one copy of a large file in memory, not two
         return raw
 
-    def _read(self) -> list[_Entry]:
-        raw = self._read_bytes()
+    def _read(self, raw: bytes | None = None) -> list[_Entry]:
+        raw = self._read_bytes() if raw is None else raw
         if raw is None:
             return []
         cache = self._cache
@@ -283,16 +286,38 @@ class JsonFileStore(DocumentStore):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _transact(self, transaction: Transaction[R]) -> R:
+    def add(self, job: Job, on_open: Mutation, *, plan: Plan | None = None) -> tuple[Job, bool]:
+        transaction = self._adding(job, on_open, plan)
+        if plan is not None:  # a plan may change any job: the records are read whole
+            return self._transact(transaction)
+        # Without one, only the records that may hold the job's key are read (see layout.added).
+        return self._transact(transaction, quick=lambda raw: added(raw, job, on_open))
+
+    def _transact(
+        self, transaction: Transaction[R], *, quick: Callable[[bytes], tuple[R, bytes | None] | None] | None = None
+    ) -> R:
+        """Run ``transaction`` on the records under the lock and write what it returns; with ``quick``,
+        first that on the file's bytes (returning the result and the new bytes), and ``transaction``
+        only when it cannot decide (None)."""
         for _ in range(LOCK_LOST_RETRIES):
             with self._locked():
                 self._remove_stale_temp_files()
                 self.state_file.recover()  # a change a killed writer left half done: settled before reading
-                result, write = transaction(self._read())
+                raw = self._read_bytes()
+                # A file not vouched for is parsed whole: a line broken by hand is then found (see .voucher).
+                done = None if quick is None or raw is None or not vouched(self.path, len(raw)) else quick(raw)
+                write: _Write | bytes | None
+                if done is None:
+                    result, write = transaction(self._read(raw))
+                else:
+                    result, write = done
                 if write is None:
                     return result
                 try:
-                    self._commit(write)
+                    if isinstance(write, bytes):
+                        self._commit_bytes(write, raw)
+                    else:
+                        self._commit(write)
                 except _LockLost:
                     # Someone removed or replaced the lock file while we held it: another writer may
                     # have come in. Nothing of ours was written; do the change again on what is there now.
@@ -351,17 +376,17 @@ class JsonFileStore(DocumentStore):
     def _commit(self, write: _Write) -> None:
         self._verify_lock()
         if write.removed and self.archive_path is not None:
-            self._append_archive(write.removed)
+            append_to_archive(self.archive_path, write.removed, owner_of=self.path)
         mode, owner = self.file_mode, new_file_owner(self.path)
         if write.entries is None:  # documents alone: one file, one rename
             assert write.state is not None
             self.state_file.write(write.state, mode=mode, owner=owner, before_replace=self._verify_lock)
             return
-        raw = layout([entry.line() for entry in write.entries])
+        raw = layout(lines_of(write.entries))
 
         def replace_queue() -> None:
             try:
-                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock)
+                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock, on_written=vouch)
             except OSError as error:
                 raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
 
@@ -378,35 +403,23 @@ class JsonFileStore(DocumentStore):
         self._verdict = (raw, True) if still_valid else None
         self._cache = (raw, write.entries)
 
-    def _append_archive(self, jobs: list[Job]) -> None:
-        """Append whole lines or nothing: an append cut short (disk full) is truncated back to where it began."""
-        assert self.archive_path is not None
-        data = "".join(job.to_json_line() + "\n" for job in jobs).encode("utf-8")
+    def _commit_bytes(self, raw: bytes, read: bytes | None) -> None:
+        """Write the file's new bytes, made from ``read`` by adding or replacing valid jobs only."""
+        self._verify_lock()
         try:
-            fd = os.open(self.archive_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, NEW_FILE_MODE)
+            replace_file(
+                self.path,
+                raw,
+                mode=self.file_mode,
+                owner=new_file_owner(self.path),
+                before_replace=self._verify_lock,
+                on_written=vouch,  # the file read was vouched for, and one valid job added
+            )
         except OSError as error:
-            raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
-        try:
-            info = os.fstat(fd)
-            owner = new_file_owner(self.path)
-            if owner is not None and (info.st_uid, info.st_gid) != owner:
-                os.fchown(fd, *owner)
-            size = info.st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                # A line torn by an earlier crash: end it, so that it does not swallow our first job.
-                data = b"\n" + data
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            except OSError:
-                with suppress(OSError):
-                    os.ftruncate(fd, size)
-                    os.fsync(fd)
-                raise
-        except OSError as error:
-            raise StoreIOError(f"{self.archive_path}: cannot append to the archive: {error.strerror}") from None
-        finally:
-            os.close(fd)
+            raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
+        verdict = self._verdict
+        self._verdict = (raw, True) if verdict is not None and verdict[1] and verdict[0] is read else None
+        self._cache = None  # its records were not read: the next reading parses the new bytes
 
     def _stale_temp_files(self) -> list[Path]:
         cutoff = time.time() - STALE_TEMP_AGE
@@ -423,10 +436,3 @@ class JsonFileStore(DocumentStore):
             with suppress(FileNotFoundError):
                 path.unlink()
                 log.info("removed %s, left by an interrupted write", path)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
