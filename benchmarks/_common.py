@@ -6,11 +6,11 @@ with a baseline (each pair runs the baseline right before or right after the var
 order alternating). A ratio is taken within a round or a pair, never between medians of runs
 made minutes apart: a busy neighbour then slows both sides of a ratio alike. The results print
 as Markdown tables and save as JSON (``--json PATH``), which ``readme_table.py`` turns into
-the README's table.
+the table of docs/performance.md.
 
 A new benchmark (of another backend, say) needs only this: callables by name, ``paired`` or
 ``interleave``, ``rows_from`` into a ``Group``, a ``Report`` with a ``ReadmeRow`` per line it
-wants in the README, ``report.finish(args.json)``, and its name in the Makefile's ``bench`` loop.
+wants in docs/performance.md's table, ``report.finish(args.json)``, and its name in the Makefile's ``bench`` loop.
 """
 
 from __future__ import annotations
@@ -302,13 +302,13 @@ def rows_from(
 
 @dataclass(frozen=True)
 class ReadmeRow:
-    """A line of the README's table: a row of a group, beside one of its baselines (or none)."""
+    """A line of the table of docs/performance.md: a row of a group, beside one of its baselines (or none)."""
 
     what: str
     group: str
     row: str
     versus: str | None = None
-    versus_text: str | None = None  # how the README names what it is compared with [default: the baseline's label]
+    versus_text: str | None = None  # how the table names what it is compared with [default: the baseline's label]
 
 
 @dataclass

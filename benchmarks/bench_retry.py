@@ -18,7 +18,7 @@ both sides alike. A side's overhead in a run is its time per call minus the plai
 same run; the table gives the medians over all runs, and the min / median / max of the time per
 call. Target: retryq's overhead at most half of tenacity's. tenacity is needed only here:
 ``pip install tenacity`` (``make bench`` installs it). ``--json PATH`` saves the results for the
-README's table; ``--rounds N`` sets the runs per case.
+table of docs/performance.md; ``--rounds N`` sets the runs per case.
 """
 
 from __future__ import annotations

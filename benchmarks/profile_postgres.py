@@ -1,6 +1,6 @@
 """Where a job's time goes on PostgreSQL, retryq beside procrastinate: round trips, commits, WAL flushes, statements.
 
-Not a benchmark (nothing is paired, nothing is saved): the evidence behind the README's
+Not a benchmark (nothing is paired, nothing is saved): the evidence behind docs/performance.md's
 paragraph on what limits retryq's PostgreSQL queue. On a throwaway cluster of its own, with
 fsync on and ``pg_stat_statements`` loaded (track = all: procrastinate's SQL functions are
 counted statement by statement), each scenario runs on a new schema, in this process:
