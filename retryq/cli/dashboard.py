@@ -81,6 +81,8 @@ def dashboard(
     """
     if (output is None) == (not serve):
         fail("give either --output FILE or --serve (see 'retryq dashboard --help')", ExitCode.USAGE)
+    if output is not None and str(output) in ("", "."):  # typer reads an empty --output as the directory "."
+        fail("--output needs a file name, such as dashboard.html", ExitCode.USAGE)
     if token is not None and not token.strip():
         fail("the dashboard token is empty (--token or RETRYQ_DASHBOARD_TOKEN)", ExitCode.USAGE)
     from ..reporting.dashboard import DashboardData, collect, page_mode, render, write_dashboard

@@ -20,7 +20,7 @@ from ..record.breakerstate import Incident, Pause, WorkflowState, state_key
 from ..record.errors import InvalidInput, RetryqError
 from ..record.models import Job
 from ..record.text import storable
-from ..record.timeutil import format_utc, to_utc
+from ..record.timeutil import MAX_DELAY, format_duration, format_utc, to_utc
 from ..settings.config import Config
 from ..stores import Plan, PlanResult, StateDoc, Store
 from .notify import IncidentHooks
@@ -48,6 +48,11 @@ def pause(
     until = None if until is None else to_utc(until)
     if until is not None and until <= now:
         raise InvalidInput(f"a pause must end after now ({format_utc(now)}), not at {format_utc(until)}")
+    if until is not None and until - now > MAX_DELAY:
+        raise InvalidInput(
+            f"a pause ends at most {format_duration(MAX_DELAY)} from now, as every delay (leave its end out "
+            "to pause until `retryq resume`)"
+        )
     if reason is not None:
         reason = " ".join(storable(reason).split())
         if len(reason) > MAX_REASON or not reason:

@@ -62,6 +62,8 @@ BAD_ARGUMENTS = {
     "empty workflow": (["schedule", "a", "2025-12-19", "-w", ""], "the workflow's name is empty"),
     "pause empty workflow": (["pause", ""], "the workflow's name is empty"),
     "resume empty workflow": (["resume", ""], "the workflow's name is empty"),
+    "pause for ever": (["pause", "default", "--for", "99999d"], "a pause ends at most 30d from now"),
+    "dashboard to nowhere": (["dashboard", "--output", ""], "--output needs a file name"),
 }
 
 
