@@ -200,3 +200,18 @@ def test_a_queue_file_grown_past_the_measured_size_is_warned_about(
     assert result.exit_code == 0, result.stdout  # a warning: nothing is broken yet
     [line] = [line for line in result.stdout.splitlines() if "each change of the file" in line]
     assert line.startswith("warning: queue: .retry-queue.json holds 0.0 MB (1 job); past about 0 MB")
+
+
+def test_a_queue_file_retryq_wrote_knowing_every_record_valid_is_measured_against_the_marked_size(
+    cli: CliRunner, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retryq.reporting import doctor
+
+    invoke(cli, "schedule", "balthazar", "2025-12-19", env=env)
+    invoke(cli, "schedule", "acme", "2025-12-19", env=env)  # checked the file first: its write is marked clean
+    monkeypatch.setattr(doctor, "SLOW_DOCUMENT_BYTES", QUEUE.stat().st_size - 1)
+    monkeypatch.setattr(doctor, "SLOW_MARKED_DOCUMENT_BYTES", QUEUE.stat().st_size)
+    assert "each change of the file" not in invoke(cli, "doctor", env=env).stdout
+    os.utime(QUEUE, ns=(10**9, 10**9))  # touched by something else since: the mark no longer matches
+    [line] = [line for line in invoke(cli, "doctor", env=env).stdout.splitlines() if "each change" in line]
+    assert "every command checks each of its records" in line

@@ -506,3 +506,49 @@ def test_a_file_replaced_by_hand_is_read_whole_by_the_next_schedule(path: Path) 
     path.write_text(content.replace('"acme"', '"acme", "acme"'))  # valid layout, not valid JSON
     with pytest.raises(QueueCorrupt):
         JsonFileStore(path).add(make_job(id="new", client_id="zed"), unchanged)
+
+
+# -- the check for invalid records, trusted from the mark of a writer that knew -------------------------
+
+
+def _no_record_by_record_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retryq.stores.file import store as module
+
+    def refuse(raw: bytes) -> bool:
+        raise AssertionError("every record was checked again")
+
+    monkeypatch.setattr(module, "all_jobs_valid", refuse)
+
+
+def test_a_file_whose_writer_knew_every_record_valid_is_not_checked_record_by_record_again(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = JsonFileStore(path)
+    writer.insert([make_job(id=f"j{n}", client_id=f"client{n}") for n in range(50)])
+    assert writer.invalid() == []  # what every command checks first: now known
+    writer.add(make_job(id="new", client_id="acme"), lambda job: job)  # a schedule: one line added
+    _no_record_by_record_check(monkeypatch)
+    reader = JsonFileStore(path)
+    assert reader.invalid() == []
+    reader.add(make_job(id="newer", client_id="zed"), lambda job: job)  # marked in turn, unchecked
+    assert JsonFileStore(path).invalid() == []
+    assert len(JsonFileStore(path).load()) == 52
+
+
+def test_an_invalid_record_copied_by_later_writes_is_named_by_every_reader(path: Path) -> None:
+    path.write_text(LEGACY_FILE.replace('"pending"', '"done"'))  # a status retryq does not know
+    JsonFileStore(path).add(make_job(id="a", client_id="acme"), lambda job: job)  # read whole, copied as it is
+    JsonFileStore(path).add(make_job(id="b", client_id="zed"), lambda job: job)  # the quick path, from a mark
+    [problem] = JsonFileStore(path).invalid()
+    assert "(balthazar) is invalid: status" in str(problem)
+
+
+def test_a_record_edited_by_hand_after_a_write_that_knew_is_named(path: Path) -> None:
+    writer = JsonFileStore(path)
+    writer.insert([make_job(id="a", client_id="acme"), make_job(id="b", client_id="zed")])
+    assert writer.invalid() == []
+    writer.add(make_job(id="c", client_id="other"), lambda job: job)
+    edited = path.read_text().replace('"status": "pending"', '"status": "done"', 1)
+    os.utime(path, ns=(0, 0))  # whatever its time becomes, the mark no longer matches the file
+    path.write_text(edited)
+    assert len(JsonFileStore(path).invalid()) == 1

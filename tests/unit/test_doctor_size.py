@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retryq.reporting.doctor import SLOW_DOCUMENT_BYTES, diagnose, document_size_finding
+from retryq.reporting.doctor import SLOW_DOCUMENT_BYTES, SLOW_MARKED_DOCUMENT_BYTES, diagnose, document_size_finding
 from retryq.stores import MemoryStore
 
 from ..helpers import T0, make_config, make_job
@@ -24,6 +24,16 @@ def test_past_it_a_warning_names_the_size_and_the_remedies() -> None:
     )
     for remedy in ("keep_days", "`retryq prune`", "archive = true", "PostgreSQL or Redis", "retryq export"):
         assert remedy in finding.message
+
+
+def test_a_file_marked_clean_is_warned_about_later_and_an_unmarked_one_says_why_it_is_slow() -> None:
+    between = (SLOW_DOCUMENT_BYTES + SLOW_MARKED_DOCUMENT_BYTES) // 2
+    assert document_size_finding("q.json", between, 20_000, marked=True) is None
+    assert document_size_finding("q.json", SLOW_MARKED_DOCUMENT_BYTES + 1, 40_000, marked=True) is not None
+    unmarked = document_size_finding("q.json", between, 20_000)
+    assert unmarked is not None
+    assert "every command checks each of its records" in unmarked.message
+    assert "extended attributes" in unmarked.message
 
 
 class _GrownStore(MemoryStore):

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ from ..entry import _Entry, lines_of
 from .archive import append_to_archive
 from .layout import added, all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
-from .voucher import vouch, vouched
+from .voucher import marked_clean, vouch, vouched
 
 if TYPE_CHECKING:
     from ...record.views import JobView
@@ -130,7 +131,8 @@ class JsonFileStore(DocumentStore):
         if raw is None:
             return []
         if self._verdict is None or self._verdict[0] is not raw:
-            self._verdict = (raw, all_jobs_valid(raw))  # a slice at a time: `process` checks at each start
+            # A file whose last writer knew every record valid says so (see .voucher); else, a slice at a time.
+            self._verdict = (raw, marked_clean(self.path, raw) or all_jobs_valid(raw))
         return [] if self._verdict[1] else super().invalid()
 
     def _every_job(self, raw: bytes | None = None) -> list[Job] | None:
@@ -210,6 +212,11 @@ class JsonFileStore(DocumentStore):
             return self.path.stat().st_size
         except OSError:
             return None
+
+    @property
+    def document_marked(self) -> bool:
+        """Whether the file carries the mark of a write that knew every record valid (see .voucher)."""
+        return marked_clean(self.path, self.document_bytes)
 
     @property
     def file_mode(self) -> int:
@@ -304,6 +311,8 @@ class JsonFileStore(DocumentStore):
                 self._remove_stale_temp_files()
                 self.state_file.recover()  # a change a killed writer left half done: settled before reading
                 raw = self._read_bytes()
+                if raw is not None and not (self._verdict and self._verdict[0] is raw) and marked_clean(self.path, raw):
+                    self._verdict = (raw, True)  # its last writer knew every record valid: so will this write
                 # A file not vouched for is parsed whole: a line broken by hand is then found (see .voucher).
                 done = None if quick is None or raw is None or not vouched(self.path, len(raw)) else quick(raw)
                 write: _Write | bytes | None
@@ -383,10 +392,15 @@ class JsonFileStore(DocumentStore):
             self.state_file.write(write.state, mode=mode, owner=owner, before_replace=self._verify_lock)
             return
         raw = layout(lines_of(write.entries))
+        # A write keeps the records it read and adds validated jobs: what was all valid stays so, and
+        # the verdict moves to the new bytes rather than holding on to a copy of the old ones.
+        verdict, base = self._verdict, self._cache
+        still_valid = verdict is not None and verdict[1] and base is not None and verdict[0] is base[0]
+        mark = partial(vouch, clean=still_valid)
 
         def replace_queue() -> None:
             try:
-                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock, on_written=vouch)
+                replace_file(self.path, raw, mode=mode, owner=owner, before_replace=self._verify_lock, on_written=mark)
             except OSError as error:
                 raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
 
@@ -396,16 +410,14 @@ class JsonFileStore(DocumentStore):
             self.state_file.write_with(
                 write.state, raw, replace_queue, mode=mode, owner=owner, before_replace=self._verify_lock
             )
-        # A write keeps the records it read and adds validated jobs: what was all valid stays so, and
-        # the verdict moves to the new bytes rather than holding on to a copy of the old ones.
-        verdict, base = self._verdict, self._cache
-        still_valid = verdict is not None and verdict[1] and base is not None and verdict[0] is base[0]
         self._verdict = (raw, True) if still_valid else None
         self._cache = (raw, write.entries)
 
     def _commit_bytes(self, raw: bytes, read: bytes | None) -> None:
         """Write the file's new bytes, made from ``read`` by adding or replacing valid jobs only."""
         self._verify_lock()
+        verdict = self._verdict
+        still_valid = verdict is not None and verdict[1] and verdict[0] is read
         try:
             replace_file(
                 self.path,
@@ -413,12 +425,11 @@ class JsonFileStore(DocumentStore):
                 mode=self.file_mode,
                 owner=new_file_owner(self.path),
                 before_replace=self._verify_lock,
-                on_written=vouch,  # the file read was vouched for, and one valid job added
+                on_written=partial(vouch, clean=still_valid),  # the file read was vouched for, one valid job added
             )
         except OSError as error:
             raise StoreIOError(f"{self.location}: cannot write the queue file: {error.strerror or error}") from None
-        verdict = self._verdict
-        self._verdict = (raw, True) if verdict is not None and verdict[1] and verdict[0] is read else None
+        self._verdict = (raw, True) if still_valid else None
         self._cache = None  # its records were not read: the next reading parses the new bytes
 
     def _stale_temp_files(self) -> list[Path]:

@@ -7,11 +7,17 @@ file's size and modification time; a schedule trusts the file without parsing it
 mark is there and still matches. An edit in place changes the modification time (an editor that
 writes a new file leaves no mark at all); a file system without extended attributes keeps no
 mark, and every schedule parses the file whole, as it always did.
+
+The mark also says whether every record is a valid job (``clean``), when the writer knew it: it had
+checked every record of the file it read (as every command does before it writes, see
+:meth:`~retryq.stores.file.store.JsonFileStore.invalid`), or read a file marked clean, and added or
+changed only jobs it validated. Then the next command's check for invalid records trusts the mark
+instead of reading every record again; any other file is checked record by record, as before.
 """
 
 from __future__ import annotations
 
-__all__ = ["vouch", "vouched"]
+__all__ = ["marked_clean", "vouch", "vouched"]
 
 import os
 from contextlib import suppress
@@ -20,20 +26,34 @@ from pathlib import Path
 ATTRIBUTE = "user.retryq.whole"
 
 
-def vouch(fd: int) -> None:
-    """Mark the file open at ``fd``, just written whole by retryq, as valid JSON in its layout."""
+CLEAN = b" clean"
+
+
+def vouch(fd: int, *, clean: bool = False) -> None:
+    """Mark the file open at ``fd``, just written whole by retryq, as valid JSON in its layout (and, with
+    ``clean``, as holding valid jobs only)."""
     info = os.fstat(fd)
     with suppress(OSError, AttributeError):  # no extended attributes here (or on this system): no mark
-        os.setxattr(fd, ATTRIBUTE, _mark(info))
+        os.setxattr(fd, ATTRIBUTE, _mark(info) + (CLEAN if clean else b""))
 
 
-def vouched(path: Path, size: int) -> bool:
-    """Whether the file at ``path`` (``size`` bytes read from it) still carries its mark."""
+def vouched(path: Path, size: int, *, clean: bool = False) -> bool:
+    """Whether the file at ``path`` (``size`` bytes read from it) still carries its mark (with ``clean``:
+    the mark that says every record is a valid job)."""
     try:
         info, mark = os.stat(path), os.getxattr(path, ATTRIBUTE)
     except (OSError, AttributeError):
         return False
-    return info.st_size == size and mark == _mark(info)
+    whole = _mark(info)
+    return info.st_size == size and (mark == whole + CLEAN or (not clean and mark == whole))
+
+
+def marked_clean(path: Path, read: bytes | int | None) -> bool:
+    """Whether the file at ``path`` (``read``: its bytes as read, or their count) carries the mark of a write
+    that knew every record valid: the check for invalid records need read none of them."""
+    if read is None:
+        return False
+    return vouched(path, read if isinstance(read, int) else len(read), clean=True)
 
 
 def _mark(info: os.stat_result) -> bytes:
