@@ -21,7 +21,7 @@ from ..record import rules
 from ..record.models import Job, JobStatus
 from .base import ClaimRequest, Finding, Insertion, InvalidJob, JobFilter, Mutation, Plan, PruneRule, StateDoc, Tally
 from .dueorder import DueOrder
-from .entry import _Entry, _positions
+from .entry import _Entry, _positions, open_job_of
 from .plans import Decision, capped, checked_keys, decide, merged, selected
 
 R = TypeVar("R")
@@ -143,24 +143,15 @@ class DocumentStore:
 
     def _adding(self, job: Job, on_open: Mutation, plan: Plan | None) -> Transaction[tuple[Job, bool]]:
         def transaction(current: list[_Entry]) -> tuple[tuple[Job, bool], _Write | None]:
-            existing, outcome, step = None, job, None
-            for position, entry in enumerate(current):
-                # Compared on the scanned fields: adding a job never decodes the whole queue.
-                if not (entry.is_open and entry.key == job.key):
-                    continue
-                existing = entry.decoded()
-                if existing is None:
-                    continue  # not a job: left alone, and it holds no key
-                updated = on_open(existing)
-                if updated is None:
-                    raise ValueError("on_open must return a job")
-                outcome = updated
+            existing, outcome = None, job
+            found = open_job_of(enumerate(current), job.key, on_open)  # adding never decodes the whole queue
+            if found is None:
+                step = _Step([*current, _Entry.of(job)], {job.id: job}, [], True)
+            else:
+                position, existing, outcome = found
                 step = _Step(current, {existing.id: outcome}, [], outcome is not existing)  # current is ours
                 if step.changed:
                     step.entries[position] = _Entry.of(outcome)
-                break
-            if step is None:
-                step = _Step([*current, _Entry.of(job)], {job.id: job}, [], True)
             if plan is not None and self._plan(plan, step) is None:
                 return (existing or job, False), None
             # What the plan's mutations left of the job, if they changed it (and did not remove it).

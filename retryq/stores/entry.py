@@ -7,16 +7,16 @@ __all__: list[str] = []  # private to the stores
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from ..record import rules
 from ..record.errors import InvalidInput, QueueCorrupt
-from ..record.models import DEFAULT_WORKFLOW, Job, describe_validation_error, json_line
+from ..record.models import DEFAULT_WORKFLOW, Job, JobKey, describe_validation_error, json_line
 from ..record.text import printable
 from ..record.timeutil import parse_utc
 from .base import InvalidJob
@@ -168,3 +168,25 @@ def lines_of(entries: list[_Entry]) -> list[bytes]:
     """Each record's line, as :meth:`_Entry.line` gives it: read from the slot where it is kept (a
     write lays out every record of the queue: a method call for each is a third of its time)."""
     return [line if (line := entry._line) is not None else entry.line() for entry in entries]
+
+
+Tag = TypeVar("Tag")
+
+
+def open_job_of(
+    entries: Iterable[tuple[Tag, _Entry]], key: JobKey, on_open: Callable[[Job], Job | None]
+) -> tuple[Tag, Job, Job] | None:
+    """The first open job of ``key`` among ``entries`` (in file order, each with its place), and what
+    ``on_open`` makes of it: ``(place, existing, updated)``; None when the key has no open job. Compared
+    on the scanned fields: only that job is decoded. A record that is not a job holds no key."""
+    for place, entry in entries:
+        if not (entry.is_open and entry.key == key):
+            continue
+        existing = entry.decoded()
+        if existing is None:
+            continue  # not a job: left alone
+        updated = on_open(existing)
+        if updated is None:
+            raise ValueError("on_open must return a job")
+        return place, existing, updated
+    return None

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ...record.errors import QueueCorrupt
 from ...record.models import Job, job_list
-from ..entry import _Entry
+from ..entry import _Entry, open_job_of
 
 #: What a schedule found: the job stored and whether it is new, and the file's new bytes (None: unchanged).
 Added = tuple[tuple[Job, bool], bytes | None]
@@ -115,22 +115,16 @@ def added(raw: bytes, job: Job, on_open: Callable[[Job], Job | None]) -> Added |
     spans = _lines_that_may_hold(raw, job.client_id)
     if spans is None:
         return None
-    for start, end in spans:
-        entry = _entry_of(raw[start:end])
-        if entry is None:
-            return None
-        if not (entry.is_open and entry.key == job.key):
-            continue
-        existing = entry.decoded()
-        if existing is None:
-            continue  # not a job: left alone, and it holds no key
-        updated = on_open(existing)
-        if updated is None:
-            raise ValueError("on_open must return a job")
-        if updated is existing:
-            return (existing, False), None
-        return (updated, False), b"".join((raw[:start], _Entry.of(updated).line(), raw[end:]))
-    return (job, True), b"".join((memoryview(raw)[:-3], b",\n", line, b"\n]\n"))
+    entries = [(span, _entry_of(raw[span[0] : span[1]])) for span in spans]
+    if any(entry is None for _, entry in entries):
+        return None
+    found = open_job_of(((span, entry) for span, entry in entries if entry is not None), job.key, on_open)
+    if found is None:
+        return (job, True), b"".join((memoryview(raw)[:-3], b",\n", line, b"\n]\n"))
+    (start, end), existing, updated = found
+    if updated is existing:
+        return (existing, False), None
+    return (updated, False), b"".join((raw[:start], _Entry.of(updated).line(), raw[end:]))
 
 
 def _lines_that_may_hold(raw: bytes, client: str) -> list[tuple[int, int]] | None:
