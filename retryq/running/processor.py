@@ -121,9 +121,9 @@ class Processor:
         while not self._stop_event.is_set():
             try:
                 report.invalid = self.store.invalid()
-                self._resolve_commands(report)
                 self.housekeeping.recover(report)
                 report.enqueued += len(self.recurring.enqueue())  # the schedules' due occurrences, run below
+                self._resolve_commands(report)  # after both: what they left pending counts too
                 return
             except StoreUnavailable as error:
                 if not worker:

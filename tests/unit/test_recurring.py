@@ -270,3 +270,25 @@ def test_a_run_for_some_workflows_enqueues_the_occurrences_of_their_schedules_on
     jobs = Recurring(store, settings, clock=utcnow, only={"default"}).enqueue()  # `process --workflow default`
     assert [job.client_id for job in jobs] == ["hourly"]
     assert set(store.state()) == {"schedule:hourly"}  # nightly is not even seen: its own run will see it
+
+
+def test_the_run_that_enqueues_an_occurrence_of_a_workflow_without_a_command_says_so(
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Not only the next run: the occurrence is recorded, and its job waits for a command, said at once."""
+    from retryq import Processor
+
+    store = MemoryStore()
+    settings = Config(
+        workflows={
+            "default": WorkflowSettings("default", command=("true",), command_origin="test"),
+            "sync": WorkflowSettings("sync"),  # no command
+        },
+        schedules={"every": Schedule("every", "* * * * *", workflow="sync", tz="UTC")},
+    )
+    freezer.move_to("2025-12-19T12:01:00.400Z")
+    report = Processor(store, settings, prune=False).run(handle_signals=False)
+    assert report.enqueued == 1
+    assert [str(error) for error in report.config_errors] == [
+        "1 pending job of workflow 'sync', which has no command configured; left pending"
+    ]
