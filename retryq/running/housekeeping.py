@@ -221,8 +221,10 @@ class Housekeeping:
         if unheard_of:
             report.released += give_back_unheard_of(self.store, unheard_of)
             open_jobs = self.store.load(JobFilter.of(status=JobStatus.PENDING))
-        waiting = [job.execute_at for job in open_jobs if job.status is JobStatus.PENDING]
-        report.pending, report.next_due = len(waiting), min(waiting, default=None)
+        waiting = [job for job in open_jobs if job.status is JobStatus.PENDING]
+        report.pending = len(waiting)
+        # Jobs of a held workflow (an incident, a pause) wait for its release, not for their time.
+        report.next_due = min((job.execute_at for job in waiting if job.workflow not in report.held), default=None)
         report.finished_at = self.clock()
         for index in range(len(self.options.reporters)):
             self._report(index, report)

@@ -30,7 +30,7 @@ class ProcessReport:
     stopped_by: int | None = None  # the signal that stopped the run
     finished_jobs: list[tuple[Job, Outcome]] = field(default_factory=list)
     pending: int = 0  # jobs left pending when the run ended
-    next_due: datetime | None = None  # the soonest of them
+    next_due: datetime | None = None  # the soonest of them (but those of a held workflow, which wait for it)
     invalid: list[InvalidJob] = field(default_factory=list)  # records that are not valid jobs, left as they are
     given_back: int = 0  # failed attempts given back for an upstream incident (not counted)
     held: dict[str, int] = field(default_factory=dict)  # workflow -> its due jobs held (an incident, a pause)

@@ -267,6 +267,7 @@ def test_a_paused_workflow_runs_nothing_until_resumed_or_its_time_is_up(notified
     cron = Cron(store, cfg, down=lambda client, now: False)
     report = cron.tick(ELEVEN)
     assert (report.processed, report.held) == (0, {"default": 4})
+    assert (report.pending, report.next_due) == (4, None)  # held jobs wait for the pause, not for a time
     assert cron.tick(ELEVEN + timedelta(minutes=30)).succeeded == 4
     schedule(store, cfg, 2, at=ELEVEN)
     queue.pause("default", now=ELEVEN)
