@@ -139,6 +139,19 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def need_xattrs(directory: Path) -> None:
+    """The tests of retryq's mark on the queue file (retryq/stores/file/voucher.py) need a file system that
+    keeps extended attributes; elsewhere every schedule reads the file whole, and the mark does not apply."""
+    probe = directory / f"xattr-probe-{uuid.uuid4().hex[:8]}"
+    probe.touch()
+    try:
+        os.setxattr(probe, "user.retryq.probe", b"1")
+    except OSError as error:
+        unavailable(f"the file system of {directory} keeps no extended attributes ({error.strerror})")
+    finally:
+        probe.unlink()
+
+
 @contextlib.contextmanager
 def served_dashboard(
     retryq_bin: str, cwd: Path, *options: str, env: dict[str, str] | None = None

@@ -16,7 +16,7 @@ from retryq.record.models import JobStatus, Owner
 from retryq.record.timeutil import utcnow
 from retryq.running.platform import current_owner
 
-from ..helpers import LEGACY_FILE, FakeWorkflow, invoke, make_job, write_script
+from ..helpers import LEGACY_FILE, FakeWorkflow, invoke, make_job, need_xattrs, write_script
 
 QUEUE = Path(".retry-queue.json")
 
@@ -207,6 +207,7 @@ def test_a_queue_file_retryq_wrote_knowing_every_record_valid_is_measured_agains
 ) -> None:
     from retryq.reporting import doctor
 
+    need_xattrs(Path.cwd())
     invoke(cli, "schedule", "balthazar", "2025-12-19", env=env)
     invoke(cli, "schedule", "acme", "2025-12-19", env=env)  # checked the file first: its write is marked clean
     monkeypatch.setattr(doctor, "SLOW_DOCUMENT_BYTES", QUEUE.stat().st_size - 1)

@@ -18,7 +18,7 @@ from retryq import JsonFileStore
 from retryq.record.errors import LockTimeout, QueueCorrupt, StoreIOError
 from retryq.record.models import Job, JobStatus
 
-from ..helpers import LEGACY_FILE, make_job
+from ..helpers import LEGACY_FILE, make_job, need_xattrs
 
 
 def unchanged(job: Job) -> Job:
@@ -28,6 +28,11 @@ def unchanged(job: Job) -> Job:
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / ".retry-queue.json"
+
+
+@pytest.fixture
+def xattrs(path: Path) -> None:
+    need_xattrs(path.parent)
 
 
 def test_a_new_file_is_private(path: Path) -> None:
@@ -372,6 +377,7 @@ def _counting_scanner(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return parsed
 
 
+@pytest.mark.usefixtures("xattrs")
 def test_a_schedule_parses_only_the_records_that_may_hold_its_client(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -520,6 +526,7 @@ def _no_record_by_record_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(module, "all_jobs_valid", refuse)
 
 
+@pytest.mark.usefixtures("xattrs")
 def test_a_file_whose_writer_knew_every_record_valid_is_not_checked_record_by_record_again(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
