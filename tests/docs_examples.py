@@ -31,7 +31,7 @@ a line of ``…`` alone any number of lines.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,26 +130,35 @@ class Command:
     output: str
 
 
-def commands(block: Block) -> list[Command]:
-    """The ``$`` commands of a ``console`` block, each with the output shown after it."""
-    found: list[Command] = []
+def _session(block: Block, prompt: str, continued: Callable[[str, str], bool]) -> list[tuple[int, list[str], str]]:
+    """A session's entries: each line given at ``prompt`` (with the lines that ``continued(last, next)``
+    says carry it on), where it stands in the page, and the output shown after it."""
+    found: list[tuple[int, list[str], str]] = []
     lines = block.text.splitlines()
     index = 0
     while index < len(lines):
-        if not lines[index].startswith("$ "):
-            raise ValueError(f"{block.page}:{block.line + 1 + index}: output before any `$ ` command")
-        start = index
-        command = lines[index][2:]
-        while command.endswith("\\") and index + 1 < len(lines):
-            index += 1
-            command = command[:-1] + "\n" + lines[index]
+        if not lines[index].startswith(prompt):
+            raise ValueError(f"{block.page}:{block.line + 1 + index}: output before any `{prompt}` line")
+        start, given = index, [lines[index]]
         index += 1
+        while index < len(lines) and continued(given[-1], lines[index]):
+            given.append(lines[index])
+            index += 1
         output: list[str] = []
-        while index < len(lines) and not lines[index].startswith("$ "):
+        while index < len(lines) and not lines[index].startswith(prompt):
             output.append(lines[index])
             index += 1
-        found.append(Command(block.line + 1 + start, command, "\n".join(output)))
+        found.append((block.line + 1 + start, given, "\n".join(output)))
     return found
+
+
+def commands(block: Block) -> list[Command]:
+    """The ``$`` commands of a ``console`` block (a line ending in ``\\`` goes on), each with its output."""
+    sessions = _session(block, "$ ", lambda last, _: last.endswith("\\"))
+    return [
+        Command(line, "\n".join(part.removesuffix("\\") for part in [given[0][2:], *given[1:]]), output)
+        for line, given, output in sessions
+    ]
 
 
 # -- matching shown output ---------------------------------------------------------------------------
@@ -277,21 +286,6 @@ class Example:
 
 
 def pycon_examples(block: Block) -> list[Example]:
-    found: list[Example] = []
-    lines = block.text.splitlines()
-    index = 0
-    while index < len(lines):
-        if not lines[index].startswith(">>>"):
-            raise ValueError(f"{block.page}:{block.line + 1 + index}: output before any `>>>` line")
-        start = index
-        source = [lines[index][4:]]
-        index += 1
-        while index < len(lines) and lines[index].startswith("..."):
-            source.append(lines[index][4:])
-            index += 1
-        output: list[str] = []
-        while index < len(lines) and not lines[index].startswith(">>>"):
-            output.append(lines[index])
-            index += 1
-        found.append(Example(block.line + 1 + start, "\n".join(source) + "\n", "\n".join(output)))
-    return found
+    """The ``>>>`` statements of a ``pycon`` block (with their ``...`` lines), each with its output."""
+    sessions = _session(block, ">>>", lambda _, line: line.startswith("..."))
+    return [Example(line, "".join(part[4:] + "\n" for part in given), output) for line, given, output in sessions]
