@@ -82,7 +82,9 @@ def pause(
     workflow: WorkflowArgument,
     duration: Annotated[
         str | None,
-        typer.Option("--for", metavar="DURATION", help="End the pause by itself after this long: 30m, 2h, 1d."),
+        typer.Option(
+            "--for", metavar="DURATION", help="End the pause by itself after this long (at most 30d): 30m, 2h, 1d."
+        ),
     ] = None,
     reason: Annotated[
         str | None, typer.Option("--reason", metavar="TEXT", help="Why, for whoever looks (list, doctor, incidents).")

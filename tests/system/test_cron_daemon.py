@@ -6,6 +6,7 @@ The crontab is the one of crontab.example (a PATH line, a log in the project dir
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -110,6 +111,24 @@ def as_user(user: str, installed: Installed, cwd: Path, *args: str) -> subproces
     )
 
 
+@contextlib.contextmanager
+def process_every_minute(user: str, installed: Installed, project: Path, workflow: Path) -> Iterator[None]:
+    """The crontab of crontab.example for ``user`` (the installed wheel on its PATH, a log in the project),
+    with the workflow and retryq.toml handed to that user; removed however the block ends."""
+    for path in (workflow, project / "retryq.toml"):
+        shutil.chown(path, user=user)
+    crontab = (
+        "SHELL=/bin/sh\n"
+        f"PATH={installed.venv}/bin:/usr/bin:/bin\n"
+        f"* * * * * cd {project} && retryq process >> {project}/retry.log 2>&1\n"
+    )
+    subprocess.run(["crontab", "-u", user, "-"], input=crontab, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["crontab", "-u", user, "-r"], check=False, capture_output=True)
+
+
 @pytest.mark.timeout(900)  # its own wait below ends first, with the log in the failure
 def test_a_retry_fails_once_then_succeeds_at_consecutive_minute_ticks(
     installed: Installed, cron_user: str, project: Path, cron_daemon: None
@@ -122,15 +141,7 @@ def test_a_retry_fails_once_then_succeeds_at_consecutive_minute_ticks(
         '[ "$n" -ge 2 ] || exit 75\n',
     )
     (project / "retryq.toml").write_text(f'[workflow]\ncommand = ["{fetch}", "{{client}}", "{{date}}"]\n')
-    for path in (fetch, project / "retryq.toml"):
-        shutil.chown(path, user=cron_user)
-    crontab = (
-        "SHELL=/bin/sh\n"
-        f"PATH={installed.venv}/bin:/usr/bin:/bin\n"
-        f"* * * * * cd {project} && retryq process >> {project}/retry.log 2>&1\n"
-    )
-    subprocess.run(["crontab", "-u", cron_user, "-"], input=crontab, text=True, check=True)
-    try:
+    with process_every_minute(cron_user, installed, project, fetch):
         scheduled = as_user(
             cron_user, installed, project, "retryq", "schedule", "balthazar", "2025-12-19", "1", ">> retry.log"
         )
@@ -142,8 +153,6 @@ def test_a_retry_fails_once_then_succeeds_at_consecutive_minute_ticks(
                 break
             time.sleep(1)
         log = (project / "retry.log").read_text()
-    finally:
-        subprocess.run(["crontab", "-u", cron_user, "-r"], check=False, capture_output=True)
     [job] = queue.load()
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2), log
     lines = [STAMP.match(line) for line in log.splitlines()]
@@ -180,20 +189,10 @@ def test_a_schedule_every_minute_runs_at_two_consecutive_ticks_once_each(
         f'[workflows.sync]\ncommand = ["{sync}", "{{client}}", "{{date}}"]\n\n'
         '[schedules.every-minute]\ncron = "* * * * *"\nworkflow = "sync"\nclient = "all"\ntz = "UTC"\n'
     )
-    for path in (sync, project / "retryq.toml"):
-        shutil.chown(path, user=cron_user)
-    crontab = (
-        "SHELL=/bin/sh\n"
-        f"PATH={installed.venv}/bin:/usr/bin:/bin\n"
-        f"* * * * * cd {project} && retryq process >> {project}/retry.log 2>&1\n"
-    )
-    subprocess.run(["crontab", "-u", cron_user, "-"], input=crontab, text=True, check=True)
-    try:
+    with process_every_minute(cron_user, installed, project, sync):
         deadline = time.monotonic() + 600  # two consecutive ticks, on a machine that may be slow
         while time.monotonic() < deadline and _consecutive(_enqueued(project / "retry.log")) is None:
             time.sleep(1)
-    finally:
-        subprocess.run(["crontab", "-u", cron_user, "-r"], check=False, capture_output=True)
     log = (project / "retry.log").read_text() if (project / "retry.log").exists() else ""
     enqueued = _enqueued(project / "retry.log")
     pair = _consecutive(enqueued)

@@ -67,6 +67,19 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300) -> 
         time.sleep(0.05)
 
 
+def process(retryq_bin: str, cwd: Path, queue: str) -> subprocess.CompletedProcess[str]:
+    """One `retryq process` run on ``queue`` (through the proxy or not)."""
+    return subprocess.run(
+        [retryq_bin, "process"],
+        cwd=cwd,
+        env=environment(queue),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_process_gives_back_a_claim_it_never_heard_of_and_the_next_run_runs_it(
     tmp_path: Path,
     retryq_bin: str,
@@ -77,15 +90,7 @@ def test_process_gives_back_a_claim_it_never_heard_of_and_the_next_run_runs_it(
 ) -> None:
     two_due_jobs(store, tmp_path, workflow)
     proxy.arm()
-    first = subprocess.run(
-        [retryq_bin, "process"],
-        cwd=tmp_path,
-        env=environment(proxy.address(postgres_queue)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    first = process(retryq_bin, tmp_path, proxy.address(postgres_queue))
     assert proxy.lost.is_set(), "the proxy lost no reply: the test proved nothing"
     assert first.returncode == 0, first.stderr
     jobs = {job.id: job for job in store.load()}
@@ -94,15 +99,7 @@ def test_process_gives_back_a_claim_it_never_heard_of_and_the_next_run_runs_it(
         first.stderr
     )
 
-    second = subprocess.run(
-        [retryq_bin, "process"],
-        cwd=tmp_path,
-        env=environment(postgres_queue),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    second = process(retryq_bin, tmp_path, postgres_queue)
     assert second.returncode == 0, second.stderr
     [lost] = [job for job in store.load() if job.id == "lost"]
     assert [call["client"] for call in workflow.calls()] == ["other", "lost"]

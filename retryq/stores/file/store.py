@@ -38,7 +38,7 @@ from ..entry import _Entry, lines_of
 from .archive import append_to_archive
 from .layout import added, all_jobs_valid, every_job_of, layout, parse
 from .sidecar import StateFile
-from .voucher import marked_clean, vouch, vouched
+from .voucher import vouch, vouched
 
 if TYPE_CHECKING:
     from ...record.views import JobView
@@ -132,7 +132,7 @@ class JsonFileStore(DocumentStore):
             return []
         if self._verdict is None or self._verdict[0] is not raw:
             # A file whose last writer knew every record valid says so (see .voucher); else, a slice at a time.
-            self._verdict = (raw, marked_clean(self.path, raw) or all_jobs_valid(raw))
+            self._verdict = (raw, vouched(self.path, raw) == "clean" or all_jobs_valid(raw))
         return [] if self._verdict[1] else super().invalid()
 
     def _every_job(self, raw: bytes | None = None) -> list[Job] | None:
@@ -216,7 +216,7 @@ class JsonFileStore(DocumentStore):
     @property
     def document_marked(self) -> bool:
         """Whether the file carries the mark of a write that knew every record valid (see .voucher)."""
-        return marked_clean(self.path, self.document_bytes)
+        return vouched(self.path, self.document_bytes) == "clean"
 
     @property
     def file_mode(self) -> int:
@@ -311,10 +311,11 @@ class JsonFileStore(DocumentStore):
                 self._remove_stale_temp_files()
                 self.state_file.recover()  # a change a killed writer left half done: settled before reading
                 raw = self._read_bytes()
-                if raw is not None and not (self._verdict and self._verdict[0] is raw) and marked_clean(self.path, raw):
+                mark = vouched(self.path, raw)
+                if raw is not None and mark == "clean" and not (self._verdict and self._verdict[0] is raw):
                     self._verdict = (raw, True)  # its last writer knew every record valid: so will this write
                 # A file not vouched for is parsed whole: a line broken by hand is then found (see .voucher).
-                done = None if quick is None or raw is None or not vouched(self.path, len(raw)) else quick(raw)
+                done = None if quick is None or raw is None or mark is None else quick(raw)
                 write: _Write | bytes | None
                 if done is None:
                     result, write = transaction(self._read(raw))

@@ -17,15 +17,14 @@ instead of reading every record again; any other file is checked record by recor
 
 from __future__ import annotations
 
-__all__ = ["marked_clean", "vouch", "vouched"]
+__all__ = ["vouch", "vouched"]
 
 import os
 from contextlib import suppress
 from pathlib import Path
+from typing import Literal
 
 ATTRIBUTE = "user.retryq.whole"
-
-
 CLEAN = b" clean"
 
 
@@ -37,23 +36,20 @@ def vouch(fd: int, *, clean: bool = False) -> None:
         os.setxattr(fd, ATTRIBUTE, _mark(info) + (CLEAN if clean else b""))
 
 
-def vouched(path: Path, size: int, *, clean: bool = False) -> bool:
-    """Whether the file at ``path`` (``size`` bytes read from it) still carries its mark (with ``clean``:
-    the mark that says every record is a valid job)."""
+def vouched(path: Path, read: bytes | int | None) -> Literal["whole", "clean"] | None:
+    """What the mark of the file at ``path`` (``read``: its bytes as read, or their count) vouches for:
+    ``"clean"``, every record a valid job (its check need read none); ``"whole"``, its layout only; None,
+    nothing (no mark, or one of another state of the file)."""
+    if read is None:
+        return None
     try:
         info, mark = os.stat(path), os.getxattr(path, ATTRIBUTE)
     except (OSError, AttributeError):
-        return False
+        return None
+    if info.st_size != (read if isinstance(read, int) else len(read)):
+        return None
     whole = _mark(info)
-    return info.st_size == size and (mark == whole + CLEAN or (not clean and mark == whole))
-
-
-def marked_clean(path: Path, read: bytes | int | None) -> bool:
-    """Whether the file at ``path`` (``read``: its bytes as read, or their count) carries the mark of a write
-    that knew every record valid: the check for invalid records need read none of them."""
-    if read is None:
-        return False
-    return vouched(path, read if isinstance(read, int) else len(read), clean=True)
+    return "clean" if mark == whole + CLEAN else "whole" if mark == whole else None
 
 
 def _mark(info: os.stat_result) -> bytes:
